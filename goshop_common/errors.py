@@ -1,0 +1,120 @@
+"""One JSON error envelope everywhere: ``{"error": "<message>", "details": [...]}``.
+
+Exception views turn every failure — unknown route, wrong method, oversized
+body, database outage, a bug — into that envelope, so a client never sees an
+HTML page or a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyramid.httpexceptions import HTTPException
+from pyramid.response import Response
+from pyramid.view import exception_view_config
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+log = logging.getLogger("goshop.errors")
+
+# Messages for statuses raised by the framework itself (routing, predicates).
+_STATUS_MESSAGES = {
+    400: "bad request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not found",
+    405: "method not allowed",
+    406: "not acceptable",
+    409: "conflict",
+    413: "request body too large",
+    415: "unsupported media type",
+    429: "too many requests",
+    503: "service unavailable",
+}
+
+
+class ApiError(Exception):
+    """Raised by views and services to answer with a JSON error and roll back."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+class ErrorResponse(Response, Exception):
+    """The envelope as a response that may also be raised (as Pyramid's own
+    HTTP exceptions may): Cornice raises what an error handler returns."""
+
+
+def error_response(
+    status: int,
+    message: str,
+    details: list | None = None,
+    headers: dict[str, str] | None = None,
+) -> ErrorResponse:
+    """The envelope as a response. Returning it (rather than raising) lets the
+    request transaction commit, which the views use when a refusal must still
+    write something (a failed-login count, a revoked session family)."""
+    body: dict = {"error": message}
+    if details:
+        body["details"] = details
+    response = ErrorResponse(json_body=body, status=status, charset="utf-8")
+    response.content_type = "application/json"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+@exception_view_config(ApiError)
+def api_error_view(exc: ApiError, request) -> Response:
+    return error_response(exc.status, exc.message, headers=exc.headers)
+
+
+@exception_view_config(ErrorResponse)
+def raised_error_response_view(exc: ErrorResponse, request) -> Response:
+    return exc
+
+
+@exception_view_config(HTTPException)
+def http_exception_view(exc: HTTPException, request) -> Response:
+    status = exc.code or 500
+    if status < 400:  # redirects and the like pass through untouched
+        return exc
+    message = _STATUS_MESSAGES.get(status, (exc.title or "error").lower())
+    headers = {}
+    if status == 405 and exc.headers.get("Allow"):
+        headers["Allow"] = exc.headers["Allow"]
+    return error_response(status, message, headers=headers)
+
+
+@exception_view_config(OperationalError)
+@exception_view_config(PoolTimeoutError)
+def database_unavailable_view(exc: Exception, request) -> Response:
+    # Connection refused, server restarting, pool exhausted: the client may
+    # retry, which a 500 would not tell it.
+    if isinstance(exc, DBAPIError) and not _is_connection_error(exc):
+        return unexpected_error_view(exc, request)
+    log.error("database unavailable: %s", exc.__class__.__name__)
+    return error_response(503, "service unavailable", headers={"Retry-After": "1"})
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    text = str(exc.orig).lower() if exc.orig is not None else ""
+    return any(
+        marker in text
+        for marker in ("could not connect", "connection refused", "server closed", "terminating connection", "timeout")
+    )
+
+
+@exception_view_config(Exception)
+def unexpected_error_view(exc: Exception, request) -> Response:
+    log.exception("unhandled error", extra={"request_id": getattr(request, "request_id", None)})
+    return error_response(500, "internal error")
+
+
+def includeme(config) -> None:
+    config.scan(__name__)

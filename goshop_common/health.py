@@ -1,0 +1,50 @@
+"""``/live``, ``/ready`` and ``/v1/db/ping``, as the seed defines them."""
+
+from __future__ import annotations
+
+import time
+
+import sqlalchemy as sa
+
+from goshop_common.errors import error_response
+from goshop_common.rest import Service
+
+live = Service(name="live", path="/live", description="The process is up.")
+ready = Service(name="ready", path="/ready", description="Ready to serve: the database answers.")
+db_ping = Service(name="db_ping", path="/v1/db/ping", description="Database round-trip time.")
+
+
+def ping_database(engine: sa.Engine) -> float:
+    """One ``SELECT 1``; returns milliseconds. Raises when the database is down."""
+    started = time.perf_counter()
+    with engine.connect() as connection:
+        connection.execute(sa.text("SELECT 1"))
+    return (time.perf_counter() - started) * 1000
+
+
+@live.get()
+def live_view(request):
+    return {"status": "ok"}
+
+
+@ready.get()
+def ready_view(request):
+    try:
+        ping_database(request.registry.dbengine)
+    except Exception:
+        return error_response(503, "db not ready")
+    return {"status": "ok"}
+
+
+@db_ping.get()
+def db_ping_view(request):
+    try:
+        latency_ms = ping_database(request.registry.dbengine)
+    except Exception:
+        return error_response(503, "db not ready")
+    return {"status": "ok", "latency_ms": round(latency_ms, 2)}
+
+
+def includeme(config) -> None:
+    for service in (live, ready, db_ping):
+        config.add_cornice_service(service)

@@ -1,0 +1,198 @@
+"""The seed's goose commands on top of Alembic, for any service.
+
+    python -m goshop_users.migrate status|up|down|reset|redo
+    python -m goshop_users.migrate up-to VERSION | down-to VERSION
+    python -m goshop_users.migrate create NAME [sql]
+
+Revision ids are timestamps (20250910121530), so ``up-to``/``down-to`` take the
+same versions goose did; ``down-to 0`` rolls everything back. ``create NAME sql``
+writes goose's one-file form (``-- +goose Up`` / ``-- +goose Down``) beside a
+small revision that runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from goshop_common.settings import SettingsError, load_settings
+
+_SQL_TEMPLATE = """-- {name}
+-- Keep the previous release working: add before you drop, backfill in steps.
+
+-- +goose Up
+SELECT 1;
+
+-- +goose Down
+SELECT 1;
+"""
+
+_SQL_REVISION_TEMPLATE = '''"""{name}
+
+Revision ID: {rev}
+Revises: {down}
+Runs the Up and Down sections of {sql_name}.
+"""
+
+from goshop_common.migrations import run_sql_file
+
+revision = {rev!r}
+down_revision = {down!r}
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_sql_file(__file__, "up")
+
+
+def downgrade() -> None:
+    run_sql_file(__file__, "down")
+'''
+
+
+class MigrateError(Exception):
+    pass
+
+
+def alembic_config(ini_path: Path, database_url: str | None = None, script_location: str | None = None) -> Config:
+    config = Config(str(ini_path))
+    if database_url:
+        config.attributes["database_url"] = database_url
+    if script_location:
+        config.set_main_option("script_location", script_location)
+    return config
+
+
+def _url(config: Config) -> str:
+    from goshop_common.migrations import database_url
+
+    return database_url(config)
+
+
+def applied_revisions(config: Config) -> set[str]:
+    """Every revision that is applied: the current heads and their ancestors."""
+    scripts = ScriptDirectory.from_config(config)
+    schema = config.get_main_option("goshop.schema")
+    engine = sa.create_engine(_url(config), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"version_table_schema": schema})
+            heads = context.get_current_heads()
+    finally:
+        engine.dispose()
+    applied: set[str] = set()
+    for head in heads:
+        applied.update(rev.revision for rev in scripts.iterate_revisions(head, "base"))
+    return applied
+
+
+def status(config: Config, out=sys.stdout) -> list[tuple[str, str]]:
+    """Print every revision, oldest first, as Applied or Pending."""
+    scripts = ScriptDirectory.from_config(config)
+    applied = applied_revisions(config)
+    rows = []
+    for rev in reversed(list(scripts.walk_revisions())):
+        state = "Applied" if rev.revision in applied else "Pending"
+        rows.append((rev.revision, state))
+        print(f"    {state:<8} -- {Path(rev.path).name}", file=out)
+    return rows
+
+
+def _known(config: Config, version: str) -> str:
+    if version in ("0", "base"):
+        return "base"
+    scripts = ScriptDirectory.from_config(config)
+    try:
+        known = scripts.get_revision(version) is not None
+    except Exception:
+        known = False
+    if not known:
+        raise MigrateError(f"unknown version {version}")
+    return version
+
+
+def create(config: Config, name: str, kind: str = "py", now: dt.datetime | None = None) -> Path:
+    """Write a new revision named after the current UTC second."""
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    if not slug:
+        raise MigrateError("a migration needs a name of letters or digits")
+    rev = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d%H%M%S")
+    if kind == "py":
+        script = command.revision(config, message=name, rev_id=rev)
+        return Path(script.path)
+    if kind != "sql":
+        raise MigrateError(f"unknown migration type {kind!r}: use sql or leave it out")
+    scripts = ScriptDirectory.from_config(config)
+    versions = Path(scripts.versions)
+    sql_path = versions / f"{rev}_{slug}.sql"
+    py_path = sql_path.with_suffix(".py")
+    if py_path.exists() or sql_path.exists():
+        raise MigrateError(f"{py_path.name} already exists")
+    sql_path.write_text(_SQL_TEMPLATE.format(name=name))
+    py_path.write_text(
+        _SQL_REVISION_TEMPLATE.format(name=name, rev=rev, down=scripts.get_current_head(), sql_name=sql_path.name)
+    )
+    return sql_path
+
+
+def run(argv: list[str], ini_path: Path, prog: str) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="goose-style migrations for one goshop service")
+    parser.add_argument("--database-url", help="overrides GOSHOP_DATABASE_URL and the ini")
+    parser.add_argument("--script-location", help=argparse.SUPPRESS)
+    parser.add_argument("command", choices=["status", "up", "down", "reset", "up-to", "down-to", "redo", "create"])
+    parser.add_argument("args", nargs="*")
+    options = parser.parse_args(argv)
+
+    try:
+        database_url = options.database_url or load_settings().database_url
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    config = alembic_config(ini_path, database_url, options.script_location)
+    cmd, args = options.command, options.args
+    expected = {"up-to": 1, "down-to": 1, "create": (1, 2)}.get(cmd, 0)
+    if (isinstance(expected, int) and len(args) != expected) or (
+        isinstance(expected, tuple) and len(args) not in expected
+    ):
+        parser.error(f"{cmd}: wrong number of arguments")
+
+    try:
+        if cmd == "status":
+            status(config)
+        elif cmd == "up":
+            command.upgrade(config, "head")
+        elif cmd == "down":
+            if not applied_revisions(config):
+                raise MigrateError("no migrations to roll back")
+            command.downgrade(config, "-1")
+        elif cmd == "reset":
+            command.downgrade(config, "base")
+        elif cmd == "up-to":
+            command.upgrade(config, _known(config, args[0]))
+        elif cmd == "down-to":
+            command.downgrade(config, _known(config, args[0]))
+        elif cmd == "redo":
+            if not applied_revisions(config):
+                raise MigrateError("no migrations to redo")
+            command.downgrade(config, "-1")
+            command.upgrade(config, "+1")
+        elif cmd == "create":
+            path = create(config, args[0], args[1] if len(args) > 1 else "py")
+            print(f"created {path}")
+    except MigrateError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except sa.exc.OperationalError as exc:
+        print(f"error: cannot reach the database: {exc.orig}", file=sys.stderr)
+        return 1
+    return 0

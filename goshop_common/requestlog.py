@@ -1,0 +1,59 @@
+"""One JSON log line per request, and the request id that ties lines together.
+
+A client's ``X-Request-ID`` is kept when it is a sane token, otherwise a new
+one is made; either way it is echoed on the response. Only the path is logged,
+never the query string, headers or body, so tokens and passwords stay out.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from pyramid.tweens import INGRESS
+
+log = logging.getLogger("goshop.request")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+USER_ID_ENVIRON_KEY = "goshop.user_id"
+
+
+def request_id_from(value: str | None) -> str:
+    if value and _REQUEST_ID.match(value):
+        return value
+    return uuid.uuid4().hex
+
+
+def request_log_tween_factory(handler, registry):
+    def request_log_tween(request):
+        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
+        request.request_id = request_id
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = handler(request)
+            status = response.status_code
+            response.headers[REQUEST_ID_HEADER] = request_id
+            return response
+        finally:
+            fields = {
+                "method": request.method,
+                "path": request.path,
+                "status": status,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                "request_id": request_id,
+            }
+            user_id = request.environ.get(USER_ID_ENVIRON_KEY)
+            if user_id:
+                fields["user_id"] = user_id
+            log.info("request", extra=fields)
+
+    return request_log_tween
+
+
+def includeme(config) -> None:
+    # Outermost, so the logged status is the one the client got, error pages included.
+    config.add_tween("goshop_common.requestlog.request_log_tween_factory", under=INGRESS)

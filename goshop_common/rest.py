@@ -1,0 +1,80 @@
+"""The REST layer: goshop's Cornice ``Service`` and its request validators.
+
+Cornice stays behind this module: views import ``Service`` and
+``body_validator`` from here, so replacing Cornice is this file's work.
+"""
+
+from __future__ import annotations
+
+import cornice
+from cornice.validators import colander_body_validator, colander_querystring_validator
+
+from goshop_common.errors import error_response
+
+JSON = ("application/json",)
+
+
+def _message_for(error: dict) -> str:
+    description = error.get("description")
+    if isinstance(description, (list, tuple)):
+        description = description[0] if description else None
+    text = str(description or "invalid request")
+    # Cornice's own wording for a body it could not parse.
+    if isinstance(description, bytes):  # Cornice's content-type and accept errors
+        text = description.decode("ascii", "replace")
+    if text.startswith("Invalid JSON"):
+        return "invalid json"
+    if text.startswith("Should be a JSON object") or "is not a mapping type" in text:
+        return "request body must be a JSON object"
+    if error.get("location") == "header" and error.get("name") == "Content-Type":
+        return "content type must be application/json"
+    return text
+
+
+def json_error_handler(request):
+    """Cornice's collected errors in goshop's envelope: the first error's message
+    is ``error`` (the seed's strings come from the schema nodes), all of them go
+    to ``details``."""
+    errors = list(request.errors)
+    status = request.errors.status or 400
+    details = []
+    for error in errors:
+        detail = {
+            "location": error.get("location"),
+            "name": error.get("name") or None,
+            "description": _message_for(error),
+        }
+        if detail not in details:
+            details.append(detail)
+    # An unparseable body also fails every field; only the parse error matters.
+    parse_errors = [d for d in details if d["description"] in ("invalid json", "request body must be a JSON object")]
+    details = parse_errors or details
+    message = details[0]["description"] if details else "invalid request"
+    if status == 415:
+        message = "content type must be application/json"
+    return error_response(status, message, details=details)
+
+
+class Service(cornice.Service):
+    """A Cornice service whose every error speaks goshop's envelope."""
+
+    def default_error_handler(self, request):
+        return json_error_handler(request)
+
+
+def _bound(schema, request):
+    return schema.bind(request=request, settings=request.registry.goshop_settings)
+
+
+def body_validator(request, schema=None, **kwargs):
+    """Validate the JSON body against ``schema``, bound to the request so that
+    deferred validators can read settings (password length, money bounds)."""
+    if schema is None:
+        return
+    colander_body_validator(request, schema=_bound(schema, request), **kwargs)
+
+
+def querystring_validator(request, schema=None, **kwargs):
+    if schema is None:
+        return
+    colander_querystring_validator(request, schema=_bound(schema, request), **kwargs)

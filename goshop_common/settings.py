@@ -1,0 +1,185 @@
+"""Every goshop setting, read from the environment and from the Pyramid ``.ini``.
+
+One line per setting: its name (the ``.ini`` key is ``goshop.<name>``), its
+environment variable, its type and its default. The environment wins over the
+ini. A malformed value fails at start-up with the setting's name in the error,
+never later in a request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+DEVELOPMENT = "development"
+PRODUCTION = "production"
+TEST = "test"
+
+# Clearly marked development defaults. Production refuses both.
+DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-in-production"  # noqa: S105 (marked dev default)
+DEV_JWT_PRIVATE_KEY_FILE = ".goshop/dev-keys/jwt-dev-ed25519.pem"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError(f"must be > 0, got {value}")
+    return value
+
+
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError(f"must be >= 0, got {value}")
+    return value
+
+
+def _one_of(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    return parse
+
+
+def _text(raw: str) -> str:
+    return raw.strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    name: str
+    env: str
+    parse: Callable[[str], Any]
+    default: Any
+
+
+SPECS: tuple[Spec, ...] = (
+    Spec("env", "GOSHOP_ENV", _one_of(DEVELOPMENT, PRODUCTION, TEST), DEVELOPMENT),
+    Spec(
+        "database_url",
+        "GOSHOP_DATABASE_URL",
+        _text,
+        "postgresql://goshop:goshop@127.0.0.1:5433/goshop",
+    ),
+    Spec("db_pool_size", "GOSHOP_DB_POOL_SIZE", _positive_int, 10),
+    Spec("db_connect_timeout", "GOSHOP_DB_CONNECT_TIMEOUT_SECONDS", _positive_int, 3),
+    Spec("db_statement_timeout_ms", "GOSHOP_DB_STATEMENT_TIMEOUT_MS", _positive_int, 5000),
+    Spec("kafka_bootstrap", "GOSHOP_KAFKA_BOOTSTRAP", _text, "127.0.0.1:9092"),
+    Spec("jwt_issuer", "GOSHOP_JWT_ISSUER", _text, "goshop-users"),
+    Spec("jwt_algorithm", "GOSHOP_JWT_ALGORITHM", _one_of("EdDSA", "RS256", "HS256"), "EdDSA"),
+    Spec(
+        "jwt_private_key_file",
+        "GOSHOP_JWT_PRIVATE_KEY_FILE",
+        _text,
+        DEV_JWT_PRIVATE_KEY_FILE,
+    ),
+    Spec("jwt_secret", "GOSHOP_JWT_SECRET", _text, DEV_JWT_SECRET),
+    Spec("access_ttl", "GOSHOP_ACCESS_TTL_SECONDS", _positive_int, 7200),
+    Spec("refresh_ttl", "GOSHOP_REFRESH_TTL_SECONDS", _positive_int, 30 * 24 * 3600),
+    Spec(
+        "refresh_reuse_interval",
+        "GOSHOP_REFRESH_REUSE_INTERVAL_SECONDS",
+        _non_negative_int,
+        10,
+    ),
+    Spec("password_min_length", "GOSHOP_PASSWORD_MIN_LENGTH", _positive_int, 8),
+    Spec("password_max_length", "GOSHOP_PASSWORD_MAX_LENGTH", _positive_int, 256),
+    # OWASP's argon2id recommendation (m=19 MiB, t=2, p=1). p=1 lets concurrent
+    # logins scale across waitress threads instead of fighting for cores.
+    Spec("argon2_time_cost", "GOSHOP_ARGON2_TIME_COST", _positive_int, 2),
+    Spec("argon2_memory_kib", "GOSHOP_ARGON2_MEMORY_KIB", _positive_int, 19456),
+    Spec("argon2_parallelism", "GOSHOP_ARGON2_PARALLELISM", _positive_int, 1),
+    Spec("login_max_failures_per_email", "GOSHOP_LOGIN_MAX_FAILURES_PER_EMAIL", _positive_int, 5),
+    Spec("login_max_failures_per_ip", "GOSHOP_LOGIN_MAX_FAILURES_PER_IP", _positive_int, 50),
+    Spec("login_failure_window", "GOSHOP_LOGIN_FAILURE_WINDOW_SECONDS", _positive_int, 900),
+    Spec("max_body_bytes", "GOSHOP_MAX_BODY_BYTES", _positive_int, 1024 * 1024),
+    Spec("log_level", "GOSHOP_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    env: str
+    database_url: str
+    db_pool_size: int
+    db_connect_timeout: int
+    db_statement_timeout_ms: int
+    kafka_bootstrap: str
+    jwt_issuer: str
+    jwt_algorithm: str
+    jwt_private_key_file: str
+    jwt_secret: str
+    access_ttl: int
+    refresh_ttl: int
+    refresh_reuse_interval: int
+    password_min_length: int
+    password_max_length: int
+    argon2_time_cost: int
+    argon2_memory_kib: int
+    argon2_parallelism: int
+    login_max_failures_per_email: int
+    login_max_failures_per_ip: int
+    login_failure_window: int
+    max_body_bytes: int
+    log_level: str
+
+    @property
+    def production(self) -> bool:
+        return self.env == PRODUCTION
+
+
+def load_settings(ini: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from ``ini`` (``goshop.<name>`` keys) and ``environ``.
+
+    Raises SettingsError naming the first malformed setting, or a development
+    default that production refuses.
+    """
+    ini = ini or {}
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for spec in SPECS:
+        raw = environ.get(spec.env)
+        source = spec.env
+        if raw is None or raw == "":
+            raw = ini.get(f"goshop.{spec.name}")
+            source = f"goshop.{spec.name}"
+        if raw is None or (isinstance(raw, str) and raw.strip() == ""):
+            values[spec.name] = spec.default
+            continue
+        try:
+            values[spec.name] = spec.parse(str(raw))
+        except ValueError as exc:
+            raise SettingsError(f"setting {source}: {exc}") from None
+    settings = Settings(**values)
+    _refuse_development_defaults(settings)
+    return settings
+
+
+def _refuse_development_defaults(settings: Settings) -> None:
+    # The signing key is checked where it is loaded (goshop_users.keys): only
+    # users signs, so only users needs a private key in production.
+    if not settings.production:
+        return
+    if settings.jwt_algorithm == "HS256":
+        if settings.jwt_secret == DEV_JWT_SECRET:
+            raise SettingsError("GOSHOP_JWT_SECRET is the development default; production refuses it")
+        if len(settings.jwt_secret.encode()) < 32:
+            raise SettingsError("GOSHOP_JWT_SECRET must be at least 32 bytes in production")

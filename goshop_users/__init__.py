@@ -1,0 +1,38 @@
+"""The users service: accounts, logins, sessions and the public signing key."""
+
+from __future__ import annotations
+
+from pyramid.config import Configurator
+
+from goshop_common.settings import Settings, load_settings
+from goshop_common.tokens import TokenVerifier
+from goshop_users.keys import load_signing_key
+from goshop_users.passwords import Passwords
+from goshop_users.tokens import TokenIssuer
+
+
+def includeme(config) -> None:
+    """The users service's collaborators, built once per process."""
+    settings: Settings = config.registry.goshop_settings
+    key = load_signing_key(settings)
+    config.registry.signing_key = key
+    config.registry.passwords = Passwords(
+        settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
+    )
+    config.registry.token_issuer = TokenIssuer(key, settings.jwt_issuer, settings.access_ttl)
+    config.registry.token_verifier = TokenVerifier(key.algorithm, settings.jwt_issuer, {key.kid: key.public_key})
+
+
+def make_app(settings: Settings, ini: dict | None = None):
+    with Configurator(settings=dict(ini or {})) as config:
+        config.registry.goshop_settings = settings
+        config.include("goshop_common.web")
+        config.include("goshop_users")
+        config.scan("goshop_users.views")
+        config.include("goshop_common.openapi")
+    return config.make_wsgi_app()
+
+
+def main(global_config, **ini):
+    """Paste entry point: ``pserve goshop_users/development.ini``."""
+    return make_app(load_settings(ini), ini)

@@ -1,0 +1,102 @@
+"""The users service's signing key and the JWKS document that publishes it.
+
+EdDSA (Ed25519) by default, RS256 selectable, HS256 for a shared-secret setup.
+In development a missing key file is generated once and its key id starts with
+``dev-``; production refuses the development key path (see settings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
+
+from goshop_common.settings import DEV_JWT_PRIVATE_KEY_FILE, Settings, SettingsError
+
+_KEY_TYPES = {"EdDSA": ed25519.Ed25519PrivateKey, "RS256": rsa.RSAPrivateKey}
+
+
+@dataclasses.dataclass(frozen=True)
+class SigningKey:
+    algorithm: str
+    kid: str
+    private_key: Any  # key object, or the secret bytes for HS256
+    public_key: Any  # verification key: public key object, or the same secret
+
+    def jwks(self) -> dict:
+        """The public half as a JSON Web Key Set; empty for a shared secret."""
+        if self.algorithm == "HS256":
+            return {"keys": []}
+        if self.algorithm == "EdDSA":
+            jwk = json.loads(OKPAlgorithm.to_jwk(self.public_key))
+        else:
+            jwk = json.loads(RSAAlgorithm.to_jwk(self.public_key))
+        jwk.update({"kid": self.kid, "alg": self.algorithm, "use": "sig"})
+        return {"keys": [jwk]}
+
+
+def _generate(algorithm: str):
+    if algorithm == "EdDSA":
+        return ed25519.Ed25519PrivateKey.generate()
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _write_new_key(path: Path, algorithm: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pem = _generate(algorithm).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    try:
+        # link() fails if another process won the race; its key is the one we use.
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+
+
+def _thumbprint(public_key, algorithm: str) -> str:
+    jwk = json.loads(OKPAlgorithm.to_jwk(public_key) if algorithm == "EdDSA" else RSAAlgorithm.to_jwk(public_key))
+    # RFC 7638: the required members only, sorted, no white space.
+    members = ("crv", "kty", "x") if algorithm == "EdDSA" else ("e", "kty", "n")
+    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(canonical.encode())
+    return jwt.utils.base64url_encode(digest.finalize()).decode()
+
+
+def load_signing_key(settings: Settings) -> SigningKey:
+    if settings.jwt_algorithm == "HS256":
+        secret = settings.jwt_secret.encode()
+        return SigningKey("HS256", "", secret, secret)
+
+    is_dev_key = settings.jwt_private_key_file == DEV_JWT_PRIVATE_KEY_FILE
+    if is_dev_key and settings.production:
+        raise SettingsError(
+            "GOSHOP_JWT_PRIVATE_KEY_FILE is the generated development key; "
+            "production needs a key of its own (see README, 'Keys')"
+        )
+    path = Path(settings.jwt_private_key_file)
+    if not path.exists():
+        if not is_dev_key:
+            raise SettingsError(f"GOSHOP_JWT_PRIVATE_KEY_FILE: no such file: {path}")
+        _write_new_key(path, settings.jwt_algorithm)
+    private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(private_key, _KEY_TYPES[settings.jwt_algorithm]):
+        raise SettingsError(f"GOSHOP_JWT_PRIVATE_KEY_FILE: {path} does not hold a key for {settings.jwt_algorithm}")
+    public_key = private_key.public_key()
+    kid = _thumbprint(public_key, settings.jwt_algorithm)
+    if is_dev_key:
+        kid = f"dev-{kid}"
+    return SigningKey(settings.jwt_algorithm, kid, private_key, public_key)

@@ -1,0 +1,61 @@
+"""The users schema: accounts, login sessions (refresh-token families) and
+failed-login counters."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from goshop_common.db import NAMING_CONVENTION
+
+SCHEMA = "users"
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    # Stored normalised (trimmed, lower-case); the unique constraint is then
+    # case-insensitive without citext and its text = citext pitfalls.
+    email: Mapped[str] = mapped_column(sa.Text, unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
+
+
+class Session(Base):
+    """One login: a refresh-token family. Only the newest refresh token's id
+    (``current_jti``) refreshes; the one before it is remembered so that a
+    concurrent second use within the reuse interval can be told from theft."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), sa.ForeignKey("users.users.id", ondelete="CASCADE"), index=True
+    )
+    current_jti: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    previous_jti: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    rotated_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    revoked_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class LoginFailure(Base):
+    """Failed logins counted per key (``email:<addr>`` or ``ip:<addr>``) in a
+    fixed window that starts at the first failure."""
+
+    __tablename__ = "login_failures"
+
+    key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    failures: Mapped[int] = mapped_column(sa.Integer)
+    window_started_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))

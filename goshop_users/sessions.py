@@ -1,0 +1,144 @@
+"""Login sessions and refresh-token rotation.
+
+A session is a refresh-token family. Refreshing rotates it: the presented token
+stops working and a successor is issued. Presenting a rotated token again means
+it was copied — unless it comes back within ``reuse_interval`` seconds of the
+rotation, which is two tabs refreshing at once. The first case revokes the whole
+family; the second gets the successor the first caller got (same refresh token
+id, a fresh access token), so both tabs carry on with one family.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session as DbSession
+
+from goshop_users.models import Session, User
+from goshop_users.tokens import TokenIssuer
+
+REUSE_DETECTED = "refresh token reuse"
+LOGOUT = "logout"
+LOGOUT_ALL = "logout_all"
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+    def as_json(self) -> dict:
+        return {
+            "access_token": self.access_token,
+            "refresh_token": self.refresh_token,
+            "token_type": "Bearer",
+            "expires_in": self.expires_in,
+        }
+
+
+class RefreshRejected(Exception):
+    """The refresh token cannot be used (unknown, revoked, expired or reused)."""
+
+
+class Sessions:
+    def __init__(
+        self,
+        db: DbSession,
+        issuer: TokenIssuer,
+        refresh_ttl: int,
+        reuse_interval: int,
+        clock: Callable[[], dt.datetime],
+    ):
+        self.db = db
+        self.issuer = issuer
+        self.refresh_ttl = dt.timedelta(seconds=refresh_ttl)
+        self.reuse_interval = dt.timedelta(seconds=reuse_interval)
+        self.clock = clock
+
+    def _pair(self, user: User, session: Session, now: dt.datetime) -> TokenPair:
+        return TokenPair(
+            access_token=self.issuer.access_token(user.id, user.email, session.id, now),
+            refresh_token=self.issuer.refresh_token(user.id, session.id, session.current_jti, now, session.expires_at),
+            expires_in=self.issuer.access_ttl,
+        )
+
+    def open(self, user: User) -> TokenPair:
+        """A new session for a user who just proved their password."""
+        now = self.clock()
+        session = Session(
+            id=uuid.uuid4(),
+            user_id=user.id,
+            current_jti=uuid.uuid4(),
+            created_at=now,
+            expires_at=now + self.refresh_ttl,
+        )
+        self.db.add(session)
+        return self._pair(user, session, now)
+
+    def _locked(self, claims: dict) -> Session | None:
+        try:
+            session_id = uuid.UUID(claims["sid"])
+            user_id = uuid.UUID(claims["sub"])
+        except (KeyError, ValueError):
+            return None
+        # The row lock serialises two refreshes of one family, so exactly one
+        # of them rotates and the other sees the rotation.
+        session = self.db.get(Session, session_id, with_for_update=True)
+        if session is None or session.user_id != user_id:
+            return None
+        return session
+
+    def refresh(self, claims: dict) -> TokenPair:
+        """Rotate the family of a verified refresh token. Raises RefreshRejected;
+        when that was a reuse, the family is revoked first (the caller must
+        still commit)."""
+        now = self.clock()
+        session = self._locked(claims)
+        if session is None or session.revoked_at is not None or session.expires_at <= now:
+            raise RefreshRejected("session is not active")
+        try:
+            jti = uuid.UUID(claims["jti"])
+        except ValueError:
+            raise RefreshRejected("malformed token id") from None
+        user = self.db.get(User, session.user_id)
+        if jti == session.current_jti:
+            session.previous_jti = jti
+            session.current_jti = uuid.uuid4()
+            session.rotated_at = now
+            session.expires_at = now + self.refresh_ttl
+            return self._pair(user, session, now)
+        if (
+            jti == session.previous_jti
+            and session.rotated_at is not None
+            and now - session.rotated_at <= self.reuse_interval
+        ):
+            return self._pair(user, session, now)
+        session.revoked_at = now
+        session.revoked_reason = REUSE_DETECTED
+        raise RefreshRejected(REUSE_DETECTED)
+
+    def revoke(self, claims: dict) -> bool:
+        """Log out the session a refresh token belongs to. Idempotent: True
+        whether it was revoked now or before; False for a token of no session."""
+        session = self._locked(claims)
+        if session is None:
+            return False
+        if session.revoked_at is None:
+            session.revoked_at = self.clock()
+            session.revoked_reason = LOGOUT
+        return True
+
+    def revoke_all(self, user_id: uuid.UUID) -> int:
+        """Revoke every active session of the user; returns how many were active."""
+        now = self.clock()
+        result = self.db.execute(
+            sa.update(Session)
+            .where(Session.user_id == user_id, Session.revoked_at.is_(None), Session.expires_at > now)
+            .values(revoked_at=now, revoked_reason=LOGOUT_ALL)
+        )
+        return result.rowcount

