@@ -23,8 +23,9 @@ RUNTIME = [
     "transaction==5.1",
     "waitress==3.0.2",
     "zope.sqlalchemy==4.1",
-    # Cornice 6.1 imports pkg_resources, which setuptools 82 removed.
-    "setuptools<82",
+    # Cornice 6.1 and Pyramid import pkg_resources: setuptools 82 removed it and
+    # 80+ warns about it on every start.
+    "setuptools<80",
 ]
 
 # The throwaway infrastructure `make run` and the tests start: a real

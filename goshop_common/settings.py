@@ -19,7 +19,6 @@ TEST = "test"
 
 # Clearly marked development defaults. Production refuses both.
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-in-production"  # noqa: S105 (marked dev default)
-DEV_JWT_PRIVATE_KEY_FILE = ".goshop/dev-keys/jwt-dev-ed25519.pem"
 
 
 class SettingsError(ValueError):
@@ -85,12 +84,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("kafka_bootstrap", "GOSHOP_KAFKA_BOOTSTRAP", _text, "127.0.0.1:9092"),
     Spec("jwt_issuer", "GOSHOP_JWT_ISSUER", _text, "goshop-users"),
     Spec("jwt_algorithm", "GOSHOP_JWT_ALGORITHM", _one_of("EdDSA", "RS256", "HS256"), "EdDSA"),
-    Spec(
-        "jwt_private_key_file",
-        "GOSHOP_JWT_PRIVATE_KEY_FILE",
-        _text,
-        DEV_JWT_PRIVATE_KEY_FILE,
-    ),
+    # Unset: development generates a key under dev_dir; production refuses to start.
+    Spec("jwt_private_key_file", "GOSHOP_JWT_PRIVATE_KEY_FILE", _text, ""),
+    Spec("dev_dir", "GOSHOP_DEV_DIR", _text, ".goshop"),
     Spec("jwt_secret", "GOSHOP_JWT_SECRET", _text, DEV_JWT_SECRET),
     Spec("access_ttl", "GOSHOP_ACCESS_TTL_SECONDS", _positive_int, 7200),
     Spec("refresh_ttl", "GOSHOP_REFRESH_TTL_SECONDS", _positive_int, 30 * 24 * 3600),
@@ -126,6 +122,7 @@ class Settings:
     jwt_issuer: str
     jwt_algorithm: str
     jwt_private_key_file: str
+    dev_dir: str
     jwt_secret: str
     access_ttl: int
     refresh_ttl: int

@@ -1,8 +1,9 @@
 """The users service's signing key and the JWKS document that publishes it.
 
 EdDSA (Ed25519) by default, RS256 selectable, HS256 for a shared-secret setup.
-In development a missing key file is generated once and its key id starts with
-``dev-``; production refuses the development key path (see settings).
+With no key file configured, development generates one under ``dev_dir``
+(key id ``dev-…``, so it is recognisable wherever a token travels); production
+refuses to start without a key file of its own.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 
-from goshop_common.settings import DEV_JWT_PRIVATE_KEY_FILE, Settings, SettingsError
+from goshop_common.settings import Settings, SettingsError
 
 _KEY_TYPES = {"EdDSA": ed25519.Ed25519PrivateKey, "RS256": rsa.RSAPrivateKey}
 
@@ -76,22 +77,29 @@ def _thumbprint(public_key, algorithm: str) -> str:
     return jwt.utils.base64url_encode(digest.finalize()).decode()
 
 
+def dev_key_path(settings: Settings) -> Path:
+    return Path(settings.dev_dir) / "dev-keys" / f"jwt-dev-{settings.jwt_algorithm.lower()}.pem"
+
+
 def load_signing_key(settings: Settings) -> SigningKey:
     if settings.jwt_algorithm == "HS256":
         secret = settings.jwt_secret.encode()
         return SigningKey("HS256", "", secret, secret)
 
-    is_dev_key = settings.jwt_private_key_file == DEV_JWT_PRIVATE_KEY_FILE
-    if is_dev_key and settings.production:
-        raise SettingsError(
-            "GOSHOP_JWT_PRIVATE_KEY_FILE is the generated development key; "
-            "production needs a key of its own (see README, 'Keys')"
-        )
-    path = Path(settings.jwt_private_key_file)
-    if not path.exists():
-        if not is_dev_key:
+    is_dev_key = not settings.jwt_private_key_file
+    if is_dev_key:
+        if settings.production:
+            raise SettingsError(
+                "GOSHOP_JWT_PRIVATE_KEY_FILE is required in production: "
+                "a generated development key is refused (see README, 'Keys')"
+            )
+        path = dev_key_path(settings)
+        if not path.exists():
+            _write_new_key(path, settings.jwt_algorithm)
+    else:
+        path = Path(settings.jwt_private_key_file)
+        if not path.exists():
             raise SettingsError(f"GOSHOP_JWT_PRIVATE_KEY_FILE: no such file: {path}")
-        _write_new_key(path, settings.jwt_algorithm)
     private_key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(private_key, _KEY_TYPES[settings.jwt_algorithm]):
         raise SettingsError(f"GOSHOP_JWT_PRIVATE_KEY_FILE: {path} does not hold a key for {settings.jwt_algorithm}")

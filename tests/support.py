@@ -1,0 +1,96 @@
+"""Helpers the tests share: database servers, snapshots, settings variants."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import psycopg2
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from goshop_common.settings import Settings
+
+USERS_TABLES = ("users.login_failures", "users.sessions", "users.users")
+
+
+class Server:
+    """A PostgreSQL server on which tests create and drop databases."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def url_for(self, database: str) -> str:
+        return make_url(self.url).set(database=database).render_as_string(hide_password=False)
+
+    def _admin(self):
+        url = make_url(self.url)
+        connection = psycopg2.connect(
+            host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
+        )
+        connection.autocommit = True
+        return connection
+
+    def create_database(self, prefix: str) -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        admin = self._admin()
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            admin.close()
+        return self.url_for(name)
+
+    def drop_database(self, url: str) -> None:
+        name = make_url(url).database
+        admin = self._admin()
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            admin.close()
+
+
+def migrate_users(url: str) -> None:
+    from goshop_users.migrate import main
+
+    assert main(["--database-url", url, "up"]) == 0
+
+
+def with_settings(settings: Settings, **changes) -> Settings:
+    return dataclasses.replace(settings, **changes)
+
+
+def truncate(engine: sa.Engine, tables=USERS_TABLES) -> None:
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+
+
+def count_rows(engine: sa.Engine, table: str) -> int:
+    with engine.connect() as connection:
+        return connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def table_snapshot(engine: sa.Engine) -> dict[str, list]:
+    """Every row of every users table, for 'nothing changed' assertions."""
+    snapshot = {}
+    with engine.connect() as connection:
+        for table in USERS_TABLES:
+            snapshot[table] = sorted(map(tuple, connection.execute(sa.text(f"SELECT * FROM {table}"))), key=repr)
+    return snapshot
+
+
+PASSWORD = "correct horse battery"
+
+
+def register(testapp, email: str | None = None, password: str = PASSWORD) -> dict:
+    email = email or f"user-{uuid.uuid4().hex[:10]}@example.com"
+    return testapp.post_json("/v1/users/register", {"email": email, "password": password}, status=201).json
+
+
+def login(testapp, email: str, password: str = PASSWORD, **kwargs) -> dict:
+    return testapp.post_json("/v1/users/login", {"email": email, "password": password}, status=200, **kwargs).json
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
