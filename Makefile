@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-unit test-integration lint format migrate-status migrate-up bench clean clean-data
+.PHONY: help venv run test test-unit test-integration lint format migrate-status migrate-up bench clean clean-data
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  %-28s %s\n", $$1, $$2}'
@@ -26,8 +26,10 @@ venv: $(STAMP) ## create .venv and install goshop with its dev tools
 run: $(STAMP) ## start the shop: embedded Postgres, migrations, every service with auto-reload
 	$(BIN)/goshop-dev
 
-test: $(STAMP) ## run the whole test suite against a real PostgreSQL
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+test: $(STAMP) ## lint, then every test against a real PostgreSQL, with the coverage gate
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## unit tests only (no I/O)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

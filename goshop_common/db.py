@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 import zope.sqlalchemy
 from sqlalchemy.orm import sessionmaker
+from zope.sqlalchemy.datamanager import STATUS_CHANGED
 
 from goshop_common.settings import Settings
 
@@ -57,7 +58,11 @@ def _dbsession(request):
     session = request.environ.get(SESSION_ENVIRON_KEY)
     if session is None:
         session = request.registry.dbsession_factory()
-        zope.sqlalchemy.register(session, transaction_manager=request.tm)
+        # "changed" from the start: zope.sqlalchemy otherwise rolls back a
+        # transaction whose only writes were Core statements (an upsert, say)
+        # and loses them without a word. Committing a read-only transaction
+        # costs the same round-trip as rolling it back.
+        zope.sqlalchemy.register(session, transaction_manager=request.tm, initial_state=STATUS_CHANGED)
         request.add_finished_callback(lambda _request: session.close())
     return session
 

@@ -23,6 +23,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 
 from goshop_common.settings import SettingsError, load_settings
 
@@ -96,8 +97,9 @@ def applied_revisions(config: Config) -> set[str]:
     return applied
 
 
-def status(config: Config, out=sys.stdout) -> list[tuple[str, str]]:
+def status(config: Config, out=None) -> list[tuple[str, str]]:
     """Print every revision, oldest first, as Applied or Pending."""
+    out = out or sys.stdout
     scripts = ScriptDirectory.from_config(config)
     applied = applied_revisions(config)
     rows = []
@@ -127,12 +129,15 @@ def create(config: Config, name: str, kind: str = "py", now: dt.datetime | None 
     if not slug:
         raise MigrateError("a migration needs a name of letters or digits")
     rev = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%d%H%M%S")
+    scripts = ScriptDirectory.from_config(config)
+    if list(Path(scripts.versions).glob(f"{rev}_*")):
+        # Ids are seconds; a second revision in the same second would loop the history.
+        raise MigrateError(f"a revision {rev} already exists; wait a second and create again")
     if kind == "py":
         script = command.revision(config, message=name, rev_id=rev)
         return Path(script.path)
     if kind != "sql":
         raise MigrateError(f"unknown migration type {kind!r}: use sql or leave it out")
-    scripts = ScriptDirectory.from_config(config)
     versions = Path(scripts.versions)
     sql_path = versions / f"{rev}_{slug}.sql"
     py_path = sql_path.with_suffix(".py")
@@ -189,7 +194,7 @@ def run(argv: list[str], ini_path: Path, prog: str) -> int:
         elif cmd == "create":
             path = create(config, args[0], args[1] if len(args) > 1 else "py")
             print(f"created {path}")
-    except MigrateError as exc:
+    except (MigrateError, CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except sa.exc.OperationalError as exc:

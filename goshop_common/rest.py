@@ -71,7 +71,12 @@ def body_validator(request, schema=None, **kwargs):
     deferred validators can read settings (password length, money bounds)."""
     if schema is None:
         return
-    colander_body_validator(request, schema=_bound(schema, request), **kwargs)
+    try:
+        colander_body_validator(request, schema=_bound(schema, request), **kwargs)
+    except RecursionError:
+        # json.loads gives up on deeply nested arrays with RecursionError,
+        # which is not the ValueError Cornice expects.
+        request.errors.add("body", "", "Invalid JSON: nested too deeply")
 
 
 def querystring_validator(request, schema=None, **kwargs):

@@ -13,13 +13,16 @@ EMAIL_MAX_LENGTH = 254
 
 
 class StrictString(colander.String):
-    """A JSON string and nothing else (no numbers, booleans, objects)."""
+    """A JSON string and nothing else (no numbers, booleans, objects), without NUL."""
 
     def deserialize(self, node, cstruct):
         if cstruct is colander.null or cstruct is None:
             return colander.null
         if not isinstance(cstruct, str):
-            raise colander.Invalid(node, node.type_error_msg)
+            raise colander.Invalid(node, getattr(node, "type_error_msg", "must be a string"))
+        if "\x00" in cstruct:
+            # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the driver.
+            raise colander.Invalid(node, getattr(node, "type_error_msg", "must be a string"))
         return cstruct
 
 
@@ -45,6 +48,10 @@ class EmailValidator:
         if len(value) > EMAIL_MAX_LENGTH:
             raise colander.Invalid(node, self.message)
         self._email(node, value)
+        # A shop mails its customers: a dotless domain (a@localhost) is a typo here.
+        domain = value.rpartition("@")[2]
+        if "." not in domain.strip("."):
+            raise colander.Invalid(node, self.message)
 
 
 def email_node(message: str = "invalid email") -> colander.SchemaNode:

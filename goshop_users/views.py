@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from pyramid.response import Response
+
 from goshop_common.errors import ApiError, error_response
 from goshop_common.rest import JSON, Service, body_validator
 from goshop_common.schemas import normalise_email
@@ -124,8 +126,7 @@ def logout_view(request):
     claims = _refresh_claims(request)
     if not _sessions(request).revoke(claims):
         raise ApiError(401, "invalid token")
-    request.response.status = 204
-    return request.response
+    return Response(status=204)
 
 
 @logout_all.post()

@@ -9,7 +9,10 @@ database the URL names.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -21,6 +24,12 @@ from goshop_common.settings import Settings, load_settings
 from tests.support import Server, migrate_users, truncate
 
 
+def _scratch_dir() -> Path:
+    # Not under pytest's basetemp: pytest prunes old basetemps, and a second
+    # pytest run at the same time would delete a live server's data directory.
+    return Path(tempfile.mkdtemp(prefix="goshop-test-pg-"))
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory) -> Iterator[Server]:
     import os
@@ -29,23 +38,27 @@ def pg_server(tmp_path_factory) -> Iterator[Server]:
     if url:
         yield Server(url)
         return
-    postgres = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", free_port(), durable=False)
+    scratch = _scratch_dir()
+    postgres = EmbeddedPostgres(scratch / "data", free_port(), durable=False)
     postgres.start()
     try:
         yield Server(postgres.url)
     finally:
         postgres.destroy()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
 def embedded_postgres(tmp_path_factory) -> Iterator[EmbeddedPostgres]:
     """A server of its own, for tests that stop and start it."""
-    postgres = EmbeddedPostgres(tmp_path_factory.mktemp("pg-own") / "data", free_port(), durable=False)
+    scratch = _scratch_dir()
+    postgres = EmbeddedPostgres(scratch / "data", free_port(), durable=False)
     postgres.start()
     try:
         yield postgres
     finally:
         postgres.destroy()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     data_dir = Path(options.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    env.setdefault("GOSHOP_DEV_DIR", str(data_dir))
+    env["GOSHOP_DEV_DIR"] = str(data_dir)
 
     postgres = None
     if env.get("GOSHOP_DATABASE_URL"):

@@ -11,6 +11,7 @@ end-to-end tests need that. Everything else is pserve's behaviour.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 import hupper
@@ -27,7 +28,14 @@ def serve(ini: str, port: int | None) -> None:
     if port is not None:
         host = server.get("listen", "127.0.0.1:0").rsplit(":", 1)[0]
         server["listen"] = f"{host}:{port}"
+    # SIGTERM (docker stop, kubectl, make run's Ctrl-C) ends the serve loop the
+    # way Ctrl-C does, so waitress closes its sockets and the exit code is 0.
+    signal.signal(signal.SIGTERM, _interrupt)
     waitress.serve(app, **server)
+
+
+def _interrupt(_signum, _frame):
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,383 @@
+"""The goose-style migration CLI (``python -m goshop_users.migrate``) against a
+real PostgreSQL: every test gets an empty database of its own, and ``create``
+only ever writes into a copy of the migrations directory."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
+
+from goshop_common.db import sqlalchemy_url
+from goshop_common.devinfra.postgres import free_port
+from goshop_common.migrate import MigrateError, alembic_config, create, status
+from goshop_users.migrate import ALEMBIC_INI, main
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+REAL_MIGRATIONS = REPO_ROOT / "goshop_users" / "migrations"
+
+FIRST = "20250910121530"
+SECOND = "20250919114711"
+FIRST_FILE = f"{FIRST}_create_users.py"
+SECOND_FILE = f"{SECOND}_sessions_and_login_failures.py"
+FIRST_TABLES = {"users"}
+ALL_TABLES = {"users", "sessions", "login_failures"}
+
+STATUS_LINE = re.compile(r"^\s+(Applied|Pending)\s+-- (\S+)$")
+
+
+@pytest.fixture
+def fresh_db(pg_server) -> Iterator[str]:
+    """An empty database, dropped after the test."""
+    url = pg_server.create_database("goshop_migrate")
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture
+def migrations_copy(tmp_path) -> Iterator[Path]:
+    """A copy of the users migrations for ``create`` to write into. The real
+    directory must come out of every test exactly as it went in."""
+    copy = tmp_path / "migrations"
+    shutil.copytree(REAL_MIGRATIONS, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    yield copy
+    assert real_revision_files() == [FIRST_FILE, SECOND_FILE]
+
+
+def real_revision_files() -> list[str]:
+    versions = REAL_MIGRATIONS / "versions"
+    return sorted(path.name for path in versions.iterdir() if path.suffix in (".py", ".sql"))
+
+
+def migrate(url: str, *argv: str, script_location: Path | None = None) -> int:
+    location = ["--script-location", str(script_location)] if script_location else []
+    return main(["--database-url", url, *location, *argv])
+
+
+def states(url: str, script_location: Path | None = None) -> list[tuple[str, str]]:
+    """What ``status`` reports, oldest first, as (file name, Applied|Pending)."""
+    out = io.StringIO()
+    config = alembic_config(ALEMBIC_INI, url, str(script_location) if script_location else None)
+    status(config, out=out)
+    return parse_status(out.getvalue())
+
+
+def parse_status(text: str) -> list[tuple[str, str]]:
+    rows = []
+    for line in text.splitlines():
+        match = STATUS_LINE.match(line)
+        assert match, f"unexpected status line: {line!r}"
+        rows.append((match.group(2), match.group(1)))
+    return rows
+
+
+def tables(url: str) -> set[str]:
+    """The tables really present in the users schema, bar Alembic's own."""
+    engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
+    try:
+        return set(sa.inspect(engine).get_table_names(schema="users")) - {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, sql: str, **params) -> list[tuple]:
+    engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
+    try:
+        with engine.begin() as connection:
+            result = connection.execute(sa.text(sql), params)
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def insert_user(url: str, email: str) -> uuid.UUID:
+    user_id = uuid.uuid4()
+    execute(
+        url,
+        "INSERT INTO users.users (id, email, password_hash) VALUES (:id, :email, 'not-a-hash')",
+        id=user_id,
+        email=email,
+    )
+    return user_id
+
+
+# --- status, up, down, reset ---------------------------------------------------
+
+
+def test_status_shows_both_revisions_pending_then_applied_after_up(fresh_db, capsys):
+    """Through ``main`` with capsys, the way a caller in the same process sees it."""
+    assert main(["--database-url", fresh_db, "status"]) == 0
+    assert parse_status(capsys.readouterr().out) == [(FIRST_FILE, "Pending"), (SECOND_FILE, "Pending")]
+    assert tables(fresh_db) == set()
+
+    assert main(["--database-url", fresh_db, "up"]) == 0
+    capsys.readouterr()
+
+    assert main(["--database-url", fresh_db, "status"]) == 0
+    assert parse_status(capsys.readouterr().out) == [(FIRST_FILE, "Applied"), (SECOND_FILE, "Applied")]
+    assert tables(fresh_db) == ALL_TABLES
+
+
+def test_status_lists_revisions_oldest_first_pending_then_applied_after_up(fresh_db):
+    assert states(fresh_db) == [(FIRST_FILE, "Pending"), (SECOND_FILE, "Pending")]
+    assert tables(fresh_db) == set()
+
+    assert migrate(fresh_db, "up") == 0
+
+    assert states(fresh_db) == [(FIRST_FILE, "Applied"), (SECOND_FILE, "Applied")]
+    assert tables(fresh_db) == ALL_TABLES
+
+
+def test_status_command_prints_every_revision_to_stdout(fresh_db):
+    """The CLI as a shell runs it, in a process of its own."""
+    result = subprocess.run(
+        [sys.executable, "-m", "goshop_users.migrate", "--database-url", fresh_db, "status"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert parse_status(result.stdout) == [(FIRST_FILE, "Pending"), (SECOND_FILE, "Pending")]
+
+
+def test_down_rolls_back_only_the_last_revision_and_up_reapplies_it(fresh_db):
+    assert migrate(fresh_db, "up") == 0
+
+    assert migrate(fresh_db, "down") == 0
+    assert tables(fresh_db) == FIRST_TABLES
+    assert states(fresh_db) == [(FIRST_FILE, "Applied"), (SECOND_FILE, "Pending")]
+
+    assert migrate(fresh_db, "up") == 0
+    assert tables(fresh_db) == ALL_TABLES
+    assert states(fresh_db) == [(FIRST_FILE, "Applied"), (SECOND_FILE, "Applied")]
+
+
+def test_reset_rolls_back_every_revision(fresh_db):
+    assert migrate(fresh_db, "up") == 0
+
+    assert migrate(fresh_db, "reset") == 0
+    assert tables(fresh_db) == set()
+    assert execute(fresh_db, "SELECT version_num FROM users.alembic_version") == []
+    assert states(fresh_db) == [(FIRST_FILE, "Pending"), (SECOND_FILE, "Pending")]
+
+
+# --- up-to, down-to ------------------------------------------------------------
+
+
+def test_up_to_applies_revisions_only_up_to_that_version(fresh_db):
+    assert migrate(fresh_db, "up-to", FIRST) == 0
+    assert tables(fresh_db) == FIRST_TABLES
+    assert execute(fresh_db, "SELECT version_num FROM users.alembic_version") == [(FIRST,)]
+
+
+def test_down_to_a_version_keeps_that_version_applied(fresh_db):
+    assert migrate(fresh_db, "up") == 0
+
+    assert migrate(fresh_db, "down-to", FIRST) == 0
+    assert tables(fresh_db) == FIRST_TABLES
+    assert states(fresh_db) == [(FIRST_FILE, "Applied"), (SECOND_FILE, "Pending")]
+
+
+def test_down_to_zero_rolls_back_everything(fresh_db):
+    assert migrate(fresh_db, "up") == 0
+
+    assert migrate(fresh_db, "down-to", "0") == 0
+    assert tables(fresh_db) == set()
+    assert states(fresh_db) == [(FIRST_FILE, "Pending"), (SECOND_FILE, "Pending")]
+
+
+# --- redo ----------------------------------------------------------------------
+
+
+def test_redo_reapplies_only_the_last_revision(fresh_db):
+    assert migrate(fresh_db, "up") == 0
+    user_id = insert_user(fresh_db, "kept@example.com")
+    # A session row lives in the last revision's table: redo drops and
+    # recreates that table, so the row must be gone afterwards.
+    execute(
+        fresh_db,
+        "INSERT INTO users.sessions (id, user_id, current_jti, created_at, expires_at)"
+        " VALUES (:id, :user_id, :jti, now(), now() + interval '1 day')",
+        id=uuid.uuid4(),
+        user_id=user_id,
+        jti=uuid.uuid4(),
+    )
+
+    assert migrate(fresh_db, "redo") == 0
+
+    assert tables(fresh_db) == ALL_TABLES
+    assert states(fresh_db) == [(FIRST_FILE, "Applied"), (SECOND_FILE, "Applied")]
+    assert execute(fresh_db, "SELECT id, email FROM users.users") == [(user_id, "kept@example.com")]
+    assert execute(fresh_db, "SELECT count(*) FROM users.sessions") == [(0,)]
+
+
+# --- errors --------------------------------------------------------------------
+
+
+def test_up_to_an_unknown_version_fails_and_changes_nothing(fresh_db, capsys):
+    assert migrate(fresh_db, "up-to", "20991231235959") == 1
+    assert "unknown version 20991231235959" in capsys.readouterr().err
+    assert tables(fresh_db) == set()
+
+
+def test_down_on_an_empty_database_fails_with_a_clear_message(fresh_db, capsys):
+    assert migrate(fresh_db, "down") == 1
+    assert "error: no migrations to roll back" in capsys.readouterr().err
+
+
+def test_redo_on_an_empty_database_fails_with_a_clear_message(fresh_db, capsys):
+    assert migrate(fresh_db, "redo") == 1
+    assert "error: no migrations to redo" in capsys.readouterr().err
+    assert tables(fresh_db) == set()
+
+
+def test_down_to_a_version_not_yet_applied_fails_with_an_error(fresh_db, capsys):
+    assert migrate(fresh_db, "up-to", FIRST) == 0
+
+    assert migrate(fresh_db, "down-to", SECOND) == 1
+    assert "error:" in capsys.readouterr().err
+    assert tables(fresh_db) == FIRST_TABLES
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["status"], ["up"], ["down"], ["reset"], ["redo"], ["up-to", FIRST], ["down-to", "0"]],
+    ids=lambda argv: "-".join(argv),
+)
+def test_unreachable_database_fails_with_exit_code_1_not_a_traceback(argv, capsys):
+    url = f"postgresql://goshop:goshop@127.0.0.1:{free_port()}/goshop"
+
+    assert migrate(url, *argv) == 1
+    err = capsys.readouterr().err
+    assert "error: cannot reach the database" in err
+    assert "Traceback" not in err
+
+
+# --- create --------------------------------------------------------------------
+
+
+def test_create_sql_writes_a_goose_file_that_up_and_down_apply(fresh_db, migrations_copy, capsys):
+    versions = migrations_copy / "versions"
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    assert migrate(fresh_db, "create", "add_index", "sql", script_location=migrations_copy) == 0
+
+    new = sorted(path.name for path in versions.glob("*_add_index.*"))
+    assert len(new) == 2, new
+    rev = new[0].split("_", 1)[0]
+    assert new == [f"{rev}_add_index.py", f"{rev}_add_index.sql"]
+    assert re.fullmatch(r"\d{14}", rev)
+    stamp = dt.datetime.strptime(rev, "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
+    assert before <= stamp <= dt.datetime.now(dt.UTC), "the revision id is the current UTC second"
+    assert str(versions / f"{rev}_add_index.sql") in capsys.readouterr().out
+
+    sql_file = versions / f"{rev}_add_index.sql"
+    template = sql_file.read_text()
+    assert re.search(r"^-- \+goose Up$", template, re.MULTILINE)
+    assert re.search(r"^-- \+goose Down$", template, re.MULTILINE)
+    assert template.index("-- +goose Up") < template.index("-- +goose Down")
+
+    sql_file.write_text(
+        "-- +goose Up\nCREATE TABLE users.created_by_test (id int);\n\n"
+        "-- +goose Down\nDROP TABLE users.created_by_test;\n"
+    )
+
+    assert migrate(fresh_db, "up", script_location=migrations_copy) == 0
+    assert tables(fresh_db) == ALL_TABLES | {"created_by_test"}
+    assert states(fresh_db, migrations_copy)[-1] == (f"{rev}_add_index.py", "Applied")
+
+    assert migrate(fresh_db, "down", script_location=migrations_copy) == 0
+    assert tables(fresh_db) == ALL_TABLES
+    assert states(fresh_db, migrations_copy) == [
+        (FIRST_FILE, "Applied"),
+        (SECOND_FILE, "Applied"),
+        (f"{rev}_add_index.py", "Pending"),
+    ]
+
+
+def test_create_sql_revision_follows_the_previous_head(migrations_copy):
+    config = alembic_config(ALEMBIC_INI, script_location=str(migrations_copy))
+
+    sql_path = create(config, "add_index", "sql", now=dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
+
+    assert sql_path == migrations_copy / "versions" / "20300102030405_add_index.sql"
+    scripts = ScriptDirectory.from_config(config)
+    assert scripts.get_current_head() == "20300102030405"
+    assert scripts.get_revision("20300102030405").down_revision == SECOND
+
+
+def test_create_python_revision_follows_the_previous_head(fresh_db, migrations_copy, capsys):
+    assert migrate(fresh_db, "create", "add_column", script_location=migrations_copy) == 0
+
+    (py_file,) = (migrations_copy / "versions").glob("*_add_column.py")
+    rev = py_file.name.split("_", 1)[0]
+    assert re.fullmatch(r"\d{14}", rev)
+    assert not py_file.with_suffix(".sql").exists()
+    assert str(py_file) in capsys.readouterr().out
+
+    scripts = ScriptDirectory.from_config(alembic_config(ALEMBIC_INI, script_location=str(migrations_copy)))
+    assert scripts.get_current_head() == rev
+    assert scripts.get_revision(rev).down_revision == SECOND
+
+    # The generated (empty) revision runs.
+    assert migrate(fresh_db, "up", script_location=migrations_copy) == 0
+    assert states(fresh_db, migrations_copy)[-1] == (py_file.name, "Applied")
+    assert tables(fresh_db) == ALL_TABLES
+
+
+@pytest.mark.parametrize("second_kind", ["sql", "py"])
+def test_create_twice_in_the_same_second_is_refused_and_leaves_a_usable_history(migrations_copy, second_kind):
+    config = alembic_config(ALEMBIC_INI, script_location=str(migrations_copy))
+    now = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    create(config, "first", "sql", now=now)
+
+    with pytest.raises(MigrateError):
+        create(config, "second", second_kind, now=now)
+
+    scripts = ScriptDirectory.from_config(config)
+    assert [rev.revision for rev in scripts.walk_revisions()] == ["20300102030405", SECOND, FIRST]
+
+
+def test_create_rejects_an_unknown_kind_and_an_empty_name(migrations_copy, capsys):
+    url = f"postgresql://goshop:goshop@127.0.0.1:{free_port()}/goshop"  # create never connects
+
+    assert migrate(url, "create", "x", "bogus", script_location=migrations_copy) == 1
+    assert "unknown migration type 'bogus'" in capsys.readouterr().err
+    assert migrate(url, "create", "!!!", script_location=migrations_copy) == 1
+    assert "needs a name" in capsys.readouterr().err
+    assert sorted(path.name for path in (migrations_copy / "versions").glob("*.py")) == [FIRST_FILE, SECOND_FILE]
+
+
+# --- plain Alembic -------------------------------------------------------------
+
+
+def test_plain_alembic_upgrade_head_reads_goshop_database_url(fresh_db):
+    env = {**os.environ, "GOSHOP_DATABASE_URL": fresh_db}
+
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", "goshop_users/alembic.ini", "upgrade", "head"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert tables(fresh_db) == ALL_TABLES
+    assert execute(fresh_db, "SELECT version_num FROM users.alembic_version") == [(SECOND,)]
