@@ -88,6 +88,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("jwt_private_key_file", "GOSHOP_JWT_PRIVATE_KEY_FILE", _text, ""),
     Spec("dev_dir", "GOSHOP_DEV_DIR", _text, ".goshop"),
     Spec("jwt_secret", "GOSHOP_JWT_SECRET", _text, DEV_JWT_SECRET),
+    # How services other than users verify tokens: users' JWKS (fetched, cached,
+    # refreshed on an unknown key id) unless a public key file is given.
+    Spec("jwks_url", "GOSHOP_JWKS_URL", _text, "http://127.0.0.1:8081/.well-known/jwks.json"),
+    Spec("jwt_public_key_file", "GOSHOP_JWT_PUBLIC_KEY_FILE", _text, ""),
     Spec("access_ttl", "GOSHOP_ACCESS_TTL_SECONDS", _positive_int, 7200),
     Spec("refresh_ttl", "GOSHOP_REFRESH_TTL_SECONDS", _positive_int, 30 * 24 * 3600),
     Spec(
@@ -106,6 +110,15 @@ SPECS: tuple[Spec, ...] = (
     Spec("login_max_failures_per_email", "GOSHOP_LOGIN_MAX_FAILURES_PER_EMAIL", _positive_int, 5),
     Spec("login_max_failures_per_ip", "GOSHOP_LOGIN_MAX_FAILURES_PER_IP", _positive_int, 50),
     Spec("login_failure_window", "GOSHOP_LOGIN_FAILURE_WINDOW_SECONDS", _positive_int, 900),
+    Spec("default_currency", "GOSHOP_DEFAULT_CURRENCY", _text, "RUB"),
+    Spec("order_max_amount_cents", "GOSHOP_ORDER_MAX_AMOUNT_CENTS", _positive_int, 100_000_000),
+    Spec("idempotency_key_ttl", "GOSHOP_IDEMPOTENCY_KEY_TTL_SECONDS", _positive_int, 24 * 3600),
+    # The mock payment provider fails amounts divisible by this (0: never fails).
+    Spec("payments_fail_divisor", "GOSHOP_PAYMENTS_FAIL_DIVISOR", _non_negative_int, 5),
+    Spec("outbox_batch_size", "GOSHOP_OUTBOX_BATCH_SIZE", _positive_int, 100),
+    Spec("outbox_poll_seconds", "GOSHOP_OUTBOX_POLL_SECONDS", _positive_int, 5),
+    Spec("outbox_backoff_base_ms", "GOSHOP_OUTBOX_BACKOFF_BASE_MS", _positive_int, 500),
+    Spec("outbox_backoff_cap_seconds", "GOSHOP_OUTBOX_BACKOFF_CAP_SECONDS", _positive_int, 60),
     Spec("max_body_bytes", "GOSHOP_MAX_BODY_BYTES", _positive_int, 1024 * 1024),
     Spec("log_level", "GOSHOP_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
 )
@@ -124,6 +137,8 @@ class Settings:
     jwt_private_key_file: str
     dev_dir: str
     jwt_secret: str
+    jwks_url: str
+    jwt_public_key_file: str
     access_ttl: int
     refresh_ttl: int
     refresh_reuse_interval: int
@@ -135,6 +150,14 @@ class Settings:
     login_max_failures_per_email: int
     login_max_failures_per_ip: int
     login_failure_window: int
+    default_currency: str
+    order_max_amount_cents: int
+    idempotency_key_ttl: int
+    payments_fail_divisor: int
+    outbox_batch_size: int
+    outbox_poll_seconds: int
+    outbox_backoff_base_ms: int
+    outbox_backoff_cap_seconds: int
     max_body_bytes: int
     log_level: str
 

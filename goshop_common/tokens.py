@@ -7,8 +7,7 @@ access token is expected, nor the reverse: the ``typ`` claim must match.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
@@ -21,17 +20,22 @@ REQUIRED_CLAIMS = ["exp", "iat", "iss", "sub", "typ", "sid", "jti"]
 LEEWAY_SECONDS = 5
 
 
+class KeySource(Protocol):
+    def get(self, kid: str) -> Any: ...
+
+
 class InvalidToken(Exception):
     """The token is not one of ours, is expired, or is of the wrong type."""
 
 
 class TokenVerifier:
-    def __init__(self, algorithm: str, issuer: str, keys: Mapping[str, Any]):
+    def __init__(self, algorithm: str, issuer: str, keys: KeySource):
         """``keys`` maps a key id to a verification key (a public key object, or
-        the secret for HS256 under the id ``""``)."""
+        the secret for HS256 under the id ``""``): a dict, or a store that
+        fetches keys it has not seen (goshop_common.jwks)."""
         self.algorithm = algorithm
         self.issuer = issuer
-        self.keys = dict(keys)
+        self.keys = keys
 
     def verify(self, token: str, expected_type: str) -> dict:
         try:

@@ -23,6 +23,8 @@ from goshop_common.devinfra.postgres import EmbeddedPostgres, free_port
 from goshop_common.settings import Settings, load_settings
 from tests.support import Server, migrate_users, truncate
 
+pytest_plugins = ["tests.plugins.broker"]
+
 
 def _scratch_dir() -> Path:
     # Not under pytest's basetemp: pytest prunes old basetemps, and a second

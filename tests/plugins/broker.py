@@ -1,0 +1,1 @@
+"""Kafka-protocol broker fixtures (filled in with the saga work)."""
