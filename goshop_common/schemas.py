@@ -61,3 +61,54 @@ def email_node(message: str = "invalid email") -> colander.SchemaNode:
         preparer=lambda value: normalise_email(value) if isinstance(value, str) else value,
         validator=EmailValidator(message),
     )
+
+
+class StrictInteger(colander.Integer):
+    """A JSON integer: no strings, floats or booleans (``True`` is an int in Python)."""
+
+    def deserialize(self, node, cstruct):
+        if cstruct is colander.null or cstruct is None:
+            return colander.null
+        if isinstance(cstruct, bool) or not isinstance(cstruct, int):
+            raise colander.Invalid(node, getattr(node, "type_error_msg", "must be an integer"))
+        return cstruct
+
+
+@colander.deferred
+def _amount_range(node, kw):
+    maximum = kw["settings"].order_max_amount_cents
+
+    def validate(node, value):
+        if value <= 0:
+            raise colander.Invalid(node, "amount_cents must be a positive integer")
+        if value > maximum:
+            raise colander.Invalid(node, f"amount_cents must not exceed {maximum}")
+
+    return validate
+
+
+def amount_cents_node() -> colander.SchemaNode:
+    """Money in minor units: a positive integer up to ``order_max_amount_cents``."""
+    node = colander.SchemaNode(
+        StrictInteger(), name="amount_cents", missing_msg="amount_cents is required", validator=_amount_range
+    )
+    node.type_error_msg = "amount_cents must be a positive integer"
+    return node
+
+
+@colander.deferred
+def _default_currency(node, kw):
+    return kw["settings"].default_currency
+
+
+def currency_node() -> colander.SchemaNode:
+    """An ISO 4217 alphabetic code (three capital letters); the default currency when absent."""
+    node = colander.SchemaNode(
+        StrictString(),
+        name="currency",
+        missing=_default_currency,
+        preparer=lambda value: value.strip().upper() if isinstance(value, str) else value,
+        validator=colander.Regex(r"^[A-Z]{3}$", msg="currency must be a 3-letter ISO 4217 code"),
+    )
+    node.type_error_msg = "currency must be a 3-letter ISO 4217 code"
+    return node

@@ -21,7 +21,7 @@ import webtest
 from goshop_common.db import make_engine
 from goshop_common.devinfra.postgres import EmbeddedPostgres, free_port
 from goshop_common.settings import Settings, load_settings
-from tests.support import Server, migrate_users, truncate
+from tests.support import Server, migrate_all, new_customer, truncate, with_settings
 
 pytest_plugins = ["tests.plugins.broker"]
 
@@ -65,9 +65,9 @@ def embedded_postgres(tmp_path_factory) -> Iterator[EmbeddedPostgres]:
 
 @pytest.fixture(scope="session")
 def database_url(pg_server) -> Iterator[str]:
-    """A fresh database with the users migrations applied."""
+    """A fresh database with every service's migrations applied."""
     url = pg_server.create_database("goshop_test")
-    migrate_users(url)
+    migrate_all(url)
     yield url
     pg_server.drop_database(url)
 
@@ -126,3 +126,42 @@ def testapp(users_app, clean_db):
     """WebTest against the users app; the app commits for real and the tables
     are emptied around each test."""
     return webtest.TestApp(users_app, extra_environ={"REMOTE_ADDR": "192.0.2.10"})
+
+
+@pytest.fixture(scope="session")
+def service_settings(settings, users_app, tmp_path_factory) -> Settings:
+    """Settings for services that verify users' tokens: users' public key from a file."""
+    from cryptography.hazmat.primitives import serialization
+
+    path = tmp_path_factory.mktemp("keys") / "users-public.pem"
+    path.write_bytes(
+        users_app.registry.signing_key.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return with_settings(settings, jwt_public_key_file=str(path))
+
+
+@pytest.fixture(scope="session")
+def orders_app(service_settings):
+    from goshop_orders import make_app
+
+    return make_app(service_settings)
+
+
+@pytest.fixture(scope="session")
+def payments_app(service_settings):
+    from goshop_payments import make_app
+
+    return make_app(service_settings)
+
+
+@pytest.fixture
+def orders_client(orders_app, clean_db):
+    return webtest.TestApp(orders_app)
+
+
+@pytest.fixture
+def customer(testapp):
+    """A registered, logged-in user: ``{"id", "email", "headers"}``."""
+    return new_customer(testapp)

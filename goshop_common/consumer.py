@@ -1,0 +1,201 @@
+"""Consuming events exactly once in effect: inbox by event id, offset after commit.
+
+For each polled batch of a partition, one database transaction applies every
+new event (each in a savepoint) and records its id in the inbox; only after
+that transaction commits is the Kafka offset committed. A crash in between
+redelivers the batch, and the inbox turns the redelivery into no-ops.
+
+An event that cannot be applied — malformed JSON, missing fields, an unknown
+order — is logged and skipped, so one poison message never stalls its
+partition. A database that is down is the opposite case: nothing is skipped,
+the batch is retried from its first offset after a pause.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session as DbSession
+
+from goshop_common.inbox import first_delivery
+
+log = logging.getLogger("goshop.consumer")
+
+RETRY_PAUSE_SECONDS = 1.0
+# Errors that say "the database is unreachable right now", not "this event is bad".
+TRANSIENT = (OperationalError, InterfaceError)
+
+
+class PoisonEvent(Exception):
+    """The event can never be applied; log it and move on."""
+
+
+@dataclass(frozen=True)
+class Event:
+    event_id: uuid.UUID
+    type: str
+    body: dict
+    topic: str
+    partition: int
+    offset: int
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def request_id(self) -> str | None:
+        return self.headers.get("request-id")
+
+
+def _headers(record) -> dict[str, str]:
+    headers = {}
+    for name, value in record.headers or ():
+        try:
+            headers[name] = value.decode() if isinstance(value, bytes) else str(value)
+        except UnicodeDecodeError:
+            continue
+    return headers
+
+
+def parse(record) -> Event:
+    """The envelope of a Kafka record, or PoisonEvent."""
+    try:
+        body = json.loads(record.value)
+    except (TypeError, ValueError, RecursionError):
+        raise PoisonEvent("not JSON") from None
+    if not isinstance(body, dict):
+        raise PoisonEvent("not a JSON object")
+    try:
+        event_id = uuid.UUID(str(body["event_id"]))
+    except (KeyError, ValueError):
+        raise PoisonEvent("no valid event_id") from None
+    event_type = body.get("event")
+    if not isinstance(event_type, str):
+        raise PoisonEvent("no event type")
+    return Event(event_id, event_type, body, record.topic, record.partition, record.offset, _headers(record))
+
+
+Handler = Callable[[DbSession, Event], None]
+
+
+@dataclass
+class ConsumerStats:
+    consumed: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    retries: int = 0
+
+
+class EventConsumer:
+    """Runs ``handler`` for every new event of ``consumer``'s topics.
+
+    ``handler(db, event)`` applies the event in ``db``'s transaction; it raises
+    PoisonEvent for an event that can never apply. It never commits.
+    """
+
+    def __init__(self, name: str, engine: sa.Engine, consumer, inbox: sa.Table, handler: Handler):
+        self.name = name
+        self.engine = engine
+        self.consumer = consumer
+        self.inbox = inbox
+        self.handler = handler
+        self.stats = ConsumerStats()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Finish the batch in hand, commit it, and leave ``run``."""
+        self._stop.set()
+
+    def run(self, poll_timeout_ms: int = 500) -> None:
+        try:
+            while not self._stop.is_set():
+                batches = self.consumer.poll(timeout_ms=poll_timeout_ms)
+                for partition, records in batches.items():
+                    self._process(partition, records)
+        finally:
+            self.consumer.close(autocommit=False)
+
+    def _process(self, partition, records) -> None:
+        try:
+            with DbSession(self.engine) as db, db.begin():
+                for record in records:
+                    self._apply(db, record)
+        except TRANSIENT:
+            # The database is away: apply nothing, skip nothing, try the batch again.
+            self.stats.retries += 1
+            log.warning(
+                "database unavailable; retrying batch",
+                extra={"consumer": self.name, "topic": partition.topic, "partition": partition.partition},
+            )
+            self.consumer.seek(partition, records[0].offset)
+            self._stop.wait(RETRY_PAUSE_SECONDS)
+            return
+        try:
+            self.consumer.commit({partition: OffsetAndMetadata(records[-1].offset + 1, "", -1)})
+        except KafkaError as exc:
+            # A rebalance took the partition away; its new owner gets the batch
+            # again and the inbox makes that a no-op.
+            log.warning("offset commit failed", extra={"consumer": self.name, "error": exc.__class__.__name__})
+
+    def _apply(self, db: DbSession, record) -> None:
+        self.stats.consumed += 1
+        try:
+            event = parse(record)
+        except PoisonEvent as exc:
+            self.stats.skipped += 1
+            log.error(
+                "skipping malformed event",
+                extra={
+                    "consumer": self.name,
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "reason": str(exc),
+                },
+            )
+            return
+        fields = {
+            "consumer": self.name,
+            "event_id": str(event.event_id),
+            "event": event.type,
+            "order_id": event.body.get("order_id"),
+            "topic": event.topic,
+            "partition": event.partition,
+            "offset": event.offset,
+        }
+        savepoint = db.begin_nested()
+        try:
+            if not first_delivery(
+                db, self.inbox, event.event_id, event.type, event.topic, event.partition, event.offset
+            ):
+                self.stats.duplicates += 1
+                savepoint.commit()
+                log.info("duplicate event ignored", extra=fields)
+                return
+            self.handler(db, event)
+            savepoint.commit()
+        except PoisonEvent as exc:
+            savepoint.rollback()
+            self.stats.skipped += 1
+            log.error("skipping event that cannot apply", extra={**fields, "reason": str(exc)})
+            return
+        except TRANSIENT:
+            raise
+        except Exception:
+            # A bug in a handler must not stall the partition either; the log
+            # carries the traceback and the event id to replay it by hand.
+            savepoint.rollback()
+            self.stats.skipped += 1
+            log.exception("skipping event whose handler failed", extra=fields)
+            return
+        self.stats.applied += 1
+        log.info("event applied", extra=fields)

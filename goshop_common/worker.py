@@ -1,0 +1,72 @@
+"""What every worker process does around its loop: settings, JSON logs,
+SIGTERM handling, and a small HTTP server for ``/live`` and ``/ready``."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+import waitress
+from pyramid.config import Configurator
+
+from goshop_common import logs
+from goshop_common.errors import error_response
+from goshop_common.settings import Settings
+
+log = logging.getLogger("goshop.worker")
+
+
+def on_sigterm(stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT ask the loop to finish its batch and return."""
+
+    def handler(signum, _frame):
+        log.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def health_app(settings: Settings, checks: dict[str, Callable[[], bool]]):
+    """``/live`` always; ``/ready`` 200 when every check passes, else 503 naming
+    the ones that failed."""
+
+    def live(request):
+        return {"status": "ok"}
+
+    def ready(request):
+        failed = sorted(name for name, check in checks.items() if not _safe(check))
+        if failed:
+            return error_response(503, f"not ready: {', '.join(failed)}")
+        return {"status": "ok"}
+
+    with Configurator() as config:
+        config.registry.goshop_settings = settings
+        config.include("goshop_common.errors")
+        config.include("goshop_common.requestlog")
+        config.add_route("live", "/live")
+        config.add_route("ready", "/ready")
+        config.add_view(live, route_name="live", renderer="json", request_method="GET")
+        config.add_view(ready, route_name="ready", renderer="json", request_method="GET")
+    return config.make_wsgi_app()
+
+
+def _safe(check: Callable[[], bool]) -> bool:
+    try:
+        return bool(check())
+    except Exception:
+        return False
+
+
+def serve_in_background(app, host: str, port: int) -> threading.Thread:
+    server = waitress.create_server(app, host=host, port=port, threads=2)
+    thread = threading.Thread(target=server.run, name="health-http", daemon=True)
+    thread.start()
+    log.info("health endpoints up", extra={"listen": f"{host}:{port}"})
+    return thread
+
+
+def configure_logging(settings: Settings) -> None:
+    logs.configure(settings.log_level)

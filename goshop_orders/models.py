@@ -1,0 +1,72 @@
+"""The orders schema: orders, idempotency keys, and the outbox and inbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from goshop_common.db import NAMING_CONVENTION
+from goshop_common.inbox import inbox_table
+from goshop_common.outbox import outbox_table
+
+SCHEMA = "orders"
+
+NEW = "new"
+PAID = "paid"
+CANCELLED = "cancelled"
+STATUSES = (NEW, PAID, CANCELLED)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    amount_cents: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+    def as_json(self) -> dict:
+        return {
+            "id": str(self.id),
+            "user_id": str(self.user_id),
+            "amount_cents": self.amount_cents,
+            "currency": self.currency,
+            "status": self.status,
+            "reason": self.reason,
+            "created_at": _rfc3339(self.created_at),
+            "updated_at": _rfc3339(self.updated_at),
+        }
+
+
+class IdempotencyKey(Base):
+    """The first response to a (user, Idempotency-Key), stored in the same
+    transaction as the order it created."""
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    request_hash: Mapped[str] = mapped_column(sa.Text)
+    response_status: Mapped[int] = mapped_column(sa.Integer)
+    response_body: Mapped[dict] = mapped_column(JSONB)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+
+OUTBOX = outbox_table(Base.metadata)
+INBOX = inbox_table(Base.metadata)
+
+
+def _rfc3339(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,0 +1,107 @@
+"""The orders API: create (idempotently), read one, read its status, list mine."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from pyramid.response import Response
+
+from goshop_common.errors import ApiError
+from goshop_common.rest import JSON, Service, body_validator, querystring_validator
+from goshop_common.tokens import authenticated_claims
+from goshop_orders.idempotency import (
+    HEADER,
+    IdempotencyKeys,
+    KeyInFlight,
+    KeyReused,
+    request_fingerprint,
+    valid_key,
+)
+from goshop_orders.orders import InvalidCursor, Orders
+from goshop_orders.schemas import CreateOrderSchema, ListOrdersSchema
+
+orders = Service(name="orders", path="/v1/orders", description="Create an order; list mine.")
+order = Service(name="order", path="/v1/orders/{id}", description="One of my orders.")
+order_status = Service(name="order_status", path="/v1/orders/{id}/status", description="Where my order stands.")
+
+NOT_FOUND = "order not found"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _user_id(request) -> uuid.UUID:
+    claims = authenticated_claims(request, request.registry.token_verifier)
+    try:
+        return uuid.UUID(claims["sub"])
+    except ValueError:
+        raise ApiError(401, "invalid token") from None
+
+
+def _json_response(status: int, body: dict, headers: dict | None = None) -> Response:
+    response = Response(json_body=body, status=status, charset="utf-8")
+    response.content_type = "application/json"
+    response.headers.update(headers or {})
+    return response
+
+
+@orders.post(schema=CreateOrderSchema(), validators=(body_validator,), content_type=JSON)
+def create_order_view(request):
+    # Authenticate before validating, so an anonymous caller learns nothing about the body rules.
+    user_id = _user_id(request)
+    data = request.validated
+    key = request.headers.get(HEADER)
+    keys = IdempotencyKeys(request.dbsession, utcnow, request.registry.goshop_settings.idempotency_key_ttl)
+    fingerprint = request_fingerprint({"amount_cents": data["amount_cents"], "currency": data["currency"]})
+    if key is not None:
+        if not valid_key(key):
+            raise ApiError(400, "Idempotency-Key must be 1-255 visible ASCII characters")
+        try:
+            replay = keys.begin(user_id, key, fingerprint)
+        except KeyInFlight:
+            raise ApiError(409, "a request with this Idempotency-Key is in progress") from None
+        except KeyReused:
+            raise ApiError(422, "Idempotency-Key was already used with a different request") from None
+        if replay is not None:
+            return _json_response(
+                replay.status,
+                replay.body,
+                {"Location": f"/v1/orders/{replay.body['id']}", "Idempotent-Replayed": "true"},
+            )
+    created = Orders(request.dbsession, utcnow).create(
+        user_id, data["amount_cents"], data["currency"], request_id=getattr(request, "request_id", None)
+    )
+    body = created.as_json()
+    if key is not None:
+        keys.complete(user_id, key, fingerprint, 201, body)
+    return _json_response(201, body, {"Location": f"/v1/orders/{created.id}"})
+
+
+@orders.get(schema=ListOrdersSchema(), validators=(querystring_validator,))
+def list_orders_view(request):
+    user_id = _user_id(request)
+    try:
+        page, next_cursor = Orders(request.dbsession, utcnow).list_for_user(
+            user_id, request.validated["limit"], request.validated["cursor"]
+        )
+    except InvalidCursor:
+        raise ApiError(400, "invalid cursor") from None
+    return {"orders": [o.as_json() for o in page], "next_cursor": next_cursor}
+
+
+@order.get()
+def get_order_view(request):
+    found = Orders(request.dbsession, utcnow).get_for_user(request.matchdict["id"], _user_id(request))
+    if found is None:
+        raise ApiError(404, NOT_FOUND)
+    return found.as_json()
+
+
+@order_status.get()
+def get_order_status_view(request):
+    found = Orders(request.dbsession, utcnow).get_for_user(request.matchdict["id"], _user_id(request))
+    if found is None:
+        raise ApiError(404, NOT_FOUND)
+    return {"id": str(found.id), "status": found.status, "reason": found.reason}

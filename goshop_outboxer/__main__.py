@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+import sqlalchemy as sa
+from kafka.errors import KafkaError
+
+from goshop_common.db import make_engine
+from goshop_common.health import ping_database
+from goshop_common.kafka import broker_reachable, make_producer
+from goshop_common.settings import Settings, load_settings
+from goshop_common.worker import configure_logging, health_app, on_sigterm, serve_in_background
+from goshop_orders.models import OUTBOX as ORDERS_OUTBOX
+from goshop_outboxer.relay import Relay
+from goshop_outboxer.worker import Listener, Outboxer
+from goshop_payments.models import OUTBOX as PAYMENTS_OUTBOX
+
+TABLES = (ORDERS_OUTBOX, PAYMENTS_OUTBOX)
+log = logging.getLogger("goshop.outboxer")
+
+
+def build(settings: Settings, engine: sa.Engine, producer, tables=TABLES, listen: bool = True) -> Outboxer:
+    relays = [
+        Relay(
+            engine,
+            table,
+            producer,
+            batch_size=settings.outbox_batch_size,
+            backoff_base_ms=settings.outbox_backoff_base_ms,
+            backoff_cap_seconds=settings.outbox_backoff_cap_seconds,
+        )
+        for table in tables
+    ]
+    listener = Listener(settings.database_url) if listen else None
+    return Outboxer(relays, listener, settings.outbox_poll_seconds)
+
+
+def _producer_when_reachable(bootstrap: str):
+    """The producer connects in its constructor: a broker that is down at boot
+    must delay the outboxer, not crash it (rows wait in the outbox meanwhile)."""
+    delay = 1.0
+    while True:
+        try:
+            return make_producer(bootstrap)
+        except KafkaError as exc:
+            log.warning("broker unreachable; retrying", extra={"bootstrap": bootstrap, "error": exc.__class__.__name__})
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m goshop_outboxer")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8084, help="health endpoints")
+    options = parser.parse_args(argv)
+    settings = load_settings()
+    configure_logging(settings)
+    engine = make_engine(settings, pool_size=2, max_overflow=1)
+    producer = _producer_when_reachable(settings.kafka_bootstrap)
+    outboxer = build(settings, engine, producer)
+    checks = {
+        "database": lambda: ping_database(engine) >= 0,
+        "broker": lambda: broker_reachable(settings.kafka_bootstrap),
+    }
+    serve_in_background(health_app(settings, checks), options.host, options.port)
+    on_sigterm(outboxer.stop)
+    try:
+        outboxer.run()
+    finally:
+        producer.close(timeout=5)
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Relaying outbox rows to Kafka.
+
+One pass claims a batch of pending rows with ``FOR UPDATE SKIP LOCKED`` (so
+replicas take disjoint rows), produces them with ``acks=all``, and in the same
+transaction marks the delivered rows published and the failed ones for a retry
+with exponential backoff. A crash after producing and before the commit
+publishes those rows again later: consumers drop the copies by event id.
+
+Only the oldest pending row of each key is eligible, so a key's events reach
+Kafka in the order they were written, and a row that keeps failing holds back
+its own key only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from goshop_common.kafka import event_headers
+
+log = logging.getLogger("goshop.outboxer")
+
+# Longer than the producer's delivery timeout (8 s), so a record still in
+# flight is not counted as failed and published twice.
+FLUSH_TIMEOUT_SECONDS = 10.0
+
+
+@dataclasses.dataclass
+class RelayStats:
+    published: int = 0
+    failed: int = 0
+
+
+def backoff_seconds(attempts: int, base_ms: int, cap_seconds: int) -> float:
+    """Delay before retry number ``attempts`` (1-based): base, 2*base, 4*base, ... up to the cap."""
+    return min(cap_seconds, base_ms / 1000 * 2 ** max(0, attempts - 1))
+
+
+class Relay:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        table: sa.Table,
+        producer,
+        batch_size: int,
+        backoff_base_ms: int,
+        backoff_cap_seconds: int,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ):
+        self.engine = engine
+        self.table = table
+        self.producer = producer
+        self.batch_size = batch_size
+        self.backoff_base_ms = backoff_base_ms
+        self.backoff_cap_seconds = backoff_cap_seconds
+        self.clock = clock
+        self.stats = RelayStats()
+        self.name = f"{table.schema}.{table.name}"
+
+    def _head_of_key(self):
+        """The row is its key's oldest pending one."""
+        outbox = self.table
+        earlier = outbox.alias("earlier")
+        return ~sa.exists().where(
+            earlier.c.key == outbox.c.key,
+            earlier.c.published_at.is_(None),
+            earlier.c.id < outbox.c.id,
+        )
+
+    def _claim(self, connection, now: dt.datetime):
+        outbox = self.table
+        head_of_key = self._head_of_key()
+        query = (
+            sa.select(
+                outbox.c.id,
+                outbox.c.event_id,
+                outbox.c.topic,
+                outbox.c.key,
+                outbox.c.event_type,
+                outbox.c.payload,
+                outbox.c.request_id,
+                outbox.c.attempts,
+            )
+            .where(outbox.c.published_at.is_(None), outbox.c.next_attempt_at <= now, head_of_key)
+            .order_by(outbox.c.id)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True, of=outbox)
+        )
+        return connection.execute(query).all()
+
+    def relay_once(self) -> int:
+        """One batch. Returns how many rows it claimed (0: nothing is due)."""
+        now = self.clock()
+        with self.engine.begin() as connection:
+            rows = self._claim(connection, now)
+            if not rows:
+                return 0
+            sent = []
+            refused: Exception | None = None
+            for row in rows:
+                if refused is not None:
+                    # send() blocks up to max_block_ms when the broker is away;
+                    # one refusal is enough to know the rest would wait too.
+                    sent.append((row, None, refused))
+                    continue
+                try:
+                    future = self.producer.send(
+                        row.topic,
+                        key=row.key.encode(),
+                        value=json.dumps(row.payload, separators=(",", ":")).encode(),
+                        headers=event_headers(row.event_type, str(row.event_id), row.request_id),
+                    )
+                except Exception as exc:  # the producer refused it outright (no metadata, buffer full)
+                    refused = exc
+                    sent.append((row, None, exc))
+                else:
+                    sent.append((row, future, None))
+            try:
+                self.producer.flush(timeout=FLUSH_TIMEOUT_SECONDS)
+            except Exception as exc:
+                log.warning("producer flush failed", extra={"table": self.name, "error": exc.__class__.__name__})
+            delivered, failed = [], []
+            for row, future, error in sent:
+                if error is None:
+                    try:
+                        future.get(timeout=0)
+                    except Exception as exc:
+                        error = exc
+                if error is None:
+                    delivered.append(row.id)
+                else:
+                    failed.append((row, error))
+            if delivered:
+                connection.execute(
+                    self.table.update().where(self.table.c.id.in_(delivered)).values(published_at=sa.func.now())
+                )
+            for row, error in failed:
+                attempts = row.attempts + 1
+                delay = backoff_seconds(attempts, self.backoff_base_ms, self.backoff_cap_seconds)
+                connection.execute(
+                    self.table.update()
+                    .where(self.table.c.id == row.id)
+                    .values(
+                        attempts=attempts,
+                        next_attempt_at=now + dt.timedelta(seconds=delay),
+                        last_error=f"{error.__class__.__name__}: {error}"[:500],
+                    )
+                )
+        self.stats.published += len(delivered)
+        self.stats.failed += len(failed)
+        for row in rows:
+            if row.id in delivered:
+                log.info(
+                    "event published",
+                    extra={
+                        "table": self.name,
+                        "event_id": str(row.event_id),
+                        "event": row.event_type,
+                        "order_id": row.key,
+                        "request_id": row.request_id,
+                        "topic": row.topic,
+                    },
+                )
+        if failed:
+            log.warning(
+                "events not published; will retry",
+                extra={
+                    "table": self.name,
+                    "failed": len(failed),
+                    "error": failed[0][1].__class__.__name__,
+                    "order_id": failed[0][0].key,
+                },
+            )
+        return len(rows)
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the next row this relay may claim is due (0: now), None if none pend.
+        Rows queued behind a key's failing row do not count: they wait for it."""
+        with self.engine.connect() as connection:
+            due = connection.execute(
+                sa.select(sa.func.min(self.table.c.next_attempt_at)).where(
+                    self.table.c.published_at.is_(None), self._head_of_key()
+                )
+            ).scalar_one()
+        if due is None:
+            return None
+        return max(0.0, (due - self.clock()).total_seconds())

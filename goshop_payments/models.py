@@ -1,0 +1,52 @@
+"""The payments schema: one payment per order, plus the outbox and inbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from goshop_common.db import NAMING_CONVENTION
+from goshop_common.inbox import inbox_table
+from goshop_common.outbox import outbox_table
+
+SCHEMA = "payments"
+
+CONFIRMED = "confirmed"
+FAILED = "failed"
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    # Unique: whatever is delivered twice, an order is charged at most once.
+    order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    amount_cents: Mapped[int] = mapped_column(sa.BigInteger)
+    currency: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.Text)
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+    def as_json(self) -> dict:
+        return {
+            "id": str(self.id),
+            "order_id": str(self.order_id),
+            "amount_cents": self.amount_cents,
+            "currency": self.currency,
+            "status": self.status,
+            "reason": self.reason,
+            "created_at": self.created_at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
+
+
+OUTBOX = outbox_table(Base.metadata)
+INBOX = inbox_table(Base.metadata)

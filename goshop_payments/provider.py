@@ -1,0 +1,27 @@
+"""The mock payment provider: deterministic, so the saga can be tested end to end.
+
+Amounts divisible by ``fail_divisor`` fail with ``insufficient_funds``; the
+rest are confirmed. ``fail_divisor=0`` confirms everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+INSUFFICIENT_FUNDS = "insufficient_funds"
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    confirmed: bool
+    reason: str | None = None
+
+
+class MockProvider:
+    def __init__(self, fail_divisor: int):
+        self.fail_divisor = fail_divisor
+
+    def charge(self, amount_cents: int, currency: str) -> Decision:
+        if self.fail_divisor and amount_cents % self.fail_divisor == 0:
+            return Decision(False, INSUFFICIENT_FUNDS)
+        return Decision(True)

@@ -1,0 +1,130 @@
+"""The saga's workers run as threads inside the test process: the outboxer,
+the payments consumer and the orders consumer, on a real broker and database."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+
+import sqlalchemy as sa
+
+from goshop_common.db import make_engine
+from goshop_common.kafka import make_producer
+from goshop_common.settings import Settings
+from goshop_orders import consumer as orders_consumer
+from goshop_outboxer.__main__ import build as build_outboxer
+from goshop_payments import consumer as payments_consumer
+
+FINAL = ("paid", "cancelled")
+
+
+def saga_settings(settings: Settings, bootstrap: str) -> Settings:
+    # Quick retries and a short safety-net poll, so fault tests settle fast.
+    return dataclasses.replace(
+        settings,
+        kafka_bootstrap=bootstrap,
+        outbox_poll_seconds=1,
+        outbox_backoff_base_ms=100,
+        outbox_backoff_cap_seconds=2,
+    )
+
+
+class Worker:
+    def __init__(self, name: str, target, stop):
+        self.name = name
+        self.stop = stop
+        self.errors: list[BaseException] = []
+
+        def run():
+            try:
+                target()
+            except BaseException as exc:  # surfaced by SagaRuntime.stop
+                self.errors.append(exc)
+
+        self.thread = threading.Thread(target=run, name=name, daemon=True)
+        self.thread.start()
+
+
+class SagaRuntime:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.engine = make_engine(settings, pool_size=4, max_overflow=4)
+        self.workers: list[Worker] = []
+        self.outboxers = []
+        self.payments = []
+        self.orders = []
+        self._producers = []
+
+    def add_outboxer(self):
+        producer = make_producer(self.settings.kafka_bootstrap)
+        self._producers.append(producer)
+        outboxer = build_outboxer(self.settings, self.engine, producer)
+        self.outboxers.append(outboxer)
+        self.workers.append(Worker("outboxer", outboxer.run, outboxer.stop))
+        return outboxer
+
+    def add_payments_consumer(self):
+        consumer = payments_consumer.build(self.settings)
+        self.payments.append(consumer)
+        self.workers.append(Worker("payments", consumer.run, consumer.stop))
+        return consumer
+
+    def add_orders_consumer(self):
+        consumer = orders_consumer.build(self.settings)
+        self.orders.append(consumer)
+        self.workers.append(Worker("orders", consumer.run, consumer.stop))
+        return consumer
+
+    def start(self) -> SagaRuntime:
+        self.add_outboxer()
+        self.add_payments_consumer()
+        self.add_orders_consumer()
+        return self
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        for worker in self.workers:
+            worker.thread.join(30)
+        for producer in self._producers:
+            producer.close(timeout=5)
+        self.engine.dispose()
+        errors = [error for worker in self.workers for error in worker.errors]
+        assert not errors, errors
+        stuck = [worker.name for worker in self.workers if worker.thread.is_alive()]
+        assert not stuck, f"workers did not stop: {stuck}"
+
+    # -- waiting for the saga ------------------------------------------------
+
+    def statuses(self, order_ids) -> dict[str, str]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                sa.text("SELECT id::text, status FROM orders.orders WHERE id = ANY(:ids)"),
+                {"ids": [uuid.UUID(str(i)) for i in order_ids]},
+            )
+            return dict(rows.all())
+
+    def wait_settled(self, order_ids, timeout: float = 60) -> dict[str, str]:
+        order_ids = [str(i) for i in order_ids]
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = self.statuses(order_ids)
+            if len(statuses) == len(order_ids) and all(s in FINAL for s in statuses.values()):
+                return statuses
+            if time.monotonic() > deadline:
+                pending = {i: statuses.get(i) for i in order_ids if statuses.get(i) not in FINAL}
+                raise AssertionError(f"{len(pending)} orders not settled after {timeout}s: {list(pending.items())[:5]}")
+            time.sleep(0.1)
+
+
+def wait_until(predicate, timeout: float = 30, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{message} not reached after {timeout}s")
+        time.sleep(0.1)
