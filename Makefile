@@ -45,16 +45,18 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-migrate-status: $(STAMP) ## users migrations: status (GOSHOP_DATABASE_URL or the default)
-	$(BIN)/python -m goshop_users.migrate status
+SERVICES_WITH_SCHEMA := users orders payments
 
-migrate-up: $(STAMP) ## users migrations: apply all new ones
-	$(BIN)/python -m goshop_users.migrate up
+migrate-status: $(STAMP) ## every service's migrations: status (GOSHOP_DATABASE_URL or the default)
+	@for s in $(SERVICES_WITH_SCHEMA); do echo "== $$s"; $(BIN)/python -m goshop_$$s.migrate status || exit 1; done
+
+migrate-up: $(STAMP) ## every service's migrations: apply all new ones
+	@for s in $(SERVICES_WITH_SCHEMA); do echo "== $$s"; $(BIN)/python -m goshop_$$s.migrate up || exit 1; done
 
 bench: $(STAMP) ## run the benchmarks in bench/ (each prints a ratio against its baseline)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
-clean-data: ## forget the data of `make run` (its Postgres and dev keys under .goshop/)
+clean-data: ## forget the data of `make run` (its Postgres, broker log and dev keys under .goshop/)
 	rm -rf .goshop
 
 clean: ## remove .venv and caches

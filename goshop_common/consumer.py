@@ -27,7 +27,11 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session as DbSession
 
+from goshop_common.db import make_engine
 from goshop_common.inbox import first_delivery
+from goshop_common.kafka import make_consumer
+from goshop_common.settings import Settings, load_settings
+from goshop_common.worker import configure_logging, on_sigterm
 
 log = logging.getLogger("goshop.consumer")
 
@@ -118,7 +122,14 @@ class EventConsumer:
     def run(self, poll_timeout_ms: int = 500) -> None:
         try:
             while not self._stop.is_set():
-                batches = self.consumer.poll(timeout_ms=poll_timeout_ms)
+                try:
+                    batches = self.consumer.poll(timeout_ms=poll_timeout_ms)
+                except KafkaError as exc:
+                    # The broker is away or the group is rebalancing: nothing was
+                    # handed to us, so nothing is lost by trying again shortly.
+                    log.warning("poll failed; retrying", extra={"consumer": self.name, "error": exc.__class__.__name__})
+                    self._stop.wait(RETRY_PAUSE_SECONDS)
+                    continue
                 for partition, records in batches.items():
                     self._process(partition, records)
         finally:
@@ -168,6 +179,7 @@ class EventConsumer:
             "event_id": str(event.event_id),
             "event": event.type,
             "order_id": event.body.get("order_id"),
+            "request_id": event.request_id,
             "topic": event.topic,
             "partition": event.partition,
             "offset": event.offset,
@@ -199,3 +211,22 @@ class EventConsumer:
             return
         self.stats.applied += 1
         log.info("event applied", extra=fields)
+
+
+def build_consumer(
+    settings: Settings, name: str, group: str, topics: list[str], inbox: sa.Table, handler: Handler, **overrides
+) -> EventConsumer:
+    """An EventConsumer with its own small connection pool and Kafka consumer."""
+    engine = make_engine(settings, pool_size=2, max_overflow=0)
+    consumer = make_consumer(settings.kafka_bootstrap, group, topics, **overrides)
+    return EventConsumer(name, engine, consumer, inbox, handler)
+
+
+def run_consumer(build: Callable[[Settings], EventConsumer]) -> int:
+    """A consumer process's main: settings, JSON logs, loop until SIGTERM."""
+    settings = load_settings()
+    configure_logging(settings)
+    worker = build(settings)
+    on_sigterm(worker.stop)
+    worker.run()
+    return 0

@@ -14,11 +14,9 @@ import uuid
 
 from sqlalchemy.orm import Session as DbSession
 
-from goshop_common.consumer import Event, EventConsumer, PoisonEvent
-from goshop_common.db import make_engine
-from goshop_common.kafka import PAYMENTS_TOPIC, make_consumer
-from goshop_common.settings import Settings, load_settings
-from goshop_common.worker import configure_logging, on_sigterm
+from goshop_common.consumer import Event, EventConsumer, PoisonEvent, build_consumer, run_consumer
+from goshop_common.kafka import PAYMENTS_TOPIC
+from goshop_common.settings import Settings
 from goshop_orders.models import CANCELLED, INBOX, PAID
 from goshop_orders.orders import Orders
 
@@ -48,18 +46,11 @@ def apply_payment_event(db: DbSession, event: Event) -> None:
 
 
 def build(settings: Settings, **consumer_overrides) -> EventConsumer:
-    engine = make_engine(settings, pool_size=2, max_overflow=0)
-    consumer = make_consumer(settings.kafka_bootstrap, GROUP, [PAYMENTS_TOPIC], **consumer_overrides)
-    return EventConsumer("orders", engine, consumer, INBOX, apply_payment_event)
+    return build_consumer(settings, "orders", GROUP, [PAYMENTS_TOPIC], INBOX, apply_payment_event, **consumer_overrides)
 
 
 def main() -> int:
-    settings = load_settings()
-    configure_logging(settings)
-    worker = build(settings)
-    on_sigterm(worker.stop)
-    worker.run()
-    return 0
+    return run_consumer(build)
 
 
 if __name__ == "__main__":

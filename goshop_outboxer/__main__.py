@@ -3,7 +3,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
+import threading
 
 import sqlalchemy as sa
 from kafka.errors import KafkaError
@@ -38,17 +38,19 @@ def build(settings: Settings, engine: sa.Engine, producer, tables=TABLES, listen
     return Outboxer(relays, listener, settings.outbox_poll_seconds)
 
 
-def _producer_when_reachable(bootstrap: str):
+def _producer_when_reachable(bootstrap: str, stopping: threading.Event):
     """The producer connects in its constructor: a broker that is down at boot
-    must delay the outboxer, not crash it (rows wait in the outbox meanwhile)."""
+    must delay the outboxer, not crash it (rows wait in the outbox meanwhile).
+    None when asked to stop first."""
     delay = 1.0
-    while True:
+    while not stopping.is_set():
         try:
             return make_producer(bootstrap)
         except KafkaError as exc:
             log.warning("broker unreachable; retrying", extra={"bootstrap": bootstrap, "error": exc.__class__.__name__})
-            time.sleep(delay)
+            stopping.wait(delay)
             delay = min(delay * 2, 30.0)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,16 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     configure_logging(settings)
     engine = make_engine(settings, pool_size=2, max_overflow=1)
-    producer = _producer_when_reachable(settings.kafka_bootstrap)
-    outboxer = build(settings, engine, producer)
     checks = {
         "database": lambda: ping_database(engine) >= 0,
         "broker": lambda: broker_reachable(settings.kafka_bootstrap),
     }
+    # Health first: while the broker is away at boot, /ready says so.
     serve_in_background(health_app(settings, checks), options.host, options.port)
+    stopping = threading.Event()
+    on_sigterm(stopping.set)
+    producer = _producer_when_reachable(settings.kafka_bootstrap, stopping)
+    if producer is None:
+        return 0
+    outboxer = build(settings, engine, producer)
     on_sigterm(outboxer.stop)
     try:
-        outboxer.run()
+        if not stopping.is_set():
+            outboxer.run()
     finally:
         producer.close(timeout=5)
         engine.dispose()

@@ -38,7 +38,8 @@ class RelayStats:
 
 def backoff_seconds(attempts: int, base_ms: int, cap_seconds: int) -> float:
     """Delay before retry number ``attempts`` (1-based): base, 2*base, 4*base, ... up to the cap."""
-    return min(cap_seconds, base_ms / 1000 * 2 ** max(0, attempts - 1))
+    # The exponent is bounded: a row failing for days must not overflow a float.
+    return min(cap_seconds, base_ms / 1000 * 2 ** min(max(0, attempts - 1), 40))
 
 
 class Relay:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import sys
 
-from goshop_common.consumer import EventConsumer
-from goshop_common.db import make_engine
-from goshop_common.kafka import ORDERS_TOPIC, make_consumer
-from goshop_common.settings import Settings, load_settings
-from goshop_common.worker import configure_logging, on_sigterm
+from goshop_common.consumer import EventConsumer, build_consumer, run_consumer
+from goshop_common.kafka import ORDERS_TOPIC
+from goshop_common.settings import Settings
 from goshop_payments.models import INBOX
 from goshop_payments.payments import PaymentDecider
 from goshop_payments.provider import MockProvider
@@ -18,19 +16,12 @@ GROUP = "goshop-payments"
 
 
 def build(settings: Settings, **consumer_overrides) -> EventConsumer:
-    engine = make_engine(settings, pool_size=2, max_overflow=0)
-    consumer = make_consumer(settings.kafka_bootstrap, GROUP, [ORDERS_TOPIC], **consumer_overrides)
     decider = PaymentDecider(MockProvider(settings.payments_fail_divisor), lambda: dt.datetime.now(dt.UTC))
-    return EventConsumer("payments", engine, consumer, INBOX, decider)
+    return build_consumer(settings, "payments", GROUP, [ORDERS_TOPIC], INBOX, decider, **consumer_overrides)
 
 
 def main() -> int:
-    settings = load_settings()
-    configure_logging(settings)
-    worker = build(settings)
-    on_sigterm(worker.stop)
-    worker.run()
-    return 0
+    return run_consumer(build)
 
 
 if __name__ == "__main__":

@@ -110,6 +110,8 @@ class SagaRuntime:
         order_ids = [str(i) for i in order_ids]
         deadline = time.monotonic() + timeout
         while True:
+            crashed = [(worker.name, worker.errors) for worker in self.workers if worker.errors]
+            assert not crashed, f"a saga worker died: {crashed}"
             statuses = self.statuses(order_ids)
             if len(statuses) == len(order_ids) and all(s in FINAL for s in statuses.values()):
                 return statuses

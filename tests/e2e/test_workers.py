@@ -1,0 +1,85 @@
+"""Each worker as its own process: health endpoints, and a clean stop on SIGTERM."""
+
+import signal
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from goshop_common.devinfra.postgres import free_port
+from tests.e2e.conftest import Http, spawn, stop, wait_for
+from tests.support import new_customer
+
+
+@pytest.fixture
+def worker_env(child_env, kafka_broker, service_settings):
+    return {
+        **child_env,
+        "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        "GOSHOP_JWT_PUBLIC_KEY_FILE": service_settings.jwt_public_key_file,
+        "GOSHOP_OUTBOX_POLL_SECONDS": "1",
+    }
+
+
+def test_outboxer_serves_live_and_ready_and_stops_cleanly_on_sigterm(worker_env, tmp_path):
+    port = free_port()
+    process = spawn(["-m", "goshop_outboxer", "--port", str(port)], worker_env, tmp_path / "outboxer.log")
+    try:
+        wait_for(port, "/ready", process=process)
+        assert Http(port).request("GET", "/live")[0] == 200
+    finally:
+        code = stop(process, signal.SIGTERM)
+    assert code == 0, (tmp_path / "outboxer.log").read_text()[-2000:]
+
+
+def test_outboxer_without_a_broker_waits_and_says_so_on_ready(worker_env, tmp_path):
+    port = free_port()
+    env = {**worker_env, "GOSHOP_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"}
+    process = spawn(["-m", "goshop_outboxer", "--port", str(port)], env, tmp_path / "outboxer.log")
+    try:
+        wait_for(port, "/live", process=process)
+        status, _, body = Http(port).request("GET", "/ready")
+        assert (status, body) == (503, {"error": "not ready: broker"})
+        assert process.poll() is None, "the outboxer must wait for the broker, not exit"
+    finally:
+        assert stop(process, signal.SIGTERM) == 0
+
+
+@pytest.mark.parametrize("module", ["goshop_payments.consumer", "goshop_orders.consumer"])
+def test_consumers_stop_cleanly_on_sigterm(worker_env, tmp_path, module):
+    process = spawn(["-m", module], worker_env, tmp_path / "consumer.log")
+    time.sleep(4)  # into the group join and the poll loop
+    assert process.poll() is None, (tmp_path / "consumer.log").read_text()[-2000:]
+    code = stop(process, signal.SIGTERM, timeout=30)
+    assert code == 0, (tmp_path / "consumer.log").read_text()[-2000:]
+
+
+def test_the_saga_runs_across_worker_processes(worker_env, tmp_path, testapp, orders_client, engine):
+    customer = new_customer(testapp)
+    port = free_port()
+    processes = [
+        spawn(["-m", "goshop_outboxer", "--port", str(port)], worker_env, tmp_path / "outboxer.log"),
+        spawn(["-m", "goshop_payments.consumer"], worker_env, tmp_path / "payments.log"),
+        spawn(["-m", "goshop_orders.consumer"], worker_env, tmp_path / "orders.log"),
+    ]
+    try:
+        order = orders_client.post_json(
+            "/v1/orders", {"amount_cents": 19900}, headers={**customer["headers"], "X-Request-ID": "saga-e2e-1"}
+        ).json
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline:
+            with engine.connect() as connection:
+                status = connection.execute(
+                    sa.text("SELECT status, reason FROM orders.orders WHERE id = :o"), {"o": order["id"]}
+                ).one()
+            if status.status != "new":
+                break
+            time.sleep(0.2)
+        assert tuple(status) == ("cancelled", "insufficient_funds")
+    finally:
+        codes = [stop(process, signal.SIGTERM, timeout=30) for process in processes]
+    assert codes == [0, 0, 0]
+    # One request id follows the order through every process's log.
+    for name in ("outboxer.log", "payments.log", "orders.log"):
+        assert "saga-e2e-1" in (tmp_path / name).read_text(), name
