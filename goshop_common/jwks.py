@@ -231,3 +231,8 @@ def verifier_from_settings(settings: Settings) -> TokenVerifier:
         # Users names a generated development key dev-<thumbprint>.
         return TokenVerifier(algorithm, issuer, {kid: key, f"dev-{kid}": key})
     return TokenVerifier(algorithm, issuer, JwksKeyStore(settings.jwks_url, algorithm))
+
+
+def includeme(config) -> None:
+    """``request.registry.token_verifier`` for services that verify users' tokens."""
+    config.registry.token_verifier = verifier_from_settings(config.registry.goshop_settings)

@@ -14,3 +14,18 @@ def includeme(config) -> None:
     config.include("goshop_common.db")
     config.include("goshop_common.health")
     logging.getLogger("goshop").setLevel(config.registry.goshop_settings.log_level)
+
+
+def make_service_app(settings, ini: dict | None, *, views: str, includes: tuple[str, ...] = ()):
+    """A goshop HTTP service: the common concerns, the service's own
+    ``includes``, its scanned ``views`` and its OpenAPI document."""
+    from pyramid.config import Configurator
+
+    with Configurator(settings=dict(ini or {})) as config:
+        config.registry.goshop_settings = settings
+        config.include("goshop_common.web")
+        for include in includes:
+            config.include(include)
+        config.scan(views)
+        config.include("goshop_common.openapi")
+    return config.make_wsgi_app()

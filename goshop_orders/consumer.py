@@ -7,13 +7,13 @@ longer ``new``. Run with ``python -m goshop_orders.consumer``.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import sys
 import uuid
 
 from sqlalchemy.orm import Session as DbSession
 
+from goshop_common.clock import utcnow
 from goshop_common.consumer import Event, EventConsumer, PoisonEvent, build_consumer, run_consumer
 from goshop_common.kafka import PAYMENTS_TOPIC
 from goshop_common.settings import Settings
@@ -37,7 +37,7 @@ def apply_payment_event(db: DbSession, event: Event) -> None:
     reason = event.body.get("reason") if status == CANCELLED else None
     if reason is not None and not isinstance(reason, str):
         raise PoisonEvent("reason is not a string")
-    settled = Orders(db, lambda: dt.datetime.now(dt.UTC)).settle(order_id, status, reason)
+    settled = Orders(db, utcnow).settle(order_id, status, reason)
     if not settled:
         log.warning(
             "order unknown or already settled",

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from goshop_common.clock import rfc3339
 from goshop_common.db import NAMING_CONVENTION
 from goshop_common.inbox import inbox_table
 from goshop_common.outbox import outbox_table
@@ -45,8 +46,8 @@ class Order(Base):
             "currency": self.currency,
             "status": self.status,
             "reason": self.reason,
-            "created_at": _rfc3339(self.created_at),
-            "updated_at": _rfc3339(self.updated_at),
+            "created_at": rfc3339(self.created_at),
+            "updated_at": rfc3339(self.updated_at),
         }
 
 
@@ -66,7 +67,3 @@ class IdempotencyKey(Base):
 
 OUTBOX = outbox_table(Base.metadata)
 INBOX = inbox_table(Base.metadata)
-
-
-def _rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

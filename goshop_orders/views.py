@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from pyramid.response import Response
 
+from goshop_common.clock import utcnow
 from goshop_common.errors import ApiError
 from goshop_common.rest import JSON, Service, body_validator, querystring_validator
 from goshop_common.tokens import authenticated_claims
@@ -26,10 +26,6 @@ order = Service(name="order", path="/v1/orders/{id}", description="One of my ord
 order_status = Service(name="order_status", path="/v1/orders/{id}/status", description="Where my order stands.")
 
 NOT_FOUND = "order not found"
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _user_id(request) -> uuid.UUID:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from goshop_common.clock import utcnow
 from goshop_common.kafka import event_headers
 
 log = logging.getLogger("goshop.outboxer")
@@ -51,7 +52,7 @@ class Relay:
         batch_size: int,
         backoff_base_ms: int,
         backoff_cap_seconds: int,
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Callable[[], dt.datetime] = utcnow,
     ):
         self.engine = engine
         self.table = table

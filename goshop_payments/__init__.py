@@ -3,20 +3,12 @@
 
 from __future__ import annotations
 
-from pyramid.config import Configurator
-
-from goshop_common.jwks import verifier_from_settings
 from goshop_common.settings import Settings, load_settings
+from goshop_common.web import make_service_app
 
 
 def make_app(settings: Settings, ini: dict | None = None):
-    with Configurator(settings=dict(ini or {})) as config:
-        config.registry.goshop_settings = settings
-        config.registry.token_verifier = verifier_from_settings(settings)
-        config.include("goshop_common.web")
-        config.scan("goshop_payments.views")
-        config.include("goshop_common.openapi")
-    return config.make_wsgi_app()
+    return make_service_app(settings, ini, views="goshop_payments.views", includes=("goshop_common.jwks",))
 
 
 def main(global_config, **ini):

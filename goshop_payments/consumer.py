@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 
+from goshop_common.clock import utcnow
 from goshop_common.consumer import EventConsumer, build_consumer, run_consumer
 from goshop_common.kafka import ORDERS_TOPIC
 from goshop_common.settings import Settings
@@ -16,7 +16,7 @@ GROUP = "goshop-payments"
 
 
 def build(settings: Settings, **consumer_overrides) -> EventConsumer:
-    decider = PaymentDecider(MockProvider(settings.payments_fail_divisor), lambda: dt.datetime.now(dt.UTC))
+    decider = PaymentDecider(MockProvider(settings.payments_fail_divisor), utcnow)
     return build_consumer(settings, "payments", GROUP, [ORDERS_TOPIC], INBOX, decider, **consumer_overrides)
 
 

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from goshop_common.clock import rfc3339
 from goshop_common.db import NAMING_CONVENTION
 from goshop_common.inbox import inbox_table
 from goshop_common.outbox import outbox_table
@@ -44,7 +45,7 @@ class Payment(Base):
             "currency": self.currency,
             "status": self.status,
             "reason": self.reason,
-            "created_at": self.created_at.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "created_at": rfc3339(self.created_at),
         }
 
 

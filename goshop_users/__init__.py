@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pyramid.config import Configurator
-
 from goshop_common.settings import Settings, load_settings
 from goshop_common.tokens import TokenVerifier
+from goshop_common.web import make_service_app
 from goshop_users.keys import load_signing_key
 from goshop_users.passwords import Passwords
 from goshop_users.tokens import TokenIssuer
@@ -24,13 +23,7 @@ def includeme(config) -> None:
 
 
 def make_app(settings: Settings, ini: dict | None = None):
-    with Configurator(settings=dict(ini or {})) as config:
-        config.registry.goshop_settings = settings
-        config.include("goshop_common.web")
-        config.include("goshop_users")
-        config.scan("goshop_users.views")
-        config.include("goshop_common.openapi")
-    return config.make_wsgi_app()
+    return make_service_app(settings, ini, views="goshop_users.views", includes=("goshop_users",))
 
 
 def main(global_config, **ini):

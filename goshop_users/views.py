@@ -7,6 +7,7 @@ import uuid
 
 from pyramid.response import Response
 
+from goshop_common import clock
 from goshop_common.errors import ApiError, error_response
 from goshop_common.rest import JSON, Service, body_validator
 from goshop_common.schemas import normalise_email
@@ -26,11 +27,12 @@ jwks = Service(name="jwks", path="/.well-known/jwks.json", description="Public k
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+    # Whole seconds: JWT times are whole seconds, and the seed shows them so.
+    return clock.utcnow().replace(microsecond=0)
 
 
 def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return clock.rfc3339(moment, milliseconds=False)
 
 
 def _accounts(request) -> Accounts:

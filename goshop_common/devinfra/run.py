@@ -199,3 +199,7 @@ def _run_services(options: argparse.Namespace, env: dict) -> int:
         say("stopping")
         for _process, child in reversed(children):
             stop_process_group(child)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
