@@ -21,6 +21,8 @@ RUNTIME = [
     "pyramid_tm==2.6",
     "SQLAlchemy==2.1.9",
     "transaction==5.1",
+    # The gateway's pooled, keep-alive client for its upstreams.
+    "urllib3==2.8.0",
     "waitress==3.0.2",
     "zope.sqlalchemy==4.1",
     # Cornice 6.1 and Pyramid import pkg_resources: setuptools 82 removed it and
@@ -53,6 +55,7 @@ setup(
             "users = goshop_users:main",
             "orders = goshop_orders:main",
             "payments = goshop_payments:main",
+            "gateway = goshop_gateway:main",
         ],
         "console_scripts": [
             "goshop-dev = goshop_common.devinfra.run:main",

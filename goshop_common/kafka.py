@@ -72,8 +72,11 @@ CONSUMER_DEFAULTS = {
     "fetch_max_wait_ms": 100,
     "max_poll_records": 200,
     "allow_auto_create_topics": False,
-    # Also bounds a synchronous commit() against a down broker.
-    "request_timeout_ms": 5000,
+    # Longer than max_poll_interval_ms, the rebalance timeout, which a
+    # JoinGroup may legitimately wait out for a member that died without
+    # leaving (kafka-python's own default is far longer for that reason).
+    # It also bounds a synchronous commit() against a down broker.
+    "request_timeout_ms": 15000,
     "bootstrap_timeout_ms": 5000,
     "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
 }

@@ -48,6 +48,22 @@ def _non_negative_int(raw: str) -> int:
     return value
 
 
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError(f"must be > 0, got {raw}")
+    return value
+
+
+def _address_list(raw: str) -> tuple[str, ...]:
+    import ipaddress
+
+    addresses = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for address in addresses:
+        ipaddress.ip_network(address, strict=False)  # raises ValueError for a typo
+    return addresses
+
+
 def _one_of(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()
@@ -115,10 +131,22 @@ SPECS: tuple[Spec, ...] = (
     Spec("idempotency_key_ttl", "GOSHOP_IDEMPOTENCY_KEY_TTL_SECONDS", _positive_int, 24 * 3600),
     # The mock payment provider fails amounts divisible by this (0: never fails).
     Spec("payments_fail_divisor", "GOSHOP_PAYMENTS_FAIL_DIVISOR", _non_negative_int, 5),
+    # Kafka consumer groups; a second deployment of the shop on one broker needs its own.
+    Spec("orders_consumer_group", "GOSHOP_ORDERS_CONSUMER_GROUP", _text, "goshop-orders"),
+    Spec("payments_consumer_group", "GOSHOP_PAYMENTS_CONSUMER_GROUP", _text, "goshop-payments"),
     Spec("outbox_batch_size", "GOSHOP_OUTBOX_BATCH_SIZE", _positive_int, 100),
     Spec("outbox_poll_seconds", "GOSHOP_OUTBOX_POLL_SECONDS", _positive_int, 5),
     Spec("outbox_backoff_base_ms", "GOSHOP_OUTBOX_BACKOFF_BASE_MS", _positive_int, 500),
     Spec("outbox_backoff_cap_seconds", "GOSHOP_OUTBOX_BACKOFF_CAP_SECONDS", _positive_int, 60),
+    # The gateway's upstreams and how long it waits for them.
+    Spec("users_url", "GOSHOP_USERS_URL", _text, "http://127.0.0.1:8081"),
+    Spec("orders_url", "GOSHOP_ORDERS_URL", _text, "http://127.0.0.1:8082"),
+    Spec("payments_url", "GOSHOP_PAYMENTS_URL", _text, "http://127.0.0.1:8083"),
+    Spec("upstream_connect_timeout", "GOSHOP_UPSTREAM_CONNECT_TIMEOUT_SECONDS", _positive_float, 1.0),
+    Spec("upstream_read_timeout", "GOSHOP_UPSTREAM_READ_TIMEOUT_SECONDS", _positive_float, 10.0),
+    # Proxies whose X-Forwarded-For is believed (the gateway, an ingress): the
+    # client address behind them is what login throttling counts.
+    Spec("trusted_proxies", "GOSHOP_TRUSTED_PROXIES", _address_list, ("127.0.0.1/32", "::1/128")),
     Spec("max_body_bytes", "GOSHOP_MAX_BODY_BYTES", _positive_int, 1024 * 1024),
     Spec("log_level", "GOSHOP_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
 )
@@ -154,10 +182,18 @@ class Settings:
     order_max_amount_cents: int
     idempotency_key_ttl: int
     payments_fail_divisor: int
+    orders_consumer_group: str
+    payments_consumer_group: str
     outbox_batch_size: int
     outbox_poll_seconds: int
     outbox_backoff_base_ms: int
     outbox_backoff_cap_seconds: int
+    users_url: str
+    orders_url: str
+    payments_url: str
+    upstream_connect_timeout: float
+    upstream_read_timeout: float
+    trusted_proxies: tuple[str, ...]
     max_body_bytes: int
     log_level: str
 

@@ -82,3 +82,21 @@ def authenticated_claims(request, verifier: TokenVerifier) -> dict:
         raise ApiError(401, "invalid token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
     request.environ[USER_ID_ENVIRON_KEY] = claims["sub"]
     return claims
+
+
+CLAIMS_ENVIRON_KEY = "goshop.claims"
+
+
+def require_access_token(request, **_kwargs) -> None:
+    """A Cornice validator, listed first: an anonymous caller gets its 401
+    before any body rule is checked (and learns nothing about them)."""
+    request.environ[CLAIMS_ENVIRON_KEY] = authenticated_claims(request, request.registry.token_verifier)
+
+
+def request_claims(request) -> dict:
+    """The claims ``require_access_token`` verified, or verify them now."""
+    claims = request.environ.get(CLAIMS_ENVIRON_KEY)
+    if claims is None:
+        claims = authenticated_claims(request, request.registry.token_verifier)
+        request.environ[CLAIMS_ENVIRON_KEY] = claims
+    return claims

@@ -11,21 +11,27 @@ def includeme(config) -> None:
     config.include("goshop_common.errors")
     config.include("goshop_common.requestlog")
     config.include("goshop_common.bodylimit")
-    config.include("goshop_common.db")
-    config.include("goshop_common.health")
+    config.include("goshop_common.clientip")
     logging.getLogger("goshop").setLevel(config.registry.goshop_settings.log_level)
 
 
-def make_service_app(settings, ini: dict | None, *, views: str, includes: tuple[str, ...] = ()):
-    """A goshop HTTP service: the common concerns, the service's own
-    ``includes``, its scanned ``views`` and its OpenAPI document."""
+def make_service_app(
+    settings, ini: dict | None, *, views: str | None, includes: tuple[str, ...] = (), database: bool = True
+):
+    """A goshop HTTP service: the common concerns, its database (with the
+    seed's /live, /ready and /v1/db/ping) unless ``database=False``, the
+    service's own ``includes``, its scanned ``views`` and its OpenAPI document."""
     from pyramid.config import Configurator
 
     with Configurator(settings=dict(ini or {})) as config:
         config.registry.goshop_settings = settings
         config.include("goshop_common.web")
+        if database:
+            config.include("goshop_common.db")
+            config.include("goshop_common.health")
         for include in includes:
             config.include(include)
-        config.scan(views)
+        if views:
+            config.scan(views)
         config.include("goshop_common.openapi")
     return config.make_wsgi_app()

@@ -22,7 +22,6 @@ from goshop_orders.orders import Orders
 
 log = logging.getLogger("goshop.orders.consumer")
 
-GROUP = "goshop-orders"
 OUTCOMES = {"payment.confirmed": PAID, "payment.failed": CANCELLED}
 
 
@@ -46,7 +45,15 @@ def apply_payment_event(db: DbSession, event: Event) -> None:
 
 
 def build(settings: Settings, **consumer_overrides) -> EventConsumer:
-    return build_consumer(settings, "orders", GROUP, [PAYMENTS_TOPIC], INBOX, apply_payment_event, **consumer_overrides)
+    return build_consumer(
+        settings,
+        "orders",
+        settings.orders_consumer_group,
+        [PAYMENTS_TOPIC],
+        INBOX,
+        apply_payment_event,
+        **consumer_overrides,
+    )
 
 
 def main() -> int:

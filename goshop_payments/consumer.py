@@ -12,12 +12,12 @@ from goshop_payments.models import INBOX
 from goshop_payments.payments import PaymentDecider
 from goshop_payments.provider import MockProvider
 
-GROUP = "goshop-payments"
-
 
 def build(settings: Settings, **consumer_overrides) -> EventConsumer:
     decider = PaymentDecider(MockProvider(settings.payments_fail_divisor), utcnow)
-    return build_consumer(settings, "payments", GROUP, [ORDERS_TOPIC], INBOX, decider, **consumer_overrides)
+    return build_consumer(
+        settings, "payments", settings.payments_consumer_group, [ORDERS_TOPIC], INBOX, decider, **consumer_overrides
+    )
 
 
 def main() -> int:

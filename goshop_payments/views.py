@@ -9,7 +9,7 @@ import colander
 from goshop_common.errors import ApiError
 from goshop_common.rest import Service, querystring_validator
 from goshop_common.schemas import StrictString
-from goshop_common.tokens import authenticated_claims
+from goshop_common.tokens import request_claims, require_access_token
 from goshop_payments.payments import payments_for
 
 payments = Service(name="payments", path="/v1/payments", description="Payments of one of my orders.")
@@ -19,9 +19,9 @@ class PaymentsQuery(colander.MappingSchema):
     order_id = colander.SchemaNode(StrictString(), missing_msg="order_id is required")
 
 
-@payments.get(schema=PaymentsQuery(), validators=(querystring_validator,))
+@payments.get(schema=PaymentsQuery(), validators=(require_access_token, querystring_validator))
 def list_payments_view(request):
-    claims = authenticated_claims(request, request.registry.token_verifier)
+    claims = request_claims(request)
     try:
         order_id = uuid.UUID(request.validated["order_id"])
     except ValueError:

@@ -84,7 +84,7 @@ def register_view(request):
 def login_view(request):
     email = normalise_email(request.validated["email"])
     password = request.validated["password"]
-    address = request.client_addr
+    address = request.client_ip
     throttle = _throttle(request)
     wait = throttle.retry_after(email, address)
     if wait is not None:

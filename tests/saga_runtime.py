@@ -22,9 +22,14 @@ FINAL = ("paid", "cancelled")
 
 def saga_settings(settings: Settings, bootstrap: str) -> Settings:
     # Quick retries and a short safety-net poll, so fault tests settle fast.
+    # Groups of their own: Tansu can leave a group stuck mid-rebalance when a
+    # member leaves during its join, and that must not spill into other tests.
+    suffix = uuid.uuid4().hex[:8]
     return dataclasses.replace(
         settings,
         kafka_bootstrap=bootstrap,
+        orders_consumer_group=f"test-orders-{suffix}",
+        payments_consumer_group=f"test-payments-{suffix}",
         outbox_poll_seconds=1,
         outbox_backoff_base_ms=100,
         outbox_backoff_cap_seconds=2,

@@ -63,6 +63,8 @@ PROCESSES = (
     Process("outboxer", "goshop_outboxer", port_offset=4),
     Process("orders-consumer", "goshop_orders.consumer"),
     Process("payments-consumer", "goshop_payments.consumer"),
+    # Last: its /ready waits for every upstream's.
+    Process("gateway", "goshop_common.devinfra.serve", (_ini("gateway"),), port_offset=0),
 )
 
 
@@ -145,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
             broker.start()
             env["GOSHOP_KAFKA_BOOTSTRAP"] = broker.bootstrap
         ensure_topics(env["GOSHOP_KAFKA_BOOTSTRAP"])
-        env["GOSHOP_JWKS_URL"] = f"http://127.0.0.1:{options.base_port + 1}/.well-known/jwks.json"
+        base = options.base_port
+        env["GOSHOP_JWKS_URL"] = f"http://127.0.0.1:{base + 1}/.well-known/jwks.json"
+        env["GOSHOP_USERS_URL"] = f"http://127.0.0.1:{base + 1}"
+        env["GOSHOP_ORDERS_URL"] = f"http://127.0.0.1:{base + 2}"
+        env["GOSHOP_PAYMENTS_URL"] = f"http://127.0.0.1:{base + 3}"
         return _run_services(options, env)
     finally:
         if broker is not None:
@@ -184,7 +190,7 @@ def _run_services(options: argparse.Namespace, env: dict) -> int:
                 say(f"{process.name} did not become ready; see its log above")
                 return 1
             say(f"{process.name:<10} {url}")
-        say("the shop is up. Ctrl-C stops it.")
+        say(f"the shop is up: talk to the gateway at http://127.0.0.1:{options.base_port}  (Ctrl-C stops it)")
         while not stopping:
             for process, child in children:
                 if child.poll() is not None:

@@ -64,8 +64,8 @@ def stop(process: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 20) -> 
     return process.returncode
 
 
-def spawn(args: list[str], env: dict, log_path: Path) -> subprocess.Popen:
-    log = log_path.open("wb")
+def spawn(args: list[str], env: dict, log_path: Path, append: bool = False) -> subprocess.Popen:
+    log = log_path.open("ab" if append else "wb")
     return subprocess.Popen(
         [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )

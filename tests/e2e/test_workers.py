@@ -2,6 +2,7 @@
 
 import signal
 import time
+import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -18,6 +19,9 @@ def worker_env(child_env, kafka_broker, service_settings):
         "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
         "GOSHOP_JWT_PUBLIC_KEY_FILE": service_settings.jwt_public_key_file,
         "GOSHOP_OUTBOX_POLL_SECONDS": "1",
+        # Groups of each test's own (see tests/saga_runtime.py).
+        "GOSHOP_ORDERS_CONSUMER_GROUP": f"test-orders-{uuid.uuid4().hex[:8]}",
+        "GOSHOP_PAYMENTS_CONSUMER_GROUP": f"test-payments-{uuid.uuid4().hex[:8]}",
     }
 
 

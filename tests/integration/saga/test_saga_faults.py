@@ -4,7 +4,6 @@ import uuid
 
 import sqlalchemy as sa
 
-from goshop_common.kafka import ensure_topics
 from tests.saga_runtime import SagaRuntime, saga_settings, wait_until
 
 
@@ -12,7 +11,7 @@ def create_order(client, customer, amount):
     return client.post_json("/v1/orders", {"amount_cents": amount}, headers=customer["headers"], status=201).json
 
 
-def test_orders_are_accepted_while_the_broker_is_down_and_settle_when_it_returns(
+def test_orders_are_accepted_while_the_broker_is_unreachable_and_settle_when_it_returns(
     service_settings, own_broker, orders_client, customer, engine
 ):
     runtime = SagaRuntime(saga_settings(service_settings, own_broker.bootstrap)).start()
@@ -20,7 +19,10 @@ def test_orders_are_accepted_while_the_broker_is_down_and_settle_when_it_returns
         warm = create_order(orders_client, customer, 101)
         runtime.wait_settled([warm["id"]])
 
-        own_broker.stop()
+        # Frozen, not killed: a real Kafka comes back with its log, but a
+        # restarted in-memory Tansu comes back empty, which no client survives
+        # without losing what it had not consumed yet.
+        own_broker.pause()
         during = [create_order(orders_client, customer, 200 + n) for n in range(5)]
 
         def relay_tried_and_failed():
@@ -35,8 +37,7 @@ def test_orders_are_accepted_while_the_broker_is_down_and_settle_when_it_returns
         wait_until(relay_tried_and_failed, timeout=60, message="relay attempts recorded on the rows")
         assert set(runtime.statuses([o["id"] for o in during]).values()) == {"new"}
 
-        own_broker.start()
-        ensure_topics(own_broker.bootstrap)
+        own_broker.resume()
         statuses = runtime.wait_settled([o["id"] for o in during], timeout=120)
         assert statuses == {o["id"]: ("cancelled" if o["amount_cents"] % 5 == 0 else "paid") for o in during}
     finally:

@@ -1,0 +1,28 @@
+"""The gateway: the shop's one public entry point (:8080)."""
+
+from __future__ import annotations
+
+from goshop_common.settings import Settings, load_settings
+from goshop_common.web import make_service_app
+from goshop_gateway.upstream import Upstreams
+
+
+def includeme(config) -> None:
+    settings: Settings = config.registry.goshop_settings
+    config.registry.upstreams = Upstreams(
+        {"users": settings.users_url, "orders": settings.orders_url, "payments": settings.payments_url},
+        connect_timeout=settings.upstream_connect_timeout,
+        read_timeout=settings.upstream_read_timeout,
+    )
+    config.include("goshop_common.jwks")
+    # Registered explicitly, not scanned: the proxy routes are built from a table.
+    config.include("goshop_gateway.views")
+
+
+def make_app(settings: Settings, ini: dict | None = None):
+    return make_service_app(settings, ini, views=None, includes=("goshop_gateway",), database=False)
+
+
+def main(global_config, **ini):
+    """Paste entry point: ``pserve goshop_gateway/development.ini``."""
+    return make_app(load_settings(ini), ini)

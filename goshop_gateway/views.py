@@ -1,0 +1,150 @@
+"""The gateway's routes: every public API of the shop behind one origin.
+
+Protected routes check the access token here, before any upstream call, and
+the upstream checks it again. Each route forwards to one upstream with the
+request id, the client's address and its end-to-end headers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import urllib3
+from pyramid.response import Response
+
+from goshop_common.errors import error_response
+from goshop_common.requestlog import REQUEST_ID_HEADER
+from goshop_common.rest import JSON, Service, body_validator
+from goshop_common.tokens import authenticated_claims, require_access_token
+from goshop_gateway.schemas import CheckoutSchema
+from goshop_gateway.upstream import UpstreamFailure, end_to_end
+
+READY_TIMEOUT = urllib3.Timeout(connect=1.0, read=2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    name: str
+    path: str
+    methods: tuple[str, ...]
+    upstream: str
+    protected: bool
+    description: str
+
+
+ROUTES = (
+    Route("users_register", "/v1/users/register", ("POST",), "users", False, "Create an account."),
+    Route("users_login", "/v1/users/login", ("POST",), "users", False, "Exchange a password for tokens."),
+    Route("users_refresh", "/v1/users/refresh", ("POST",), "users", False, "Rotate a refresh token."),
+    Route("users_logout", "/v1/users/logout", ("POST",), "users", False, "End one session."),
+    Route("users_me", "/v1/users/me", ("GET",), "users", True, "Who the access token belongs to."),
+    Route("users_logout_all", "/v1/users/logout_all", ("POST",), "users", True, "End every session."),
+    Route("jwks", "/.well-known/jwks.json", ("GET",), "users", False, "Public keys of goshop tokens."),
+    Route("orders", "/v1/orders", ("GET", "POST"), "orders", True, "My orders; create one."),
+    Route("order", "/v1/orders/{id}", ("GET",), "orders", True, "One of my orders."),
+    Route("order_status", "/v1/orders/{id}/status", ("GET",), "orders", True, "Where my order stands."),
+    Route("payments", "/v1/payments", ("GET",), "payments", True, "Payments of one of my orders."),
+)
+
+
+def forward_headers(request) -> list[tuple[str, str]]:
+    headers = end_to_end(request.headers)
+    headers = [(n, v) for n, v in headers if n.lower() not in ("x-request-id", "x-forwarded-for", "x-forwarded-proto")]
+    forwarded_for = request.headers.get("X-Forwarded-For")
+    client = request.remote_addr or ""
+    headers += [
+        (REQUEST_ID_HEADER, request.request_id),
+        ("X-Forwarded-For", f"{forwarded_for}, {client}" if forwarded_for else client),
+        ("X-Forwarded-Proto", request.scheme),
+    ]
+    return headers
+
+
+def _respond(upstream_response) -> Response:
+    response = Response(status=upstream_response.status, body=upstream_response.body)
+    response.headerlist = [(n, v) for n, v in upstream_response.headers] + [
+        ("Content-Length", str(len(upstream_response.body)))
+    ]
+    return response
+
+
+def forward(request, upstream: str, method: str, path: str, body: bytes | None, headers=None) -> Response:
+    try:
+        result = request.registry.upstreams.request(
+            upstream, method, path, headers if headers is not None else forward_headers(request), body
+        )
+    except UpstreamFailure as failure:
+        return error_response(failure.status, failure.message)
+    return _respond(result)
+
+
+def _proxy(route: Route):
+    def view(request):
+        if route.protected:
+            authenticated_claims(request, request.registry.token_verifier)
+        path = request.path_qs
+        return forward(request, route.upstream, request.method, path, request.body if request.body else None)
+
+    view.__name__ = f"proxy_{route.name}"
+    return view
+
+
+def _proxy_service(route: Route) -> Service:
+    service = Service(name=route.name, path=route.path, description=route.description)
+    for method in route.methods:
+        service.add_view(method, _proxy(route))
+    return service
+
+
+SERVICES = [_proxy_service(route) for route in ROUTES]
+
+
+checkout = Service(name="checkout", path="/v1/checkout", description="Place an order (Idempotency-Key honoured).")
+
+
+@checkout.post(schema=CheckoutSchema(), validators=(require_access_token, body_validator), content_type=JSON)
+def checkout_view(request):
+    body = json.dumps(
+        {"amount_cents": request.validated["amount_cents"], "currency": request.validated["currency"]}
+    ).encode()
+    headers = [(n, v) for n, v in forward_headers(request) if n.lower() != "content-type"]
+    headers.append(("Content-Type", "application/json"))
+    return forward(request, "orders", "POST", "/v1/orders", body, headers)
+
+
+live = Service(name="live", path="/live", description="The gateway process is up.")
+ready = Service(name="ready", path="/ready", description="Every upstream is ready.")
+
+
+@live.get()
+def live_view(request):
+    return {"status": "ok"}
+
+
+def _upstream_state(request, name: str) -> str:
+    headers = [(REQUEST_ID_HEADER, request.request_id)]
+    try:
+        result = request.registry.upstreams.request(name, "GET", "/ready", headers, None, timeout=READY_TIMEOUT)
+    except UpstreamFailure as failure:
+        return "timeout" if failure.status == 504 else "unavailable"
+    return "ok" if result.status == 200 else f"not ready ({result.status})"
+
+
+@ready.get()
+def ready_view(request):
+    names = sorted(request.registry.upstreams.urls)
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        states = dict(zip(names, pool.map(lambda n: _upstream_state(request, n), names), strict=True))
+    failing = [name for name, state in states.items() if state != "ok"]
+    if failing:
+        response = error_response(503, f"not ready: {', '.join(failing)}")
+        response.json_body = {**response.json_body, "upstreams": states}
+        return response
+    return {"status": "ok", "upstreams": states}
+
+
+def includeme(config) -> None:
+    for service in (*SERVICES, checkout, live, ready):
+        config.add_cornice_service(service)

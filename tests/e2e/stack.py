@@ -1,0 +1,79 @@
+"""The whole shop as separate processes on free ports, for tests that drive it
+only through the gateway and stop or freeze single services."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+from goshop_common.devinfra.postgres import free_port
+from tests.e2e.conftest import ROOT, spawn, stop, wait_for
+
+SERVE = "goshop_common.devinfra.serve"
+
+
+def _ini(service: str) -> str:
+    return str(ROOT / f"goshop_{service}" / "development.ini")
+
+
+class Stack:
+    def __init__(self, env: dict, log_dir: Path):
+        self.log_dir = log_dir
+        self.ports = {name: free_port() for name in ("gateway", "users", "orders", "payments", "outboxer")}
+        self.env = {
+            **env,
+            "GOSHOP_JWKS_URL": f"http://127.0.0.1:{self.ports['users']}/.well-known/jwks.json",
+            "GOSHOP_USERS_URL": f"http://127.0.0.1:{self.ports['users']}",
+            "GOSHOP_ORDERS_URL": f"http://127.0.0.1:{self.ports['orders']}",
+            "GOSHOP_PAYMENTS_URL": f"http://127.0.0.1:{self.ports['payments']}",
+            "GOSHOP_UPSTREAM_READ_TIMEOUT_SECONDS": "2",
+            "GOSHOP_OUTBOX_POLL_SECONDS": "1",
+            "GOSHOP_ORDERS_CONSUMER_GROUP": f"test-orders-{uuid.uuid4().hex[:8]}",
+            "GOSHOP_PAYMENTS_CONSUMER_GROUP": f"test-payments-{uuid.uuid4().hex[:8]}",
+        }
+        self.commands = {
+            "users": ["-m", SERVE, _ini("users"), "--port", str(self.ports["users"])],
+            "orders": ["-m", SERVE, _ini("orders"), "--port", str(self.ports["orders"])],
+            "payments": ["-m", SERVE, _ini("payments"), "--port", str(self.ports["payments"])],
+            "outboxer": ["-m", "goshop_outboxer", "--port", str(self.ports["outboxer"])],
+            "orders-consumer": ["-m", "goshop_orders.consumer"],
+            "payments-consumer": ["-m", "goshop_payments.consumer"],
+            "gateway": ["-m", SERVE, _ini("gateway"), "--port", str(self.ports["gateway"])],
+        }
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    @property
+    def gateway(self) -> int:
+        return self.ports["gateway"]
+
+    def log(self, name: str) -> str:
+        return (self.log_dir / f"{name}.log").read_text(errors="replace")
+
+    def start(self, name: str) -> None:
+        # Append, so a restarted service's earlier log is kept.
+        with (self.log_dir / f"{name}.log").open("ab"):
+            pass
+        self.processes[name] = spawn(self.commands[name], self.env, self.log_dir / f"{name}.log", append=True)
+        if name in self.ports:
+            wait_for(self.ports[name], "/live", process=self.processes[name])
+
+    def start_all(self) -> Stack:
+        for name in self.commands:
+            self.start(name)
+        wait_for(self.gateway, "/ready", timeout=60)
+        return self
+
+    def stop(self, name: str) -> int:
+        return stop(self.processes.pop(name))
+
+    def freeze(self, name: str) -> None:
+        os.killpg(self.processes[name].pid, signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        os.killpg(self.processes[name].pid, signal.SIGCONT)
+
+    def stop_all(self) -> dict[str, int]:
+        return {name: self.stop(name) for name in list(self.processes)}

@@ -1,0 +1,224 @@
+"""The whole shop driven through the gateway only, each service its own process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import subprocess
+import time
+import uuid
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from tests.e2e.conftest import ROOT, Http, wait_for
+from tests.e2e.stack import Stack
+
+
+@pytest.fixture(scope="module")
+def stack(settings, service_settings, kafka_broker, tmp_path_factory):
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "GOSHOP_DATABASE_URL": settings.database_url,
+        "GOSHOP_DEV_DIR": settings.dev_dir,
+        "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+    }
+    shop = Stack(env, tmp_path_factory.mktemp("stack")).start_all()
+    yield shop
+    codes = shop.stop_all()
+    assert set(codes.values()) == {0}, codes
+
+
+@pytest.fixture(scope="module")
+def gw(stack):
+    return Http(stack.gateway)
+
+
+def sign_up(gw: Http) -> dict:
+    account = {"email": f"gw-{uuid.uuid4().hex[:10]}@example.com", "password": "long enough password"}
+    status, _, user = gw.request("POST", "/v1/users/register", account)
+    assert status == 201, user
+    status, _, tokens = gw.request("POST", "/v1/users/login", account)
+    assert status == 200, tokens
+    return {**user, **tokens, "auth": {"Authorization": f"Bearer {tokens['access_token']}"}}
+
+
+def checkout(gw: Http, customer: dict, amount: int, key: str | None = None, request_id: str | None = None):
+    headers = dict(customer["auth"])
+    if key:
+        headers["Idempotency-Key"] = key
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    return gw.request("POST", "/v1/checkout", {"amount_cents": amount, "currency": "RUB"}, headers=headers)
+
+
+def settle(gw: Http, customer: dict, order_id: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, _, body = gw.request("GET", f"/v1/orders/{order_id}/status", headers=customer["auth"])
+        assert status == 200, body
+        if body["status"] != "new" or time.monotonic() > deadline:
+            return body
+        time.sleep(0.2)
+
+
+def test_sign_up_check_out_and_watch_the_order_get_paid(gw):
+    customer = sign_up(gw)
+    status, _, me = gw.request("GET", "/v1/users/me", headers=customer["auth"])
+    assert (status, me["uid"]) == (200, customer["id"])
+    status, headers, order = checkout(gw, customer, 19901)
+    assert status == 201, order
+    assert headers["Location"].endswith(f"/v1/orders/{order['id']}")
+    assert settle(gw, customer, order["id"]) == {"id": order["id"], "status": "paid", "reason": None}
+    status, _, listing = gw.request("GET", "/v1/orders", headers=customer["auth"])
+    assert [o["id"] for o in listing["orders"]] == [order["id"]]
+    status, _, payments = gw.request("GET", f"/v1/payments?order_id={order['id']}", headers=customer["auth"])
+    assert [p["status"] for p in payments["payments"]] == ["confirmed"]
+
+
+def test_an_amount_divisible_by_five_ends_cancelled(gw):
+    customer = sign_up(gw)
+    _, _, order = checkout(gw, customer, 19900)
+    assert settle(gw, customer, order["id"]) == {
+        "id": order["id"],
+        "status": "cancelled",
+        "reason": "insufficient_funds",
+    }
+
+
+def test_an_idempotent_checkout_retry_returns_the_same_order(gw):
+    customer = sign_up(gw)
+    first = checkout(gw, customer, 501, key="retry-1")
+    again = checkout(gw, customer, 501, key="retry-1")
+    assert first[0] == again[0] == 201
+    assert again[2]["id"] == first[2]["id"]
+    assert again[1]["Idempotent-Replayed"] == "true"
+    assert checkout(gw, customer, 502, key="retry-1")[0] == 422
+    _, _, listing = gw.request("GET", "/v1/orders", headers=customer["auth"])
+    assert len(listing["orders"]) == 1
+
+
+def test_after_logout_all_the_old_refresh_token_fails(gw):
+    customer = sign_up(gw)
+    status, _, body = gw.request("POST", "/v1/users/logout_all", headers=customer["auth"])
+    assert (status, body) == (200, {"revoked": 1})
+    status, _, body = gw.request("POST", "/v1/users/refresh", {"refresh_token": customer["refresh_token"]})
+    assert (status, body) == (401, {"error": "invalid token"})
+
+
+def _forged_tokens(customer: dict) -> dict[str, str]:
+    token = customer["access_token"]
+    header = jwt.get_unverified_header(token)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    head, _payload, signature = token.split(".")
+    other_key = ed25519.Ed25519PrivateKey.generate()
+    now = dt.datetime.now(dt.UTC)
+    expired = {**claims, "iat": now - dt.timedelta(hours=3), "exp": now - dt.timedelta(hours=1)}
+    tampered = jwt.utils.base64url_encode(
+        jwt.api_jws.json.dumps({**claims, "sub": str(uuid.uuid4())}).encode()
+    ).decode()
+    return {
+        "tampered": f"{head}.{tampered}.{signature}",
+        "expired-other-key": jwt.encode(expired, other_key, algorithm="EdDSA", headers={"kid": header["kid"]}),
+        "other-key": jwt.encode(claims, other_key, algorithm="EdDSA", headers={"kid": header["kid"]}),
+        "alg-none": jwt.encode(claims, None, algorithm="none"),
+        "refresh-as-access": customer["refresh_token"],
+        "garbage": "abc.def.ghi",
+    }
+
+
+def test_forged_tokens_are_refused_at_the_edge_before_any_upstream_call(gw, stack):
+    customer = sign_up(gw)
+    for name, token in _forged_tokens(customer).items():
+        request_id = f"forged-{name}-{uuid.uuid4().hex[:6]}"
+        for method, path in (("GET", "/v1/users/me"), ("POST", "/v1/checkout"), ("GET", "/v1/orders")):
+            body = {"amount_cents": 100} if method == "POST" else None
+            headers = {"Authorization": f"Bearer {token}", "X-Request-ID": request_id}
+            status, _, answer = gw.request(method, path, body, headers=headers)
+            assert (status, answer) == (401, {"error": "invalid token"}), (name, path)
+        for upstream in ("users", "orders"):
+            assert request_id not in stack.log(upstream), f"{name} reached {upstream}"
+
+
+def test_an_expired_token_signed_by_users_is_refused(gw, users_app):
+    customer = sign_up(gw)
+    claims = jwt.decode(customer["access_token"], options={"verify_signature": False})
+    key = users_app.registry.signing_key
+    now = dt.datetime.now(dt.UTC)
+    expired = jwt.encode(
+        {**claims, "iat": now - dt.timedelta(hours=3), "exp": now - dt.timedelta(hours=1)},
+        key.private_key,
+        algorithm="EdDSA",
+        headers={"kid": key.kid},
+    )
+    status, _, body = gw.request("GET", "/v1/users/me", headers={"Authorization": f"Bearer {expired}"})
+    assert (status, body) == (401, {"error": "invalid token"})
+
+
+def test_one_request_id_follows_a_checkout_through_every_process(gw, stack):
+    customer = sign_up(gw)
+    request_id = f"trace-{uuid.uuid4().hex[:12]}"
+    _status, headers, order = checkout(gw, customer, 7001, request_id=request_id)
+    assert headers["X-Request-ID"] == request_id
+    settle(gw, customer, order["id"])
+    for name in ("gateway", "orders", "outboxer", "payments-consumer", "orders-consumer"):
+        assert request_id in stack.log(name), name
+
+
+def test_bodies_over_one_megabyte_are_refused_at_the_edge(gw, stack):
+    request_id = f"huge-{uuid.uuid4().hex[:6]}"
+    raw = b'{"email": "' + b"a" * (1024 * 1024) + b'"}'
+    status, _, body = gw.request(
+        "POST",
+        "/v1/users/register",
+        raw=raw,
+        headers={"Content-Type": "application/json", "X-Request-ID": request_id},
+    )
+    assert (status, body) == (413, {"error": "request body too large"})
+    assert request_id not in stack.log("users")
+
+
+def test_a_frozen_upstream_is_a_504_and_a_stopped_one_a_502_then_service_returns(gw, stack):
+    customer = sign_up(gw)
+    stack.freeze("orders")
+    try:
+        started = time.monotonic()
+        status, _, body = checkout(gw, customer, 301)
+        assert (status, body) == (504, {"error": "upstream timeout"})
+        assert time.monotonic() - started < 10
+    finally:
+        stack.thaw("orders")
+
+    assert stack.stop("orders") == 0
+    status, _, body = checkout(gw, customer, 302)
+    assert (status, body) == (502, {"error": "upstream unavailable"})
+    status, _, ready = gw.request("GET", "/ready")
+    assert status == 503
+    assert ready["error"] == "not ready: orders"
+    assert ready["upstreams"] == {"orders": "unavailable", "payments": "ok", "users": "ok"}
+
+    stack.start("orders")
+    wait_for(stack.gateway, "/ready", timeout=30)
+    status, _, order = checkout(gw, customer, 303)
+    assert status == 201, order
+    assert settle(gw, customer, order["id"])["status"] == "paid"
+
+
+def test_the_readme_walkthrough_works_verbatim(stack):
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- walkthrough:start -->\s*```sh\n(.*?)```\s*<!-- walkthrough:end -->", readme, re.S)
+    assert block, "README has no walkthrough block"
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block.group(1)],  # noqa: S607 (the user's shell, as the README says)
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GW": f"http://127.0.0.1:{stack.gateway}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert re.fullmatch(r"order [0-9a-f-]{36}: paid", lines[-3]), result.stdout
+    assert lines[-2] == '{"revoked": 1}'
+    assert lines[-1] == "401"
