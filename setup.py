@@ -15,6 +15,7 @@ RUNTIME = [
     "cryptography==50.0.2",
     "hupper==1.12.1",
     "kafka-python==3.0.12",
+    "prometheus-client==0.26.0",
     "psycopg2-binary==2.9.13",
     "PyJWT==2.15.1",
     "pyramid==2.1",
@@ -56,6 +57,7 @@ setup(
             "orders = goshop_orders:main",
             "payments = goshop_payments:main",
             "gateway = goshop_gateway:main",
+            "ops = goshop_ops:main",
         ],
         "console_scripts": [
             "goshop-dev = goshop_common.devinfra.run:main",

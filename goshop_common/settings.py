@@ -18,6 +18,7 @@ PRODUCTION = "production"
 TEST = "test"
 
 # Clearly marked development defaults. Production refuses both.
+DEV_OPS_TOKEN = "dev-only-ops-token"  # noqa: S105 (marked dev default, refused in production)
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-in-production"  # noqa: S105 (marked dev default)
 
 
@@ -147,6 +148,14 @@ SPECS: tuple[Spec, ...] = (
     # Proxies whose X-Forwarded-For is believed (the gateway, an ingress): the
     # client address behind them is what login throttling counts.
     Spec("trusted_proxies", "GOSHOP_TRUSTED_PROXIES", _address_list, ("127.0.0.1/32", "::1/128")),
+    Spec("ops_url", "GOSHOP_OPS_URL", _text, "http://127.0.0.1:8085"),
+    # Ops assistant. Unset OLLAMA_URL: it explains by rules, without an LLM.
+    Spec("ollama_url", "OLLAMA_URL", _text, ""),
+    Spec("ollama_model", "OLLAMA_MODEL", _text, "llama3.2"),
+    Spec("ollama_timeout", "GOSHOP_OLLAMA_TIMEOUT_SECONDS", _positive_float, 30.0),
+    Spec("ollama_temperature", "GOSHOP_OLLAMA_TEMPERATURE", float, 0.2),
+    # The operator's bearer token for /v1/ops/*; the development value is refused in production.
+    Spec("ops_token", "GOSHOP_OPS_TOKEN", _text, DEV_OPS_TOKEN),
     Spec("max_body_bytes", "GOSHOP_MAX_BODY_BYTES", _positive_int, 1024 * 1024),
     Spec("log_level", "GOSHOP_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
 )
@@ -194,6 +203,12 @@ class Settings:
     upstream_connect_timeout: float
     upstream_read_timeout: float
     trusted_proxies: tuple[str, ...]
+    ops_url: str
+    ollama_url: str
+    ollama_model: str
+    ollama_timeout: float
+    ollama_temperature: float
+    ops_token: str
     max_body_bytes: int
     log_level: str
 
@@ -234,6 +249,8 @@ def _refuse_development_defaults(settings: Settings) -> None:
     # users signs, so only users needs a private key in production.
     if not settings.production:
         return
+    if settings.ops_token == DEV_OPS_TOKEN or len(settings.ops_token) < 32:
+        raise SettingsError("GOSHOP_OPS_TOKEN must be set to a secret of 32+ characters in production")
     if settings.jwt_algorithm == "HS256":
         if settings.jwt_secret == DEV_JWT_SECRET:
             raise SettingsError("GOSHOP_JWT_SECRET is the development default; production refuses it")

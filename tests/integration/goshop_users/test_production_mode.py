@@ -16,6 +16,7 @@ def test_production_refuses_the_development_jwt_secret(database_url):
             {},
             environ={
                 "GOSHOP_ENV": "production",
+                "GOSHOP_OPS_TOKEN": "o" * 40,
                 "GOSHOP_DATABASE_URL": database_url,
                 "GOSHOP_JWT_ALGORITHM": "HS256",
                 "GOSHOP_JWT_SECRET": DEV_JWT_SECRET,

@@ -1,6 +1,8 @@
 import pytest
 
-from goshop_common.settings import DEV_JWT_SECRET, SettingsError, load_settings
+from goshop_common.settings import DEV_JWT_SECRET, DEV_OPS_TOKEN, SettingsError, load_settings
+
+OPS = "o" * 40
 
 
 def test_defaults_match_the_design():
@@ -54,21 +56,43 @@ def test_a_malformed_ini_setting_names_the_ini_key():
 
 def test_production_refuses_the_development_hs256_secret():
     with pytest.raises(SettingsError, match="development default"):
-        load_settings({}, environ={"GOSHOP_ENV": "production", "GOSHOP_JWT_ALGORITHM": "HS256"})
+        load_settings(
+            {}, environ={"GOSHOP_ENV": "production", "GOSHOP_OPS_TOKEN": OPS, "GOSHOP_JWT_ALGORITHM": "HS256"}
+        )
     with pytest.raises(SettingsError, match="development default"):
         load_settings(
             {},
-            environ={"GOSHOP_ENV": "production", "GOSHOP_JWT_ALGORITHM": "HS256", "GOSHOP_JWT_SECRET": DEV_JWT_SECRET},
+            environ={
+                "GOSHOP_ENV": "production",
+                "GOSHOP_OPS_TOKEN": OPS,
+                "GOSHOP_JWT_ALGORITHM": "HS256",
+                "GOSHOP_JWT_SECRET": DEV_JWT_SECRET,
+            },
         )
 
 
 def test_production_refuses_a_short_hs256_secret():
     with pytest.raises(SettingsError, match="32 bytes"):
         load_settings(
-            {}, environ={"GOSHOP_ENV": "production", "GOSHOP_JWT_ALGORITHM": "HS256", "GOSHOP_JWT_SECRET": "short"}
+            {},
+            environ={
+                "GOSHOP_ENV": "production",
+                "GOSHOP_OPS_TOKEN": OPS,
+                "GOSHOP_JWT_ALGORITHM": "HS256",
+                "GOSHOP_JWT_SECRET": "short",
+            },
         )
 
 
 def test_development_accepts_the_development_secret():
     settings = load_settings({}, environ={"GOSHOP_JWT_ALGORITHM": "HS256"})
     assert settings.jwt_secret == DEV_JWT_SECRET
+
+
+@pytest.mark.parametrize("token", [None, DEV_OPS_TOKEN, "short"])
+def test_production_refuses_a_missing_development_or_short_ops_token(token):
+    environ = {"GOSHOP_ENV": "production"}
+    if token:
+        environ["GOSHOP_OPS_TOKEN"] = token
+    with pytest.raises(SettingsError, match="GOSHOP_OPS_TOKEN"):
+        load_settings({}, environ=environ)
