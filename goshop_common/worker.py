@@ -1,5 +1,6 @@
 """What every worker process does around its loop: settings, JSON logs,
-SIGTERM handling, and a small HTTP server for ``/live`` and ``/ready``."""
+SIGTERM handling, and a small HTTP server for ``/live``, ``/ready`` and
+``/metrics``."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import threading
 from collections.abc import Callable
 
+import sqlalchemy as sa
 import waitress
 from pyramid.config import Configurator
 
@@ -29,9 +31,16 @@ def on_sigterm(stop: Callable[[], None]) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def health_app(settings: Settings, checks: dict[str, Callable[[], bool]]):
+def health_app(
+    settings: Settings,
+    checks: dict[str, Callable[[], bool]],
+    *,
+    service: str | None = None,
+    engine: sa.Engine | None = None,
+):
     """``/live`` always; ``/ready`` 200 when every check passes, else 503 naming
-    the ones that failed."""
+    the ones that failed. With ``service``, also ``/metrics``: the process's
+    metrics, its requests labelled ``service`` and ``engine``'s pool usage."""
 
     def live(request):
         return {"status": "ok"}
@@ -50,6 +59,11 @@ def health_app(settings: Settings, checks: dict[str, Callable[[], bool]]):
         config.add_route("ready", "/ready")
         config.add_view(live, route_name="live", renderer="json", request_method="GET")
         config.add_view(ready, route_name="ready", renderer="json", request_method="GET")
+        if service is not None:
+            config.registry.goshop_service = service
+            if engine is not None:
+                config.registry.dbengine = engine
+            config.include("goshop_common.metrics")
     return config.make_wsgi_app()
 
 

@@ -10,7 +10,12 @@ from goshop_gateway.upstream import Upstreams
 def includeme(config) -> None:
     settings: Settings = config.registry.goshop_settings
     config.registry.upstreams = Upstreams(
-        {"users": settings.users_url, "orders": settings.orders_url, "payments": settings.payments_url},
+        {
+            "users": settings.users_url,
+            "orders": settings.orders_url,
+            "payments": settings.payments_url,
+            "ops": settings.ops_url,
+        },
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
     )
@@ -20,7 +25,7 @@ def includeme(config) -> None:
 
 
 def make_app(settings: Settings, ini: dict | None = None):
-    return make_service_app(settings, ini, views=None, includes=("goshop_gateway",), database=False)
+    return make_service_app(settings, ini, service="gateway", views=None, includes=("goshop_gateway",), database=False)
 
 
 def main(global_config, **ini):

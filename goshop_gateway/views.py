@@ -32,6 +32,10 @@ class Route:
     upstream: str
     protected: bool
     description: str
+    # The upstream may wait for an LLM before answering (ops' explain): the
+    # read timeout grows by the LLM's own timeout, or the gateway would give
+    # up (504) on an answer that is still within its time.
+    waits_for_llm: bool = False
 
 
 ROUTES = (
@@ -46,6 +50,10 @@ ROUTES = (
     Route("order", "/v1/orders/{id}", ("GET",), "orders", True, "One of my orders."),
     Route("order_status", "/v1/orders/{id}/status", ("GET",), "orders", True, "Where my order stands."),
     Route("payments", "/v1/payments", ("GET",), "payments", True, "Payments of one of my orders."),
+    # Not protected here: the ops token is not a user's access token, and ops
+    # checks it itself (the Authorization header is forwarded unchanged).
+    Route("ops_timeline", "/v1/ops/orders/{id}/timeline", ("GET",), "ops", False, "An order's saga (operators)."),
+    Route("ops_explain", "/v1/ops/orders/{id}/explain", ("POST",), "ops", False, "Why an order is where it is.", True),
 )
 
 
@@ -70,14 +78,20 @@ def _respond(upstream_response) -> Response:
     return response
 
 
-def forward(request, upstream: str, method: str, path: str, body: bytes | None, headers=None) -> Response:
+def forward(request, upstream: str, method: str, path: str, body: bytes | None, headers=None, timeout=None) -> Response:
     try:
         result = request.registry.upstreams.request(
-            upstream, method, path, headers if headers is not None else forward_headers(request), body
+            upstream, method, path, headers if headers is not None else forward_headers(request), body, timeout
         )
     except UpstreamFailure as failure:
         return error_response(failure.status, failure.message)
     return _respond(result)
+
+
+def llm_timeout(settings) -> urllib3.Timeout:
+    return urllib3.Timeout(
+        connect=settings.upstream_connect_timeout, read=settings.upstream_read_timeout + settings.ollama_timeout
+    )
 
 
 def _proxy(route: Route):
@@ -85,7 +99,10 @@ def _proxy(route: Route):
         if route.protected:
             authenticated_claims(request, request.registry.token_verifier)
         path = request.path_qs
-        return forward(request, route.upstream, request.method, path, request.body if request.body else None)
+        timeout = llm_timeout(request.registry.goshop_settings) if route.waits_for_llm else None
+        return forward(
+            request, route.upstream, request.method, path, request.body if request.body else None, timeout=timeout
+        )
 
     view.__name__ = f"proxy_{route.name}"
     return view

@@ -2,7 +2,8 @@
 
 ``payment.confirmed`` moves a ``new`` order to ``paid``; ``payment.failed`` to
 ``cancelled`` with the provider's reason. Nothing moves an order that is no
-longer ``new``. Run with ``python -m goshop_orders.consumer``.
+longer ``new``. Run with ``python -m goshop_orders.consumer`` (health and
+metrics on :8086, ``--port`` to move them).
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def build(settings: Settings, **consumer_overrides) -> EventConsumer:
     )
 
 
-def main() -> int:
-    return run_consumer(build)
+def main(argv: list[str] | None = None) -> int:
+    return run_consumer(build, port=8086, argv=argv)
 
 
 if __name__ == "__main__":

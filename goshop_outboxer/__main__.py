@@ -11,6 +11,7 @@ from kafka.errors import KafkaError
 from goshop_common.db import make_engine
 from goshop_common.health import ping_database
 from goshop_common.kafka import broker_reachable, make_producer
+from goshop_common.metrics import OUTBOXES
 from goshop_common.settings import Settings, load_settings
 from goshop_common.worker import configure_logging, health_app, on_sigterm, serve_in_background
 from goshop_orders.models import OUTBOX as ORDERS_OUTBOX
@@ -56,7 +57,7 @@ def _producer_when_reachable(bootstrap: str, stopping: threading.Event):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m goshop_outboxer")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8084, help="health endpoints")
+    parser.add_argument("--port", type=int, default=8084, help="health and metrics endpoints")
     options = parser.parse_args(argv)
     settings = load_settings()
     configure_logging(settings)
@@ -65,8 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         "database": lambda: ping_database(engine) >= 0,
         "broker": lambda: broker_reachable(settings.kafka_bootstrap),
     }
+    # Watched from the start: a backlog growing while the broker is away is
+    # what the gauges are for.
+    for table in TABLES:
+        OUTBOXES.watch(engine, table)
     # Health first: while the broker is away at boot, /ready says so.
-    serve_in_background(health_app(settings, checks), options.host, options.port)
+    app = health_app(settings, checks, service="outboxer", engine=engine)
+    serve_in_background(app, options.host, options.port)
     stopping = threading.Event()
     on_sigterm(stopping.set)
     producer = _producer_when_reachable(settings.kafka_bootstrap, stopping)

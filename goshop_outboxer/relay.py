@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from goshop_common.clock import utcnow
 from goshop_common.kafka import event_headers
+from goshop_common.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 
 log = logging.getLogger("goshop.outboxer")
 
@@ -63,6 +64,8 @@ class Relay:
         self.clock = clock
         self.stats = RelayStats()
         self.name = f"{table.schema}.{table.name}"
+        self._published = OUTBOX_PUBLISHED.labels(self.name)
+        self._failures = OUTBOX_PUBLISH_FAILURES.labels(self.name)
 
     def _head_of_key(self):
         """The row is its key's oldest pending one."""
@@ -155,6 +158,8 @@ class Relay:
                 )
         self.stats.published += len(delivered)
         self.stats.failed += len(failed)
+        self._published.inc(len(delivered))
+        self._failures.inc(len(failed))
         for row in rows:
             if row.id in delivered:
                 log.info(

@@ -8,7 +8,9 @@ from goshop_common.web import make_service_app
 
 
 def make_app(settings: Settings, ini: dict | None = None):
-    return make_service_app(settings, ini, views="goshop_payments.views", includes=("goshop_common.jwks",))
+    return make_service_app(
+        settings, ini, service="payments", views="goshop_payments.views", includes=("goshop_common.jwks",)
+    )
 
 
 def main(global_config, **ini):

@@ -1,4 +1,5 @@
-"""``python -m goshop_payments.consumer``: decide a payment for every new order."""
+"""``python -m goshop_payments.consumer``: decide a payment for every new order
+(health and metrics on :8087, ``--port`` to move them)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ def build(settings: Settings, **consumer_overrides) -> EventConsumer:
     )
 
 
-def main() -> int:
-    return run_consumer(build)
+def main(argv: list[str] | None = None) -> int:
+    return run_consumer(build, port=8087, argv=argv)
 
 
 if __name__ == "__main__":

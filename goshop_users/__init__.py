@@ -23,7 +23,7 @@ def includeme(config) -> None:
 
 
 def make_app(settings: Settings, ini: dict | None = None):
-    return make_service_app(settings, ini, views="goshop_users.views", includes=("goshop_users",))
+    return make_service_app(settings, ini, service="users", views="goshop_users.views", includes=("goshop_users",))
 
 
 def main(global_config, **ini):

@@ -61,8 +61,9 @@ PROCESSES = (
     Process("orders", "goshop_common.devinfra.serve", (_ini("orders"),), port_offset=2),
     Process("payments", "goshop_common.devinfra.serve", (_ini("payments"),), port_offset=3),
     Process("outboxer", "goshop_outboxer", port_offset=4),
-    Process("orders-consumer", "goshop_orders.consumer"),
-    Process("payments-consumer", "goshop_payments.consumer"),
+    Process("orders-consumer", "goshop_orders.consumer", port_offset=6),
+    Process("payments-consumer", "goshop_payments.consumer", port_offset=7),
+    Process("ops", "goshop_common.devinfra.serve", (_ini("ops"),), port_offset=5),
     # Last: its /ready waits for every upstream's.
     Process("gateway", "goshop_common.devinfra.serve", (_ini("gateway"),), port_offset=0),
 )
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         env["GOSHOP_USERS_URL"] = f"http://127.0.0.1:{base + 1}"
         env["GOSHOP_ORDERS_URL"] = f"http://127.0.0.1:{base + 2}"
         env["GOSHOP_PAYMENTS_URL"] = f"http://127.0.0.1:{base + 3}"
+        env["GOSHOP_OPS_URL"] = f"http://127.0.0.1:{base + 5}"
         return _run_services(options, env)
     finally:
         if broker is not None:

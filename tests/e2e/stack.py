@@ -22,13 +22,14 @@ def _ini(service: str) -> str:
 class Stack:
     def __init__(self, env: dict, log_dir: Path):
         self.log_dir = log_dir
-        self.ports = {name: free_port() for name in ("gateway", "users", "orders", "payments", "outboxer")}
+        self.ports = {name: free_port() for name in ("gateway", "users", "orders", "payments", "outboxer", "ops")}
         self.env = {
             **env,
             "GOSHOP_JWKS_URL": f"http://127.0.0.1:{self.ports['users']}/.well-known/jwks.json",
             "GOSHOP_USERS_URL": f"http://127.0.0.1:{self.ports['users']}",
             "GOSHOP_ORDERS_URL": f"http://127.0.0.1:{self.ports['orders']}",
             "GOSHOP_PAYMENTS_URL": f"http://127.0.0.1:{self.ports['payments']}",
+            "GOSHOP_OPS_URL": f"http://127.0.0.1:{self.ports['ops']}",
             "GOSHOP_UPSTREAM_READ_TIMEOUT_SECONDS": "2",
             "GOSHOP_OUTBOX_POLL_SECONDS": "1",
             "GOSHOP_ORDERS_CONSUMER_GROUP": f"test-orders-{uuid.uuid4().hex[:8]}",
@@ -39,8 +40,11 @@ class Stack:
             "orders": ["-m", SERVE, _ini("orders"), "--port", str(self.ports["orders"])],
             "payments": ["-m", SERVE, _ini("payments"), "--port", str(self.ports["payments"])],
             "outboxer": ["-m", "goshop_outboxer", "--port", str(self.ports["outboxer"])],
-            "orders-consumer": ["-m", "goshop_orders.consumer"],
-            "payments-consumer": ["-m", "goshop_payments.consumer"],
+            # Free ports for their health and metrics: :8086/:8087 may be a
+            # running shop's.
+            "orders-consumer": ["-m", "goshop_orders.consumer", "--port", str(free_port())],
+            "payments-consumer": ["-m", "goshop_payments.consumer", "--port", str(free_port())],
+            "ops": ["-m", SERVE, _ini("ops"), "--port", str(self.ports["ops"])],
             "gateway": ["-m", SERVE, _ini("gateway"), "--port", str(self.ports["gateway"])],
         }
         self.processes: dict[str, subprocess.Popen] = {}

@@ -197,7 +197,7 @@ def test_a_frozen_upstream_is_a_504_and_a_stopped_one_a_502_then_service_returns
     status, _, ready = gw.request("GET", "/ready")
     assert status == 503
     assert ready["error"] == "not ready: orders"
-    assert ready["upstreams"] == {"orders": "unavailable", "payments": "ok", "users": "ok"}
+    assert ready["upstreams"] == {"ops": "ok", "orders": "unavailable", "payments": "ok", "users": "ok"}
 
     stack.start("orders")
     wait_for(stack.gateway, "/ready", timeout=30)

@@ -1,11 +1,14 @@
-"""Each worker as its own process: health endpoints, and a clean stop on SIGTERM."""
+"""Each worker as its own process: health and metrics endpoints, and a clean
+stop on SIGTERM."""
 
 import signal
 import time
+import urllib.request
 import uuid
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from goshop_common.devinfra.postgres import free_port
 from tests.e2e.conftest import Http, spawn, stop, wait_for
@@ -51,7 +54,8 @@ def test_outboxer_without_a_broker_waits_and_says_so_on_ready(worker_env, tmp_pa
 
 @pytest.mark.parametrize("module", ["goshop_payments.consumer", "goshop_orders.consumer"])
 def test_consumers_stop_cleanly_on_sigterm(worker_env, tmp_path, module):
-    process = spawn(["-m", module], worker_env, tmp_path / "consumer.log")
+    # A free port: the default (:8086, :8087) may be a running shop's.
+    process = spawn(["-m", module, "--port", str(free_port())], worker_env, tmp_path / "consumer.log")
     time.sleep(4)  # into the group join and the poll loop
     assert process.poll() is None, (tmp_path / "consumer.log").read_text()[-2000:]
     code = stop(process, signal.SIGTERM, timeout=30)
@@ -63,8 +67,8 @@ def test_the_saga_runs_across_worker_processes(worker_env, tmp_path, testapp, or
     port = free_port()
     processes = [
         spawn(["-m", "goshop_outboxer", "--port", str(port)], worker_env, tmp_path / "outboxer.log"),
-        spawn(["-m", "goshop_payments.consumer"], worker_env, tmp_path / "payments.log"),
-        spawn(["-m", "goshop_orders.consumer"], worker_env, tmp_path / "orders.log"),
+        spawn(["-m", "goshop_payments.consumer", "--port", str(free_port())], worker_env, tmp_path / "payments.log"),
+        spawn(["-m", "goshop_orders.consumer", "--port", str(free_port())], worker_env, tmp_path / "orders.log"),
     ]
     try:
         order = orders_client.post_json(
@@ -87,3 +91,47 @@ def test_the_saga_runs_across_worker_processes(worker_env, tmp_path, testapp, or
     # One request id follows the order through every process's log.
     for name in ("outboxer.log", "payments.log", "orders.log"):
         assert "saga-e2e-1" in (tmp_path / name).read_text(), name
+
+
+def scrape(port: int) -> dict[str, list]:
+    """Samples by name, as Prometheus reads ``/metrics``."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = response.read().decode()
+    samples: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples
+
+
+def test_the_outboxer_and_a_consumer_serve_their_metrics_over_http(worker_env, tmp_path):
+    consumer_port, outboxer_port = free_port(), free_port()
+    processes = {
+        "payments": spawn(
+            ["-m", "goshop_payments.consumer", "--port", str(consumer_port)], worker_env, tmp_path / "payments.log"
+        ),
+        "outboxer": spawn(
+            ["-m", "goshop_outboxer", "--port", str(outboxer_port)], worker_env, tmp_path / "outboxer.log"
+        ),
+    }
+    try:
+        wait_for(consumer_port, "/ready", process=processes["payments"])
+        wait_for(outboxer_port, "/ready", process=processes["outboxer"])
+        consumer = scrape(consumer_port)
+        outboxer = scrape(outboxer_port)
+    finally:
+        codes = {name: stop(process, signal.SIGTERM, timeout=30) for name, process in processes.items()}
+    assert codes == {"payments": 0, "outboxer": 0}
+
+    outcomes = {
+        s.labels["outcome"] for s in consumer["goshop_consumer_events_total"] if s.labels["consumer"] == "payments"
+    }
+    assert outcomes == {"consumed", "applied", "duplicate", "skipped", "retried"}
+    assert {s.labels["service"] for s in consumer["goshop_db_pool_size"]} == {"payments-consumer"}
+    assert {s.labels["route"] for s in consumer["goshop_http_requests_total"]} >= {"ready"}
+
+    backlog = {s.labels["table"]: s.value for s in outboxer["goshop_outbox_backlog"]}
+    assert set(backlog) == {"orders.outbox", "payments.outbox"}
+    assert all(s.value >= 0 for s in outboxer["goshop_outbox_oldest_pending_age_seconds"])
+    assert {s.labels["service"] for s in outboxer["goshop_db_pool_size"]} == {"outboxer"}

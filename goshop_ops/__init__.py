@@ -1,0 +1,31 @@
+"""The ops assistant (:8085): an order's saga as a timeline, and answers about
+it in plain words.
+
+    GET  /v1/ops/orders/{id}/timeline            JSON; ?format=markdown for text/markdown
+    POST /v1/ops/orders/{id}/explain             {"question": "..."} (optional)
+
+Operators only: ``Authorization: Bearer $GOSHOP_OPS_TOKEN`` (goshop_ops.operators).
+Answers come from Ollama when ``OLLAMA_URL`` is set, from rules otherwise
+(goshop_ops.explain). It reads the orders and payments schemas and writes nothing.
+"""
+
+from __future__ import annotations
+
+from goshop_common.settings import Settings, load_settings
+from goshop_common.web import make_service_app
+from goshop_ops.explain import make_explainer
+
+
+def includeme(config) -> None:
+    settings: Settings = config.registry.goshop_settings
+    # Rules, or Ollama when OLLAMA_URL is set: chosen once, at start.
+    config.registry.ops_explainer = make_explainer(settings)
+
+
+def make_app(settings: Settings, ini: dict | None = None):
+    return make_service_app(settings, ini, service="ops", views="goshop_ops.views", includes=("goshop_ops",))
+
+
+def main(global_config, **ini):
+    """Paste entry point: ``pserve goshop_ops/development.ini``."""
+    return make_app(load_settings(ini), ini)

@@ -1,0 +1,85 @@
+"""The ops API: an order's timeline, and an explanation of it.
+
+Both need the operator's token (goshop_ops.operators). Neither writes: the
+timeline is read in a short read-only transaction of its own, so no
+connection is held while an LLM thinks.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pyramid.response import Response
+
+from goshop_common.db import SESSION_ENVIRON_KEY
+from goshop_common.errors import ApiError
+from goshop_common.rest import Service, body_validator, querystring_validator
+from goshop_ops.explain import LlmUnavailable
+from goshop_ops.operators import require_operator
+from goshop_ops.schemas import ExplainSchema, TimelineQuery
+from goshop_ops.timeline import OrderTimeline, Timeline, parse_order_id
+
+log = logging.getLogger("goshop.ops")
+
+NOT_FOUND = "order not found"
+
+timeline = Service(
+    name="ops_order_timeline",
+    path="/v1/ops/orders/{id}/timeline",
+    description="An order's saga, in time order (operators only).",
+)
+explain = Service(
+    name="ops_order_explain",
+    path="/v1/ops/orders/{id}/explain",
+    description="Why an order is where it is, in plain words (operators only).",
+)
+
+
+def _read_timeline(request) -> OrderTimeline:
+    order_id = parse_order_id(request.matchdict["id"])
+    if order_id is None:
+        raise ApiError(404, NOT_FOUND)
+    injected = request.environ.get(SESSION_ENVIRON_KEY)
+    if injected is not None:
+        found = Timeline(injected).for_order(order_id)
+    else:
+        # One snapshot for every table (REPEATABLE READ), so the saga moving
+        # on between two queries cannot show a half-step; read-only, so the
+        # database enforces that ops never writes.
+        with request.registry.dbsession_factory() as db, db.begin():
+            db.connection(execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})
+            found = Timeline(db).for_order(order_id)
+    if found is None:
+        raise ApiError(404, NOT_FOUND)
+    return found
+
+
+def _json(status: int, body: dict) -> Response:
+    response = Response(json_body=body, status=status, charset="utf-8")
+    response.content_type = "application/json"
+    return response
+
+
+@timeline.get(schema=TimelineQuery(), validators=(require_operator, querystring_validator))
+def timeline_view(request):
+    found = _read_timeline(request)
+    if request.validated["format"] == "markdown":
+        return Response(text=found.markdown(), content_type="text/markdown", charset="utf-8")
+    return found.as_json()
+
+
+@explain.post(schema=ExplainSchema(), validators=(require_operator, body_validator))
+def explain_view(request):
+    found = _read_timeline(request)
+    explainer = request.registry.ops_explainer
+    try:
+        answer = explainer.explain(found, request.validated.get("question"))
+    except LlmUnavailable as exc:
+        log.warning("llm unavailable: %s", exc, extra={"order_id": found.order["id"]})
+        # The operator still gets the facts the LLM was to explain.
+        return _json(502, {"error": "llm unavailable", "reason": str(exc), "timeline": found.as_json()})
+    body = {"answer": answer.text, "source": answer.source}
+    if answer.model:
+        body["model"] = answer.model
+    body["timeline"] = found.as_json()
+    return body

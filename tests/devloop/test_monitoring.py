@@ -1,0 +1,524 @@
+"""Offline checks of the files under monitoring/: each one parses, and every
+metric it queries is one the services export (goshop_common.metrics.EXPORTED).
+
+No network, no Docker, no Prometheus/Grafana/Fluent Bit binaries: the files are
+read as data, PromQL is scanned for metric names with a small tokenizer, and
+Fluent Bit's classic format with a small parser.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import Histogram
+
+from goshop_common import metrics
+from goshop_common.logs import JsonFormatter
+from goshop_common.metrics import EXPORTED
+
+MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
+PROMETHEUS_YML = MONITORING / "prometheus" / "prometheus.yml"
+ALERTS_YML = MONITORING / "prometheus" / "alerts.yml"
+DASHBOARD_JSON = MONITORING / "grafana" / "dashboards" / "goshop.json"
+DATASOURCES_YML = MONITORING / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+DASHBOARD_PROVIDERS_YML = MONITORING / "grafana" / "provisioning" / "dashboards" / "goshop.yml"
+FLUENT_BIT_CONF = MONITORING / "fluent-bit" / "fluent-bit.conf"
+PARSERS_CONF = MONITORING / "fluent-bit" / "parsers.conf"
+README = MONITORING / "README.md"
+
+# Histograms are exposed as <name>_bucket, <name>_sum and <name>_count.
+HISTOGRAMS = ("goshop_http_request_duration_seconds",)
+# Series Prometheus makes itself for every target.
+BUILTIN_SERIES = {"up"}
+
+# Every goshop process, as compose service name:port.
+SCRAPE_TARGETS = {
+    "gateway:8080",
+    "users:8081",
+    "orders:8082",
+    "payments:8083",
+    "outboxer:8084",
+    "ops:8085",
+    "orders-consumer:8086",
+    "payments-consumer:8087",
+}
+
+REQUIRED_ALERTS = {
+    "OutboxBacklogGrowing",
+    "ConsumerLagHigh",
+    "HighHttp5xxRate",
+    "OutboxPublishFailures",
+    "ServiceDown",
+}
+
+CORRELATION_IDS = ("request_id", "order_id", "event_id")
+
+
+def _yaml(path: Path):
+    return yaml.safe_load(path.read_text())
+
+
+def _allowed_series() -> set[str]:
+    allowed = set(EXPORTED) | BUILTIN_SERIES
+    for name in HISTOGRAMS:
+        allowed |= {f"{name}_bucket", f"{name}_sum", f"{name}_count"}
+    return allowed
+
+
+# --- PromQL -------------------------------------------------------------------
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_RANGE = re.compile(r"\[[^\[\]]*\]")
+_GROUPING = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
+_TOKEN = re.compile(r"(?P<number>\.?\d[\w.]*)|(?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)")
+_NOT_METRICS = {
+    # binary operators and modifiers
+    "and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
+    "group_left", "group_right", "atan2", "start", "end", "inf", "nan",
+    # aggregations, which may be followed by `by (...)` instead of `(`
+    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values",
+    "bottomk", "topk", "quantile", "limitk", "limit_ratio",
+}  # fmt: skip
+_GOSHOP_SELECTOR = re.compile(r"\b(goshop_[A-Za-z0-9_:]*)(?=[\s{\[)]|$)")
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """The metric names an expression selects: identifiers that are not
+    functions, keywords, label names, strings, numbers or durations."""
+    text = _STRING.sub('""', expr)
+    for open_, close in ("()", "{}", "[]"):
+        assert text.count(open_) == text.count(close), f"unbalanced {open_}{close} in {expr!r}"
+    text = _MATCHERS.sub("{}", text)
+    text = _RANGE.sub("[]", text)
+    text = _GROUPING.sub(r"\1", text)
+    names = set()
+    for token in _TOKEN.finditer(text):
+        name = token.group("ident")
+        if name is None or name.lower() in _NOT_METRICS:
+            continue
+        if text[token.end() :].lstrip().startswith("("):
+            continue  # a function call
+        names.add(name)
+    # The explicit form of the rule: every goshop_* selector (an identifier
+    # followed by `{`, `[`, `)` or whitespace) is a metric name.
+    names |= set(_GOSHOP_SELECTOR.findall(_STRING.sub('""', expr)))
+    return names
+
+
+def unknown_metrics(exprs: dict[str, str]) -> dict[str, set[str]]:
+    allowed = _allowed_series()
+    unknown = {}
+    for where, expr in exprs.items():
+        bad = promql_metric_names(expr) - allowed
+        if bad:
+            unknown[where] = bad
+    return unknown
+
+
+def test_histogram_suffixes_are_allowed_only_for_exported_histograms():
+    histograms = {m.describe()[0].name for m in vars(metrics).values() if isinstance(m, Histogram)}
+    assert set(HISTOGRAMS) == histograms
+    assert set(HISTOGRAMS) <= set(EXPORTED)
+
+
+@pytest.mark.parametrize(
+    ("expr", "names"),
+    [
+        (
+            'sum by (service, status) (rate(goshop_http_requests_total{service=~"$service"}[$__rate_interval]))',
+            {"goshop_http_requests_total"},
+        ),
+        (
+            "histogram_quantile(0.95, sum by (le) (rate(goshop_x_seconds_bucket[5m])))",
+            {"goshop_x_seconds_bucket"},
+        ),
+        ("count(up == 0) or vector(0)", {"up"}),
+        ("max(foo offset 5m) > bool 1e3", {"foo"}),
+        ("sum(rate(a_total[5m])) by (job) / on (job) group_left (kind) b_info", {"a_total", "b_info"}),
+        ('goshop_typo{status=~"5.."} > 0', {"goshop_typo"}),
+    ],
+)
+def test_promql_scanner_finds_exactly_the_selected_metrics(expr, names):
+    assert promql_metric_names(expr) == names
+
+
+# --- Prometheus ---------------------------------------------------------------
+
+
+def test_prometheus_config_scrapes_every_service_every_15s():
+    config = _yaml(PROMETHEUS_YML)
+    assert config["global"]["scrape_interval"] == "15s"
+    jobs = config["scrape_configs"]
+    names = [job["job_name"] for job in jobs]
+    assert len(names) == len(set(names)), f"duplicate job names: {names}"
+    targets = set()
+    for job in jobs:
+        job_targets = [t for static in job.get("static_configs", []) for t in static.get("targets", [])]
+        assert job_targets, f"job {job['job_name']} has no targets"
+        for target in job_targets:
+            assert re.fullmatch(r"[a-z0-9.-]+:\d+", target), f"{job['job_name']}: bad target {target!r}"
+        targets |= set(job_targets)
+    assert targets >= SCRAPE_TARGETS, f"not scraped: {sorted(SCRAPE_TARGETS - targets)}"
+
+
+def test_prometheus_does_not_clobber_the_services_own_service_label():
+    # A target label `service` would rename every series' own `service` label
+    # to exported_service, and every `by (service)` query would break.
+    for job in _yaml(PROMETHEUS_YML)["scrape_configs"]:
+        for static in job.get("static_configs", []):
+            assert "service" not in static.get("labels", {}), job["job_name"]
+        assert not job.get("honor_labels"), job["job_name"]
+
+
+def test_prometheus_rule_files_exist_next_to_the_config():
+    rule_files = _yaml(PROMETHEUS_YML)["rule_files"]
+    assert "alerts.yml" in rule_files
+    for name in rule_files:
+        assert (PROMETHEUS_YML.parent / name).is_file(), name
+
+
+def _alert_rules() -> list[dict]:
+    return [rule for group in _yaml(ALERTS_YML)["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def test_alerts_file_is_well_formed_prometheus_rule_groups():
+    groups = _yaml(ALERTS_YML)["groups"]
+    assert groups
+    group_names = [group["name"] for group in groups]
+    assert len(group_names) == len(set(group_names)), group_names
+    for group in groups:
+        assert group["rules"], group["name"]
+        for rule in group["rules"]:
+            name = rule.get("alert")
+            assert name, f"rule without alert name in {group['name']}"
+            assert set(rule) <= {"alert", "expr", "for", "keep_firing_for", "labels", "annotations"}, name
+            assert isinstance(rule["expr"], str), name
+            assert rule["expr"].strip(), name
+            assert re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", str(rule["for"])), f"{name}: for={rule['for']!r}"
+            assert rule["labels"]["severity"] in {"critical", "warning", "info"}, name
+            assert rule["annotations"]["summary"].strip(), name
+            assert rule["annotations"]["description"].strip(), name
+
+
+def test_every_required_alert_is_defined_once():
+    names = [rule["alert"] for rule in _alert_rules()]
+    assert len(names) == len(set(names)), names
+    assert set(names) >= REQUIRED_ALERTS, f"missing alerts: {sorted(REQUIRED_ALERTS - set(names))}"
+
+
+def test_alert_expressions_use_only_exported_metrics():
+    exprs = {rule["alert"]: rule["expr"] for rule in _alert_rules()}
+    assert unknown_metrics(exprs) == {}
+
+
+@pytest.mark.parametrize(
+    ("alert", "needles"),
+    [
+        (
+            "OutboxBacklogGrowing",
+            ["goshop_outbox_backlog", "deriv(goshop_outbox_backlog[", "goshop_outbox_oldest_pending_age_seconds"],
+        ),
+        ("ConsumerLagHigh", ["max by (consumer) (goshop_consumer_lag) > 100"]),
+        ("HighHttp5xxRate", ['goshop_http_requests_total{status=~"5.."}', "sum by (service)", "> 0.05"]),
+        ("OutboxPublishFailures", ["rate(goshop_outbox_publish_failures_total[", "> 0"]),
+        ("ServiceDown", ["up == 0"]),
+    ],
+)
+def test_each_alert_watches_its_signal(alert, needles):
+    (rule,) = [rule for rule in _alert_rules() if rule["alert"] == alert]
+    expr = " ".join(rule["expr"].split())
+    for needle in needles:
+        assert needle in expr, f"{alert}: {needle!r} not in {expr!r}"
+
+
+def test_alert_annotations_only_name_labels_the_expression_keeps():
+    # `{{ $labels.table }}` in a rule that aggregates `by (service)` renders empty.
+    for rule in _alert_rules():
+        kept = {
+            label.strip() for group in re.findall(r"\bby\s*\(([^)]*)\)", rule["expr"]) for label in group.split(",")
+        }
+        if not kept:
+            continue  # no aggregation: the series keep all their labels
+        text = " ".join(rule["annotations"].values())
+        used = set(re.findall(r"\$labels\.(\w+)", text))
+        assert used <= kept, f"{rule['alert']}: annotations use {sorted(used - kept)}, expr keeps {sorted(kept)}"
+
+
+# --- Grafana ------------------------------------------------------------------
+
+
+def _dashboard() -> dict:
+    return json.loads(DASHBOARD_JSON.read_text())
+
+
+def _query_panels(dashboard: dict) -> list[dict]:
+    panels = []
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            panels.extend(panel.get("panels", []))
+        else:
+            panels.append(panel)
+    return panels
+
+
+def _dashboard_exprs(dashboard: dict) -> dict[str, str]:
+    exprs = {}
+    for panel in _query_panels(dashboard):
+        for target in panel.get("targets", []):
+            exprs[f"panel {panel['title']!r} {target.get('refId')}"] = target.get("expr", "")
+    for variable in dashboard.get("templating", {}).get("list", []):
+        if variable.get("type") != "query":
+            continue
+        query = variable["query"]["query"] if isinstance(variable["query"], dict) else variable["query"]
+        label_values = re.fullmatch(r"\s*label_values\(\s*(?:(.+?)\s*,\s*)?\w+\s*\)\s*", query)
+        exprs[f"variable {variable['name']!r}"] = (label_values.group(1) or "") if label_values else query
+    return exprs
+
+
+def test_dashboard_has_identity_and_panels():
+    dashboard = _dashboard()
+    assert dashboard["uid"] == "goshop"
+    assert dashboard["title"]
+    assert dashboard["schemaVersion"] >= 36
+    assert dashboard["panels"]
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+
+
+def test_every_dashboard_panel_has_a_promql_query_and_fits_the_grid():
+    for panel in _query_panels(_dashboard()):
+        title = panel.get("title")
+        assert title, f"panel {panel['id']} has no title"
+        assert panel["type"] in {"timeseries", "stat"}, title
+        targets = panel.get("targets")
+        assert targets, f"{title}: no targets"
+        assert all(target.get("expr", "").strip() for target in targets), f"{title}: empty expr"
+        ref_ids = [target["refId"] for target in targets]
+        assert len(ref_ids) == len(set(ref_ids)), f"{title}: duplicate refIds"
+        grid = panel["gridPos"]
+        assert grid["w"] > 0
+        assert grid["h"] > 0
+        assert grid["x"] + grid["w"] <= 24, title
+
+
+def test_dashboard_queries_use_only_exported_metrics():
+    assert unknown_metrics(_dashboard_exprs(_dashboard())) == {}
+
+
+def test_dashboard_shows_every_exported_metric():
+    used = set()
+    for expr in _dashboard_exprs(_dashboard()).values():
+        used |= promql_metric_names(expr)
+    shown = {
+        name for name in EXPORTED if name in used or any(f"{name}{s}" in used for s in ("_bucket", "_sum", "_count"))
+    }
+    assert set(EXPORTED) == shown, f"no panel for: {sorted(set(EXPORTED) - shown)}"
+
+
+def test_dashboard_panels_use_the_provisioned_prometheus_datasource():
+    (datasource,) = [ds for ds in _yaml(DATASOURCES_YML)["datasources"] if ds["type"] == "prometheus"]
+    dashboard = _dashboard()
+    refs = []
+    for panel in _query_panels(dashboard):
+        refs.append((panel["title"], panel.get("datasource")))
+        refs.extend((panel["title"], target.get("datasource", panel.get("datasource"))) for target in panel["targets"])
+    refs.extend((v["name"], v.get("datasource")) for v in dashboard["templating"]["list"] if v["type"] == "query")
+    for where, ref in refs:
+        assert ref == {"type": "prometheus", "uid": datasource["uid"]}, f"{where}: datasource {ref!r}"
+
+
+def test_grafana_provisioning_points_at_prometheus_and_the_dashboards_dir():
+    datasources = _yaml(DATASOURCES_YML)
+    assert datasources["apiVersion"] == 1
+    (prometheus,) = [ds for ds in datasources["datasources"] if ds["type"] == "prometheus"]
+    assert prometheus["url"] == "http://prometheus:9090"
+    assert prometheus["uid"]
+
+    providers = _yaml(DASHBOARD_PROVIDERS_YML)
+    assert providers["apiVersion"] == 1
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"].startswith("/")
+    assert list(DASHBOARD_JSON.parent.glob("*.json")) == [DASHBOARD_JSON]
+
+
+# --- Fluent Bit ---------------------------------------------------------------
+
+
+def parse_classic(path: Path) -> list[tuple[str, dict[str, str]]]:
+    """Fluent Bit's classic format: `[SECTION]` headers, then indented
+    `Key Value` lines; keys are case-insensitive, `#` starts a comment."""
+    sections: list[tuple[str, dict[str, str]]] = []
+    indent = None
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        where = f"{path.name}:{number}"
+        assert "\t" not in raw, f"{where}: tab (classic format wants spaces)"
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        header = re.fullmatch(r"\[([A-Z_]+)\]", line)
+        if header:
+            assert raw == line, f"{where}: indented section header"
+            sections.append((header.group(1), {}))
+            continue
+        assert not line.startswith("@"), f"{where}: @commands are not used here"
+        assert sections, f"{where}: entry before any section"
+        this_indent = len(raw) - len(raw.lstrip())
+        assert this_indent > 0, f"{where}: entry not indented"
+        indent = this_indent if indent is None else indent
+        assert this_indent == indent, f"{where}: indentation {this_indent}, file uses {indent}"
+        key, _, value = line.partition(" ")
+        assert value.strip(), f"{where}: {key} has no value"
+        sections[-1][1][key.lower()] = value.strip()
+    return sections
+
+
+def _sections(path: Path, kind: str) -> list[dict[str, str]]:
+    return [entries for name, entries in parse_classic(path) if name == kind]
+
+
+def _plugin(path: Path, kind: str, name: str) -> list[dict[str, str]]:
+    return [entries for entries in _sections(path, kind) if entries.get("name") == name]
+
+
+def _json_parsers() -> dict[str, dict[str, str]]:
+    return {p["name"]: p for p in _sections(PARSERS_CONF, "PARSER") if p.get("format") == "json"}
+
+
+def test_fluent_bit_config_parses_into_known_sections():
+    names = {name for name, _ in parse_classic(FLUENT_BIT_CONF)}
+    assert names <= {"SERVICE", "INPUT", "FILTER", "OUTPUT"}, names
+    assert {name for name, _ in parse_classic(PARSERS_CONF)} == {"PARSER"}
+    for kind in ("INPUT", "FILTER", "OUTPUT"):
+        for entries in _sections(FLUENT_BIT_CONF, kind):
+            assert "name" in entries, f"{kind} without Name"
+            if kind != "INPUT":
+                assert "match" in entries or "match_regex" in entries, f"{kind} {entries['name']} without Match"
+
+
+def test_fluent_bit_reads_kubernetes_container_logs_and_compose_forwarding():
+    (tail,) = _plugin(FLUENT_BIT_CONF, "INPUT", "tail")
+    assert tail["path"] == "/var/log/containers/*.log"
+    assert tail["tag"].startswith("kube.")
+    (kubernetes,) = _plugin(FLUENT_BIT_CONF, "FILTER", "kubernetes")
+    assert fnmatch.fnmatchcase(tail["tag"], kubernetes["match"])
+    # The filter finds pod and namespace by stripping this prefix from the tag.
+    (kube_tag,) = [tag for tag in _sample_tags() if fnmatch.fnmatchcase(tag, tail["tag"])]
+    assert kube_tag.startswith(kubernetes["kube_tag_prefix"])
+    (forward,) = _plugin(FLUENT_BIT_CONF, "INPUT", "forward")
+    assert forward["port"] == "24224"
+
+
+def test_fluent_bit_parses_log_lines_with_a_json_parser_from_its_parsers_file():
+    (service,) = _sections(FLUENT_BIT_CONF, "SERVICE")
+    assert (FLUENT_BIT_CONF.parent / service["parsers_file"]).resolve() == PARSERS_CONF.resolve()
+    (parser_filter,) = _plugin(FLUENT_BIT_CONF, "FILTER", "parser")
+    assert parser_filter["key_name"] == "log"
+    assert parser_filter["parser"] in _json_parsers(), "the parser filter must use a Format json parser"
+    # Without Reserve_Data the parsed fields replace the record, dropping the
+    # kubernetes metadata and the compose container_name.
+    assert parser_filter["reserve_data"].lower() == "on"
+
+
+def _sample_tags() -> list[str]:
+    tags = []
+    for entries in _sections(FLUENT_BIT_CONF, "INPUT"):
+        if entries["name"] == "tail":
+            # tail expands `*` to the file's path with `/` turned into `.`.
+            tags.append(entries["tag"].replace("*", "var.log.containers.orders-7d9_goshop_orders-0a1b.log"))
+        elif entries["name"] == "forward":
+            # Docker's fluentd driver tags with the container id by default.
+            tags.append(entries.get("tag_prefix", "") + "3f2a1b4c5d6e")
+        else:
+            tags.append(entries["tag"])
+    return tags
+
+
+def test_every_input_reaches_the_json_parser_and_elasticsearch():
+    (parser_filter,) = _plugin(FLUENT_BIT_CONF, "FILTER", "parser")
+    (es,) = _plugin(FLUENT_BIT_CONF, "OUTPUT", "es")
+    tags = _sample_tags()
+    assert len(tags) == 2
+    for tag in tags:
+        assert fnmatch.fnmatchcase(tag, parser_filter["match"]), f"{tag} is not parsed"
+        assert fnmatch.fnmatchcase(tag, es["match"]), f"{tag} is not shipped"
+
+
+def test_fluent_bit_ships_to_the_goshop_elasticsearch_indices():
+    (es,) = _plugin(FLUENT_BIT_CONF, "OUTPUT", "es")
+    assert es["host"] == "elasticsearch"
+    assert es["port"] == "9200"
+    assert es["logstash_format"].lower() == "on"
+    assert es["logstash_prefix"] == "goshop"
+
+
+def test_fluent_bit_keeps_the_correlation_ids():
+    for entries in _sections(FLUENT_BIT_CONF, "FILTER"):
+        for key, value in entries.items():
+            words = set(re.split(r"[\s,]+", value))
+            if key.startswith(("remove", "blacklist", "exclude")):
+                assert not words & set(CORRELATION_IDS), f"{entries['name']} drops {key} {value}"
+            if key.startswith(("allowlist", "whitelist")):
+                assert set(CORRELATION_IDS) <= words, f"{entries['name']} keeps only {value}"
+
+
+def _log_line(**extra) -> str:
+    record = logging.LogRecord("goshop.request", logging.INFO, __file__, 1, "request", None, None)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return JsonFormatter().format(record)
+
+
+def test_our_log_lines_are_what_the_json_parser_expects():
+    (parser,) = _json_parsers().values()
+    line = _log_line(
+        method="POST",
+        path="/v1/orders",
+        status=201,
+        duration_ms=12.5,
+        request_id="req-1",
+        user_id="u-1",
+        order_id="o-1",
+        event_id="e-1",
+    )
+    assert "\n" not in line
+    entry = json.loads(line)
+    for key in CORRELATION_IDS:
+        assert entry[key], key
+    assert entry["status"] == 201
+    # The parser's Time_Format (%L = fractional seconds) must read our `ts`.
+    assert parser["time_key"] in entry
+    python_format = parser["time_format"].replace("%L", "%f")
+    datetime.strptime(entry[parser["time_key"]], python_format)
+
+
+def test_a_log_line_with_a_traceback_is_still_one_json_line():
+    try:
+        raise ValueError("boom\nsecond line")
+    except ValueError:
+        record = logging.LogRecord("goshop", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    assert "ValueError" in json.loads(line)["exc"]
+
+
+# --- README -------------------------------------------------------------------
+
+
+def test_readme_describes_every_monitoring_file():
+    text = README.read_text()
+    for path in sorted(MONITORING.rglob("*")):
+        if path.is_file() and path != README:
+            relative = path.relative_to(MONITORING).as_posix()
+            assert relative in text, f"monitoring/README.md does not mention {relative}"
+    for alert in REQUIRED_ALERTS:
+        assert alert in text, f"monitoring/README.md does not explain {alert}"

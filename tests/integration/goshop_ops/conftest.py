@@ -1,0 +1,50 @@
+"""The ops app over WebTest, on the real database the saga writes to."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+import webtest
+
+from tests.support import bearer, with_settings
+
+OPS_TOKEN = "test-operator-token-0123456789abcdef"
+OPERATOR = bearer(OPS_TOKEN)
+
+
+def make_ops_app(service_settings, **changes):
+    from goshop_ops import make_app
+
+    return make_app(with_settings(service_settings, ops_token=OPS_TOKEN, **changes))
+
+
+@pytest.fixture(scope="session")
+def ops_app(service_settings):
+    """The ops app answering by rules (no OLLAMA_URL)."""
+    app = make_ops_app(service_settings, ollama_url="")
+    yield app
+    app.registry.dbengine.dispose()
+
+
+@pytest.fixture
+def ops_client(ops_app, clean_db):
+    return webtest.TestApp(ops_app)
+
+
+def create_order(orders_client, customer, amount_cents: int) -> dict:
+    return orders_client.post_json(
+        "/v1/orders", {"amount_cents": amount_cents}, headers=customer["headers"], status=201
+    ).json
+
+
+def fail_publication(engine, order_id: str, error: str, attempts: int = 3) -> None:
+    """What the outboxer leaves on a row it could not produce: its attempts,
+    the error, and when it tries again."""
+    with engine.begin() as connection:
+        connection.execute(
+            sa.text(
+                "UPDATE orders.outbox SET attempts = :attempts, last_error = :error, "
+                "next_attempt_at = now() + interval '30 seconds' WHERE key = :key"
+            ),
+            {"attempts": attempts, "error": error, "key": order_id},
+        )
