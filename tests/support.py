@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
 
@@ -113,3 +114,25 @@ def new_customer(testapp) -> dict:
     user = register(testapp)
     tokens = login(testapp, user["email"])
     return {**user, "headers": bearer(tokens["access_token"]), "tokens": tokens}
+
+
+@contextlib.contextmanager
+def served(app):
+    """A WSGI app on 127.0.0.1 behind waitress in a background thread; yields its URL."""
+    import threading
+
+    import waitress
+    from waitress import wasyncore
+
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=2)
+    thread = threading.Thread(target=server.run, name="test-waitress", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        # Closed from inside the server's own loop, so its select() never sees
+        # a socket closed under it; the loop ends when its map is empty.
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        thread.join(timeout=5)
+        server.task_dispatcher.shutdown()
+        assert not thread.is_alive()

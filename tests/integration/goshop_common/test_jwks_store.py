@@ -11,14 +11,12 @@ from collections.abc import Iterator
 
 import jwt
 import pytest
-import waitress
 import webtest
-from waitress import wasyncore
 
 from goshop_common.devinfra.postgres import free_port
 from goshop_common.jwks import MAX_JWKS_BYTES, JwksKeyStore
 from goshop_common.tokens import ACCESS, InvalidToken, TokenVerifier
-from tests.support import login, register
+from tests.support import login, register, served
 
 
 def jwks_warnings(caplog) -> list[logging.LogRecord]:
@@ -33,18 +31,8 @@ def users_jwks(users_url) -> bytes:
 @pytest.fixture
 def users_url(users_app) -> Iterator[str]:
     """The users app on 127.0.0.1 behind waitress, in a background thread."""
-    server = waitress.create_server(users_app, host="127.0.0.1", port=0, threads=2)
-    thread = threading.Thread(target=server.run, name="jwks-test-waitress", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        # Closed from inside the server's own loop, so its select() never sees
-        # a socket closed under it; the loop ends when its map is empty.
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-        thread.join(timeout=5)
-        server.task_dispatcher.shutdown()
-        assert not thread.is_alive()
+    with served(users_app) as url:
+        yield url
 
 
 @pytest.fixture

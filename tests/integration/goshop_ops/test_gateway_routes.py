@@ -9,12 +9,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import waitress
 import webtest
-from waitress import wasyncore
 
 from tests.integration.goshop_ops.conftest import OPERATOR, create_order
-from tests.support import with_settings
+from tests.support import served, with_settings
 
 
 def gateway(service_settings, **changes):
@@ -26,16 +24,8 @@ def gateway(service_settings, **changes):
 @pytest.fixture
 def ops_url(ops_app) -> Iterator[str]:
     """The ops app on 127.0.0.1 behind waitress, in a background thread."""
-    server = waitress.create_server(ops_app, host="127.0.0.1", port=0, threads=2)
-    thread = threading.Thread(target=server.run, name="ops-test-waitress", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-        thread.join(timeout=5)
-        server.task_dispatcher.shutdown()
-        assert not thread.is_alive()
+    with served(ops_app) as url:
+        yield url
 
 
 @pytest.fixture
