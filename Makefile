@@ -11,6 +11,9 @@ STAMP := $(VENV)/.installed
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  %-28s %s\n", $$1, $$2}'
+	@echo "  per service, for <svc> in $(IMAGE_SERVICES):"
+	@for s in $(IMAGE_SERVICES); do sed -n 's/^#svc //p' $(firstword $(MAKEFILE_LIST)) | sed "s/<svc>/$$s/g"; done \
+		| awk 'BEGIN {FS = " ## "}; {printf "  %-28s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "goshop needs Python 3.11 or newer (set PYTHON=...)")'
@@ -61,3 +64,183 @@ clean-data: ## forget the data of `make run` (its Postgres, broker log and dev k
 
 clean: ## remove .venv and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov *.egg-info
+
+# --- Docker, kind, Kubernetes and Tilt (the seed's targets) -------------------
+# Nothing below runs without Docker, kind, kubectl or tilt; `make -n <target>`
+# prints what a target would do (tests/devloop/test_makefile.py relies on that).
+#
+# Ports: `make run`, `tilt up` (its port forwards) and `k8s-portforward-ingress`
+# all want localhost:8080 (the gateway; the ingress). Run one at a time, or move
+# the ingress with `make k8s-portforward-ingress INGRESS_LOCAL_PORT=8090`.
+
+KIND_CLUSTER ?= goshop
+K8S_NAMESPACE ?= goshop
+# Debian's docker-compose 1.29; `make ... DOCKER_COMPOSE="docker compose"` for the v2 plugin.
+DOCKER_COMPOSE ?= docker-compose
+COMPOSE_INFRA := $(DOCKER_COMPOSE) -f docker/compose.infra.yml
+COMPOSE_ALL := $(DOCKER_COMPOSE) -f docker/compose.infra.yml -f docker/compose.services.yml
+# What k8s-apply-all applies: the base (its settings point at the Docker infra);
+# dev-hybrid picks k8s/overlays/hybrid and k8s-bootstrap k8s/overlays/dev (Postgres
+# and Kafka in the cluster). The overlays list the base's files from outside their
+# own root, which `kubectl apply -k` refuses: render, then apply.
+K8S_KUSTOMIZE ?= k8s
+KUSTOMIZE_FLAGS := --load-restrictor=LoadRestrictionsNone
+# ingress-nginx is retired; v1.15.1 is its last release: pinned, never `main`.
+INGRESS_NGINX_VERSION := controller-v1.15.1
+INGRESS_NGINX_URL := https://raw.githubusercontent.com/kubernetes/ingress-nginx/$(INGRESS_NGINX_VERSION)/deploy/static/provider/kind/deploy.yaml
+INGRESS_NGINX_MANIFEST := k8s/infra/ingress-nginx-kind.yaml
+INGRESS_LOCAL_PORT ?= 8080
+# tilt-up/tilt-down: cluster (Postgres and Kafka in kind) or compose (in Docker).
+TILT_INFRA ?= cluster
+
+# Each image's service, and the flat manifests `k8s-<svc>-apply` applies (besides
+# K8S_COMMON_FILES): consumers go with their service, migrate Jobs too.
+K8S_COMMON_FILES := namespace-goshop goshop-secrets
+IMAGE_SERVICES := users orders outboxer payments gateway opsassistant
+K8S_FILES_users := users-configmap users-deployment users-service users-migrate-job
+K8S_FILES_orders := orders-configmap orders-deployment orders-service orders-consumer-deployment orders-migrate-job
+K8S_FILES_payments := payments-configmap payments-deployment payments-service payments-consumer-deployment payments-migrate-job
+K8S_FILES_outboxer := outboxer-configmap outboxer-deployment
+K8S_FILES_gateway := gateway-configmap gateway-deployment gateway-service
+K8S_FILES_opsassistant := opsassistant-configmap opsassistant-deployment opsassistant-service
+# A Job's pod template is immutable and a finished Job never runs again: delete it
+# before applying so the migrations run (they are idempotent).
+MIGRATE_JOBS := users-migrate orders-migrate payments-migrate
+MIGRATE_JOB_users := users-migrate
+MIGRATE_JOB_orders := orders-migrate
+MIGRATE_JOB_payments := payments-migrate
+INGRESS_FILES := k8s/users-ingress.yaml k8s/gateway-ingress.yaml k8s/opsassistant-ingress.yaml
+
+.PHONY: dev-docker-only dev-docker-only-down dev-hybrid dev-hybrid-down docker-infra-up docker-infra-down \
+	k8s-kind-create k8s-kind-delete k8s-ingress-nginx-download k8s-ingress-nginx-install k8s-ingress-nginx-wait \
+	k8s-ingress-apply k8s-ingress-bootstrap k8s-portforward-ingress k8s-build-and-load-all k8s-apply-all \
+	k8s-bootstrap k8s-status-all k8s-clean k8s-redeploy-all tilt-up tilt-down
+
+dev-docker-only: ## everything in Docker: infra, migrations, every service (compose, rebuilt)
+	$(COMPOSE_ALL) up -d --build
+
+dev-docker-only-down: ## stop dev-docker-only and remove its containers and volumes
+	$(COMPOSE_ALL) down -v
+
+# kind first: it creates the `kind` Docker network the infra joins so pods reach it.
+dev-hybrid: ## infra in Docker, services in kind: cluster, images, manifests (hybrid overlay), ingress
+	@$(MAKE) --no-print-directory k8s-kind-create
+	@$(MAKE) --no-print-directory docker-infra-up
+	@$(MAKE) --no-print-directory k8s-build-and-load-all
+	@$(MAKE) --no-print-directory k8s-apply-all K8S_KUSTOMIZE=k8s/overlays/hybrid
+	@$(MAKE) --no-print-directory k8s-ingress-bootstrap
+
+dev-hybrid-down: ## undo dev-hybrid: k8s-clean, then docker-infra-down
+	@$(MAKE) --no-print-directory k8s-clean
+	@$(MAKE) --no-print-directory docker-infra-down
+
+docker-infra-up: ## only the infra in Docker (Postgres on :5433, Kafka; profiles ollama/logging/monitoring)
+	@# Joined to kind's network (docker/compose.kind.yml) when a kind cluster exists, so pods reach it.
+	if docker network inspect kind >/dev/null 2>&1; then $(COMPOSE_INFRA) -f docker/compose.kind.yml up -d; \
+	else $(COMPOSE_INFRA) up -d; fi
+
+docker-infra-down: ## stop docker-infra-up and remove its containers and volumes
+	$(COMPOSE_INFRA) down -v
+
+k8s-kind-create: ## create kind cluster $(KIND_CLUSTER) from k8s/kind-config.yaml (skipped if it exists)
+	@if kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)'; then \
+		echo "kind cluster $(KIND_CLUSTER) exists"; \
+	else \
+		kind create cluster --name $(KIND_CLUSTER) --config k8s/kind-config.yaml; \
+	fi
+
+k8s-kind-delete: ## delete kind cluster $(KIND_CLUSTER)
+	kind delete cluster --name $(KIND_CLUSTER)
+
+k8s-ingress-nginx-download: ## download the pinned ingress-nginx kind manifest to k8s/infra/ingress-nginx-kind.yaml
+	@mkdir -p $(dir $(INGRESS_NGINX_MANIFEST))
+	curl -fsSL $(INGRESS_NGINX_URL) -o $(INGRESS_NGINX_MANIFEST)
+
+# Downloaded once; k8s-ingress-nginx-download fetches it again.
+$(INGRESS_NGINX_MANIFEST):
+	@$(MAKE) --no-print-directory k8s-ingress-nginx-download
+
+k8s-ingress-nginx-install: $(INGRESS_NGINX_MANIFEST) ## install ingress-nginx from k8s/infra/ingress-nginx-kind.yaml
+	kubectl apply -f $(INGRESS_NGINX_MANIFEST)
+
+# rollout status first: `kubectl wait` fails at once while no controller pod exists yet.
+k8s-ingress-nginx-wait: ## wait until the ingress-nginx controller pod is Ready
+	kubectl rollout status -n ingress-nginx deployment/ingress-nginx-controller --timeout=90s
+	kubectl wait -n ingress-nginx --for=condition=ready pod --selector=app.kubernetes.io/component=controller --timeout=90s
+
+k8s-ingress-apply: ## apply the app's Ingresses (users, gateway, opsassistant)
+	kubectl apply -n $(K8S_NAMESPACE) $(addprefix -f ,$(INGRESS_FILES))
+
+k8s-ingress-bootstrap: ## ingress-nginx: download (if needed), install, wait, apply the Ingresses
+	@$(MAKE) --no-print-directory k8s-ingress-nginx-install
+	@$(MAKE) --no-print-directory k8s-ingress-nginx-wait
+	@$(MAKE) --no-print-directory k8s-ingress-apply
+
+k8s-portforward-ingress: ## port-forward svc/ingress-nginx-controller to localhost:8080 (= make run's gateway port)
+	kubectl port-forward -n ingress-nginx svc/ingress-nginx-controller $(INGRESS_LOCAL_PORT):80
+
+# Per-service targets: one template, instantiated for each of $(IMAGE_SERVICES).
+# `make help` prints them from the `#svc` lines (<svc> filled in).
+#svc <svc>-image ## build goshop-<svc>:dev from docker/Dockerfile (target <svc>-app)
+#svc <svc>-kind-load ## load goshop-<svc>:dev into kind cluster $(KIND_CLUSTER)
+#svc <svc>-build-and-load ## <svc>-image, then <svc>-kind-load
+#svc k8s-<svc>-apply ## apply the <svc> manifests (namespace, secret, configmap, deployment, ...) to $(K8S_NAMESPACE)
+#svc k8s-<svc>-status ## pods (and service) labelled app=<svc> in $(K8S_NAMESPACE)
+#svc k8s-<svc>-logs ## the last 200 log lines of deploy/<svc>
+define SERVICE_TARGETS
+.PHONY: $(1)-image $(1)-kind-load $(1)-build-and-load k8s-$(1)-apply k8s-$(1)-status k8s-$(1)-logs
+
+$(1)-image:
+	docker build -f docker/Dockerfile --target $(1)-app -t goshop-$(1):dev .
+
+$(1)-kind-load:
+	kind load docker-image goshop-$(1):dev --name $$(KIND_CLUSTER)
+
+$(1)-build-and-load:
+	@$$(MAKE) --no-print-directory $(1)-image
+	@$$(MAKE) --no-print-directory $(1)-kind-load
+
+k8s-$(1)-apply:
+	$(if $(MIGRATE_JOB_$(1)),-kubectl delete job -n $$(K8S_NAMESPACE) $(MIGRATE_JOB_$(1)) --ignore-not-found)
+	kubectl apply -n $$(K8S_NAMESPACE) $(foreach f,$(K8S_COMMON_FILES) $(K8S_FILES_$(1)),-f k8s/$(f).yaml)
+
+k8s-$(1)-status:
+	kubectl get $(if $(filter outboxer,$(1)),pods,pods$(comma)svc) -n $$(K8S_NAMESPACE) -l app=$(1)
+
+k8s-$(1)-logs:
+	kubectl logs deploy/$(1) -n $$(K8S_NAMESPACE) --tail=200
+endef
+comma := ,
+$(foreach s,$(IMAGE_SERVICES),$(eval $(call SERVICE_TARGETS,$(s))))
+
+k8s-build-and-load-all: ## build every image and load it into kind
+	@for s in $(IMAGE_SERVICES); do $(MAKE) --no-print-directory $$s-build-and-load || exit 1; done
+
+k8s-apply-all: ## apply every service's manifests: the kustomize base k8s/ (K8S_KUSTOMIZE=k8s/overlays/... for another)
+	-kubectl delete job -n $(K8S_NAMESPACE) $(MIGRATE_JOBS) --ignore-not-found
+	kubectl kustomize $(KUSTOMIZE_FLAGS) $(K8S_KUSTOMIZE) | kubectl apply -f -
+
+k8s-bootstrap: ## no Docker infra: kind cluster, images, manifests (dev overlay: Postgres+Kafka in kind), ingress
+	@$(MAKE) --no-print-directory k8s-kind-create
+	@$(MAKE) --no-print-directory k8s-build-and-load-all
+	@$(MAKE) --no-print-directory k8s-apply-all K8S_KUSTOMIZE=k8s/overlays/dev
+	@$(MAKE) --no-print-directory k8s-ingress-bootstrap
+
+k8s-status-all: ## pods, services, jobs, ingresses in $(K8S_NAMESPACE); pods, services in ingress-nginx
+	kubectl get pods,svc,jobs,ingress -n $(K8S_NAMESPACE)
+	kubectl get pods,svc -n ingress-nginx
+
+# `all` = pods, services, deployments, statefulsets, jobs, ...; pvc = the in-cluster Postgres data.
+k8s-clean: ## delete everything in namespace $(K8S_NAMESPACE) (workloads, services, ingresses, configmaps); keeps kind and ingress-nginx
+	kubectl delete all,ingress,configmap,secret,pvc --all -n $(K8S_NAMESPACE) --ignore-not-found
+
+k8s-redeploy-all: ## rebuild and load every image, k8s-apply-all, restart the deployments
+	@$(MAKE) --no-print-directory k8s-build-and-load-all
+	@$(MAKE) --no-print-directory k8s-apply-all
+	kubectl rollout restart deployment -n $(K8S_NAMESPACE)
+
+tilt-up: k8s-kind-create ## the dev loop on kind: tilt up (TILT_INFRA=cluster|compose; gateway on :8080)
+	tilt up -- --infra=$(TILT_INFRA)
+
+tilt-down: ## remove what tilt-up deployed (same TILT_INFRA)
+	tilt down -- --infra=$(TILT_INFRA)

@@ -1,0 +1,491 @@
+"""The k8s/ manifests, proven offline: kustomize renders the base and both overlays,
+every object passes the Kubernetes 1.32 schema (strict), and the objects agree with
+each other (selectors, ports, config references, ingress backends) and with the
+services' real commands, ports and settings.
+
+No cluster: ``kubectl kustomize`` only renders. Skipped (with the reason) without kubectl.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+
+import pytest
+import yaml
+
+kubernetes_validate = pytest.importorskip("kubernetes_validate")
+
+ROOT = Path(__file__).resolve().parents[2]
+K8S = ROOT / "k8s"
+K8S_VERSION = "1.32"
+NAMESPACE = "goshop"
+# Overlays live under k8s/, whose root is the base: kustomize's cycle check refuses
+# `../..`, so they list the base's files and need files outside their root.
+RENDER_FLAGS = ("--load-restrictor=LoadRestrictionsNone",)
+TARGETS = {"base": K8S, "dev": K8S / "overlays" / "dev", "hybrid": K8S / "overlays" / "hybrid"}
+
+HTTP_SERVICES = {"gateway": 8080, "users": 8081, "orders": 8082, "payments": 8083, "opsassistant": 8085}
+# Deployment -> (image, command, port)
+DEPLOYMENTS = {
+    "users": ("goshop-users", "goshop_common.devinfra.serve goshop_users/production.ini", 8081),
+    "orders": ("goshop-orders", "goshop_common.devinfra.serve goshop_orders/production.ini", 8082),
+    "payments": ("goshop-payments", "goshop_common.devinfra.serve goshop_payments/production.ini", 8083),
+    "gateway": ("goshop-gateway", "goshop_common.devinfra.serve goshop_gateway/production.ini", 8080),
+    "opsassistant": ("goshop-opsassistant", "goshop_common.devinfra.serve goshop_ops/production.ini", 8085),
+    "outboxer": ("goshop-outboxer", "goshop_outboxer --host 0.0.0.0 --port 8084", 8084),
+    "orders-consumer": ("goshop-orders", "goshop_orders.consumer --host 0.0.0.0 --port 8086", 8086),
+    "payments-consumer": ("goshop-payments", "goshop_payments.consumer --host 0.0.0.0 --port 8087", 8087),
+}
+MIGRATIONS = ("users", "orders", "payments")
+
+# What the seed's Makefile applies, file by file (README.goshop.md, "Makefile").
+SEED_FLAT_FILES = (
+    ["namespace-goshop.yaml"]
+    + [f"{s}-{part}.yaml" for s in HTTP_SERVICES for part in ("configmap", "deployment", "service")]
+    + ["outboxer-configmap.yaml", "outboxer-deployment.yaml"]
+    + ["users-ingress.yaml", "gateway-ingress.yaml", "opsassistant-ingress.yaml"]
+)
+CONTRACT_FILES = [
+    *SEED_FLAT_FILES,
+    "goshop-secrets.yaml",
+    "orders-consumer-deployment.yaml",
+    "payments-consumer-deployment.yaml",
+    *(f"{s}-migrate-job.yaml" for s in MIGRATIONS),
+    "kustomization.yaml",
+    "kind-config.yaml",
+]
+
+INFRA_ADDRESSES = {
+    "dev": {"postgres": "postgres:5432", "kafka": "kafka:9092"},
+    "hybrid": {"postgres": "goshop-postgres:5432", "kafka": "goshop-kafka:9092"},
+}
+WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+
+
+# --- rendering -----------------------------------------------------------------
+
+
+def kustomize(directory: Path) -> str:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: cannot render k8s/ with kustomize")
+    result = subprocess.run(
+        [kubectl, "kustomize", *RENDER_FLAGS, str(directory)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, f"kubectl kustomize {directory.relative_to(ROOT)} failed:\n{result.stderr}"
+    return result.stdout
+
+
+@cache
+def rendered(target: str) -> tuple[dict, ...]:
+    return tuple(doc for doc in yaml.safe_load_all(kustomize(TARGETS[target])) if doc)
+
+
+def of_kind(objects, kind):
+    return [o for o in objects if o["kind"] == kind]
+
+
+def by_name(objects, kind):
+    return {o["metadata"]["name"]: o for o in of_kind(objects, kind)}
+
+
+def pod_spec(obj):
+    return obj["spec"]["template"]["spec"]
+
+
+def pod_labels(obj):
+    return obj["spec"]["template"]["metadata"].get("labels", {})
+
+
+def containers(obj):
+    spec = pod_spec(obj)
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+def name_of(obj):
+    return f"{obj['kind']}/{obj['metadata']['name']}"
+
+
+def selector_matches(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def validation_problem(obj) -> str | None:
+    try:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    except kubernetes_validate.SchemaNotFoundError:
+        return f"{name_of(obj)}: no {K8S_VERSION} schema for {obj.get('apiVersion')} {obj.get('kind')}"
+    except kubernetes_validate.ValidationError as exc:
+        # A jsonschema ValidationError: its message without the (huge) schema dump.
+        where = "/".join(str(p) for p in exc.path) or "(root)"
+        return f"{name_of(obj)}: {where}: {exc.message}"
+    return None
+
+
+ALL_TARGETS = pytest.mark.parametrize("target", TARGETS)
+
+
+# --- files and rendering ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CONTRACT_FILES)
+def test_every_file_the_makefile_applies_exists(name):
+    assert (K8S / name).is_file(), f"k8s/{name} is missing"
+
+
+@pytest.mark.parametrize("name", SEED_FLAT_FILES)
+def test_every_flat_file_stands_alone_in_namespace_goshop(name):
+    # `kubectl apply -f k8s/<file>` without -n must land in goshop.
+    for doc in yaml.safe_load_all((K8S / name).read_text()):
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == NAMESPACE, f"k8s/{name}: {name_of(doc)} has no namespace goshop"
+
+
+def test_the_base_lists_every_manifest_at_the_k8s_root():
+    listed = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    on_disk = sorted(p.name for p in K8S.glob("*.yaml") if p.name not in ("kustomization.yaml", "kind-config.yaml"))
+    assert sorted(listed) == on_disk
+
+
+@pytest.mark.parametrize("overlay", ["dev", "hybrid"])
+def test_overlays_list_exactly_the_base_files(overlay):
+    base = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    resources = yaml.safe_load((TARGETS[overlay] / "kustomization.yaml").read_text())["resources"]
+    from_base = [r.removeprefix("../../") for r in resources if r.endswith(".yaml")]
+    assert from_base == base, f"overlays/{overlay} drifted from the base's resource list"
+
+
+def test_no_kustomization_references_a_remote_url_or_the_downloaded_ingress_manifest():
+    for path in K8S.rglob("kustomization.yaml"):
+        text = path.read_text()
+        assert not re.search(r"https?://|github\.com/", text), f"{path.relative_to(ROOT)} references a remote URL"
+        assert "ingress-nginx-kind.yaml" not in yaml.safe_dump(yaml.safe_load(text)), path
+
+
+@ALL_TARGETS
+def test_renders_and_every_object_passes_the_strict_schema(target):
+    objects = rendered(target)
+    assert objects, f"{target} rendered nothing"
+    problems = [p for p in map(validation_problem, objects) if p]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_downloaded_ingress_nginx_manifest_validates_when_present():
+    path = K8S / "infra" / "ingress-nginx-kind.yaml"
+    if not path.exists():
+        pytest.skip("k8s/infra/ingress-nginx-kind.yaml not downloaded (make k8s-ingress-nginx-download)")
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    problems = [p for p in map(validation_problem, docs) if p]
+    assert not problems, "\n".join(problems)
+
+
+def test_kind_config_names_the_cluster_and_readies_the_ingress_node():
+    config = yaml.safe_load((K8S / "kind-config.yaml").read_text())
+    assert (config["kind"], config["apiVersion"], config["name"]) == ("Cluster", "kind.x-k8s.io/v1alpha4", "goshop")
+    control = [n for n in config["nodes"] if n["role"] == "control-plane"]
+    assert len(control) == 1
+    assert control[0]["labels"]["ingress-ready"] == "true"
+    mapped = {(m["containerPort"], m["hostPort"]) for m in control[0]["extraPortMappings"]}
+    assert {(80, 80), (443, 443)} <= mapped
+
+
+# --- cross-object checks -----------------------------------------------------------
+
+
+@ALL_TARGETS
+def test_every_object_is_in_namespace_goshop(target):
+    for obj in rendered(target):
+        if obj["kind"] != "Namespace":
+            assert obj["metadata"].get("namespace") == NAMESPACE, f"{target}: {name_of(obj)}"
+    assert list(by_name(rendered(target), "Namespace")) == [NAMESPACE]
+
+
+@ALL_TARGETS
+def test_every_service_selects_exactly_one_workload_and_no_job(target):
+    objects = rendered(target)
+    workloads = [o for o in objects if o["kind"] in WORKLOAD_KINDS]
+    jobs = of_kind(objects, "Job")
+    for service in of_kind(objects, "Service"):
+        selector = service["spec"].get("selector", {})
+        matched = [name_of(w) for w in workloads if selector_matches(selector, pod_labels(w))]
+        assert len(matched) == 1, f"{target}: Service {service['metadata']['name']} selects {matched or 'nothing'}"
+        stray = [name_of(j) for j in jobs if selector_matches(selector, pod_labels(j))]
+        assert not stray, f"{target}: Service {service['metadata']['name']} also selects {stray}"
+
+
+@ALL_TARGETS
+def test_service_target_ports_are_container_ports_of_the_selected_pods(target):
+    objects = rendered(target)
+    workloads = [o for o in objects if o["kind"] in WORKLOAD_KINDS]
+    for service in of_kind(objects, "Service"):
+        (workload,) = [w for w in workloads if selector_matches(service["spec"]["selector"], pod_labels(w))]
+        ports = [p for c in containers(workload) for p in c.get("ports", [])]
+        names = {p.get("name") for p in ports}
+        numbers = {p["containerPort"] for p in ports}
+        for port in service["spec"]["ports"]:
+            wanted = port.get("targetPort", port["port"])
+            assert wanted in (names if isinstance(wanted, str) else numbers), (
+                f"{target}: Service {service['metadata']['name']} targets {wanted!r}, "
+                f"{name_of(workload)} exposes {sorted(numbers)} / {sorted(n for n in names if n)}"
+            )
+
+
+@ALL_TARGETS
+def test_http_services_have_their_contract_ports(target):
+    services = by_name(rendered(target), "Service")
+    for name, port in HTTP_SERVICES.items():
+        assert name in services, f"{target}: no Service {name}"
+        assert [p["port"] for p in services[name]["spec"]["ports"]] == [port]
+    assert "outboxer" not in services
+
+
+def _references(obj):
+    """(kind, name, key or None) of every ConfigMap/Secret a pod template uses."""
+    spec = pod_spec(obj)
+    for container in containers(obj):
+        for source in container.get("envFrom", []):
+            if "configMapRef" in source:
+                yield "ConfigMap", source["configMapRef"]["name"], None
+            if "secretRef" in source:
+                yield "Secret", source["secretRef"]["name"], None
+        for env in container.get("env", []):
+            ref = env.get("valueFrom", {})
+            if "configMapKeyRef" in ref:
+                yield "ConfigMap", ref["configMapKeyRef"]["name"], ref["configMapKeyRef"]["key"]
+            if "secretKeyRef" in ref:
+                yield "Secret", ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"]
+    for volume in spec.get("volumes", []):
+        if "configMap" in volume:
+            yield "ConfigMap", volume["configMap"]["name"], None
+        if "secret" in volume:
+            yield "Secret", volume["secret"]["secretName"], None
+
+
+@ALL_TARGETS
+def test_every_referenced_configmap_secret_and_key_exists(target):
+    objects = rendered(target)
+    stores = {
+        kind: {n: {**o.get("data", {}), **o.get("stringData", {})} for n, o in by_name(objects, kind).items()}
+        for kind in ("ConfigMap", "Secret")
+    }
+    for obj in objects:
+        if obj["kind"] not in (*WORKLOAD_KINDS, "Job"):
+            continue
+        for kind, name, key in _references(obj):
+            assert name in stores[kind], f"{target}: {name_of(obj)} uses {kind} {name}, which does not exist"
+            if key is not None:
+                assert key in stores[kind][name], f"{target}: {name_of(obj)} uses {kind} {name} key {key}: missing"
+
+
+@ALL_TARGETS
+def test_every_ingress_backend_is_an_existing_service_port(target):
+    objects = rendered(target)
+    services = by_name(objects, "Service")
+    ingresses = of_kind(objects, "Ingress")
+    assert sorted(i["metadata"]["name"] for i in ingresses) == ["gateway", "opsassistant", "users"]
+    for ingress in ingresses:
+        assert ingress["spec"]["ingressClassName"] == "nginx"
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                assert backend["name"] in services, f"{target}: Ingress {ingress['metadata']['name']} -> {backend}"
+                ports = services[backend["name"]]["spec"]["ports"]
+                port = backend["port"]
+                assert any(p["port"] == port.get("number") or p.get("name") == port.get("name") for p in ports), (
+                    f"{target}: Ingress {ingress['metadata']['name']} -> {backend['name']}:{port}, not a Service port"
+                )
+
+
+# --- workloads ---------------------------------------------------------------------
+
+
+@ALL_TARGETS
+def test_the_contract_deployments_run_the_services_real_commands(target):
+    deployments = by_name(rendered(target), "Deployment")
+    for name, (image, command, port) in DEPLOYMENTS.items():
+        assert name in deployments, f"{target}: no Deployment {name}"
+        (container,) = pod_spec(deployments[name])["containers"]
+        assert container["image"].split(":")[0] == image, f"{name}: image {container['image']}"
+        assert container["image"] in (image, f"{image}:dev")
+        assert container["imagePullPolicy"] == "IfNotPresent", f"{name}: kind-loaded images must not be pulled"
+        assert container.get("workingDir", "/app") == "/app"
+        assert container["command"] == ["python", "-m", *command.split()], name
+        assert [p["containerPort"] for p in container["ports"]] == [port], name
+
+
+def _module_exists(module: str) -> bool:
+    return (ROOT / Path(*module.split("."))).with_suffix(".py").is_file() or (
+        ROOT / Path(*module.split(".")) / "__main__.py"
+    ).is_file()
+
+
+def test_commands_name_modules_and_ini_files_that_exist():
+    for name, (_image, command, port) in DEPLOYMENTS.items():
+        module, *args = command.split()
+        assert _module_exists(module), f"{name}: no module {module}"
+        for arg in args:
+            if arg.endswith(".ini"):
+                assert (ROOT / arg).is_file(), f"{name}: no {arg}"
+                listen = re.search(r"^listen = \S+:(\d+)$", (ROOT / arg).read_text(), re.M)
+                assert listen, f"{name}: {arg} has no listen line"
+                assert int(listen.group(1)) == port, f"{name}: {arg} listens on {listen[1]}"
+    for service in MIGRATIONS:
+        assert _module_exists(f"goshop_{service}.migrate")
+
+
+@ALL_TARGETS
+def test_every_deployment_is_probed_bounded_and_unprivileged(target):
+    for deployment in of_kind(rendered(target), "Deployment"):
+        name = deployment["metadata"]["name"]
+        spec = pod_spec(deployment)
+        for container in spec["containers"]:
+            where = f"{target}: Deployment {name} container {container['name']}"
+            assert "readinessProbe" in container, f"{where}: no readinessProbe"
+            assert "livenessProbe" in container, f"{where}: no livenessProbe"
+            resources = container.get("resources", {})
+            for part in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(resources.get(part, {})), f"{where}: resources.{part}"
+            pod_ctx, ctx = spec.get("securityContext", {}), container.get("securityContext", {})
+            assert ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot")) is True, f"{where}: runAsNonRoot"
+            assert ctx.get("allowPrivilegeEscalation") is False, f"{where}: allowPrivilegeEscalation"
+            assert "ALL" in ctx.get("capabilities", {}).get("drop", []), f"{where}: capabilities.drop ALL"
+
+
+@ALL_TARGETS
+def test_goshop_containers_probe_ready_and_live_and_keep_the_root_filesystem_read_only(target):
+    objects = rendered(target)
+    goshop = [o for o in objects if o["kind"] in ("Deployment", "Job") and o["metadata"]["name"] in DEPLOYMENTS]
+    goshop += [by_name(objects, "Job")[f"{s}-migrate"] for s in MIGRATIONS]
+    for obj in goshop:
+        spec = pod_spec(obj)
+        (container,) = spec["containers"]
+        where = f"{target}: {name_of(obj)}"
+        if obj["kind"] == "Deployment":
+            assert container["readinessProbe"]["httpGet"]["path"] == "/ready", where
+            assert container["livenessProbe"]["httpGet"]["path"] == "/live", where
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert container[probe]["httpGet"]["port"] in ("http", container["ports"][0]["containerPort"]), where
+        ctx = container["securityContext"]
+        uid = ctx.get("runAsUser", spec.get("securityContext", {}).get("runAsUser"))
+        assert uid == 10001, f"{where}: runs as {uid}"
+        assert ctx["readOnlyRootFilesystem"] is True, where
+        tmp = [m["name"] for m in container.get("volumeMounts", []) if m["mountPath"] == "/tmp"]  # noqa: S108 (a pod path)
+        assert tmp, f"{where}: read-only root needs a writable /tmp"
+        (volume,) = [v for v in spec["volumes"] if v["name"] == tmp[0]]
+        assert "emptyDir" in volume, where
+
+
+@ALL_TARGETS
+def test_migration_jobs_run_migrate_up_with_their_service_image(target):
+    jobs = by_name(rendered(target), "Job")
+    for service in MIGRATIONS:
+        job = jobs[f"{service}-migrate"]
+        (container,) = pod_spec(job)["containers"]
+        assert container["image"].split(":")[0] == f"goshop-{service}"
+        assert container["command"] == ["python", "-m", f"goshop_{service}.migrate", "up"]
+        assert pod_spec(job)["restartPolicy"] in ("OnFailure", "Never")
+        assert job["spec"].get("backoffLimit", 6) >= 1, "a Job started before PostgreSQL must retry"
+
+
+# --- settings ----------------------------------------------------------------------
+
+
+def _env_of(objects, workload):
+    """The environment a workload's container gets: its ConfigMaps and Secret keys, resolved."""
+    configmaps, secrets = by_name(objects, "ConfigMap"), by_name(objects, "Secret")
+    env = {}
+    (container,) = pod_spec(workload)["containers"]
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(configmaps[source["configMapRef"]["name"]]["data"])
+    for item in container.get("env", []):
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            env[item["name"]] = secrets[ref["name"]]["stringData"][ref["key"]]
+        elif "value" in item:
+            env[item["name"]] = item["value"]
+    return env
+
+
+@ALL_TARGETS
+def test_every_goshop_setting_is_known_and_parses(target):
+    from goshop_common.settings import SPECS, load_settings
+
+    known = {spec.env for spec in SPECS} | {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"}
+    objects = rendered(target)
+    for workload in [*of_kind(objects, "Deployment"), *of_kind(objects, "Job")]:
+        if not pod_spec(workload)["containers"][0]["image"].startswith("goshop-"):
+            continue
+        env = _env_of(objects, workload)
+        unknown = set(env) - known
+        assert not unknown, f"{target}: {name_of(workload)} sets unknown settings {sorted(unknown)}"
+        load_settings({}, env)  # a malformed value raises, naming the setting
+
+
+@ALL_TARGETS
+def test_service_urls_in_settings_point_at_existing_services(target):
+    objects = rendered(target)
+    services = by_name(objects, "Service")
+    for configmap in of_kind(objects, "ConfigMap"):
+        for key, value in configmap.get("data", {}).items():
+            match = re.fullmatch(r"https?://([a-z0-9-]+):(\d+)(/.*)?", value)
+            if not match:
+                continue
+            host, port = match.group(1), int(match.group(2))
+            assert host in services, f"{target}: {configmap['metadata']['name']} {key}={value}: no Service {host}"
+            assert port in [p["port"] for p in services[host]["spec"]["ports"]], f"{key}={value}"
+
+
+@pytest.mark.parametrize("target", ["dev", "hybrid"])
+def test_infra_addresses_match_the_overlay(target):
+    objects = rendered(target)
+    wanted = INFRA_ADDRESSES[target]
+    services = by_name(objects, "Service")
+    for workload in of_kind(objects, "Deployment") + of_kind(objects, "Job"):
+        if not pod_spec(workload)["containers"][0]["image"].startswith("goshop-"):
+            continue
+        env = _env_of(objects, workload)
+        if "GOSHOP_DATABASE_URL" in env:
+            host = re.search(r"@([^/]+)/", env["GOSHOP_DATABASE_URL"]).group(1)
+            assert host == wanted["postgres"], f"{target}: {name_of(workload)} uses the database at {host}"
+        if "GOSHOP_KAFKA_BOOTSTRAP" in env:
+            assert env["GOSHOP_KAFKA_BOOTSTRAP"] == wanted["kafka"], f"{target}: {name_of(workload)}"
+    for address in wanted.values():
+        host, port = address.split(":")
+        in_cluster = host in services
+        assert in_cluster == (target == "dev"), f"{target}: Service {host} should {'' if in_cluster else 'not '}exist"
+        if in_cluster:
+            assert int(port) in [p["port"] for p in services[host]["spec"]["ports"]]
+
+
+def test_every_worker_that_needs_kafka_or_the_database_gets_it():
+    objects = rendered("base")
+    deployments = by_name(objects, "Deployment")
+    for name in ("orders", "payments", "outboxer", "orders-consumer", "payments-consumer"):
+        env = _env_of(objects, deployments[name])
+        assert {"GOSHOP_DATABASE_URL", "GOSHOP_KAFKA_BOOTSTRAP"} <= set(env), name
+    for name in ("users", "opsassistant"):
+        assert "GOSHOP_DATABASE_URL" in _env_of(objects, deployments[name]), name
+    assert "GOSHOP_OPS_TOKEN" in _env_of(objects, deployments["opsassistant"])
+
+
+def test_the_dev_secret_is_marked_development_only():
+    (secret,) = [s for s in rendered("base") if s["kind"] == "Secret" and s["metadata"]["name"] == "goshop-dev-secrets"]
+    values = secret["stringData"]
+    assert values["GOSHOP_OPS_TOKEN"].startswith("dev-only-")
+    assert len(values["GOSHOP_OPS_TOKEN"]) >= 32, "the ops token must be 32+ characters even in development"
+    assert secret["metadata"]["annotations"]["goshop.dev/development-only"] == "true"
+
+
+def test_the_dev_overlay_creates_both_topics_with_three_partitions():
+    (job,) = [o for o in rendered("dev") if o["kind"] == "Job" and o["metadata"]["name"] == "kafka-topics"]
+    script = " ".join(pod_spec(job)["containers"][0]["command"])
+    from goshop_common.kafka import PARTITIONS, TOPICS
+
+    for topic in TOPICS:
+        assert topic in script
+    assert f"--partitions {PARTITIONS}" in script

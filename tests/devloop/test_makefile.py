@@ -1,0 +1,311 @@
+"""The Makefile keeps the seed's targets and their meaning.
+
+Every target the seed README lists must exist and do what the README says. No
+Docker, kind or kubectl here: `make -n` prints a target's commands without running
+them (recursive `$(MAKE)` lines run with -n too), so the tests read the commands.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+MAKE = shutil.which("make") or "/usr/bin/make"
+SERVICES = ("users", "orders", "outboxer", "payments", "gateway", "opsassistant")
+
+# The seed README's "Makefile команды", in its order.
+SEED_TARGETS = (
+    "dev-docker-only",
+    "dev-docker-only-down",
+    "dev-hybrid",
+    "dev-hybrid-down",
+    "docker-infra-up",
+    "docker-infra-down",
+    "k8s-kind-create",
+    "k8s-kind-delete",
+    "k8s-ingress-nginx-download",
+    "k8s-ingress-nginx-install",
+    "k8s-ingress-nginx-wait",
+    "k8s-ingress-apply",
+    "k8s-ingress-bootstrap",
+    "k8s-portforward-ingress",
+    *(
+        target
+        for svc in SERVICES
+        for target in (
+            f"{svc}-image",
+            f"{svc}-kind-load",
+            f"{svc}-build-and-load",
+            f"k8s-{svc}-apply",
+            f"k8s-{svc}-status",
+            f"k8s-{svc}-logs",
+        )
+    ),
+    "k8s-build-and-load-all",
+    "k8s-apply-all",
+    "k8s-bootstrap",
+    "k8s-status-all",
+    "k8s-clean",
+    "k8s-redeploy-all",
+)
+# goshop's own targets, which must keep working next to the seed's.
+OWN_TARGETS = (
+    "help",
+    "venv",
+    "run",
+    "test",
+    "test-unit",
+    "test-integration",
+    "lint",
+    "format",
+    "migrate-status",
+    "migrate-up",
+    "bench",
+    "clean-data",
+    "clean",
+    "tilt-up",
+    "tilt-down",
+)
+# The flat manifests each service's apply target must name.
+MANIFESTS = {
+    "users": ["users-configmap", "users-deployment", "users-service", "users-migrate-job"],
+    "orders": [
+        "orders-configmap",
+        "orders-deployment",
+        "orders-service",
+        "orders-consumer-deployment",
+        "orders-migrate-job",
+    ],
+    "payments": [
+        "payments-configmap",
+        "payments-deployment",
+        "payments-service",
+        "payments-consumer-deployment",
+        "payments-migrate-job",
+    ],
+    "outboxer": ["outboxer-configmap", "outboxer-deployment"],
+    "gateway": ["gateway-configmap", "gateway-deployment", "gateway-service"],
+    "opsassistant": ["opsassistant-configmap", "opsassistant-deployment", "opsassistant-service"],
+}
+INGRESS_URL = "https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.15.1/deploy/static/provider/kind/deploy.yaml"
+COMPOSE_ALL = "docker-compose -f docker/compose.infra.yml -f docker/compose.services.yml"
+COMPOSE_INFRA = "docker-compose -f docker/compose.infra.yml"
+
+
+@pytest.fixture(scope="module")
+def bare_path(tmp_path_factory) -> str:
+    """A PATH with make and nothing else: no docker, kind, kubectl or tilt."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    (bin_dir / "make").symlink_to(MAKE)
+    return str(bin_dir)
+
+
+def make(*args: str, env: dict | None = None, path: str | None = None) -> str:
+    environ = {**os.environ, "MAKEFLAGS": "", **(env or {})}
+    if path is not None:
+        environ["PATH"] = path
+    result = subprocess.run(
+        [MAKE, "--no-print-directory", *args], cwd=ROOT, env=environ, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, f"make {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def dry(target: str, **kwargs) -> str:
+    return make("-n", target, **kwargs)
+
+
+@pytest.mark.parametrize("target", SEED_TARGETS)
+def test_every_seed_target_runs_dry_without_docker_kind_or_kubectl(target, bare_path):
+    assert dry(target, path=bare_path).strip(), f"{target} does nothing"
+
+
+def test_help_lists_every_target_once():
+    lines = make("help").splitlines()
+    listed = [line.split()[0] for line in lines if line.startswith("  ") and not line.startswith("   ")]
+    for target in SEED_TARGETS + OWN_TARGETS:
+        assert listed.count(target) == 1, f"make help lists {target} {listed.count(target)} times"
+
+
+def test_help_is_the_default_goal():
+    assert make() == make("help")
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_image_target_builds_the_services_dockerfile_target(svc):
+    assert f"docker build -f docker/Dockerfile --target {svc}-app -t goshop-{svc}:dev ." in dry(f"{svc}-image")
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_kind_load_loads_the_image_into_the_named_cluster(svc):
+    assert f"kind load docker-image goshop-{svc}:dev --name goshop" in dry(f"{svc}-kind-load")
+    assert f"kind load docker-image goshop-{svc}:dev --name x" in dry(f"{svc}-kind-load", env={"KIND_CLUSTER": "x"})
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_build_and_load_builds_then_loads(svc):
+    out = dry(f"{svc}-build-and-load")
+    assert out.index(f"--target {svc}-app") < out.index(f"kind load docker-image goshop-{svc}:dev")
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_apply_names_the_services_flat_manifests(svc):
+    out = dry(f"k8s-{svc}-apply", env={"K8S_NAMESPACE": "ns"})
+    (apply,) = [line for line in out.splitlines() if line.startswith("kubectl apply")]
+    files = re.findall(r"-f k8s/(\S+)\.yaml", apply)
+    assert "-n ns" in apply
+    assert "namespace-goshop" in files
+    assert set(MANIFESTS[svc]) <= set(files), apply
+    others = {f for s, names in MANIFESTS.items() if s != svc for f in names}
+    assert not set(files) & others, f"k8s-{svc}-apply applies another service's manifests"
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_every_applied_manifest_exists_once_k8s_is_there(svc):
+    if not (ROOT / "k8s").is_dir():
+        pytest.skip("k8s/ is not there yet")
+    out = dry(f"k8s-{svc}-apply")
+    missing = [f for f in re.findall(r"-f (k8s/\S+\.yaml)", out) if not (ROOT / f).exists()]
+    assert not missing
+
+
+@pytest.mark.parametrize("svc", ["users", "orders", "payments"])
+def test_apply_reruns_the_services_migrations(svc):
+    out = dry(f"k8s-{svc}-apply")
+    assert out.index(f"kubectl delete job -n goshop {svc}-migrate --ignore-not-found") < out.index("kubectl apply")
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_status_and_logs_select_the_service(svc):
+    kinds = "pods" if svc == "outboxer" else "pods,svc"
+    assert f"kubectl get {kinds} -n ns -l app={svc}" in dry(f"k8s-{svc}-status", env={"K8S_NAMESPACE": "ns"})
+    assert f"kubectl logs deploy/{svc} -n ns --tail=200" in dry(f"k8s-{svc}-logs", env={"K8S_NAMESPACE": "ns"})
+
+
+def test_docker_only_brings_everything_up_and_down_with_volumes():
+    assert f"{COMPOSE_ALL} up -d --build" in dry("dev-docker-only")
+    assert f"{COMPOSE_ALL} down -v" in dry("dev-docker-only-down")
+
+
+def test_docker_infra_is_the_infra_file_joined_to_kind_when_a_cluster_exists():
+    up = dry("docker-infra-up")
+    assert "docker network inspect kind" in up
+    assert f"{COMPOSE_INFRA} -f docker/compose.kind.yml up -d" in up
+    assert f"else {COMPOSE_INFRA} up -d" in up
+    assert dry("docker-infra-down").strip() == f"{COMPOSE_INFRA} down -v"
+
+
+def test_kind_cluster_is_created_from_the_config_only_when_missing():
+    out = dry("k8s-kind-create", env={"KIND_CLUSTER": "x"})
+    assert "kind get clusters" in out
+    assert "kind create cluster --name x --config k8s/kind-config.yaml" in out
+    assert "kind delete cluster --name x" in dry("k8s-kind-delete", env={"KIND_CLUSTER": "x"})
+
+
+def test_ingress_nginx_manifest_is_pinned_and_downloaded_to_k8s_infra():
+    assert f"curl -fsSL {INGRESS_URL} -o k8s/infra/ingress-nginx-kind.yaml" in dry("k8s-ingress-nginx-download")
+
+
+def test_ingress_nginx_install_applies_the_local_manifest():
+    assert "kubectl apply -f k8s/infra/ingress-nginx-kind.yaml" in dry("k8s-ingress-nginx-install")
+
+
+def test_ingress_nginx_wait_waits_for_the_controller():
+    wait = "kubectl wait -n ingress-nginx --for=condition=ready pod --selector=app.kubernetes.io/component=controller"
+    assert f"{wait} --timeout=90s" in dry("k8s-ingress-nginx-wait")
+
+
+def test_ingress_apply_names_the_three_ingresses():
+    out = dry("k8s-ingress-apply")
+    for name in ("users", "gateway", "opsassistant"):
+        assert f"-f k8s/{name}-ingress.yaml" in out
+
+
+def test_ingress_bootstrap_installs_waits_then_applies():
+    out = dry("k8s-ingress-bootstrap")
+    steps = ["kubectl apply -f k8s/infra/ingress-nginx-kind.yaml", "kubectl wait -n ingress-nginx", "-ingress.yaml"]
+    assert [out.index(step) for step in steps] == sorted(out.index(step) for step in steps)
+
+
+def test_portforward_ingress_forwards_the_controller_to_8080():
+    out = dry("k8s-portforward-ingress")
+    assert "kubectl port-forward -n ingress-nginx svc/ingress-nginx-controller 8080:80" in out
+
+
+def test_build_and_load_all_covers_every_service():
+    out = dry("k8s-build-and-load-all")
+    for svc in SERVICES:
+        assert f"--target {svc}-app" in out
+        assert f"kind load docker-image goshop-{svc}:dev" in out
+
+
+def test_apply_all_applies_the_kustomize_base():
+    out = dry("k8s-apply-all")
+    assert "kubectl kustomize --load-restrictor=LoadRestrictionsNone k8s | kubectl apply -f -" in out
+
+
+def test_bootstrap_runs_cluster_images_dev_overlay_ingress_in_order():
+    out = dry("k8s-bootstrap")
+    steps = [
+        "kind create cluster",
+        "docker build",
+        "kind load docker-image",
+        "k8s/overlays/dev | kubectl apply",
+        "kubectl wait -n ingress-nginx",
+    ]
+    assert [out.index(step) for step in steps] == sorted(out.index(step) for step in steps)
+    assert "docker-compose" not in out
+
+
+def test_dev_hybrid_starts_docker_infra_and_applies_the_hybrid_overlay():
+    out = dry("dev-hybrid")
+    for step in (
+        f"{COMPOSE_INFRA} up -d",
+        "kind create cluster",
+        "--target opsassistant-app",
+        "k8s/overlays/hybrid | kubectl apply",
+        "-f k8s/gateway-ingress.yaml",
+    ):
+        assert step in out
+    assert out.index("kind load docker-image") < out.index("k8s/overlays/hybrid | kubectl apply")
+
+
+def test_dev_hybrid_down_cleans_the_namespace_then_stops_docker_infra():
+    out = dry("dev-hybrid-down")
+    assert out.index("kubectl delete all,ingress,configmap") < out.index(f"{COMPOSE_INFRA} down -v")
+
+
+def test_k8s_clean_empties_the_namespace_but_keeps_cluster_and_ingress_nginx():
+    out = dry("k8s-clean", env={"K8S_NAMESPACE": "ns"})
+    assert re.search(r"kubectl delete \S*all\S*ingress\S*configmap\S* --all -n ns", out)
+    assert "kind delete" not in out
+    assert "ingress-nginx" not in out
+
+
+def test_status_all_shows_the_namespace_and_ingress_nginx():
+    out = dry("k8s-status-all", env={"K8S_NAMESPACE": "ns"})
+    assert re.search(r"kubectl get pods,svc\S*,ingress -n ns", out)
+    assert "kubectl get pods,svc -n ingress-nginx" in out
+
+
+def test_redeploy_all_rebuilds_every_image_then_applies():
+    out = dry("k8s-redeploy-all")
+    last_load = out.rindex("kind load docker-image")
+    assert all(f"goshop-{svc}:dev" in out for svc in SERVICES)
+    assert last_load < out.index("| kubectl apply -f -") < out.index("kubectl rollout restart deployment")
+
+
+def test_tilt_targets_pass_the_infra_choice():
+    assert "tilt up -- --infra=cluster" in dry("tilt-up")
+    assert "tilt up -- --infra=compose" in dry("tilt-up", env={"TILT_INFRA": "compose"})
+    assert "tilt down -- --infra=compose" in dry("tilt-down", env={"TILT_INFRA": "compose"})
+
+
+def test_clean_data_still_forgets_make_runs_data():
+    assert dry("clean-data").strip() == "rm -rf .goshop"
