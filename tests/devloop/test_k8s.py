@@ -489,3 +489,31 @@ def test_the_dev_overlay_creates_both_topics_with_three_partitions():
     for topic in TOPICS:
         assert topic in script
     assert f"--partitions {PARTITIONS}" in script
+
+
+MONITORING_CONFIGMAPS = {
+    "prometheus-config": ("monitoring/prometheus/prometheus.yml", "monitoring/prometheus/alerts.yml"),
+    "grafana-dashboards": ("monitoring/grafana/dashboards/goshop.json",),
+    "fluent-bit-config": ("monitoring/fluent-bit/fluent-bit.conf", "monitoring/fluent-bit/parsers.conf"),
+}
+
+
+@pytest.mark.parametrize("overlay", ["dev", "hybrid"])
+def test_overlays_carry_the_monitoring_files_as_configmaps(overlay):
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        pytest.skip("kubectl not installed: cannot render the overlays")
+    rendered = subprocess.run(
+        [kubectl, "kustomize", "--load-restrictor=LoadRestrictionsNone", str(ROOT / "k8s" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    maps = {
+        doc["metadata"]["name"]: doc for doc in yaml.safe_load_all(rendered) if doc and doc.get("kind") == "ConfigMap"
+    }
+    for name, files in MONITORING_CONFIGMAPS.items():
+        assert maps[name]["metadata"]["namespace"] == "goshop"
+        for path in files:
+            # The very file, not a copy that could drift.
+            assert maps[name]["data"][Path(path).name] == (ROOT / path).read_text()
