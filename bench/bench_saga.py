@@ -49,7 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session as DbSession
 
 from goshop_common.db import make_engine
-from goshop_common.devinfra.broker import EmbeddedBroker
+from goshop_common.devinfra.broker import EmbeddedBroker, start_on_free_port
 from goshop_common.devinfra.postgres import EmbeddedPostgres, free_port
 from goshop_common.kafka import CONSUMER_DEFAULTS, ORDERS_TOPIC, ensure_topics, event_headers, make_producer
 from goshop_common.outbox import add_event
@@ -127,20 +127,6 @@ def percentile(values: list[float], fraction: float) -> float:
 # --- infrastructure ---------------------------------------------------------
 
 
-def start_broker(scratch: Path) -> EmbeddedBroker:
-    """Another process can take a free port before Tansu binds it: try a few."""
-    error: Exception | None = None
-    for attempt in range(3):
-        broker = EmbeddedBroker(free_port(), log_file=scratch / f"tansu-{attempt}.log")
-        try:
-            broker.start()
-        except RuntimeError as exc:
-            error = exc
-            continue
-        return broker
-    raise RuntimeError(f"could not start the broker: {error}")
-
-
 @contextlib.contextmanager
 def infrastructure() -> Iterator[tuple[EmbeddedPostgres, EmbeddedBroker, str]]:
     """A migrated non-durable Postgres and a Tansu broker with the topics;
@@ -151,7 +137,7 @@ def infrastructure() -> Iterator[tuple[EmbeddedPostgres, EmbeddedBroker, str]]:
     try:
         postgres.start()
         migrate_all(postgres.url)
-        broker = start_broker(scratch)
+        broker = start_on_free_port(scratch)
         ensure_topics(broker.bootstrap)
         yield postgres, broker, str(scratch)
     finally:

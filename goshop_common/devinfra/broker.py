@@ -148,3 +148,20 @@ class EmbeddedBroker:
             raise RuntimeError("the broker is not running")
         self._signal(signal.SIGCONT)
         self._paused = False
+
+
+def start_on_free_port(log_dir: Path, attempts: int = 3) -> EmbeddedBroker:
+    """A started broker on a free loopback port. Another process can take the
+    port between choosing and binding it, so a few ports are tried."""
+    from goshop_common.devinfra.postgres import free_port
+
+    error: Exception | None = None
+    for attempt in range(attempts):
+        broker = EmbeddedBroker(free_port(), log_file=Path(log_dir) / f"tansu-{attempt}.log")
+        try:
+            broker.start()
+        except RuntimeError as exc:
+            error = exc
+            continue
+        return broker
+    raise RuntimeError(f"could not start the broker: {error}")

@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from goshop_common.devinfra.broker import EmbeddedBroker
-from goshop_common.devinfra.postgres import free_port
+from goshop_common.devinfra.broker import EmbeddedBroker, start_on_free_port
 from goshop_common.kafka import ensure_topics
 
 
@@ -35,19 +34,9 @@ def _scratch_dir() -> Path:
 
 
 def _start_broker(scratch: Path) -> EmbeddedBroker:
-    """Another process can take a free port before the broker binds it:
-    try a few ports."""
-    error: Exception | None = None
-    for attempt in range(3):
-        broker = EmbeddedBroker(free_port(), log_file=scratch / f"tansu-{attempt}.log")
-        try:
-            broker.start()
-        except RuntimeError as exc:
-            error = exc
-            continue
-        ensure_topics(broker.bootstrap)
-        return broker
-    raise error
+    broker = start_on_free_port(scratch)
+    ensure_topics(broker.bootstrap)
+    return broker
 
 
 @pytest.fixture(scope="session")
