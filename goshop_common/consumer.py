@@ -267,14 +267,16 @@ def build_consumer(
     return EventConsumer(name, engine, consumer, inbox, handler)
 
 
-def run_consumer(build: Callable[[Settings], EventConsumer], *, port: int, argv: list[str] | None = None) -> int:
-    """A consumer process's main: settings, JSON logs, health and metrics on
-    ``--port`` (``port`` by default), loop until SIGTERM."""
+def run_consumer(
+    build: Callable[[Settings], EventConsumer], *, service: str, port: int, argv: list[str] | None = None
+) -> int:
+    """A consumer process's main: ``service``'s settings, JSON logs, health and
+    metrics on ``--port`` (``port`` by default), loop until SIGTERM."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=port, help="health and metrics endpoints")
     options = parser.parse_args(argv)
-    settings = load_settings()
+    settings = load_settings(service=service)
     configure_logging(settings)
     worker = build(settings)
     checks = {

@@ -159,7 +159,7 @@ def run(argv: list[str], ini_path: Path, prog: str) -> int:
     options = parser.parse_args(argv)
 
     try:
-        database_url = options.database_url or load_settings().database_url
+        database_url = options.database_url or load_settings(service="migrate").database_url
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

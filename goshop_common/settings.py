@@ -1,38 +1,75 @@
 """Every goshop setting, read from the environment and from the Pyramid ``.ini``.
 
-One line per setting: its name (the ``.ini`` key is ``goshop.<name>``), its
-environment variable, its type and its default. The environment wins over the
-ini. A malformed value fails at start-up with the setting's name in the error,
-never later in a request.
+Each setting is declared once, as a field of ``Settings``: its environment
+variable, its type, its default, which processes use it, and whether it is a
+secret that production must be given. The ``.ini`` key is ``goshop.<field>``;
+the environment wins over the ini. A malformed value fails at start-up with
+the setting's name in the error, never later in a request.
+
+A process loads only its own section (``load_settings(service="orders")``):
+settings it does not use are ``None``, so code that reaches for another
+service's setting fails in the tests instead of quietly reading a default,
+and production demands only the secrets that process really needs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 TEST = "test"
 
+# The processes of the shop, as their entry points name them.
+USERS = "users"
+ORDERS = "orders"
+PAYMENTS = "payments"
+GATEWAY = "gateway"
+OPS = "ops"
+OUTBOXER = "outboxer"
+ORDERS_CONSUMER = "orders-consumer"
+PAYMENTS_CONSUMER = "payments-consumer"
+MIGRATE = "migrate"
+SERVICES = (USERS, ORDERS, PAYMENTS, GATEWAY, OPS, OUTBOXER, ORDERS_CONSUMER, PAYMENTS_CONSUMER, MIGRATE)
+
+_ALL = SERVICES
+_HTTP = (USERS, ORDERS, PAYMENTS, GATEWAY, OPS)
+_DATABASE = (USERS, ORDERS, PAYMENTS, OPS, OUTBOXER, ORDERS_CONSUMER, PAYMENTS_CONSUMER, MIGRATE)
+_BROKER = (OUTBOXER, ORDERS_CONSUMER, PAYMENTS_CONSUMER)
+# Services that check users' access tokens (users itself holds the key).
+_VERIFIERS = (ORDERS, PAYMENTS, GATEWAY)
+_TOKENS = (USERS, *_VERIFIERS)
+
 # Clearly marked development defaults. Production refuses both.
 DEV_OPS_TOKEN = "dev-only-ops-token"  # noqa: S105 (marked dev default, refused in production)
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-in-production"  # noqa: S105 (marked dev default)
+DEV_DATABASE_URL = "postgresql://goshop:goshop@127.0.0.1:5433/goshop"
+
+# Every secret value the repository holds: the defaults above, the kind
+# Secret (k8s/goshop-secrets.yaml), the compose files' and the embedded
+# PostgreSQL's password. Production refuses each of them;
+# tests/unit/goshop_common/test_repository_secrets.py scans the repository
+# so that a new committed value cannot be missing here.
+REPOSITORY_SECRETS = frozenset(
+    {
+        DEV_OPS_TOKEN,
+        DEV_JWT_SECRET,
+        "dev-only-ops-token-for-kind-do-not-use-in-production",
+    }
+)
+REPOSITORY_DATABASE_PASSWORDS = frozenset({"goshop"})
 
 
 class SettingsError(ValueError):
     """A setting is missing or malformed; the message names it."""
 
 
-def _bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {raw!r}")
+# -- parsers ------------------------------------------------------------------
 
 
 def _positive_int(raw: str) -> int:
@@ -56,9 +93,13 @@ def _positive_float(raw: str) -> float:
     return value
 
 
-def _address_list(raw: str) -> tuple[str, ...]:
-    import ipaddress
+def _float(raw: str) -> float:
+    return float(raw)
 
+
+def _address_list(raw: str) -> tuple[str, ...]:
+    if raw.strip().lower() == "none":  # trust nobody: the edge
+        return ()
     addresses = tuple(part.strip() for part in raw.split(",") if part.strip())
     for address in addresses:
         ipaddress.ip_network(address, strict=False)  # raises ValueError for a typo
@@ -79,154 +120,187 @@ def _text(raw: str) -> str:
     return raw.strip()
 
 
-@dataclasses.dataclass(frozen=True)
-class Spec:
-    name: str
-    env: str
-    parse: Callable[[str], Any]
-    default: Any
+def _setting(
+    env: str,
+    parse: Callable[[str], Any],
+    default: Any,
+    services: Iterable[str],
+    *,
+    secret: bool = False,
+    required_in_production: bool = False,
+) -> Any:
+    """One setting: a dataclass field whose metadata says how to read it."""
+    metadata = {
+        "env": env,
+        "parse": parse,
+        "services": frozenset(services),
+        "secret": secret,
+        "required_in_production": required_in_production,
+    }
+    return dataclasses.field(default=default, metadata=metadata)
 
 
-SPECS: tuple[Spec, ...] = (
-    Spec("env", "GOSHOP_ENV", _one_of(DEVELOPMENT, PRODUCTION, TEST), DEVELOPMENT),
-    Spec(
-        "database_url",
-        "GOSHOP_DATABASE_URL",
-        _text,
-        "postgresql://goshop:goshop@127.0.0.1:5433/goshop",
-    ),
-    Spec("db_pool_size", "GOSHOP_DB_POOL_SIZE", _positive_int, 10),
-    Spec("db_connect_timeout", "GOSHOP_DB_CONNECT_TIMEOUT_SECONDS", _positive_int, 3),
-    Spec("db_statement_timeout_ms", "GOSHOP_DB_STATEMENT_TIMEOUT_MS", _positive_int, 5000),
-    Spec("kafka_bootstrap", "GOSHOP_KAFKA_BOOTSTRAP", _text, "127.0.0.1:9092"),
-    Spec("jwt_issuer", "GOSHOP_JWT_ISSUER", _text, "goshop-users"),
-    Spec("jwt_algorithm", "GOSHOP_JWT_ALGORITHM", _one_of("EdDSA", "RS256", "HS256"), "EdDSA"),
-    # Unset: development generates a key under dev_dir; production refuses to start.
-    Spec("jwt_private_key_file", "GOSHOP_JWT_PRIVATE_KEY_FILE", _text, ""),
-    Spec("dev_dir", "GOSHOP_DEV_DIR", _text, ".goshop"),
-    Spec("jwt_secret", "GOSHOP_JWT_SECRET", _text, DEV_JWT_SECRET),
-    # How services other than users verify tokens: users' JWKS (fetched, cached,
-    # refreshed on an unknown key id) unless a public key file is given.
-    Spec("jwks_url", "GOSHOP_JWKS_URL", _text, "http://127.0.0.1:8081/.well-known/jwks.json"),
-    Spec("jwt_public_key_file", "GOSHOP_JWT_PUBLIC_KEY_FILE", _text, ""),
-    Spec("access_ttl", "GOSHOP_ACCESS_TTL_SECONDS", _positive_int, 7200),
-    Spec("refresh_ttl", "GOSHOP_REFRESH_TTL_SECONDS", _positive_int, 30 * 24 * 3600),
-    Spec(
-        "refresh_reuse_interval",
-        "GOSHOP_REFRESH_REUSE_INTERVAL_SECONDS",
-        _non_negative_int,
-        10,
-    ),
-    Spec("password_min_length", "GOSHOP_PASSWORD_MIN_LENGTH", _positive_int, 8),
-    Spec("password_max_length", "GOSHOP_PASSWORD_MAX_LENGTH", _positive_int, 256),
-    # OWASP's argon2id recommendation (m=19 MiB, t=2, p=1). p=1 lets concurrent
-    # logins scale across waitress threads instead of fighting for cores.
-    Spec("argon2_time_cost", "GOSHOP_ARGON2_TIME_COST", _positive_int, 2),
-    Spec("argon2_memory_kib", "GOSHOP_ARGON2_MEMORY_KIB", _positive_int, 19456),
-    Spec("argon2_parallelism", "GOSHOP_ARGON2_PARALLELISM", _positive_int, 1),
-    Spec("login_max_failures_per_email", "GOSHOP_LOGIN_MAX_FAILURES_PER_EMAIL", _positive_int, 5),
-    Spec("login_max_failures_per_ip", "GOSHOP_LOGIN_MAX_FAILURES_PER_IP", _positive_int, 50),
-    Spec("login_failure_window", "GOSHOP_LOGIN_FAILURE_WINDOW_SECONDS", _positive_int, 900),
-    Spec("default_currency", "GOSHOP_DEFAULT_CURRENCY", _text, "RUB"),
-    Spec("order_max_amount_cents", "GOSHOP_ORDER_MAX_AMOUNT_CENTS", _positive_int, 100_000_000),
-    Spec("idempotency_key_ttl", "GOSHOP_IDEMPOTENCY_KEY_TTL_SECONDS", _positive_int, 24 * 3600),
-    # The mock payment provider fails amounts divisible by this (0: never fails).
-    Spec("payments_fail_divisor", "GOSHOP_PAYMENTS_FAIL_DIVISOR", _non_negative_int, 5),
-    # Kafka consumer groups; a second deployment of the shop on one broker needs its own.
-    Spec("orders_consumer_group", "GOSHOP_ORDERS_CONSUMER_GROUP", _text, "goshop-orders"),
-    Spec("payments_consumer_group", "GOSHOP_PAYMENTS_CONSUMER_GROUP", _text, "goshop-payments"),
-    Spec("outbox_batch_size", "GOSHOP_OUTBOX_BATCH_SIZE", _positive_int, 100),
-    Spec("outbox_poll_seconds", "GOSHOP_OUTBOX_POLL_SECONDS", _positive_int, 5),
-    Spec("outbox_backoff_base_ms", "GOSHOP_OUTBOX_BACKOFF_BASE_MS", _positive_int, 500),
-    Spec("outbox_backoff_cap_seconds", "GOSHOP_OUTBOX_BACKOFF_CAP_SECONDS", _positive_int, 60),
-    # The gateway's upstreams and how long it waits for them.
-    Spec("users_url", "GOSHOP_USERS_URL", _text, "http://127.0.0.1:8081"),
-    Spec("orders_url", "GOSHOP_ORDERS_URL", _text, "http://127.0.0.1:8082"),
-    Spec("payments_url", "GOSHOP_PAYMENTS_URL", _text, "http://127.0.0.1:8083"),
-    Spec("upstream_connect_timeout", "GOSHOP_UPSTREAM_CONNECT_TIMEOUT_SECONDS", _positive_float, 1.0),
-    Spec("upstream_read_timeout", "GOSHOP_UPSTREAM_READ_TIMEOUT_SECONDS", _positive_float, 10.0),
-    # Proxies whose X-Forwarded-For is believed (the gateway, an ingress): the
-    # client address behind them is what login throttling counts.
-    Spec("trusted_proxies", "GOSHOP_TRUSTED_PROXIES", _address_list, ("127.0.0.1/32", "::1/128")),
-    Spec("ops_url", "GOSHOP_OPS_URL", _text, "http://127.0.0.1:8085"),
-    # Ops assistant. Unset OLLAMA_URL: it explains by rules, without an LLM.
-    Spec("ollama_url", "OLLAMA_URL", _text, ""),
-    Spec("ollama_model", "OLLAMA_MODEL", _text, "llama3.2"),
-    Spec("ollama_timeout", "GOSHOP_OLLAMA_TIMEOUT_SECONDS", _positive_float, 30.0),
-    Spec("ollama_temperature", "GOSHOP_OLLAMA_TEMPERATURE", float, 0.2),
-    # The operator's bearer token for /v1/ops/*; the development value is refused in production.
-    Spec("ops_token", "GOSHOP_OPS_TOKEN", _text, DEV_OPS_TOKEN),
-    Spec("max_body_bytes", "GOSHOP_MAX_BODY_BYTES", _positive_int, 1024 * 1024),
-    Spec("log_level", "GOSHOP_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
-)
+# -- the settings ---------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    env: str
-    database_url: str
-    db_pool_size: int
-    db_connect_timeout: int
-    db_statement_timeout_ms: int
-    kafka_bootstrap: str
-    jwt_issuer: str
-    jwt_algorithm: str
-    jwt_private_key_file: str
-    dev_dir: str
-    jwt_secret: str
-    jwks_url: str
-    jwt_public_key_file: str
-    access_ttl: int
-    refresh_ttl: int
-    refresh_reuse_interval: int
-    password_min_length: int
-    password_max_length: int
-    argon2_time_cost: int
-    argon2_memory_kib: int
-    argon2_parallelism: int
-    login_max_failures_per_email: int
-    login_max_failures_per_ip: int
-    login_failure_window: int
-    default_currency: str
-    order_max_amount_cents: int
-    idempotency_key_ttl: int
-    payments_fail_divisor: int
-    orders_consumer_group: str
-    payments_consumer_group: str
-    outbox_batch_size: int
-    outbox_poll_seconds: int
-    outbox_backoff_base_ms: int
-    outbox_backoff_cap_seconds: int
-    users_url: str
-    orders_url: str
-    payments_url: str
-    upstream_connect_timeout: float
-    upstream_read_timeout: float
-    trusted_proxies: tuple[str, ...]
-    ops_url: str
-    ollama_url: str
-    ollama_model: str
-    ollama_timeout: float
-    ollama_temperature: float
-    ops_token: str
-    max_body_bytes: int
-    log_level: str
+    env: str = _setting("GOSHOP_ENV", _one_of(DEVELOPMENT, PRODUCTION, TEST), DEVELOPMENT, _ALL)
+    log_level: str = _setting("GOSHOP_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", _ALL)
+
+    # The database. The URL carries the password: a secret.
+    database_url: str = _setting(
+        "GOSHOP_DATABASE_URL", _text, DEV_DATABASE_URL, _DATABASE, secret=True, required_in_production=True
+    )
+    db_pool_size: int = _setting("GOSHOP_DB_POOL_SIZE", _positive_int, 10, _DATABASE)
+    db_connect_timeout: int = _setting("GOSHOP_DB_CONNECT_TIMEOUT_SECONDS", _positive_int, 3, _DATABASE)
+    db_statement_timeout_ms: int = _setting("GOSHOP_DB_STATEMENT_TIMEOUT_MS", _positive_int, 5000, _DATABASE)
+
+    kafka_bootstrap: str = _setting(
+        "GOSHOP_KAFKA_BOOTSTRAP", _text, "127.0.0.1:9092", _BROKER, required_in_production=True
+    )
+
+    # Tokens: users signs them, the verifiers check them.
+    jwt_issuer: str = _setting("GOSHOP_JWT_ISSUER", _text, "goshop-users", _TOKENS)
+    jwt_algorithm: str = _setting("GOSHOP_JWT_ALGORITHM", _one_of("EdDSA", "RS256", "HS256"), "EdDSA", _TOKENS)
+    # Unset: development generates a key under dev_dir; production refuses to
+    # start (goshop_users.keys, where the key is loaded).
+    jwt_private_key_file: str = _setting("GOSHOP_JWT_PRIVATE_KEY_FILE", _text, "", (USERS,))
+    dev_dir: str = _setting("GOSHOP_DEV_DIR", _text, ".goshop", (USERS,))
+    # Only with HS256, where signer and verifiers share it.
+    jwt_secret: str = _setting("GOSHOP_JWT_SECRET", _text, DEV_JWT_SECRET, _TOKENS, secret=True)
+    # How the verifiers get users' public keys: its JWKS (fetched, cached,
+    # refreshed on an unknown key id) unless a public key file is given.
+    jwks_url: str = _setting("GOSHOP_JWKS_URL", _text, "http://127.0.0.1:8081/.well-known/jwks.json", _VERIFIERS)
+    jwt_public_key_file: str = _setting("GOSHOP_JWT_PUBLIC_KEY_FILE", _text, "", _VERIFIERS)
+    access_ttl: int = _setting("GOSHOP_ACCESS_TTL_SECONDS", _positive_int, 7200, (USERS,))
+    refresh_ttl: int = _setting("GOSHOP_REFRESH_TTL_SECONDS", _positive_int, 30 * 24 * 3600, (USERS,))
+    # Two tabs refreshing at once: the rotated token still yields the
+    # successor, once, within this many seconds (goshop_users.sessions).
+    refresh_reuse_interval: int = _setting("GOSHOP_REFRESH_REUSE_INTERVAL_SECONDS", _non_negative_int, 2, (USERS,))
+
+    # Passwords: OWASP's argon2id recommendation (m=19 MiB, t=2, p=1). p=1 lets
+    # concurrent logins scale across waitress threads instead of fighting for cores.
+    password_min_length: int = _setting("GOSHOP_PASSWORD_MIN_LENGTH", _positive_int, 8, (USERS,))
+    password_max_length: int = _setting("GOSHOP_PASSWORD_MAX_LENGTH", _positive_int, 256, (USERS,))
+    argon2_time_cost: int = _setting("GOSHOP_ARGON2_TIME_COST", _positive_int, 2, (USERS,))
+    argon2_memory_kib: int = _setting("GOSHOP_ARGON2_MEMORY_KIB", _positive_int, 19456, (USERS,))
+    argon2_parallelism: int = _setting("GOSHOP_ARGON2_PARALLELISM", _positive_int, 1, (USERS,))
+
+    # Failed logins (goshop_users.throttle): per email from one client, per
+    # client, and a ceiling per email across every client.
+    login_max_failures_per_email_and_client: int = _setting(
+        "GOSHOP_LOGIN_MAX_FAILURES_PER_EMAIL_AND_CLIENT", _positive_int, 5, (USERS,)
+    )
+    login_max_failures_per_client: int = _setting("GOSHOP_LOGIN_MAX_FAILURES_PER_CLIENT", _positive_int, 50, (USERS,))
+    login_max_failures_per_email: int = _setting("GOSHOP_LOGIN_MAX_FAILURES_PER_EMAIL", _positive_int, 100, (USERS,))
+    login_failure_window: int = _setting("GOSHOP_LOGIN_FAILURE_WINDOW_SECONDS", _positive_int, 900, (USERS,))
+
+    # Orders and payments.
+    default_currency: str = _setting("GOSHOP_DEFAULT_CURRENCY", _text, "RUB", (ORDERS, GATEWAY))
+    order_max_amount_cents: int = _setting(
+        "GOSHOP_ORDER_MAX_AMOUNT_CENTS", _positive_int, 100_000_000, (ORDERS, GATEWAY)
+    )
+    idempotency_key_ttl: int = _setting("GOSHOP_IDEMPOTENCY_KEY_TTL_SECONDS", _positive_int, 24 * 3600, (ORDERS,))
+    # The mock payment provider fails amounts divisible by this (0: never fails).
+    payments_fail_divisor: int = _setting("GOSHOP_PAYMENTS_FAIL_DIVISOR", _non_negative_int, 5, (PAYMENTS_CONSUMER,))
+    # Kafka consumer groups; a second deployment of the shop on one broker needs its own.
+    orders_consumer_group: str = _setting("GOSHOP_ORDERS_CONSUMER_GROUP", _text, "goshop-orders", (ORDERS_CONSUMER,))
+    payments_consumer_group: str = _setting(
+        "GOSHOP_PAYMENTS_CONSUMER_GROUP", _text, "goshop-payments", (PAYMENTS_CONSUMER,)
+    )
+
+    # The outbox relay.
+    outbox_batch_size: int = _setting("GOSHOP_OUTBOX_BATCH_SIZE", _positive_int, 100, (OUTBOXER,))
+    outbox_poll_seconds: int = _setting("GOSHOP_OUTBOX_POLL_SECONDS", _positive_int, 5, (OUTBOXER,))
+    outbox_backoff_base_ms: int = _setting("GOSHOP_OUTBOX_BACKOFF_BASE_MS", _positive_int, 500, (OUTBOXER,))
+    outbox_backoff_cap_seconds: int = _setting("GOSHOP_OUTBOX_BACKOFF_CAP_SECONDS", _positive_int, 60, (OUTBOXER,))
+
+    # The gateway's upstreams and how long it waits for them.
+    users_url: str = _setting(
+        "GOSHOP_USERS_URL", _text, "http://127.0.0.1:8081", (GATEWAY,), required_in_production=True
+    )
+    orders_url: str = _setting(
+        "GOSHOP_ORDERS_URL", _text, "http://127.0.0.1:8082", (GATEWAY,), required_in_production=True
+    )
+    payments_url: str = _setting(
+        "GOSHOP_PAYMENTS_URL", _text, "http://127.0.0.1:8083", (GATEWAY,), required_in_production=True
+    )
+    ops_url: str = _setting("GOSHOP_OPS_URL", _text, "http://127.0.0.1:8085", (GATEWAY,), required_in_production=True)
+    upstream_connect_timeout: float = _setting(
+        "GOSHOP_UPSTREAM_CONNECT_TIMEOUT_SECONDS", _positive_float, 1.0, (GATEWAY,)
+    )
+    upstream_read_timeout: float = _setting("GOSHOP_UPSTREAM_READ_TIMEOUT_SECONDS", _positive_float, 10.0, (GATEWAY,))
+
+    # HTTP: proxies whose X-Forwarded-For is believed (for the gateway, the
+    # ingress; for the services, the gateway). The client address behind them
+    # is what login throttling counts. "none" trusts nobody.
+    trusted_proxies: tuple[str, ...] = _setting(
+        "GOSHOP_TRUSTED_PROXIES", _address_list, ("127.0.0.1/32", "::1/128"), _HTTP
+    )
+    max_body_bytes: int = _setting("GOSHOP_MAX_BODY_BYTES", _positive_int, 1024 * 1024, _HTTP)
+
+    # Ops assistant. Unset OLLAMA_URL: it explains by rules, without an LLM.
+    ollama_url: str = _setting("OLLAMA_URL", _text, "", (OPS,))
+    ollama_model: str = _setting("OLLAMA_MODEL", _text, "llama3.2", (OPS,))
+    # The gateway waits this much longer on explain, which waits for the LLM.
+    ollama_timeout: float = _setting("GOSHOP_OLLAMA_TIMEOUT_SECONDS", _positive_float, 30.0, (OPS, GATEWAY))
+    ollama_temperature: float = _setting("GOSHOP_OLLAMA_TEMPERATURE", _float, 0.2, (OPS,))
+    # The operator's bearer token for /v1/ops/*.
+    ops_token: str = _setting(
+        "GOSHOP_OPS_TOKEN", _text, DEV_OPS_TOKEN, (OPS,), secret=True, required_in_production=True
+    )
 
     @property
     def production(self) -> bool:
         return self.env == PRODUCTION
 
 
-def load_settings(ini: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Build the settings from ``ini`` (``goshop.<name>`` keys) and ``environ``.
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """How one setting is read (a view of its field, for tools and tests)."""
 
-    Raises SettingsError naming the first malformed setting, or a development
-    default that production refuses.
+    name: str
+    env: str
+    parse: Callable[[str], Any]
+    default: Any
+    services: frozenset[str]
+    secret: bool
+    required_in_production: bool
+
+
+SPECS: tuple[Spec, ...] = tuple(
+    Spec(name=field.name, default=field.default, **field.metadata) for field in dataclasses.fields(Settings)
+)
+
+
+def specs_for(service: str | None) -> tuple[Spec, ...]:
+    """The settings ``service`` uses; every setting for ``None`` (tests, tools)."""
+    if service is None:
+        return SPECS
+    if service not in SERVICES:
+        raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+    return tuple(spec for spec in SPECS if service in spec.services)
+
+
+def load_settings(
+    ini: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    service: str | None = None,
+) -> Settings:
+    """Build ``service``'s settings from ``ini`` (``goshop.<name>`` keys) and
+    ``environ``; settings of other services are ``None``.
+
+    Raises SettingsError naming the first malformed setting, a secret that
+    production needs and was not given, or a value production refuses.
     """
     ini = ini or {}
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for spec in SPECS:
+    specs = specs_for(service)
+    values: dict[str, Any] = {spec.name: None for spec in SPECS}
+    given: set[str] = set()
+    for spec in specs:
         raw = environ.get(spec.env)
         source = spec.env
         if raw is None or raw == "":
@@ -239,20 +313,37 @@ def load_settings(ini: Mapping[str, Any] | None = None, environ: Mapping[str, st
             values[spec.name] = spec.parse(str(raw))
         except ValueError as exc:
             raise SettingsError(f"setting {source}: {exc}") from None
+        given.add(spec.name)
     settings = Settings(**values)
-    _refuse_development_defaults(settings)
+    if settings.production:
+        _check_production(settings, specs, given)
     return settings
 
 
-def _refuse_development_defaults(settings: Settings) -> None:
-    # The signing key is checked where it is loaded (goshop_users.keys): only
-    # users signs, so only users needs a private key in production.
-    if not settings.production:
-        return
-    if settings.ops_token == DEV_OPS_TOKEN or len(settings.ops_token) < 32:
-        raise SettingsError("GOSHOP_OPS_TOKEN must be set to a secret of 32+ characters in production")
-    if settings.jwt_algorithm == "HS256":
-        if settings.jwt_secret == DEV_JWT_SECRET:
-            raise SettingsError("GOSHOP_JWT_SECRET is the development default; production refuses it")
+def _check_production(settings: Settings, specs: tuple[Spec, ...], given: set[str]) -> None:
+    names = {spec.name for spec in specs}
+    for spec in specs:
+        if spec.required_in_production and spec.name not in given:
+            raise SettingsError(f"{spec.env} must be set in production (the default is for development only)")
+    if "jwt_secret" in names and settings.jwt_algorithm == "HS256" and "jwt_secret" not in given:
+        raise SettingsError("GOSHOP_JWT_SECRET must be set in production with HS256")
+    for spec in specs:
+        value = getattr(settings, spec.name)
+        if spec.name == "jwt_secret" and settings.jwt_algorithm != "HS256":
+            continue  # unused: the key pair signs
+        if spec.secret and value in REPOSITORY_SECRETS:
+            raise SettingsError(
+                f"{spec.env} is a value from the repository (a development default); production refuses it"
+            )
+    if "database_url" in names:
+        password = urlsplit(settings.database_url).password
+        if not password or password in REPOSITORY_DATABASE_PASSWORDS:
+            raise SettingsError(
+                "GOSHOP_DATABASE_URL carries the repository's development password (or none); production refuses it"
+            )
+    if "ops_token" in names and len(settings.ops_token) < 32:
+        raise SettingsError("GOSHOP_OPS_TOKEN must be a secret of 32+ characters in production")
+    if "jwt_secret" in names and settings.jwt_algorithm == "HS256":
         if len(settings.jwt_secret.encode()) < 32:
             raise SettingsError("GOSHOP_JWT_SECRET must be at least 32 bytes in production")
+    # The signing key is checked where it is loaded (goshop_users.keys).

@@ -28,4 +28,4 @@ def make_app(settings: Settings, ini: dict | None = None):
 
 def main(global_config, **ini):
     """Paste entry point: ``pserve goshop_ops/development.ini``."""
-    return make_app(load_settings(ini), ini)
+    return make_app(load_settings(ini, service="ops"), ini)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session as DbSession
 from goshop_common.clock import utcnow
 from goshop_common.consumer import Event, EventConsumer, PoisonEvent, build_consumer, run_consumer
 from goshop_common.kafka import PAYMENTS_TOPIC
-from goshop_common.settings import Settings
+from goshop_common.settings import ORDERS_CONSUMER, Settings
 from goshop_orders.models import CANCELLED, INBOX, PAID
 from goshop_orders.orders import Orders
 
@@ -58,7 +58,7 @@ def build(settings: Settings, **consumer_overrides) -> EventConsumer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_consumer(build, port=8086, argv=argv)
+    return run_consumer(build, service=ORDERS_CONSUMER, port=8086, argv=argv)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8084, help="health and metrics endpoints")
     options = parser.parse_args(argv)
-    settings = load_settings()
+    settings = load_settings(service="outboxer")
     configure_logging(settings)
     engine = make_engine(settings, pool_size=2, max_overflow=1)
     checks = {

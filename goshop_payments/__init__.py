@@ -15,4 +15,4 @@ def make_app(settings: Settings, ini: dict | None = None):
 
 def main(global_config, **ini):
     """Paste entry point: ``pserve goshop_payments/development.ini``."""
-    return make_app(load_settings(ini), ini)
+    return make_app(load_settings(ini, service="payments"), ini)

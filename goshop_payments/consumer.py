@@ -8,7 +8,7 @@ import sys
 from goshop_common.clock import utcnow
 from goshop_common.consumer import EventConsumer, build_consumer, run_consumer
 from goshop_common.kafka import ORDERS_TOPIC
-from goshop_common.settings import Settings
+from goshop_common.settings import PAYMENTS_CONSUMER, Settings
 from goshop_payments.models import INBOX
 from goshop_payments.payments import PaymentDecider
 from goshop_payments.provider import MockProvider
@@ -22,7 +22,7 @@ def build(settings: Settings, **consumer_overrides) -> EventConsumer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_consumer(build, port=8087, argv=argv)
+    return run_consumer(build, service=PAYMENTS_CONSUMER, port=8087, argv=argv)
 
 
 if __name__ == "__main__":

@@ -5,13 +5,16 @@ stops working and a successor is issued. Presenting a rotated token again means
 it was copied — unless it comes back within ``reuse_interval`` seconds of the
 rotation, which is two tabs refreshing at once. The first case revokes the whole
 family; the second gets the successor the first caller got (same refresh token
-id, a fresh access token), so both tabs carry on with one family.
+id, a fresh access token), so both tabs carry on with one family. The grace is
+given once per rotation and logged: a third use of the rotated token (a thief
+racing the owner) revokes the family.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Callable
 
@@ -20,6 +23,8 @@ from sqlalchemy.orm import Session as DbSession
 
 from goshop_users.models import Session, User
 from goshop_users.tokens import TokenIssuer
+
+log = logging.getLogger("goshop.users.sessions")
 
 REUSE_DETECTED = "refresh token reuse"
 LOGOUT = "logout"
@@ -117,6 +122,10 @@ class Sessions:
             and session.rotated_at is not None
             and now - session.rotated_at <= self.reuse_interval
         ):
+            # Once: forgetting the rotated id makes a second replay look like
+            # what it is, a copy, and revokes the family below.
+            session.previous_jti = None
+            log.info("refresh grace used", extra={"session_id": str(session.id), "user_id": str(session.user_id)})
             return self._pair(user, session, now)
         session.revoked_at = now
         session.revoked_reason = REUSE_DETECTED

@@ -1,38 +1,29 @@
 import pytest
 
-from goshop_common.settings import DEV_JWT_SECRET, SettingsError, load_settings
+from goshop_common.settings import SettingsError, load_settings
 from goshop_users import make_app
-from tests.support import with_settings
+from tests.support import write_signing_key
 
 
-def test_production_refuses_to_start_without_a_signing_key_of_its_own(settings):
-    with pytest.raises(SettingsError, match="GOSHOP_JWT_PRIVATE_KEY_FILE is required in production"):
-        make_app(with_settings(settings, env="production", jwt_private_key_file=""))
-
-
-def test_production_refuses_the_development_jwt_secret(database_url):
-    with pytest.raises(SettingsError, match="development default"):
-        load_settings(
-            {},
-            environ={
-                "GOSHOP_ENV": "production",
-                "GOSHOP_OPS_TOKEN": "o" * 40,
-                "GOSHOP_DATABASE_URL": database_url,
-                "GOSHOP_JWT_ALGORITHM": "HS256",
-                "GOSHOP_JWT_SECRET": DEV_JWT_SECRET,
-            },
-        )
-
-
-def test_production_starts_with_a_provided_key(settings, tmp_path):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    key_file = tmp_path / "jwt.pem"
-    key_file.write_bytes(
-        ed25519.Ed25519PrivateKey.generate().private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+def production_users(database_url: str, **environ):
+    # A password of its own: production refuses the repository's.
+    url = database_url.replace("goshop:goshop@", "goshop:not-the-dev-password@")
+    return load_settings(
+        {}, environ={"GOSHOP_ENV": "production", "GOSHOP_DATABASE_URL": url, **environ}, service="users"
     )
-    app = make_app(with_settings(settings, env="production", jwt_private_key_file=str(key_file)))
+
+
+def test_production_refuses_to_start_without_a_signing_key_of_its_own(database_url):
+    with pytest.raises(SettingsError, match="GOSHOP_JWT_PRIVATE_KEY_FILE is required in production"):
+        make_app(production_users(database_url))
+
+
+def test_production_refuses_a_key_file_that_does_not_exist(database_url, tmp_path):
+    with pytest.raises(SettingsError, match="no such file"):
+        make_app(production_users(database_url, GOSHOP_JWT_PRIVATE_KEY_FILE=str(tmp_path / "missing.pem")))
+
+
+def test_production_starts_with_a_provided_key(database_url, tmp_path):
+    key_file = write_signing_key(tmp_path / "jwt.pem")
+    app = make_app(production_users(database_url, GOSHOP_JWT_PRIVATE_KEY_FILE=str(key_file)))
     assert not app.registry.signing_key.kid.startswith("dev-")

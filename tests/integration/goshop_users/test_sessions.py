@@ -52,6 +52,31 @@ def test_reuse_exactly_at_the_interval_is_a_second_tab(service, user, clock):
     service.refresh(claims_of(first.refresh_token))
 
 
+def test_the_grace_yields_the_successor_only_once(service, user, clock, dbsession):
+    first = service.open(user)
+    second = service.refresh(claims_of(first.refresh_token))
+    graced = service.refresh(claims_of(first.refresh_token))
+    assert claims_of(graced.refresh_token)["jti"] == claims_of(second.refresh_token)["jti"]
+    # A second replay of the rotated token is a copy, however soon it comes.
+    with pytest.raises(RefreshRejected, match=REUSE_DETECTED):
+        service.refresh(claims_of(first.refresh_token))
+    with pytest.raises(RefreshRejected):
+        service.refresh(claims_of(second.refresh_token))
+    session = dbsession.get(Session, claims_of(first.refresh_token)["sid"])
+    assert session.revoked_reason == REUSE_DETECTED
+
+
+def test_every_grace_use_is_logged_with_the_session_id(service, user, caplog):
+    first = service.open(user)
+    service.refresh(claims_of(first.refresh_token))
+    with caplog.at_level("INFO", logger="goshop.users.sessions"):
+        service.refresh(claims_of(first.refresh_token))
+    (record,) = [r for r in caplog.records if r.getMessage() == "refresh grace used"]
+    assert record.session_id == claims_of(first.refresh_token)["sid"]
+    # The token itself is never logged.
+    assert first.refresh_token not in caplog.text
+
+
 def test_reuse_one_second_past_the_interval_revokes_the_family(service, user, clock, dbsession):
     first = service.open(user)
     second = service.refresh(claims_of(first.refresh_token))

@@ -1,8 +1,43 @@
+import dataclasses
+
 import pytest
 
-from goshop_common.settings import DEV_JWT_SECRET, DEV_OPS_TOKEN, SettingsError, load_settings
+from goshop_common.settings import (
+    DEV_JWT_SECRET,
+    DEV_OPS_TOKEN,
+    SERVICES,
+    SPECS,
+    Settings,
+    SettingsError,
+    load_settings,
+    specs_for,
+)
 
 OPS = "o" * 40
+DB = "postgresql://shop:s3cret-from-the-vault@db.internal:5432/goshop"
+
+# What each process must be given in production, and nothing more: the
+# production.ini files and k8s/README.md document exactly these.
+PRODUCTION_ENV = {
+    "users": {"GOSHOP_DATABASE_URL": DB},
+    "orders": {"GOSHOP_DATABASE_URL": DB},
+    "payments": {"GOSHOP_DATABASE_URL": DB},
+    "ops": {"GOSHOP_DATABASE_URL": DB, "GOSHOP_OPS_TOKEN": OPS},
+    "gateway": {
+        "GOSHOP_USERS_URL": "http://users:8081",
+        "GOSHOP_ORDERS_URL": "http://orders:8082",
+        "GOSHOP_PAYMENTS_URL": "http://payments:8083",
+        "GOSHOP_OPS_URL": "http://opsassistant:8085",
+    },
+    "outboxer": {"GOSHOP_DATABASE_URL": DB, "GOSHOP_KAFKA_BOOTSTRAP": "kafka:9092"},
+    "orders-consumer": {"GOSHOP_DATABASE_URL": DB, "GOSHOP_KAFKA_BOOTSTRAP": "kafka:9092"},
+    "payments-consumer": {"GOSHOP_DATABASE_URL": DB, "GOSHOP_KAFKA_BOOTSTRAP": "kafka:9092"},
+    "migrate": {"GOSHOP_DATABASE_URL": DB},
+}
+
+
+def production(service: str, **extra) -> Settings:
+    return load_settings({}, environ={"GOSHOP_ENV": "production", **PRODUCTION_ENV[service], **extra}, service=service)
 
 
 def test_defaults_match_the_design():
@@ -13,9 +48,40 @@ def test_defaults_match_the_design():
     assert settings.jwt_algorithm == "EdDSA"
     assert settings.access_ttl == 7200
     assert settings.refresh_ttl == 30 * 24 * 3600
+    assert settings.refresh_reuse_interval <= 5
     assert settings.password_min_length == 8
     assert settings.max_body_bytes == 1024 * 1024
     assert not settings.production
+
+
+def test_every_setting_is_declared_once_with_a_distinct_variable():
+    assert [spec.name for spec in SPECS] == [field.name for field in dataclasses.fields(Settings)]
+    envs = [spec.env for spec in SPECS]
+    assert len(envs) == len(set(envs))
+    assert all(spec.services for spec in SPECS)
+    assert {service for spec in SPECS for service in spec.services} == set(SERVICES)
+
+
+def test_a_service_loads_only_its_own_section():
+    gateway = load_settings({}, environ={"GOSHOP_DATABASE_URL": "not even a url"}, service="gateway")
+    assert gateway.database_url is None  # the gateway has no database
+    assert gateway.users_url == "http://127.0.0.1:8081"
+    orders = load_settings({}, environ={}, service="orders")
+    assert orders.users_url is None
+    assert orders.database_url is not None
+    assert orders.argon2_time_cost is None  # users' business
+
+
+def test_a_malformed_setting_of_another_service_does_not_stop_this_one():
+    settings = load_settings({}, environ={"GOSHOP_ARGON2_TIME_COST": "lots"}, service="orders")
+    assert settings.argon2_time_cost is None
+    with pytest.raises(SettingsError, match="GOSHOP_ARGON2_TIME_COST"):
+        load_settings({}, environ={"GOSHOP_ARGON2_TIME_COST": "lots"}, service="users")
+
+
+def test_an_unknown_service_is_refused():
+    with pytest.raises(ValueError, match="unknown service"):
+        specs_for("shipping")
 
 
 def test_ini_value_is_used_when_the_environment_is_silent():
@@ -31,6 +97,12 @@ def test_environment_wins_over_ini():
 def test_an_empty_environment_variable_counts_as_unset():
     settings = load_settings({"goshop.access_ttl": "900"}, environ={"GOSHOP_ACCESS_TTL_SECONDS": ""})
     assert settings.access_ttl == 900
+
+
+def test_trusted_proxies_none_trusts_nobody():
+    assert load_settings({"goshop.trusted_proxies": "none"}, environ={}).trusted_proxies == ()
+    with pytest.raises(SettingsError, match="GOSHOP_TRUSTED_PROXIES"):
+        load_settings({}, environ={"GOSHOP_TRUSTED_PROXIES": "10.0.0.0/8,not-an-address"})
 
 
 @pytest.mark.parametrize(
@@ -54,45 +126,69 @@ def test_a_malformed_ini_setting_names_the_ini_key():
         load_settings({"goshop.db_pool_size": "many"}, environ={})
 
 
+@pytest.mark.parametrize("service", sorted(PRODUCTION_ENV))
+def test_production_starts_with_only_the_secrets_the_service_uses(service):
+    settings = production(service)
+    assert settings.production
+
+
+@pytest.mark.parametrize(
+    ("service", "missing"),
+    [(service, env) for service, envs in sorted(PRODUCTION_ENV.items()) for env in envs],
+)
+def test_production_names_each_missing_setting(service, missing):
+    environ = {"GOSHOP_ENV": "production", **PRODUCTION_ENV[service]}
+    del environ[missing]
+    with pytest.raises(SettingsError, match=missing):
+        load_settings({}, environ=environ, service=service)
+
+
+def test_production_accepts_a_required_setting_from_the_ini():
+    settings = load_settings({"goshop.database_url": DB}, environ={"GOSHOP_ENV": "production"}, service="payments")
+    assert settings.database_url == DB
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://goshop:goshop@db.internal:5432/goshop",
+        "postgresql://goshop:goshop@127.0.0.1:5433/goshop",
+        "postgresql://shop@db.internal:5432/goshop",
+    ],
+)
+def test_production_refuses_the_repositorys_database_password(url):
+    with pytest.raises(SettingsError, match="GOSHOP_DATABASE_URL"):
+        production("orders", GOSHOP_DATABASE_URL=url)
+
+
+@pytest.mark.parametrize("token", [DEV_OPS_TOKEN, "dev-only-ops-token-for-kind-do-not-use-in-production"])
+def test_production_refuses_an_ops_token_from_the_repository(token):
+    with pytest.raises(SettingsError, match="GOSHOP_OPS_TOKEN is a value from the repository"):
+        production("ops", GOSHOP_OPS_TOKEN=token)
+
+
+def test_production_refuses_a_short_ops_token():
+    with pytest.raises(SettingsError, match="GOSHOP_OPS_TOKEN must be a secret of 32"):
+        production("ops", GOSHOP_OPS_TOKEN="short")
+
+
+def test_production_ignores_the_unused_development_hs256_secret():
+    # EdDSA signs: the shared secret's development default is not in use.
+    assert production("users").jwt_secret == DEV_JWT_SECRET
+
+
 def test_production_refuses_the_development_hs256_secret():
+    with pytest.raises(SettingsError, match="GOSHOP_JWT_SECRET must be set"):
+        production("users", GOSHOP_JWT_ALGORITHM="HS256")
     with pytest.raises(SettingsError, match="development default"):
-        load_settings(
-            {}, environ={"GOSHOP_ENV": "production", "GOSHOP_OPS_TOKEN": OPS, "GOSHOP_JWT_ALGORITHM": "HS256"}
-        )
-    with pytest.raises(SettingsError, match="development default"):
-        load_settings(
-            {},
-            environ={
-                "GOSHOP_ENV": "production",
-                "GOSHOP_OPS_TOKEN": OPS,
-                "GOSHOP_JWT_ALGORITHM": "HS256",
-                "GOSHOP_JWT_SECRET": DEV_JWT_SECRET,
-            },
-        )
+        production("orders", GOSHOP_JWT_ALGORITHM="HS256", GOSHOP_JWT_SECRET=DEV_JWT_SECRET)
 
 
 def test_production_refuses_a_short_hs256_secret():
     with pytest.raises(SettingsError, match="32 bytes"):
-        load_settings(
-            {},
-            environ={
-                "GOSHOP_ENV": "production",
-                "GOSHOP_OPS_TOKEN": OPS,
-                "GOSHOP_JWT_ALGORITHM": "HS256",
-                "GOSHOP_JWT_SECRET": "short",
-            },
-        )
+        production("gateway", GOSHOP_JWT_ALGORITHM="HS256", GOSHOP_JWT_SECRET="short")
 
 
 def test_development_accepts_the_development_secret():
     settings = load_settings({}, environ={"GOSHOP_JWT_ALGORITHM": "HS256"})
     assert settings.jwt_secret == DEV_JWT_SECRET
-
-
-@pytest.mark.parametrize("token", [None, DEV_OPS_TOKEN, "short"])
-def test_production_refuses_a_missing_development_or_short_ops_token(token):
-    environ = {"GOSHOP_ENV": "production"}
-    if token:
-        environ["GOSHOP_OPS_TOKEN"] = token
-    with pytest.raises(SettingsError, match="GOSHOP_OPS_TOKEN"):
-        load_settings({}, environ=environ)
