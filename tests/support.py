@@ -136,3 +136,17 @@ def served(app):
         thread.join(timeout=5)
         server.task_dispatcher.shutdown()
         assert not thread.is_alive()
+
+
+def write_signing_key(path):
+    """A fresh Ed25519 signing key in PEM, as production's key file holds it."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    path.write_bytes(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    path.chmod(0o600)
+    return path
