@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 
+import psycopg2
 from pyramid.httpexceptions import HTTPException
 from pyramid.response import Response
 from pyramid.view import exception_view_config
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 log = logging.getLogger("goshop.errors")
@@ -89,25 +90,50 @@ def http_exception_view(exc: HTTPException, request) -> Response:
     return error_response(status, message, headers=headers)
 
 
-@exception_view_config(OperationalError)
-@exception_view_config(PoolTimeoutError)
-def database_unavailable_view(exc: Exception, request) -> Response:
-    # Connection refused, server restarting, pool exhausted: the client may
-    # retry, which a 500 would not tell it.
-    if isinstance(exc, DBAPIError) and not _is_connection_error(exc):
-        return unexpected_error_view(exc, request)
-    log.error("database unavailable: %s", exc.__class__.__name__)
-    return error_response(503, "service unavailable", headers={"Retry-After": "1"})
+# SQLSTATE classes that mean "the database cannot serve now; try again":
+# 08 connection exception, 53 insufficient resources (too many connections),
+# 57 operator intervention (admin shutdown, crash shutdown, "the database
+# system is starting up / shutting down", statement timeout).
+_UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})
+# Single codes of the same kind: a lock or serialization conflict the client
+# may retry as it stands.
+_UNAVAILABLE_CODES = frozenset({"55P03", "40001", "40P01"})
 
 
-def _is_connection_error(exc: DBAPIError) -> bool:
-    if exc.connection_invalidated:
+def database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database is away or overloaded, not that the
+    request or the code is wrong. Decided by exception type and SQLSTATE,
+    never by message text (which changes with the server's version and locale)."""
+    if isinstance(exc, (PoolTimeoutError, DisconnectionError)):
         return True
-    text = str(exc.orig).lower() if exc.orig is not None else ""
-    return any(
-        marker in text
-        for marker in ("could not connect", "connection refused", "server closed", "terminating connection", "timeout")
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig
+    if not isinstance(exc, psycopg2.Error):
+        return False
+    code = exc.pgcode
+    if code is None:
+        # No SQLSTATE: the failure happened on the client's side of the wire
+        # (refused, reset, timed out, closed under us).
+        return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
+    return code[:2] in _UNAVAILABLE_CLASSES or code in _UNAVAILABLE_CODES
+
+
+@exception_view_config(DBAPIError)
+@exception_view_config(PoolTimeoutError)
+@exception_view_config(DisconnectionError)
+@exception_view_config(psycopg2.Error)
+def database_error_view(exc: Exception, request) -> Response:
+    # Connection refused, server restarting, connection lost mid-request, pool
+    # exhausted: the client may retry, which a 500 would not tell it.
+    if not database_unavailable(exc):
+        return unexpected_error_view(exc, request)
+    log.error(
+        "database unavailable",
+        extra={"request_id": getattr(request, "request_id", None), "error": exc.__class__.__name__},
     )
+    return error_response(503, "service unavailable", headers={"Retry-After": "1"})
 
 
 @exception_view_config(Exception)
