@@ -117,14 +117,14 @@ def new_customer(testapp) -> dict:
 
 
 @contextlib.contextmanager
-def served(app):
+def served(app, threads: int = 2):
     """A WSGI app on 127.0.0.1 behind waitress in a background thread; yields its URL."""
     import threading
 
     import waitress
     from waitress import wasyncore
 
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=2)
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
     thread = threading.Thread(target=server.run, name="test-waitress", daemon=True)
     thread.start()
     try:
