@@ -128,14 +128,17 @@ def _setting(
     *,
     secret: bool = False,
     required_in_production: bool = False,
+    production_note: str = "",
 ) -> Any:
-    """One setting: a dataclass field whose metadata says how to read it."""
+    """One setting: a dataclass field whose metadata says how to read it.
+    ``production_note`` documents a production rule checked elsewhere."""
     metadata = {
         "env": env,
         "parse": parse,
         "services": frozenset(services),
         "secret": secret,
         "required_in_production": required_in_production,
+        "production_note": production_note,
     }
     return dataclasses.field(default=default, metadata=metadata)
 
@@ -165,10 +168,14 @@ class Settings:
     jwt_algorithm: str = _setting("GOSHOP_JWT_ALGORITHM", _one_of("EdDSA", "RS256", "HS256"), "EdDSA", _TOKENS)
     # Unset: development generates a key under dev_dir; production refuses to
     # start (goshop_users.keys, where the key is loaded).
-    jwt_private_key_file: str = _setting("GOSHOP_JWT_PRIVATE_KEY_FILE", _text, "", (USERS,))
+    jwt_private_key_file: str = _setting(
+        "GOSHOP_JWT_PRIVATE_KEY_FILE", _text, "", (USERS,), production_note="**required** unless HS256"
+    )
     dev_dir: str = _setting("GOSHOP_DEV_DIR", _text, ".goshop", (USERS,))
     # Only with HS256, where signer and verifiers share it.
-    jwt_secret: str = _setting("GOSHOP_JWT_SECRET", _text, DEV_JWT_SECRET, _TOKENS, secret=True)
+    jwt_secret: str = _setting(
+        "GOSHOP_JWT_SECRET", _text, DEV_JWT_SECRET, _TOKENS, secret=True, production_note="with HS256: ≥ 32 bytes"
+    )
     # How the verifiers get users' public keys: its JWKS (fetched, cached,
     # refreshed on an unknown key id) unless a public key file is given.
     jwks_url: str = _setting("GOSHOP_JWKS_URL", _text, "http://127.0.0.1:8081/.well-known/jwks.json", _VERIFIERS)
@@ -248,7 +255,13 @@ class Settings:
     ollama_temperature: float = _setting("GOSHOP_OLLAMA_TEMPERATURE", _float, 0.2, (OPS,))
     # The operator's bearer token for /v1/ops/*.
     ops_token: str = _setting(
-        "GOSHOP_OPS_TOKEN", _text, DEV_OPS_TOKEN, (OPS,), secret=True, required_in_production=True
+        "GOSHOP_OPS_TOKEN",
+        _text,
+        DEV_OPS_TOKEN,
+        (OPS,),
+        secret=True,
+        required_in_production=True,
+        production_note="≥ 32 characters",
     )
 
     @property
@@ -267,6 +280,7 @@ class Spec:
     services: frozenset[str]
     secret: bool
     required_in_production: bool
+    production_note: str
 
 
 SPECS: tuple[Spec, ...] = tuple(
@@ -343,7 +357,32 @@ def _check_production(settings: Settings, specs: tuple[Spec, ...], given: set[st
             )
     if "ops_token" in names and len(settings.ops_token) < 32:
         raise SettingsError("GOSHOP_OPS_TOKEN must be a secret of 32+ characters in production")
-    if "jwt_secret" in names and settings.jwt_algorithm == "HS256":
-        if len(settings.jwt_secret.encode()) < 32:
-            raise SettingsError("GOSHOP_JWT_SECRET must be at least 32 bytes in production")
+    if "jwt_secret" in names and settings.jwt_algorithm == "HS256" and len(settings.jwt_secret.encode()) < 32:
+        raise SettingsError("GOSHOP_JWT_SECRET must be at least 32 bytes in production")
     # The signing key is checked where it is loaded (goshop_users.keys).
+
+
+def markdown_table() -> str:
+    """Every setting as a Markdown table (README's "Settings" section is this
+    output; a test keeps the two equal). ``python -m goshop_common.settings``."""
+    rows = ["| env | default | used by | production |", "|---|---|---|---|"]
+    for spec in SPECS:
+        if isinstance(spec.default, tuple):
+            default = ",".join(spec.default) or "none"
+        else:
+            default = str(spec.default) if spec.default != "" else "unset"
+        if spec.secret:
+            default = f"{default} (development only)"
+        used_by = ", ".join(service for service in SERVICES if service in spec.services)
+        if spec.services == frozenset(SERVICES):
+            used_by = "all"
+        production = "**required**" if spec.required_in_production else ""
+        if spec.secret:
+            production = " ".join(filter(None, [production, "secret; repository values refused"]))
+        production = "; ".join(filter(None, [production, spec.production_note]))
+        rows.append(f"| `{spec.env}` | `{default}` | {used_by} | {production} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())
