@@ -11,7 +11,6 @@ RUNTIME = [
     "argon2-cffi==25.1.0",
     "colander==2.0",
     "cornice==6.1.0",
-    "cornice_swagger==1.0.1",
     "cryptography==50.0.2",
     "hupper==1.12.1",
     "kafka-python==3.0.12",
@@ -49,6 +48,9 @@ DEV = [
     "kubernetes-validate==1.37.0",
     "starlark-pyo3==2026.1.3",
     "ruff==0.17.6",
+    # The OpenAPI documents against the code (tests/integration/contract).
+    "openapi-spec-validator==0.9.0",
+    "schemathesis==4.32.5",
     "WebTest==3.0.7",
 ]
 

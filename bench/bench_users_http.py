@@ -42,8 +42,9 @@ def build_users_app(database_url: str, dev_dir: str):
             "GOSHOP_DATABASE_URL": database_url,
             "GOSHOP_DEV_DIR": dev_dir,
             "GOSHOP_LOG_LEVEL": "WARNING",
+            "GOSHOP_LOGIN_MAX_FAILURES_PER_EMAIL_AND_CLIENT": "1000000000",
+            "GOSHOP_LOGIN_MAX_FAILURES_PER_CLIENT": "1000000000",
             "GOSHOP_LOGIN_MAX_FAILURES_PER_EMAIL": "1000000000",
-            "GOSHOP_LOGIN_MAX_FAILURES_PER_IP": "1000000000",
         },
     )
     app = make_app(settings)

@@ -8,8 +8,10 @@ HTML page or a traceback.
 from __future__ import annotations
 
 import logging
+from urllib.parse import unquote_to_bytes
 
 import psycopg2
+from pyramid.exceptions import URLDecodeError
 from pyramid.httpexceptions import HTTPException
 from pyramid.response import Response
 from pyramid.view import exception_view_config
@@ -118,6 +120,31 @@ def database_unavailable(exc: BaseException) -> bool:
         # (refused, reset, timed out, closed under us).
         return isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
     return code[:2] in _UNAVAILABLE_CLASSES or code in _UNAVAILABLE_CODES
+
+
+def _url_is_utf8(environ) -> bool:
+    for key in ("PATH_INFO", "QUERY_STRING"):
+        try:
+            # WSGI carries them as latin-1 text; the query stays percent-encoded.
+            raw = environ.get(key, "").encode("latin-1")
+            if key == "QUERY_STRING":
+                raw = unquote_to_bytes(raw.replace(b"+", b" "))
+            raw.decode("utf-8")
+        except UnicodeError:
+            return False
+    return True
+
+
+@exception_view_config(URLDecodeError)
+@exception_view_config(UnicodeDecodeError)
+def undecodable_url_view(exc: UnicodeDecodeError, request) -> Response:
+    # A percent-encoded path or query that is not UTF-8 (%FF, an encoded lone
+    # surrogate): the client's mistake, answered without a traceback. WebOb
+    # raises a plain UnicodeDecodeError for the query, so any other decoding
+    # failure is still a bug, logged as one.
+    if isinstance(exc, URLDecodeError) or not _url_is_utf8(request.environ):
+        return error_response(400, "invalid url encoding")
+    return unexpected_error_view(exc, request)
 
 
 @exception_view_config(DBAPIError)

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import time
 
+import colander
 import sqlalchemy as sa
 
 from goshop_common.errors import error_response
+from goshop_common.openapi import Reply, error
 from goshop_common.rest import Service
+from goshop_common.schemas import body, field
 
 live = Service(name="live", path="/live", description="The process is up.")
 ready = Service(name="ready", path="/ready", description="Ready to serve: the database answers.")
 db_ping = Service(name="db_ping", path="/v1/db/ping", description="Database round-trip time.")
+
+OK = Reply("ok", body("status", field("status", enum=["ok"])))
+DB_NOT_READY = error("db not ready")
 
 
 def ping_database(engine: sa.Engine) -> float:
@@ -22,12 +28,12 @@ def ping_database(engine: sa.Engine) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-@live.get()
+@live.get(responses={200: OK})
 def live_view(request):
     return {"status": "ok"}
 
 
-@ready.get()
+@ready.get(responses={200: OK, 503: DB_NOT_READY})
 def ready_view(request):
     try:
         ping_database(request.registry.dbengine)
@@ -36,7 +42,15 @@ def ready_view(request):
     return {"status": "ok"}
 
 
-@db_ping.get()
+@db_ping.get(
+    responses={
+        200: Reply(
+            "The round trip, in milliseconds.",
+            body("ping", field("status", enum=["ok"]), field("latency_ms", colander.Float(), minimum=0)),
+        ),
+        503: DB_NOT_READY,
+    }
+)
 def db_ping_view(request):
     try:
         latency_ms = ping_database(request.registry.dbengine)

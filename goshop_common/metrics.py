@@ -1,5 +1,9 @@
 """Prometheus metrics: what every goshop process exports at ``/metrics``.
 
+``/metrics`` is an internal endpoint: it is served on a process's internal
+port (``goshop_common.web.make_internal_app``, a worker's health port), never
+on the port the internet reaches.
+
 The names and labels below are a contract: alert rules and dashboards
 (``monitoring/``) are written against exactly these, so renaming one is a
 breaking change. ``EXPORTED`` lists them all.
@@ -190,14 +194,19 @@ def metrics_tween_factory(handler, registry):
     return metrics_tween
 
 
+def add_metrics_endpoint(config) -> None:
+    """``GET /metrics``: the process's registry as Prometheus text. Only for an
+    internal app: the series name every route and the pools' sizes."""
+    config.add_route("metrics", "/metrics")
+    config.add_view(metrics_view, route_name="metrics", request_method="GET")
+
+
 def includeme(config) -> None:
-    """Request metrics and ``/metrics`` for the app; ``config.registry.goshop_service``
-    names it in the ``service`` label."""
+    """Request metrics for the app; ``config.registry.goshop_service`` names it
+    in the ``service`` label. No ``/metrics`` route: see add_metrics_endpoint."""
     # Right under the request log, so the status counted is the one logged and
     # sent: exception views' answers and the body limit's 413 included.
     config.add_tween(
         "goshop_common.metrics.metrics_tween_factory",
         under=("goshop_common.requestlog.request_log_tween_factory", INGRESS),
     )
-    config.add_route("metrics", "/metrics")
-    config.add_view(metrics_view, route_name="metrics", request_method="GET")

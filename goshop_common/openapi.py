@@ -1,50 +1,376 @@
-"""The service's OpenAPI document, generated from its Cornice services and
-colander schemas, served at ``/openapi.json``."""
+"""The service's OpenAPI 3.0 document, served at ``/openapi.json``.
+
+Generated, never written by hand: paths and methods from the Cornice
+services; parameters and request bodies from the colander schemas the
+validators enforce, with every rule of every node (a validator the
+generator cannot describe is an error, not a silent gap); responses from
+what each view declares (``responses=``, ``auth=``, ``headers=``, ``path=``
+on its decorator, see goshop_common.rest) plus what the shared machinery
+answers on its own: 400 for a schema, 401 for ``auth``, 413 and 415 for a
+JSON body.
+
+The gateway's proxied routes are documented by their upstreams: its
+document takes each one's operation from that upstream's own document.
+"""
 
 from __future__ import annotations
 
-import functools
+import copy
+import dataclasses
+import json
+import logging
+import re
 
 import colander
-from cornice_swagger import CorniceSwagger
-from cornice_swagger.converters.schema import IntegerTypeConverter, StringTypeConverter
 
+from goshop_common.errors import error_response
 from goshop_common.rest import Service, body_validator, querystring_validator
-from goshop_common.schemas import StrictInteger, StrictString
+from goshop_common.schemas import body, error_body
 
-openapi = Service(name="openapi", path="/openapi.json", description="This document.")
+log = logging.getLogger("goshop.openapi")
+
+OPENAPI_VERSION = "3.0.3"
+
+# The security schemes a view names in ``auth=``.
+BEARER = "bearer"
+OPERATOR = "operator"
+SECURITY_SCHEMES = {
+    BEARER: {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "An access token from POST /v1/users/login.",
+    },
+    OPERATOR: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The operations team's shared token (GOSHOP_OPS_TOKEN); a customer's token is refused.",
+    },
+}
 
 
-def _request_schema(schema, args, settings=None):
-    # Deferred defaults and validators (currency, amount bounds) read settings.
-    schema = schema.bind(settings=settings, request=None)
-    # cornice_swagger recognises Cornice's own validators; goshop's wrap them.
-    validators = args.get("validators", ())
-    for validator, location in ((body_validator, "body"), (querystring_validator, "querystring")):
-        if validator in validators:
-            wrapped = colander.MappingSchema()
-            wrapped[location] = schema.clone()
-            wrapped[location].name = location
-            return wrapped
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """One documented response: ``body`` is its JSON body (a colander node;
+    None for no body), ``media_types`` other representations (media type to
+    JSON schema), ``headers`` the headers it carries (name to description;
+    a trailing ``"?"`` on the name marks one that may be absent)."""
+
+    description: str
+    body: colander.SchemaNode | None = None
+    media_types: dict[str, dict] = dataclasses.field(default_factory=dict)
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def error(description: str, headers: dict[str, str] | None = None) -> Reply:
+    """A response in goshop's error envelope (goshop_common.errors)."""
+    return Reply(description, error_body(), headers=headers or {})
+
+
+RETRY_AFTER = {"Retry-After": "Seconds to wait before trying again."}
+SERVICE_UNAVAILABLE = error("service unavailable: the database did not answer", RETRY_AFTER)
+CHALLENGE = {"WWW-Authenticate": "The authentication scheme expected."}
+
+
+# --- colander nodes to JSON Schema ------------------------------------------
+
+
+def node_schema(node: colander.SchemaNode) -> dict:
+    """The JSON Schema (OpenAPI 3.0 dialect) of a bound colander node."""
+    typ = node.typ
+    if isinstance(typ, colander.Mapping):
+        schema: dict = {"type": "object", "properties": {}}
+        required = []
+        for child in node.children:
+            schema["properties"][child.name] = node_schema(child)
+            if child.required:
+                required.append(child.name)
+        if required:
+            schema["required"] = required
+        if typ.unknown == "raise":
+            schema["additionalProperties"] = False
+    elif isinstance(typ, colander.Sequence):
+        schema = {"type": "array", "items": node_schema(node.children[0])}
+    elif isinstance(typ, colander.Boolean):
+        schema = {"type": "boolean"}
+    elif isinstance(typ, colander.Integer):
+        schema = {"type": "integer"}
+    elif isinstance(typ, colander.Number):
+        schema = {"type": "number"}
+    elif isinstance(typ, colander.String):
+        schema = {"type": "string"}
+    else:
+        raise TypeError(f"no JSON Schema for colander type {type(typ).__name__} ({node.name})")
+    if node.description:
+        schema["description"] = str(node.description)
+    default = node.missing
+    if default not in (colander.required, colander.drop, colander.null, None) and not isinstance(
+        default, colander.deferred
+    ):
+        schema["default"] = default
+    _describe_validator(node.validator, schema, node)
+    schema.update(getattr(node, "json_schema", None) or {})
     return schema
 
 
-class _Generator(CorniceSwagger):
-    custom_type_converters = {StrictString: StringTypeConverter, StrictInteger: IntegerTypeConverter}
+def _describe_validator(validator, schema: dict, node) -> None:
+    if validator is None:
+        return
+    described = getattr(validator, "json_schema", None)
+    if described is not None:
+        schema.update(described)
+    elif isinstance(validator, colander.All):
+        for each in validator.validators:
+            _describe_validator(each, schema, node)
+    elif isinstance(validator, colander.Length):
+        low, high = ("minItems", "maxItems") if schema.get("type") == "array" else ("minLength", "maxLength")
+        if validator.min is not None:
+            schema[low] = validator.min
+        if validator.max is not None:
+            schema[high] = validator.max
+    elif isinstance(validator, colander.Range):
+        if validator.min is not None:
+            schema["minimum"] = validator.min
+        if validator.max is not None:
+            schema["maximum"] = validator.max
+    elif isinstance(validator, colander.OneOf):
+        schema["enum"] = list(validator.choices)
+    elif hasattr(validator, "rule"):
+        # A wrapper that refuses an empty value, then applies ``rule``
+        # (goshop_users.schemas._PresentThen).
+        if schema.get("type") == "string":
+            schema["minLength"] = max(schema.get("minLength", 0), 1)
+        _describe_validator(validator.rule, schema, node)
+    elif _is_node_method(validator, node):
+        pass  # a schema's own ``validator`` method: described by its ``json_schema``
+    else:
+        raise TypeError(f"{node.name}: validator {validator!r} has no json_schema, so the document cannot say it")
+
+
+def _is_node_method(validator, node) -> bool:
+    return getattr(validator, "__self__", None) is node and getattr(node, "json_schema", None) is not None
+
+
+# --- operations ---------------------------------------------------------------
+
+_PATH_PARAMETER = re.compile(r"{([^}:]+)(?::[^}]*)?}")
+
+
+def _bound(schema, settings):
+    # Deferred defaults and validators (currency, amount bounds, password length) read settings.
+    return schema.bind(settings=settings, request=None)
+
+
+def _reply(reply: Reply) -> dict:
+    answer: dict = {"description": reply.description}
+    content = {}
+    if reply.body is not None:
+        content["application/json"] = {"schema": node_schema(reply.body)}
+    for media_type, schema in reply.media_types.items():
+        content[media_type] = {"schema": schema}
+    if content:
+        answer["content"] = content
+    if reply.headers:
+        answer["headers"] = {
+            name.rstrip("?"): {"description": text, "required": not name.endswith("?"), "schema": {"type": "string"}}
+            for name, text in reply.headers.items()
+        }
+    return answer
+
+
+def _parameter(node: colander.SchemaNode, location: str, required: bool | None = None) -> dict:
+    parameter = {
+        "name": node.name,
+        "in": location,
+        "required": node.required if required is None else required,
+        "schema": node_schema(node),
+    }
+    if node.description:
+        parameter["description"] = str(node.description)
+    return parameter
+
+
+def _body_required(schema) -> bool:
+    # An empty object that passes means the body may be left out.
+    try:
+        schema.deserialize({})
+    except colander.Invalid:
+        return True
+    return False
+
+
+def _operation(service: Service, method: str, args: dict, settings) -> dict:
+    doc = service.documentation.get(method, {})
+    validators = args.get("validators") or ()
+    operation: dict = {"operationId": f"{service.name}_{method.lower()}"}
+    if service.description:
+        operation["summary"] = str(service.description)
+    auto: dict[int, Reply] = {}
+
+    path_nodes = {node.name: node for node in doc.get("path", ())}
+    parameters = [
+        _parameter(path_nodes[name], "path", True)
+        if name in path_nodes
+        else {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in _PATH_PARAMETER.findall(service.path)
+    ]
+    parameters += [_parameter(_bound(node, settings), "header") for node in doc.get("headers", ())]
+
+    schema = args.get("schema")
+    if schema is not None and querystring_validator in validators:
+        parameters += [_parameter(child, "query") for child in _bound(schema, settings).children]
+        auto[400] = error("The query string breaks a rule: `error` names the first, `details` every one.")
+    if schema is not None and body_validator in validators:
+        bound = _bound(schema, settings)
+        media_types = [c for c in (args.get("content_type") or ("application/json",)) if isinstance(c, str)]
+        operation["requestBody"] = {
+            "required": _body_required(bound),
+            "content": {media_type: {"schema": node_schema(bound)} for media_type in media_types},
+        }
+        auto[400] = error("The body breaks a rule: `error` names the first, `details` every one.")
+        auto[413] = error("request body too large")
+        auto[415] = error("content type must be application/json")
+    if parameters:
+        operation["parameters"] = parameters
+
+    auth = doc.get("auth")
+    if auth:
+        operation["security"] = [{auth: []}]
+        auto[401] = error("unauthorized (no credentials) or invalid token", CHALLENGE)
+
+    replies = {**auto, **doc.get("responses", {})}
+    operation["responses"] = {str(status): _reply(reply) for status, reply in sorted(replies.items())}
+    if "upstream" in doc:
+        operation["x-goshop-upstream"] = doc["upstream"]
+    return operation
 
 
 def build_document(registry, title: str) -> dict:
-    generator = _Generator(list(registry.cornice_services.values()), pyramid_registry=registry)
-    generator.schema_transformers = [functools.partial(_request_schema, settings=registry.goshop_settings)]
-    return generator.generate(title=title, version="1.0", base_path="/")
+    """The document of the services registered with Cornice on ``registry``."""
+    paths: dict[str, dict] = {}
+    for service in registry.cornice_services.values():
+        for method, _view, args in service.definitions:
+            if method == "HEAD":  # Cornice's automatic twin of GET
+                continue
+            operation = _operation(service, method, args, registry.goshop_settings)
+            paths.setdefault(service.path, {})[method.lower()] = operation
+    schemes = sorted(
+        {name for item in paths.values() for op in item.values() for s in op.get("security", ()) for name in s}
+    )
+    document = {
+        "openapi": OPENAPI_VERSION,
+        "info": {"title": title, "version": "1.0"},
+        "paths": dict(sorted(paths.items())),
+        "components": {"securitySchemes": {name: SECURITY_SCHEMES[name] for name in schemes}},
+    }
+    return document
 
 
-@openapi.get()
+# --- the gateway: proxied operations come from the upstreams' documents -------
+
+UPSTREAM_FAILURES = {
+    502: error("upstream unavailable"),
+    504: error("upstream timeout"),
+}
+
+
+class UpstreamDocumentUnavailable(Exception):
+    pass
+
+
+def proxied(service: Service, upstream: str) -> Service:
+    """Marks every operation of ``service`` as forwarded, unchanged, to the
+    same path on ``upstream``, whose document then describes it."""
+    for method in service.defined_methods:
+        service.documentation.setdefault(method, {})["upstream"] = upstream
+    return service
+
+
+def _fetch_document(registry, upstream: str) -> dict:
+    try:
+        result = registry.upstreams.request(upstream, "GET", "/openapi.json", [], None)
+        if result.status != 200:
+            raise UpstreamDocumentUnavailable(f"{upstream} answered {result.status}")
+        return json.loads(result.body)
+    except UpstreamDocumentUnavailable:
+        raise
+    except Exception as exc:  # the upstream client's failures, a body that is not JSON
+        raise UpstreamDocumentUnavailable(f"{upstream}: {exc.__class__.__name__}") from exc
+
+
+def _with_upstreams(registry, document: dict) -> dict:
+    upstream_documents: dict[str, dict] = {}
+    schemes = document["components"]["securitySchemes"]
+    for path, item in document["paths"].items():
+        for method, own in list(item.items()):
+            target = own.pop("x-goshop-upstream", None)
+            if target is None:
+                continue
+            name, _, upstream_path = target.partition(" ")
+            if name not in upstream_documents:
+                upstream_documents[name] = _fetch_document(registry, name)
+            theirs = upstream_documents[name]
+            found = theirs.get("paths", {}).get(upstream_path or path, {}).get(method)
+            if found is None:
+                raise UpstreamDocumentUnavailable(f"{name} does not document {method.upper()} {upstream_path or path}")
+            merged = copy.deepcopy(found)
+            merged["operationId"] = own["operationId"]
+            # What the gateway checks itself (checkout's body, the access
+            # token) it documents itself; the rest is the upstream's.
+            for key in ("parameters", "requestBody", "security"):
+                if key in own and key != "parameters":
+                    merged[key] = own[key]
+            own_names = {(p["in"], p["name"]) for p in own.get("parameters", ())}
+            merged["parameters"] = own.get("parameters", []) + [
+                p for p in merged.get("parameters", ()) if (p["in"], p["name"]) not in own_names
+            ]
+            if not merged["parameters"]:
+                del merged["parameters"]
+            merged["responses"] = {
+                **merged["responses"],
+                **own["responses"],
+                **{str(s): _reply(r) for s, r in UPSTREAM_FAILURES.items()},
+            }
+            merged["responses"] = dict(sorted(merged["responses"].items()))
+            for requirement in merged.get("security", ()):
+                for scheme in requirement:
+                    schemes[scheme] = (
+                        theirs.get("components", {})
+                        .get("securitySchemes", {})
+                        .get(scheme, SECURITY_SCHEMES.get(scheme))
+                    )
+            item[method] = merged
+    document["components"]["securitySchemes"] = dict(sorted(schemes.items()))
+    return document
+
+
+# --- the view -----------------------------------------------------------------
+
+openapi = Service(name="openapi", path="/openapi.json", description="This document.")
+
+_DOCUMENT = body("document")
+_DOCUMENT.json_schema = {"description": "An OpenAPI 3.0 document."}
+
+
+@openapi.get(
+    responses={
+        200: Reply("This document.", _DOCUMENT),
+        503: error("an upstream's document could not be read (the gateway)"),
+    }
+)
 def openapi_view(request):
     document = getattr(request.registry, "openapi_document", None)
     if document is None:
-        document = build_document(request.registry, request.registry.settings.get("goshop.title", "goshop"))
-        request.registry.openapi_document = document
+        registry = request.registry
+        document = build_document(registry, registry.settings.get("goshop.title", "goshop"))
+        if any("x-goshop-upstream" in op for item in document["paths"].values() for op in item.values()):
+            try:
+                document = _with_upstreams(registry, document)
+            except UpstreamDocumentUnavailable as exc:
+                # Not cached: the next request tries again.
+                log.warning("openapi: upstream document unavailable: %s", exc)
+                return error_response(503, "service unavailable", headers={"Retry-After": "1"})
+        registry.openapi_document = document
     return document
 
 

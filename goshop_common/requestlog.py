@@ -41,7 +41,11 @@ def request_log_tween_factory(handler, registry):
         finally:
             fields = {
                 "method": request.method,
-                "path": request.path,
+                # Not request.path: it raises on a path that is not UTF-8 (%FF),
+                # which is answered with a 400 and must still be logged.
+                "path": (request.environ.get("SCRIPT_NAME", "") + request.environ.get("PATH_INFO", ""))
+                .encode("latin-1")
+                .decode("utf-8", "replace"),
                 "status": status,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                 "request_id": request_id,

@@ -55,11 +55,32 @@ def json_error_handler(request):
     return error_response(status, message, details=details)
 
 
+# What a view declares for the OpenAPI document (goshop_common.openapi), next
+# to its schema and validators: ``responses`` ({status: Reply}), ``auth`` (the
+# security scheme its caller needs), ``headers`` and ``path`` (colander nodes
+# of the header and path parameters it reads), ``upstream`` (the gateway: the
+# "<upstream> <path>" whose operation it forwards to, and documents with).
+DOC_ARGUMENTS = ("responses", "auth", "headers", "path", "upstream")
+
+
 class Service(cornice.Service):
-    """A Cornice service whose every error speaks goshop's envelope."""
+    """A Cornice service whose every error speaks goshop's envelope, and whose
+    views say what they answer."""
+
+    def __init__(self, *args, **kwargs):
+        self.documentation: dict[str, dict] = {}
+        # Cornice attaches the service to the module ``depth`` frames up, for
+        # config.scan to find: one more, for this frame.
+        kwargs["depth"] = kwargs.get("depth", 1) + 1
+        super().__init__(*args, **kwargs)
 
     def default_error_handler(self, request):
         return json_error_handler(request)
+
+    def add_view(self, method, view, **kwargs):
+        # Popped before Cornice sees them: Pyramid would take them for predicates.
+        self.documentation[method.upper()] = {name: kwargs.pop(name) for name in DOC_ARGUMENTS if name in kwargs}
+        super().add_view(method, view, **kwargs)
 
 
 def _bound(schema, request):
@@ -70,6 +91,13 @@ def body_validator(request, schema=None, **kwargs):
     """Validate the JSON body against ``schema``, bound to the request so that
     deferred validators can read settings (password length, money bounds)."""
     if schema is None:
+        return
+    if request.body and request.content_type not in JSON:
+        # Cornice would parse a form body (and fail with a 500 on a multipart
+        # type without a boundary); goshop's bodies are JSON only, even where
+        # a view takes no content_type (to allow an empty body).
+        request.errors.add("header", "Content-Type", "content type must be application/json")
+        request.errors.status = 415
         return
     try:
         colander_body_validator(request, schema=_bound(schema, request), **kwargs)

@@ -2,18 +2,48 @@
 
 Colander's own ``String`` turns ``123`` or ``{}`` into a string; an API that
 accepts that hides client bugs, so goshop's strings are strict.
+
+Every rule a node enforces is also what the OpenAPI document says about it
+(goshop_common.openapi): colander's ``Length``, ``Range`` and ``OneOf`` are
+read as they are, and goshop's own validators carry a ``json_schema``.
 """
 
 from __future__ import annotations
+
+import re
 
 import colander
 
 # RFC 5321 caps a forward path at 254 characters.
 EMAIL_MAX_LENGTH = 254
+# What normalise_email trims: ASCII whitespace only, so that the documented
+# pattern (which has no Unicode-aware \s) says exactly what is accepted.
+_ASCII_WHITESPACE = " \t\n\r\f\v"
+# A UUID as RFC 9562 writes it (uuid.UUID would also take braces, URNs, no dashes).
+UUID_REGEX = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
+class Pattern:
+    """A colander validator: the whole value matches ``regex``.
+
+    ``re.fullmatch``, not colander's ``Regex`` (``re.match``, where ``$``
+    also matches before a trailing newline). ``regex`` uses only syntax that
+    means the same in ECMA-262, the dialect of JSON Schema's ``pattern``."""
+
+    def __init__(self, regex: str, msg: str):
+        self.regex = regex
+        self.msg = msg
+        self._compiled = re.compile(regex)
+        self.json_schema = {"pattern": f"^(?:{regex})$"}
+
+    def __call__(self, node, value):
+        if not self._compiled.fullmatch(value):
+            raise colander.Invalid(node, self.msg)
 
 
 class StrictString(colander.String):
-    """A JSON string and nothing else (no numbers, booleans, objects), without NUL."""
+    """A JSON string and nothing else (no numbers, booleans, objects), without
+    NUL and without lone surrogates."""
 
     def deserialize(self, node, cstruct):
         if cstruct is colander.null or cstruct is None:
@@ -23,7 +53,28 @@ class StrictString(colander.String):
         if "\x00" in cstruct:
             # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the driver.
             raise colander.Invalid(node, getattr(node, "type_error_msg", "must be a string"))
+        try:
+            # JSON may spell a lone surrogate ("\ud800"), which is no character:
+            # it cannot be stored, hashed or logged as UTF-8.
+            cstruct.encode("utf-8")
+        except UnicodeEncodeError:
+            raise colander.Invalid(node, getattr(node, "type_error_msg", "must be a string")) from None
         return cstruct
+
+
+class QueryInteger(colander.Integer):
+    """An integer in a query string: ASCII digits only. ``int()`` would also
+    take ``" 7"``, ``"7_0"`` or Arabic-Indic digits, none of which is an
+    integer to the OpenAPI document."""
+
+    _DIGITS = re.compile(r"-?[0-9]{1,18}")
+
+    def deserialize(self, node, cstruct):
+        if cstruct is colander.null or cstruct is None:
+            return colander.null
+        if not isinstance(cstruct, str) or not self._DIGITS.fullmatch(cstruct):
+            raise colander.Invalid(node, getattr(node, "type_error_msg", "must be an integer"))
+        return int(cstruct)
 
 
 def strict_string_node(name: str, message: str, **kwargs) -> colander.SchemaNode:
@@ -36,31 +87,46 @@ def strict_string_node(name: str, message: str, **kwargs) -> colander.SchemaNode
 
 def normalise_email(value: str) -> str:
     """Trimmed and lower-cased: the form that is stored and compared."""
-    return value.strip().lower()
+    return value.strip(_ASCII_WHITESPACE).lower()
 
 
-class EmailValidator:
+# HTML5's "valid e-mail address" (colander.Email's), except that the domain
+# needs a dot: a shop mails its customers, and a@localhost is a typo here.
+_EMAIL_LABEL = "[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+EMAIL_REGEX = f"[a-zA-Z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_EMAIL_LABEL}(?:[.]{_EMAIL_LABEL})+"
+
+
+class EmailValidator(Pattern):
+    """An address of at most EMAIL_MAX_LENGTH characters as sent, surrounding
+    ASCII whitespace allowed (it is trimmed)."""
+
     def __init__(self, message: str):
-        self.message = message
-        self._email = colander.Email(msg=message)
+        space = "[ \\t\\n\\r\\f\\v]*"
+        super().__init__(f"{space}{EMAIL_REGEX}{space}", message)
+        # No ``format: email``: that format has no room for the whitespace
+        # that is trimmed, and the pattern says exactly what is accepted.
+        self.json_schema = {
+            **self.json_schema,
+            "maxLength": EMAIL_MAX_LENGTH,
+            "description": "An e-mail address (HTML5's syntax, dotted domain); surrounding whitespace is trimmed.",
+        }
 
     def __call__(self, node, value):
         if len(value) > EMAIL_MAX_LENGTH:
-            raise colander.Invalid(node, self.message)
-        self._email(node, value)
-        # A shop mails its customers: a dotless domain (a@localhost) is a typo here.
-        domain = value.rpartition("@")[2]
-        if "." not in domain.strip("."):
-            raise colander.Invalid(node, self.message)
+            raise colander.Invalid(node, self.msg)
+        super().__call__(node, value)
+
+
+def _prepare_email(value):
+    # Only what may be valid is trimmed: an over-long value stays over-long,
+    # so the length rule applies to the address as sent, as documented.
+    if isinstance(value, str) and len(value) <= EMAIL_MAX_LENGTH and value.isascii():
+        return normalise_email(value)
+    return value
 
 
 def email_node(message: str = "invalid email") -> colander.SchemaNode:
-    return strict_string_node(
-        "email",
-        message,
-        preparer=lambda value: normalise_email(value) if isinstance(value, str) else value,
-        validator=EmailValidator(message),
-    )
+    return strict_string_node("email", message, preparer=_prepare_email, validator=EmailValidator(message))
 
 
 class StrictInteger(colander.Integer):
@@ -74,17 +140,21 @@ class StrictInteger(colander.Integer):
         return cstruct
 
 
-@colander.deferred
-def _amount_range(node, kw):
-    maximum = kw["settings"].order_max_amount_cents
+class _AmountRange:
+    def __init__(self, maximum: int):
+        self.maximum = maximum
+        self.json_schema = {"minimum": 1, "maximum": maximum}
 
-    def validate(node, value):
+    def __call__(self, node, value):
         if value <= 0:
             raise colander.Invalid(node, "amount_cents must be a positive integer")
-        if value > maximum:
-            raise colander.Invalid(node, f"amount_cents must not exceed {maximum}")
+        if value > self.maximum:
+            raise colander.Invalid(node, f"amount_cents must not exceed {self.maximum}")
 
-    return validate
+
+@colander.deferred
+def _amount_range(node, kw):
+    return _AmountRange(kw["settings"].order_max_amount_cents)
 
 
 def amount_cents_node() -> colander.SchemaNode:
@@ -102,13 +172,78 @@ def _default_currency(node, kw):
 
 
 def currency_node() -> colander.SchemaNode:
-    """An ISO 4217 alphabetic code (three capital letters); the default currency when absent."""
+    """An ISO 4217 alphabetic code, in either case (stored upper-cased); the
+    default currency when absent."""
+    message = "currency must be a 3-letter ISO 4217 code"
     node = colander.SchemaNode(
         StrictString(),
         name="currency",
         missing=_default_currency,
-        preparer=lambda value: value.strip().upper() if isinstance(value, str) else value,
-        validator=colander.Regex(r"^[A-Z]{3}$", msg="currency must be a 3-letter ISO 4217 code"),
+        # ASCII only: str.upper() maps some other letters to ASCII (U+017F,
+        # the long s, to "S"), which must not make a code out of them.
+        preparer=lambda value: value.upper() if isinstance(value, str) and value.isascii() else value,
+        # Judged after upper-casing, so this is also the rule on the value as sent.
+        validator=Pattern("[A-Za-z]{3}", message),
+        description="ISO 4217 code; lower case is accepted and upper-cased; absent or null: the default.",
+        json_schema={"nullable": True},
     )
-    node.type_error_msg = "currency must be a 3-letter ISO 4217 code"
+    node.type_error_msg = message
     return node
+
+
+# --- Response bodies --------------------------------------------------------
+# Nodes that only describe what the services answer, for the OpenAPI
+# document: ``json_schema`` adds what colander cannot say (formats, null).
+
+
+def field(name: str, typ=None, nullable: bool = False, **json_schema) -> colander.SchemaNode:
+    """A required property of a response body (a string unless ``typ``)."""
+    if nullable:
+        json_schema["nullable"] = True
+    return colander.SchemaNode(typ or colander.String(), name=name, json_schema=json_schema)
+
+
+def optional(node: colander.SchemaNode) -> colander.SchemaNode:
+    """The property may be absent."""
+    node.missing = colander.drop
+    return node
+
+
+def body(name: str, *children: colander.SchemaNode, open_ended: bool = True) -> colander.SchemaNode:
+    """A JSON object with ``children``; ``open_ended`` objects may carry more
+    properties in a later version without breaking the contract."""
+    node = colander.SchemaNode(colander.Mapping(unknown="preserve" if open_ended else "ignore"), name=name)
+    for child in children:
+        node.add(child)
+    return node
+
+
+def list_of(name: str, item: colander.SchemaNode) -> colander.SchemaNode:
+    return colander.SchemaNode(colander.Sequence(), item, name=name)
+
+
+def error_body() -> colander.SchemaNode:
+    """The envelope of goshop_common.errors: ``{"error": ..., "details": [...]}``."""
+    detail = body(
+        "detail",
+        field("location", nullable=True),
+        field("name", nullable=True),
+        field("description"),
+    )
+    return body("error", field("error"), optional(list_of("details", detail)))
+
+
+def order_body(statuses: tuple[str, ...], name: str = "order") -> colander.SchemaNode:
+    """An order as the orders API shows it (goshop_orders.models.Order.as_json),
+    whose ``status`` is one of ``statuses``."""
+    return body(
+        name,
+        field("id", format="uuid"),
+        field("user_id", format="uuid"),
+        field("amount_cents", colander.Integer(), minimum=1),
+        field("currency", pattern="^[A-Z]{3}$"),
+        field("status", enum=list(statuses)),
+        field("reason", nullable=True),
+        field("created_at", format="date-time"),
+        field("updated_at", format="date-time"),
+    )

@@ -97,6 +97,13 @@ def _float(raw: str) -> float:
     return float(raw)
 
 
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError(f"not a port number: {value}")
+    return value
+
+
 def _address_list(raw: str) -> tuple[str, ...]:
     if raw.strip().lower() == "none":  # trust nobody: the edge
         return ()
@@ -246,6 +253,9 @@ class Settings:
         "GOSHOP_TRUSTED_PROXIES", _address_list, ("127.0.0.1/32", "::1/128"), _HTTP
     )
     max_body_bytes: int = _setting("GOSHOP_MAX_BODY_BYTES", _positive_int, 1024 * 1024, _HTTP)
+    # The internal port (/metrics, detailed health) beside the public one; each
+    # service's ini names its own (9080 + offset). 0: no internal server.
+    metrics_port: int = _setting("GOSHOP_METRICS_PORT", _port, 0, _HTTP)
 
     # Ops assistant. Unset OLLAMA_URL: it explains by rules, without an LLM.
     ollama_url: str = _setting("OLLAMA_URL", _text, "", (OPS,))

@@ -1,14 +1,66 @@
-"""What every goshop HTTP service includes, in one place."""
+"""What every goshop HTTP service includes, in one place, and the internal app
+each one serves beside its public one.
+
+The public app answers the internet (through the gateway or an Ingress). What
+only the operators' side may see — ``/metrics``, detailed readiness — is on a
+second, internal app that ``goshop_common.devinfra.serve`` serves on the
+process's metrics port, which no Service or Ingress routes to.
+"""
 
 import logging
 
+from goshop_common.metrics import add_metrics_endpoint
+
+
+def add_internal_view(config, name: str, pattern: str, view) -> None:
+    """``config.add_internal_view(name, pattern, view)``: answer ``GET pattern``
+    with ``view`` (rendered as JSON) on the internal port only. The view finds
+    the app's own collaborators on ``request.registry.goshop_public_registry``."""
+    registry = config.registry
+    # An action, so two views for one path conflict at commit, as routes do.
+    config.action(
+        ("goshop.internal_view", pattern), lambda: registry.goshop_internal_views.append((name, pattern, view))
+    )
+
+
+def internal_live_view(request):
+    return {"status": "ok"}
+
+
+def make_internal_app(public):
+    """The internal app of the service whose registry is ``public``: ``/live``,
+    ``/metrics`` (the process's series and the app's pool) and the views the
+    app added with ``add_internal_view``. Its own requests are not counted: the
+    ``goshop_http_*`` series describe the public API, not the scrapes."""
+    from pyramid.config import Configurator
+
+    with Configurator() as config:
+        config.registry.goshop_settings = public.goshop_settings
+        config.registry.goshop_service = public.goshop_service
+        config.registry.goshop_public_registry = public
+        engine = getattr(public, "dbengine", None)
+        if engine is not None:
+            config.registry.dbengine = engine
+        config.include("goshop_common.errors")
+        config.include("goshop_common.requestlog")
+        config.include(add_metrics_endpoint)
+        config.add_route("live", "/live")
+        config.add_view(internal_live_view, route_name="live", renderer="json", request_method="GET")
+        for name, pattern, view in public.goshop_internal_views:
+            config.add_route(name, pattern)
+            config.add_view(view, route_name=name, renderer="json", request_method="GET")
+    return config.make_wsgi_app()
+
 
 def includeme(config) -> None:
+    config.registry.goshop_internal_views = []
+    config.add_directive("add_internal_view", add_internal_view)
     # goshop_common.errors renders every exception; Cornice's own handler would
     # answer in a second shape.
     config.add_settings({"handle_exceptions": False})
     config.include("cornice")
     config.include("goshop_common.errors")
+    config.include("goshop_common.caching")
     config.include("goshop_common.requestlog")
     config.include("goshop_common.bodylimit")
     config.include("goshop_common.clientip")
@@ -24,10 +76,11 @@ def make_service_app(
     includes: tuple[str, ...] = (),
     database: bool = True,
 ):
-    """A goshop HTTP service: the common concerns, its metrics (labelled
-    ``service``), its database (with the seed's /live, /ready and /v1/db/ping)
-    unless ``database=False``, the service's own ``includes``, its scanned
-    ``views`` and its OpenAPI document."""
+    """A goshop HTTP service: the common concerns, its request metrics
+    (labelled ``service``), its database (with the seed's /live, /ready and
+    /v1/db/ping) unless ``database=False``, the service's own ``includes``, its
+    scanned ``views`` and its OpenAPI document. The public app; its internal
+    one (``/metrics`` and the like) is ``app.registry.goshop_internal_app``."""
     from pyramid.config import Configurator
 
     with Configurator(settings=dict(ini or {})) as config:
@@ -43,4 +96,6 @@ def make_service_app(
         if views:
             config.scan(views)
         config.include("goshop_common.openapi")
-    return config.make_wsgi_app()
+    app = config.make_wsgi_app()
+    app.registry.goshop_internal_app = make_internal_app(app.registry)
+    return app

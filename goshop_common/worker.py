@@ -15,6 +15,7 @@ from pyramid.config import Configurator
 
 from goshop_common import logs
 from goshop_common.errors import error_response
+from goshop_common.metrics import add_metrics_endpoint
 from goshop_common.settings import Settings
 
 log = logging.getLogger("goshop.worker")
@@ -54,6 +55,7 @@ def health_app(
     with Configurator() as config:
         config.registry.goshop_settings = settings
         config.include("goshop_common.errors")
+        config.include("goshop_common.caching")
         config.include("goshop_common.requestlog")
         config.add_route("live", "/live")
         config.add_route("ready", "/ready")
@@ -63,7 +65,10 @@ def health_app(
             config.registry.goshop_service = service
             if engine is not None:
                 config.registry.dbengine = engine
+            # A worker's health port is internal (no Service, no Ingress), so
+            # its metrics live there.
             config.include("goshop_common.metrics")
+            config.include(add_metrics_endpoint)
     return config.make_wsgi_app()
 
 

@@ -15,8 +15,10 @@ import urllib3
 from pyramid.response import Response
 
 from goshop_common.errors import error_response
+from goshop_common.openapi import BEARER, Reply, error, proxied
 from goshop_common.requestlog import REQUEST_ID_HEADER
 from goshop_common.rest import JSON, Service, body_validator
+from goshop_common.schemas import body, field
 from goshop_common.tokens import authenticated_claims, require_access_token
 from goshop_gateway.schemas import CheckoutSchema
 from goshop_gateway.upstream import UpstreamFailure, end_to_end
@@ -57,16 +59,31 @@ ROUTES = (
 )
 
 
+# Set by the gateway alone: whatever a client sent under these names is dropped,
+# so an upstream never reads a client's own claim about its address or scheme.
+FORWARDING_HEADERS = frozenset(
+    {
+        "x-request-id",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "x-forwarded-by",
+        "x-real-ip",
+    }
+)
+
+
 def forward_headers(request) -> list[tuple[str, str]]:
-    headers = end_to_end(request.headers)
-    headers = [(n, v) for n, v in headers if n.lower() not in ("x-request-id", "x-forwarded-for", "x-forwarded-proto")]
-    forwarded_for = request.headers.get("X-Forwarded-For")
-    client = request.remote_addr or ""
-    headers += [
-        (REQUEST_ID_HEADER, request.request_id),
-        ("X-Forwarded-For", f"{forwarded_for}, {client}" if forwarded_for else client),
-        ("X-Forwarded-Proto", request.scheme),
-    ]
+    """The headers an upstream gets. The gateway is the edge: X-Forwarded-For
+    is one address, the client it believes (request.client_ip: the peer, or
+    what a trusted proxy such as the ingress says), never the client's chain."""
+    headers = [(n, v) for n, v in end_to_end(request.headers) if n.lower() not in FORWARDING_HEADERS]
+    headers.append((REQUEST_ID_HEADER, request.request_id))
+    if request.client_ip:
+        headers.append(("X-Forwarded-For", request.client_ip))
+    headers.append(("X-Forwarded-Proto", request.scheme))
     return headers
 
 
@@ -115,13 +132,21 @@ def _proxy_service(route: Route) -> Service:
     return service
 
 
-SERVICES = [_proxy_service(route) for route in ROUTES]
+# Documented by the upstreams' own documents (goshop_common.openapi).
+SERVICES = [proxied(_proxy_service(route), route.upstream) for route in ROUTES]
+STATUS_OK = Reply("ok", body("status", field("status", enum=["ok"])))
 
 
 checkout = Service(name="checkout", path="/v1/checkout", description="Place an order (Idempotency-Key honoured).")
 
 
-@checkout.post(schema=CheckoutSchema(), validators=(require_access_token, body_validator), content_type=JSON)
+@checkout.post(
+    schema=CheckoutSchema(),
+    validators=(require_access_token, body_validator),
+    content_type=JSON,
+    auth=BEARER,
+    upstream="orders /v1/orders",
+)
 def checkout_view(request):
     body = json.dumps(
         {"amount_cents": request.validated["amount_cents"], "currency": request.validated["currency"]}
@@ -135,25 +160,43 @@ live = Service(name="live", path="/live", description="The gateway process is up
 ready = Service(name="ready", path="/ready", description="Every upstream is ready.")
 
 
-@live.get()
+@live.get(responses={200: STATUS_OK})
 def live_view(request):
     return {"status": "ok"}
 
 
-def _upstream_state(request, name: str) -> str:
-    headers = [(REQUEST_ID_HEADER, request.request_id)]
+def _upstream_state(upstreams, request_id: str, name: str) -> str:
+    headers = [(REQUEST_ID_HEADER, request_id)]
     try:
-        result = request.registry.upstreams.request(name, "GET", "/ready", headers, None, timeout=READY_TIMEOUT)
+        result = upstreams.request(name, "GET", "/ready", headers, None, timeout=READY_TIMEOUT)
     except UpstreamFailure as failure:
         return "timeout" if failure.status == 504 else "unavailable"
     return "ok" if result.status == 200 else f"not ready ({result.status})"
 
 
-@ready.get()
-def ready_view(request):
-    names = sorted(request.registry.upstreams.urls)
+def upstream_states(upstreams, request_id: str) -> dict[str, str]:
+    """Every upstream's ``/ready``, asked at once: ``{"orders": "ok", ...}``."""
+    names = sorted(upstreams.urls)
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        states = dict(zip(names, pool.map(lambda n: _upstream_state(request, n), names), strict=True))
+        return dict(zip(names, pool.map(lambda n: _upstream_state(upstreams, request_id, n), names), strict=True))
+
+
+@ready.get(
+    responses={200: STATUS_OK, 503: error("not ready: an upstream is not (which one is told on the internal port)")}
+)
+def ready_view(request):
+    # The internet (and the kubelet) learn only yes or no: which upstream is
+    # down, and how, is for operators, on the internal port (ready_details_view).
+    states = upstream_states(request.registry.upstreams, request.request_id)
+    if any(state != "ok" for state in states.values()):
+        return error_response(503, "not ready")
+    return {"status": "ok"}
+
+
+def ready_details_view(request):
+    """The internal port's ``/ready``: 503 naming the failing upstreams, and
+    every upstream's state either way."""
+    states = upstream_states(request.registry.goshop_public_registry.upstreams, request.request_id)
     failing = [name for name, state in states.items() if state != "ok"]
     if failing:
         response = error_response(503, f"not ready: {', '.join(failing)}")
@@ -165,3 +208,4 @@ def ready_view(request):
 def includeme(config) -> None:
     for service in (*SERVICES, checkout, live, ready):
         config.add_cornice_service(service)
+    config.add_internal_view("ready_details", "/ready", ready_details_view)

@@ -13,10 +13,11 @@ from pyramid.response import Response
 
 from goshop_common.db import SESSION_ENVIRON_KEY
 from goshop_common.errors import ApiError
+from goshop_common.openapi import OPERATOR
 from goshop_common.rest import Service, body_validator, querystring_validator
 from goshop_ops.explain import LlmUnavailable
 from goshop_ops.operators import require_operator
-from goshop_ops.schemas import ExplainSchema, TimelineQuery
+from goshop_ops.schemas import EXPLAIN, ORDER_ID, TIMELINE, ExplainSchema, TimelineQuery
 from goshop_ops.timeline import OrderTimeline, Timeline, parse_order_id
 
 log = logging.getLogger("goshop.ops")
@@ -60,7 +61,13 @@ def _json(status: int, body: dict) -> Response:
     return response
 
 
-@timeline.get(schema=TimelineQuery(), validators=(require_operator, querystring_validator))
+@timeline.get(
+    schema=TimelineQuery(),
+    validators=(require_operator, querystring_validator),
+    auth=OPERATOR,
+    path=(ORDER_ID,),
+    responses=TIMELINE,
+)
 def timeline_view(request):
     found = _read_timeline(request)
     if request.validated["format"] == "markdown":
@@ -68,7 +75,13 @@ def timeline_view(request):
     return found.as_json()
 
 
-@explain.post(schema=ExplainSchema(), validators=(require_operator, body_validator))
+@explain.post(
+    schema=ExplainSchema(),
+    validators=(require_operator, body_validator),
+    auth=OPERATOR,
+    path=(ORDER_ID,),
+    responses=EXPLAIN,
+)
 def explain_view(request):
     found = _read_timeline(request)
     explainer = request.registry.ops_explainer

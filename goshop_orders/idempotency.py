@@ -23,7 +23,10 @@ from sqlalchemy.orm import Session as DbSession
 from goshop_orders.models import IdempotencyKey
 
 HEADER = "Idempotency-Key"
-_VALID_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# Also the header's pattern in the OpenAPI document (goshop_orders.schemas).
+KEY_REGEX = r"[\x21-\x7e]{1,255}"
+KEY_RULE = "Idempotency-Key must be 1-255 visible ASCII characters"
+_VALID_KEY = re.compile(KEY_REGEX)
 
 
 class KeyInFlight(Exception):
@@ -41,7 +44,7 @@ class Replay:
 
 
 def valid_key(value: str) -> bool:
-    return bool(_VALID_KEY.match(value))
+    return bool(_VALID_KEY.fullmatch(value))
 
 
 def request_fingerprint(body: dict) -> str:

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import colander
 
-from goshop_common.schemas import StrictString, amount_cents_node, currency_node
+from goshop_common.schemas import (
+    Pattern,
+    QueryInteger,
+    StrictString,
+    amount_cents_node,
+    body,
+    currency_node,
+    field,
+    list_of,
+    order_body,
+)
+from goshop_orders.idempotency import HEADER, KEY_REGEX, KEY_RULE
+from goshop_orders.models import STATUSES
+from goshop_orders.orders import CURSOR_REGEX
 
 PAGE_MAX = 100
 PAGE_DEFAULT = 20
@@ -16,13 +29,45 @@ class CreateOrderSchema(colander.MappingSchema):
 
 
 class ListOrdersSchema(colander.MappingSchema):
-    """Query string: colander.Integer parses "20" from the URL, unlike bodies."""
+    """Query string: digits for ``limit``; ``cursor`` as a previous page gave it."""
 
     limit = colander.SchemaNode(
-        colander.Integer(),
+        QueryInteger(),
         missing=PAGE_DEFAULT,
         validator=colander.Range(
             1, PAGE_MAX, min_err="limit must be at least 1", max_err=f"limit must be at most {PAGE_MAX}"
         ),
     )
-    cursor = colander.SchemaNode(StrictString(), missing=None, validator=colander.Length(max=200))
+    limit.type_error_msg = "limit must be an integer"
+    cursor = colander.SchemaNode(
+        StrictString(),
+        missing=None,
+        # The pattern bounds the length too (CURSOR_MAX_LENGTH).
+        validator=Pattern(CURSOR_REGEX, "invalid cursor"),
+        description="The next_cursor of the previous page, unchanged.",
+    )
+
+
+# The header is read by the view (after the body is valid), with this rule.
+IDEMPOTENCY_KEY = colander.SchemaNode(
+    StrictString(),
+    name=HEADER,
+    missing=None,
+    validator=Pattern(KEY_REGEX, KEY_RULE),
+    description="Retrying with the same key and body replays the first answer while the key is kept.",
+)
+
+ORDER_ID = colander.SchemaNode(StrictString(), name="id", json_schema={"format": "uuid"})
+
+ORDER = order_body(STATUSES)
+ORDERS_PAGE = body(
+    "page",
+    list_of("orders", order_body(STATUSES)),
+    field("next_cursor", nullable=True, description="null on the last page"),
+)
+ORDER_STATUS = body(
+    "order_status",
+    field("id", format="uuid"),
+    field("status", enum=list(STATUSES)),
+    field("reason", nullable=True),
+)

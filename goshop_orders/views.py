@@ -8,6 +8,7 @@ from pyramid.response import Response
 
 from goshop_common.clock import utcnow
 from goshop_common.errors import ApiError
+from goshop_common.openapi import BEARER, SERVICE_UNAVAILABLE, Reply, error
 from goshop_common.rest import JSON, Service, body_validator, querystring_validator
 from goshop_common.tokens import request_claims, require_access_token
 from goshop_orders.idempotency import (
@@ -19,13 +20,31 @@ from goshop_orders.idempotency import (
     valid_key,
 )
 from goshop_orders.orders import InvalidCursor, Orders
-from goshop_orders.schemas import CreateOrderSchema, ListOrdersSchema
+from goshop_orders.schemas import (
+    IDEMPOTENCY_KEY,
+    ORDER,
+    ORDER_ID,
+    ORDER_STATUS,
+    ORDERS_PAGE,
+    CreateOrderSchema,
+    ListOrdersSchema,
+)
 
 orders = Service(name="orders", path="/v1/orders", description="Create an order; list mine.")
 order = Service(name="order", path="/v1/orders/{id}", description="One of my orders.")
 order_status = Service(name="order_status", path="/v1/orders/{id}/status", description="Where my order stands.")
 
 NOT_FOUND = "order not found"
+
+CREATED = Reply(
+    "The order, created (or, for a retried Idempotency-Key, the first answer replayed).",
+    ORDER,
+    headers={"Location": "The order's URL.", "Idempotent-Replayed?": "true on a replayed answer."},
+)
+ONE_OF_MINE = {
+    404: error(f"{NOT_FOUND}: no such order, or not the caller's"),
+    503: SERVICE_UNAVAILABLE,
+}
 
 
 def _user_id(request) -> uuid.UUID:
@@ -43,7 +62,19 @@ def _json_response(status: int, body: dict, headers: dict | None = None) -> Resp
     return response
 
 
-@orders.post(schema=CreateOrderSchema(), validators=(require_access_token, body_validator), content_type=JSON)
+@orders.post(
+    schema=CreateOrderSchema(),
+    validators=(require_access_token, body_validator),
+    content_type=JSON,
+    auth=BEARER,
+    headers=(IDEMPOTENCY_KEY,),
+    responses={
+        201: CREATED,
+        409: error("a request with this Idempotency-Key is in progress"),
+        422: error("Idempotency-Key was already used with a different request"),
+        503: SERVICE_UNAVAILABLE,
+    },
+)
 def create_order_view(request):
     user_id = _user_id(request)
     data = request.validated
@@ -74,7 +105,12 @@ def create_order_view(request):
     return _json_response(201, body, {"Location": f"/v1/orders/{created.id}"})
 
 
-@orders.get(schema=ListOrdersSchema(), validators=(require_access_token, querystring_validator))
+@orders.get(
+    schema=ListOrdersSchema(),
+    validators=(require_access_token, querystring_validator),
+    auth=BEARER,
+    responses={200: Reply("A page of my orders, newest first.", ORDERS_PAGE), 503: SERVICE_UNAVAILABLE},
+)
 def list_orders_view(request):
     user_id = _user_id(request)
     try:
@@ -86,7 +122,7 @@ def list_orders_view(request):
     return {"orders": [o.as_json() for o in page], "next_cursor": next_cursor}
 
 
-@order.get()
+@order.get(auth=BEARER, path=(ORDER_ID,), responses={200: Reply("The order.", ORDER), **ONE_OF_MINE})
 def get_order_view(request):
     found = Orders(request.dbsession, utcnow).get_for_user(request.matchdict["id"], _user_id(request))
     if found is None:
@@ -94,7 +130,9 @@ def get_order_view(request):
     return found.as_json()
 
 
-@order_status.get()
+@order_status.get(
+    auth=BEARER, path=(ORDER_ID,), responses={200: Reply("Where the order stands.", ORDER_STATUS), **ONE_OF_MINE}
+)
 def get_order_status_view(request):
     found = Orders(request.dbsession, utcnow).get_for_user(request.matchdict["id"], _user_id(request))
     if found is None:

@@ -7,19 +7,50 @@ import uuid
 import colander
 
 from goshop_common.errors import ApiError
+from goshop_common.openapi import BEARER, SERVICE_UNAVAILABLE, Reply
 from goshop_common.rest import Service, querystring_validator
-from goshop_common.schemas import StrictString
+from goshop_common.schemas import UUID_REGEX, Pattern, StrictString, body, field, list_of
 from goshop_common.tokens import request_claims, require_access_token
+from goshop_payments.models import CONFIRMED, FAILED
 from goshop_payments.payments import payments_for
 
 payments = Service(name="payments", path="/v1/payments", description="Payments of one of my orders.")
 
 
 class PaymentsQuery(colander.MappingSchema):
-    order_id = colander.SchemaNode(StrictString(), missing_msg="order_id is required")
+    order_id = colander.SchemaNode(
+        StrictString(), missing_msg="order_id is required", validator=Pattern(UUID_REGEX, "order_id must be a UUID")
+    )
+    order_id.type_error_msg = "order_id is required"
 
 
-@payments.get(schema=PaymentsQuery(), validators=(require_access_token, querystring_validator))
+PAYMENTS = body(
+    "payments",
+    list_of(
+        "payments",
+        body(
+            "payment",
+            field("id", format="uuid"),
+            field("order_id", format="uuid"),
+            field("amount_cents", colander.Integer(), minimum=1),
+            field("currency", pattern="^[A-Z]{3}$"),
+            field("status", enum=[CONFIRMED, FAILED]),
+            field("reason", nullable=True),
+            field("created_at", format="date-time"),
+        ),
+    ),
+)
+
+
+@payments.get(
+    schema=PaymentsQuery(),
+    validators=(require_access_token, querystring_validator),
+    auth=BEARER,
+    responses={
+        200: Reply("The order's payments: none yet, or the one that decided it.", PAYMENTS),
+        503: SERVICE_UNAVAILABLE,
+    },
+)
 def list_payments_view(request):
     claims = request_claims(request)
     try:

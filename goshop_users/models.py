@@ -51,8 +51,10 @@ class Session(Base):
 
 
 class LoginFailure(Base):
-    """Failed logins counted per key (``email:<addr>`` or ``ip:<addr>``) in a
-    fixed window that starts at the first failure."""
+    """Failed logins counted per key in a fixed window that starts at the first
+    failure: ``pair:<sha256(email)>:<client>``, ``client:<client>`` or
+    ``email:<sha256(email)>`` (goshop_users.throttle). The client is an IPv4
+    address or an IPv6 /64."""
 
     __tablename__ = "login_failures"
 

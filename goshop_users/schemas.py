@@ -23,21 +23,49 @@ def password_policy(node, kw):
         if len(value) > settings.password_max_length:
             raise colander.Invalid(node, "password too long")
 
+    # The same rule, for the OpenAPI document (goshop_common.openapi).
+    validate.json_schema = {"minLength": settings.password_min_length, "maxLength": settings.password_max_length}
     return validate
+
+
+# The original service's answer to an empty or missing email or password, on
+# register and login alike.
+REQUIRED = "email and password are required"
+
+
+class _PresentThen:
+    """Refuses an empty value with REQUIRED, then applies ``rule``: one
+    message per field, never both (``colander.All`` would join them)."""
+
+    def __init__(self, rule):
+        self.rule = rule
+
+    def __call__(self, node, value):
+        if value == "":
+            raise colander.Invalid(node, REQUIRED)
+        if self.rule is not None:
+            self.rule(node, value)
 
 
 class RegisterSchema(colander.MappingSchema):
     email = email_node("invalid email")
     password = strict_string_node("password", "weak password", validator=password_policy)
 
+    def after_bind(self, node, kw):
+        # Empty (after trimming) or absent comes first, with the seed's words;
+        # the format and strength rules only judge what is there.
+        for child in node.children:
+            child.missing_msg = REQUIRED
+            child.validator = _PresentThen(child.validator)
+
 
 class LoginSchema(colander.MappingSchema):
     # Any string may be tried; a malformed email simply matches no account.
     email = strict_string_node(
-        "email", "email and password are required", validator=colander.Length(max=LOGIN_FIELD_MAX_LENGTH)
+        "email", REQUIRED, validator=colander.Length(min=1, max=LOGIN_FIELD_MAX_LENGTH, min_err=REQUIRED)
     )
     password = strict_string_node(
-        "password", "email and password are required", validator=colander.Length(max=LOGIN_FIELD_MAX_LENGTH)
+        "password", REQUIRED, validator=colander.Length(min=1, max=LOGIN_FIELD_MAX_LENGTH, min_err=REQUIRED)
     )
 
 

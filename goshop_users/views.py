@@ -8,14 +8,17 @@ import uuid
 from pyramid.response import Response
 
 from goshop_common import clock
+from goshop_common.clientip import client_network
 from goshop_common.errors import ApiError, error_response
+from goshop_common.openapi import BEARER
 from goshop_common.rest import JSON, Service, body_validator
 from goshop_common.schemas import normalise_email
 from goshop_common.tokens import REFRESH, InvalidToken, authenticated_claims
+from goshop_users import responses
 from goshop_users.accounts import Accounts, EmailTaken
 from goshop_users.schemas import LoginSchema, RefreshTokenSchema, RegisterSchema
 from goshop_users.sessions import RefreshRejected, Sessions
-from goshop_users.throttle import LoginThrottle
+from goshop_users.throttle import LoginThrottle, Throttled
 
 register = Service(name="users_register", path="/v1/users/register", description="Create an account.")
 login = Service(name="users_login", path="/v1/users/login", description="Exchange a password for tokens.")
@@ -52,10 +55,13 @@ def _sessions(request) -> Sessions:
 
 def _throttle(request) -> LoginThrottle:
     settings = request.registry.goshop_settings
+    # The engine, not request.dbsession: a reservation commits on its own,
+    # before the password is verified, so no row lock spans argon2.
     return LoginThrottle(
-        request.dbsession,
+        request.registry.dbengine,
+        max_per_email_and_client=settings.login_max_failures_per_email_and_client,
+        max_per_client=settings.login_max_failures_per_client,
         max_per_email=settings.login_max_failures_per_email,
-        max_per_ip=settings.login_max_failures_per_ip,
         window_seconds=settings.login_failure_window,
         clock=utcnow,
     )
@@ -68,7 +74,7 @@ def _refresh_claims(request) -> dict:
         raise ApiError(401, "invalid token") from None
 
 
-@register.post(schema=RegisterSchema(), validators=(body_validator,), content_type=JSON)
+@register.post(schema=RegisterSchema(), validators=(body_validator,), content_type=JSON, responses=responses.REGISTER)
 def register_view(request):
     data = request.validated
     try:
@@ -80,25 +86,25 @@ def register_view(request):
     return {"id": str(user.id), "email": user.email, "created_at": rfc3339(user.created_at)}
 
 
-@login.post(schema=LoginSchema(), validators=(body_validator,), content_type=JSON)
+@login.post(schema=LoginSchema(), validators=(body_validator,), content_type=JSON, responses=responses.LOGIN)
 def login_view(request):
     email = normalise_email(request.validated["email"])
     password = request.validated["password"]
-    address = request.client_ip
     throttle = _throttle(request)
-    wait = throttle.retry_after(email, address)
-    if wait is not None:
-        raise ApiError(429, "too many login attempts", headers={"Retry-After": str(wait)})
+    try:
+        # Counted before the password is checked (and before request.dbsession
+        # takes a connection): the reservation is the failure unless given back.
+        reservation = throttle.reserve(email, client_network(request.client_ip))
+    except Throttled as refused:
+        raise ApiError(429, "too many login attempts", headers={"Retry-After": str(refused.retry_after)}) from None
     user = _accounts(request).authenticate(email, password)
     if user is None:
-        throttle.record_failure(email, address)
-        # Returned, not raised: the failure count must commit with the refusal.
-        return error_response(401, "invalid credentials")
-    throttle.clear(email)
+        raise ApiError(401, "invalid credentials")
+    throttle.succeeded(reservation)
     return _sessions(request).open(user).as_json()
 
 
-@me.get()
+@me.get(auth=BEARER, responses=responses.ME_RESPONSES)
 def me_view(request):
     claims = authenticated_claims(request, request.registry.token_verifier)
     return {
@@ -111,7 +117,7 @@ def me_view(request):
     }
 
 
-@refresh.post(schema=RefreshTokenSchema(), validators=(body_validator,), content_type=JSON)
+@refresh.post(schema=RefreshTokenSchema(), validators=(body_validator,), content_type=JSON, responses=responses.REFRESH)
 def refresh_view(request):
     claims = _refresh_claims(request)
     try:
@@ -123,7 +129,7 @@ def refresh_view(request):
     return pair.as_json()
 
 
-@logout.post(schema=RefreshTokenSchema(), validators=(body_validator,), content_type=JSON)
+@logout.post(schema=RefreshTokenSchema(), validators=(body_validator,), content_type=JSON, responses=responses.LOGOUT)
 def logout_view(request):
     claims = _refresh_claims(request)
     if not _sessions(request).revoke(claims):
@@ -131,13 +137,13 @@ def logout_view(request):
     return Response(status=204)
 
 
-@logout_all.post()
+@logout_all.post(auth=BEARER, responses=responses.LOGOUT_ALL)
 def logout_all_view(request):
     claims = authenticated_claims(request, request.registry.token_verifier)
     return {"revoked": _sessions(request).revoke_all(uuid.UUID(claims["sub"]))}
 
 
-@jwks.get()
+@jwks.get(responses=responses.JWKS_RESPONSES)
 def jwks_view(request):
     request.response.cache_control = "public, max-age=300"
     return request.registry.signing_key.jwks()

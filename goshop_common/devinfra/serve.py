@@ -1,11 +1,19 @@
-"""Serve one service's ``.ini`` with waitress, optionally on another port and
-with hupper reloading it when its source changes.
+"""Serve one service's ``.ini`` with waitress, optionally on another host or
+port and with hupper reloading it when its source changes; and, on the metrics
+port, the service's internal app (``/metrics``, ``/live``, detailed health).
 
 ``pserve`` cannot move a server to another port from the command line (its
 ``var=value`` overrides lose to the ini's [DEFAULT]), and ``make run`` and the
-end-to-end tests need that. Everything else is pserve's behaviour.
+end-to-end tests need that; nor can it serve a second app. Everything else is
+pserve's behaviour.
 
-    python -m goshop_common.devinfra.serve goshop_users/development.ini --port 9081 --reload
+The metrics port is ``--metrics-port``, else the ``metrics_port`` setting
+(``GOSHOP_METRICS_PORT`` or the ini's ``goshop.metrics_port``); 0 serves no
+internal app. It listens on the public server's
+host: the port is kept from the internet by what routes to it (no Service port,
+no Ingress path, not published by compose), not by the address.
+
+    python -m goshop_common.devinfra.serve goshop_users/development.ini --port 9181 --metrics-port 9191 --reload
 """
 
 from __future__ import annotations
@@ -19,19 +27,45 @@ import waitress
 from pyramid.paster import get_app, setup_logging
 from pyramid.scripts.common import get_config_loader
 
+# Scrapes and probes are few; they must not wait behind public requests, so the
+# internal app has threads of its own.
+INTERNAL_THREADS = 2
 
-def serve(ini: str, port: int | None) -> None:
+
+def serve(ini: str, port: int | None, *, host: str | None = None, metrics_port: int | None = None) -> None:
     setup_logging(ini)
+    loader = get_config_loader(ini)
     app = get_app(ini)
-    server = dict(get_config_loader(ini).get_settings("server:main"))
+    server = dict(loader.get_settings("server:main"))
     server.pop("use", None)
-    if port is not None:
-        host = server.get("listen", "127.0.0.1:0").rsplit(":", 1)[0]
-        server["listen"] = f"{host}:{port}"
+    ini_host, ini_port = server.get("listen", "127.0.0.1:0").rsplit(":", 1)
+    host = host or ini_host
+    server["listen"] = f"{host}:{ini_port if port is None else port}"
+    if metrics_port is None:
+        # GOSHOP_METRICS_PORT, else the ini's goshop.metrics_port (a setting like any other).
+        metrics_port = app.registry.goshop_settings.metrics_port
+    # One loop serves both sockets (no thread to stop); each server keeps its
+    # own thread pool.
+    sockets: dict = {}
+    public = waitress.create_server(app, map=sockets, **server)
+    internal = None
+    if metrics_port:
+        internal = waitress.create_server(
+            app.registry.goshop_internal_app, map=sockets, host=host, port=metrics_port, threads=INTERNAL_THREADS
+        )
+    public.print_listen("Serving on http://{}:{}")
+    if internal is not None:
+        internal.print_listen("Serving /metrics and internal health on http://{}:{}")
     # SIGTERM (docker stop, kubectl, make run's Ctrl-C) ends the serve loop the
     # way Ctrl-C does, so waitress closes its sockets and the exit code is 0.
     signal.signal(signal.SIGTERM, _interrupt)
-    waitress.serve(app, **server)
+    try:
+        public.run()
+    finally:
+        if internal is not None:
+            internal.task_dispatcher.shutdown()
+        for dispatcher in list(sockets.values()):
+            dispatcher.close()
 
 
 def _interrupt(_signum, _frame):
@@ -45,13 +79,19 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m goshop_common.devinfra.serve")
     parser.add_argument("ini")
+    parser.add_argument("--host", help="listen on this address instead of the ini's (both servers)")
     parser.add_argument("--port", type=int)
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve the internal app here (default: GOSHOP_METRICS_PORT or the ini's goshop.metrics_port; 0: not)",
+    )
     parser.add_argument("--reload", action="store_true", help="restart when a source file changes")
     options = parser.parse_args(argv)
     if options.reload:
         # Returns only in the worker process hupper forks; the monitor stays in start_reloader.
         hupper.start_reloader("goshop_common.devinfra.serve.main", worker_kwargs={"argv": argv})
-    serve(options.ini, options.port)
+    serve(options.ini, options.port, host=options.host, metrics_port=options.metrics_port)
     return 0
 
 

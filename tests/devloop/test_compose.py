@@ -39,6 +39,9 @@ APPS = {
     "orders-consumer": (8086, "orders-app", "goshop-orders:dev"),
     "payments-consumer": (8087, "payments-app", "goshop-payments:dev"),
 }
+# HTTP service -> its internal port (/metrics): exposed on the compose network for
+# Prometheus, never published. The workers' metrics are on their one port.
+METRICS_PORTS = {"gateway": 9080, "users": 9081, "orders": 9082, "payments": 9083, "ops": 9085}
 MIGRATIONS = {
     "users-migrate": ("users-app", "goshop_users.migrate", {"users"}),
     "orders-migrate": ("orders-app", "goshop_orders.migrate", {"orders", "outboxer", "orders-consumer", "ops"}),
@@ -322,7 +325,22 @@ def test_every_prometheus_scrape_target_is_a_compose_service_on_its_port(service
         if host == "localhost":
             continue
         assert host in services, f"prometheus scrapes {target}, no such compose service"
-        assert APPS[host][0] == int(port), f"prometheus scrapes {target}, the service listens on {APPS[host][0]}"
+        wanted = METRICS_PORTS.get(host, APPS[host][0])
+        assert int(port) == wanted, f"prometheus scrapes {target}, the service serves /metrics on {wanted}"
+
+
+@pytest.mark.parametrize("name", METRICS_PORTS)
+def test_an_http_services_metrics_port_is_exposed_to_prometheus_not_published(services, name):
+    spec = services[name]
+    metrics = METRICS_PORTS[name]
+    assert [int(p) for p in spec.get("expose", [])] == [metrics], f"{name} exposes {spec.get('expose')}"
+    assert metrics not in _published(spec), f"{name} publishes its metrics port"
+    # What the container serves it on: the ini it runs (no --metrics-port override).
+    ini = next(arg for arg in spec["command"] if arg.endswith(".ini"))
+    assert "--metrics-port" not in spec["command"]
+    configured = re.search(r"^goshop\.metrics_port = (\d+)$", (ROOT / ini).read_text(), re.M)
+    assert configured, f"{ini} has no goshop.metrics_port"
+    assert int(configured.group(1)) == metrics, f"{ini} serves metrics on {configured.group(1)}"
 
 
 def test_monitoring_mounts_follow_monitoring_readme(services):

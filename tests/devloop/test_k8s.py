@@ -40,6 +40,17 @@ DEPLOYMENTS = {
     "orders-consumer": ("goshop-orders", "goshop_orders.consumer --host 0.0.0.0 --port 8086", 8086),
     "payments-consumer": ("goshop-payments", "goshop_payments.consumer --host 0.0.0.0 --port 8087", 8087),
 }
+# Deployment -> its internal port (/metrics, detailed health): goshop.metrics_port
+# in its production.ini, a pod port on no Service. Workers serve theirs on their one port.
+METRICS_PORTS = {"gateway": 9080, "users": 9081, "orders": 9082, "payments": 9083, "opsassistant": 9085}
+# What only the cluster's side may reach: never through an Ingress.
+INTERNAL_PATHS = ("/metrics", "/v1/db/ping")
+# Ingress -> (path, pathType) it publishes; nothing else of that service is public.
+INGRESS_PATHS = {
+    "gateway": {("/", "Prefix")},
+    "users": {("/v1/users", "Prefix"), ("/.well-known/jwks.json", "Exact"), ("/live", "Exact"), ("/ready", "Exact")},
+    "opsassistant": {("/v1/ops", "Prefix"), ("/live", "Exact"), ("/ready", "Exact")},
+}
 MIGRATIONS = ("users", "orders", "payments")
 
 # What the seed's Makefile applies, file by file (README.goshop.md, "Makefile").
@@ -300,6 +311,92 @@ def test_every_ingress_backend_is_an_existing_service_port(target):
                 )
 
 
+def _forwards(path: dict, request_path: str) -> bool:
+    """Whether an Ingress path sends ``request_path`` to its backend."""
+    if path["pathType"] == "Exact":
+        return request_path == path["path"]
+    if path["pathType"] == "Prefix":
+        # Element-wise: /v1/users matches /v1/users and /v1/users/..., not /v1/usersX.
+        prefix = path["path"].rstrip("/")
+        return request_path == prefix or request_path.startswith(f"{prefix}/")
+    # ImplementationSpecific (nginx: a prefix or a regex): assume the widest.
+    return True
+
+
+@ALL_TARGETS
+def test_ingresses_publish_only_the_public_paths(target):
+    ingresses = by_name(rendered(target), "Ingress")
+    for name, ingress in ingresses.items():
+        paths = {(p["path"], p["pathType"]) for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]}
+        assert paths == INGRESS_PATHS[name], f"{target}: Ingress {name} publishes {sorted(paths)}"
+
+
+@ALL_TARGETS
+def test_no_ingress_path_reaches_metrics_or_the_database_ping(target):
+    reached = {
+        (ingress["metadata"]["name"], internal)
+        for ingress in of_kind(rendered(target), "Ingress")
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+        for internal in INTERNAL_PATHS
+        if _forwards(path, internal)
+    }
+    # Only the gateway's `/` forwards them, and the gateway routes neither on
+    # its public app (test_the_gateways_public_app_routes_no_internal_path).
+    assert reached <= {("gateway", internal) for internal in INTERNAL_PATHS}, f"{target}: {sorted(reached)}"
+
+
+def test_the_ingress_path_check_sees_what_nginx_would_forward():
+    # The check above is only as good as _forwards: `/` and a wrong prefix must be caught.
+    assert _forwards({"path": "/", "pathType": "Prefix"}, "/metrics")
+    assert _forwards({"path": "/v1", "pathType": "Prefix"}, "/v1/db/ping")
+    assert _forwards({"path": "/metrics", "pathType": "Exact"}, "/metrics")
+    assert _forwards({"path": "/v1/db", "pathType": "ImplementationSpecific"}, "/v1/db/ping")
+    assert not _forwards({"path": "/v1/users", "pathType": "Prefix"}, "/v1/db/ping")
+    assert not _forwards({"path": "/v1/users", "pathType": "Prefix"}, "/v1/usersX")
+    assert not _forwards({"path": "/ready", "pathType": "Exact"}, "/ready/x")
+
+
+def test_the_gateways_public_app_routes_no_internal_path():
+    from pyramid.interfaces import IRoutesMapper
+
+    from goshop_gateway import main
+
+    app = main({})
+    routes = app.registry.getUtility(IRoutesMapper).get_routes()
+    assert any(route.match("/v1/orders") is not None for route in routes), "the check must see the real routes"
+    for internal in INTERNAL_PATHS:
+        assert [r.name for r in routes if r.match(internal) is not None] == [], internal
+
+
+@ALL_TARGETS
+def test_no_service_routes_to_a_metrics_port(target):
+    objects = rendered(target)
+    for service in of_kind(objects, "Service"):
+        for port in service["spec"]["ports"]:
+            wanted = port.get("targetPort", port["port"])
+            where = f"{target}: Service {service['metadata']['name']} -> {wanted}"
+            assert wanted != "metrics", where
+            assert wanted not in METRICS_PORTS.values(), where
+            assert port["port"] not in METRICS_PORTS.values(), where
+
+
+@ALL_TARGETS
+def test_prometheus_annotations_name_each_pods_internal_port(target):
+    for deployment in of_kind(rendered(target), "Deployment"):
+        name = deployment["metadata"]["name"]
+        if name not in DEPLOYMENTS:
+            continue
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert annotations["prometheus.io/path"] == "/metrics", name
+        (container,) = pod_spec(deployment)["containers"]
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        # HTTP services: the metrics port, never the public one; workers: their health port.
+        wanted = ports["metrics"] if name in METRICS_PORTS else DEPLOYMENTS[name][2]
+        assert int(annotations["prometheus.io/port"]) == wanted, f"{target}: {name}"
+
+
 # --- workloads ---------------------------------------------------------------------
 
 
@@ -314,7 +411,9 @@ def test_the_contract_deployments_run_the_services_real_commands(target):
         assert container["imagePullPolicy"] == "IfNotPresent", f"{name}: kind-loaded images must not be pulled"
         assert container.get("workingDir", "/app") == "/app"
         assert container["command"] == ["python", "-m", *command.split()], name
-        assert [p["containerPort"] for p in container["ports"]] == [port], name
+        ports = [(p["name"], p["containerPort"]) for p in container["ports"]]
+        metrics = [("metrics", METRICS_PORTS[name])] if name in METRICS_PORTS else []
+        assert ports == [("http", port), *metrics], name
 
 
 def _module_exists(module: str) -> bool:
@@ -333,6 +432,9 @@ def test_commands_name_modules_and_ini_files_that_exist():
                 listen = re.search(r"^listen = \S+:(\d+)$", (ROOT / arg).read_text(), re.M)
                 assert listen, f"{name}: {arg} has no listen line"
                 assert int(listen.group(1)) == port, f"{name}: {arg} listens on {listen[1]}"
+                metrics = re.search(r"^goshop\.metrics_port = (\d+)$", (ROOT / arg).read_text(), re.M)
+                assert metrics, f"{name}: {arg} has no goshop.metrics_port"
+                assert int(metrics.group(1)) == METRICS_PORTS[name], f"{name}: {arg} serves metrics on {metrics[1]}"
     for service in MIGRATIONS:
         assert _module_exists(f"goshop_{service}.migrate")
 

@@ -24,7 +24,8 @@ from goshop_common import metrics
 from goshop_common.logs import JsonFormatter
 from goshop_common.metrics import EXPORTED
 
-MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
+ROOT = Path(__file__).resolve().parents[2]
+MONITORING = ROOT / "monitoring"
 PROMETHEUS_YML = MONITORING / "prometheus" / "prometheus.yml"
 ALERTS_YML = MONITORING / "prometheus" / "alerts.yml"
 DASHBOARD_JSON = MONITORING / "grafana" / "dashboards" / "goshop.json"
@@ -39,17 +40,20 @@ HISTOGRAMS = ("goshop_http_request_duration_seconds",)
 # Series Prometheus makes itself for every target.
 BUILTIN_SERIES = {"up"}
 
-# Every goshop process, as compose service name:port.
+# Every goshop process, as compose service name:port of its /metrics: the HTTP
+# services' internal metrics ports, the workers' health ports.
 SCRAPE_TARGETS = {
-    "gateway:8080",
-    "users:8081",
-    "orders:8082",
-    "payments:8083",
+    "gateway:9080",
+    "users:9081",
+    "orders:9082",
+    "payments:9083",
     "outboxer:8084",
-    "ops:8085",
+    "ops:9085",
     "orders-consumer:8086",
     "payments-consumer:8087",
 }
+# The ports the internet reaches: nothing is scraped there.
+PUBLIC_PORTS = {"gateway": 8080, "users": 8081, "orders": 8082, "payments": 8083, "ops": 8085}
 
 REQUIRED_ALERTS = {
     "OutboxBacklogGrowing",
@@ -168,6 +172,26 @@ def test_prometheus_config_scrapes_every_service_every_15s():
             assert re.fullmatch(r"[a-z0-9.-]+:\d+", target), f"{job['job_name']}: bad target {target!r}"
         targets |= set(job_targets)
     assert targets >= SCRAPE_TARGETS, f"not scraped: {sorted(SCRAPE_TARGETS - targets)}"
+
+
+def test_prometheus_scrapes_no_public_port():
+    targets = {
+        target
+        for job in _yaml(PROMETHEUS_YML)["scrape_configs"]
+        for static in job.get("static_configs", [])
+        for target in static["targets"]
+    }
+    public = {f"{host}:{port}" for host, port in PUBLIC_PORTS.items()}
+    assert not targets & public, f"scraped on a public port: {sorted(targets & public)}"
+
+
+def test_every_http_services_scrape_target_is_its_inis_metrics_port():
+    for host in PUBLIC_PORTS:
+        for kind in ("development", "production"):
+            ini = (ROOT / f"goshop_{host}" / f"{kind}.ini").read_text()
+            port = re.search(r"^goshop\.metrics_port = (\d+)$", ini, re.M)
+            assert port, f"goshop_{host}/{kind}.ini has no goshop.metrics_port"
+            assert f"{host}:{port.group(1)}" in SCRAPE_TARGETS, f"{host}: the ini serves metrics on {port.group(1)}"
 
 
 def test_prometheus_does_not_clobber_the_services_own_service_label():

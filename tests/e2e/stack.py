@@ -23,6 +23,9 @@ class Stack:
     def __init__(self, env: dict, log_dir: Path):
         self.log_dir = log_dir
         self.ports = {name: free_port() for name in ("gateway", "users", "orders", "payments", "outboxer", "ops")}
+        # Each HTTP service's internal app (/metrics, detailed health): free
+        # ports too, as the inis' 908x may be a running shop's.
+        self.metrics_ports = {name: free_port() for name in ("gateway", "users", "orders", "payments", "ops")}
         self.env = {
             **env,
             "GOSHOP_JWKS_URL": f"http://127.0.0.1:{self.ports['users']}/.well-known/jwks.json",
@@ -36,18 +39,22 @@ class Stack:
             "GOSHOP_PAYMENTS_CONSUMER_GROUP": f"test-payments-{uuid.uuid4().hex[:8]}",
         }
         self.commands = {
-            "users": ["-m", SERVE, _ini("users"), "--port", str(self.ports["users"])],
-            "orders": ["-m", SERVE, _ini("orders"), "--port", str(self.ports["orders"])],
-            "payments": ["-m", SERVE, _ini("payments"), "--port", str(self.ports["payments"])],
+            "users": self._serve("users"),
+            "orders": self._serve("orders"),
+            "payments": self._serve("payments"),
             "outboxer": ["-m", "goshop_outboxer", "--port", str(self.ports["outboxer"])],
             # Free ports for their health and metrics: :8086/:8087 may be a
             # running shop's.
             "orders-consumer": ["-m", "goshop_orders.consumer", "--port", str(free_port())],
             "payments-consumer": ["-m", "goshop_payments.consumer", "--port", str(free_port())],
-            "ops": ["-m", SERVE, _ini("ops"), "--port", str(self.ports["ops"])],
-            "gateway": ["-m", SERVE, _ini("gateway"), "--port", str(self.ports["gateway"])],
+            "ops": self._serve("ops"),
+            "gateway": self._serve("gateway"),
         }
         self.processes: dict[str, subprocess.Popen] = {}
+
+    def _serve(self, name: str) -> list[str]:
+        ports = ["--port", str(self.ports[name]), "--metrics-port", str(self.metrics_ports[name])]
+        return ["-m", SERVE, _ini(name), *ports]
 
     @property
     def gateway(self) -> int:

@@ -14,7 +14,15 @@ def users_server(child_env, tmp_path, clean_db):
     port = free_port()
     log_path = tmp_path / "users.log"
     process = spawn(
-        ["-m", "goshop_common.devinfra.serve", str(ROOT / "goshop_users" / "development.ini"), "--port", str(port)],
+        [
+            "-m",
+            "goshop_common.devinfra.serve",
+            str(ROOT / "goshop_users" / "development.ini"),
+            "--port",
+            str(port),
+            "--metrics-port",
+            str(free_port()),
+        ],
         child_env,
         log_path,
     )

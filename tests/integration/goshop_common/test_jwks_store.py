@@ -1,6 +1,5 @@
 """JwksKeyStore over real HTTP: the users app served by waitress on a real socket."""
 
-import http.server
 import json
 import logging
 import socket
@@ -16,7 +15,7 @@ import webtest
 from goshop_common.devinfra.postgres import free_port
 from goshop_common.jwks import MAX_JWKS_BYTES, JwksKeyStore
 from goshop_common.tokens import ACCESS, InvalidToken, TokenVerifier
-from tests.support import login, register, served
+from tests.support import CannedServer, login, register, served
 
 
 def jwks_warnings(caplog) -> list[logging.LogRecord]:
@@ -41,28 +40,13 @@ def canned_server() -> Iterator:
     servers = []
 
     def serve(status: int, body: bytes) -> str:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{server.server_address[1]}/.well-known/jwks.json"
+        server = CannedServer(lambda _path: (status, body))
+        servers.append(server)
+        return f"{server.url}/.well-known/jwks.json"
 
     yield serve
-    for server, thread in servers:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    for server in servers:
+        server.close()
 
 
 @pytest.fixture

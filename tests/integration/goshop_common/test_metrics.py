@@ -1,5 +1,9 @@
 """Every service's /metrics: requests by route and status, the outbox, the
-consumers and the database pool, read back the way Prometheus reads them."""
+consumers and the database pool, read back the way Prometheus reads them.
+
+An HTTP service serves them on its internal app only
+(``app.registry.goshop_internal_app``, the metrics port); a worker on its
+health app."""
 
 import datetime as dt
 import json
@@ -18,6 +22,11 @@ from goshop_orders.models import OUTBOX as ORDERS_OUTBOX
 from goshop_outboxer.__main__ import TABLES
 from tests.saga_runtime import SagaRuntime, saga_settings, wait_until
 from tests.support import with_settings
+
+
+def internal(app) -> webtest.TestApp:
+    """The service's internal app: what its metrics port serves."""
+    return webtest.TestApp(app.registry.goshop_internal_app)
 
 
 def scrape(client) -> dict[tuple[str, frozenset], float]:
@@ -45,13 +54,14 @@ def moved(before, after, name: str, **labels) -> float:
     return (value(after, name, **labels) or 0) - (value(before, name, **labels) or 0)
 
 
-def test_users_requests_are_counted_by_route_and_status_exception_views_included(testapp):
-    before = scrape(testapp)
+def test_users_requests_are_counted_by_route_and_status_exception_views_included(testapp, users_app):
+    metrics = internal(users_app)
+    before = scrape(metrics)
     for _ in range(3):
         testapp.post("/v1/users/login", "{not json", content_type="application/json", status=400)
     testapp.post_json("/v1/users/login", {"email": "nobody@example.com", "password": "wrong password"}, status=401)
     testapp.get("/no/such/route", status=404)
-    after = scrape(testapp)
+    after = scrape(metrics)
 
     login = {"service": "users", "route": "users_login", "method": "POST"}
     assert moved(before, after, "goshop_http_requests_total", **login, status="400") == 3
@@ -68,7 +78,7 @@ def test_users_requests_are_counted_by_route_and_status_exception_views_included
 
 def test_users_metrics_report_the_database_pool(testapp, users_app, settings):
     testapp.get("/ready")
-    samples = scrape(testapp)
+    samples = scrape(internal(users_app))
     assert value(samples, "goshop_db_pool_size", service="users") == settings.db_pool_size
     checked_out = value(samples, "goshop_db_pool_connections", service="users", state="checked_out")
     idle = value(samples, "goshop_db_pool_connections", service="users", state="idle")
@@ -76,12 +86,13 @@ def test_users_metrics_report_the_database_pool(testapp, users_app, settings):
     assert idle >= 1  # /ready's ping left its connection in the pool
 
 
-def test_orders_requests_are_counted_by_route_and_status(orders_client, customer):
-    before = scrape(orders_client)
+def test_orders_requests_are_counted_by_route_and_status(orders_client, orders_app, customer):
+    metrics = internal(orders_app)
+    before = scrape(metrics)
     for amount in (1001, 1002):
         orders_client.post_json("/v1/orders", {"amount_cents": amount}, headers=customer["headers"], status=201)
     orders_client.get(f"/v1/orders/{uuid.uuid4()}", headers=customer["headers"], status=404)
-    after = scrape(orders_client)
+    after = scrape(metrics)
 
     create = {"service": "orders", "route": "orders", "method": "POST"}
     assert moved(before, after, "goshop_http_requests_total", **create, status="201") == 2
@@ -96,11 +107,11 @@ def test_orders_requests_are_counted_by_route_and_status(orders_client, customer
 
 def test_payments_requests_are_counted_by_route_and_status(payments_app, customer, clean_db):
     client = webtest.TestApp(payments_app)
-    before = scrape(client)
+    before = scrape(internal(payments_app))
     client.get(f"/v1/payments?order_id={uuid.uuid4()}", headers=customer["headers"], status=200)
     client.get("/v1/payments?order_id=nope", headers=customer["headers"], status=400)
     client.get("/v1/payments", status=401)
-    after = scrape(client)
+    after = scrape(internal(payments_app))
 
     listing = {"service": "payments", "route": "payments", "method": "GET"}
     assert moved(before, after, "goshop_http_requests_total", **listing, status="200") == 1
@@ -114,15 +125,46 @@ def test_the_gateway_counts_an_unreachable_upstream_as_502_on_its_route(service_
     from goshop_gateway import make_app
 
     dead = f"http://127.0.0.1:{free_port()}"
-    client = webtest.TestApp(make_app(with_settings(service_settings, users_url=dead)))
-    before = scrape(client)
+    app = make_app(with_settings(service_settings, users_url=dead))
+    client = webtest.TestApp(app)
+    before = scrape(internal(app))
     client.post_json("/v1/users/login", {"email": "a@example.com", "password": "long enough"}, status=502)
-    after = scrape(client)
+    after = scrape(internal(app))
 
     login = {"service": "gateway", "route": "users_login", "method": "POST"}
     assert moved(before, after, "goshop_http_requests_total", **login, status="502") == 1
     assert moved(before, after, "goshop_http_request_duration_seconds_count", **login) == 1
     assert not series(after, "goshop_db_pool_size", service="gateway"), "the gateway has no database"
+
+
+@pytest.fixture
+def gateway_app(service_settings):
+    from goshop_gateway import make_app
+
+    return make_app(with_settings(service_settings, users_url=f"http://127.0.0.1:{free_port()}"))
+
+
+@pytest.mark.parametrize("name", ["users_app", "orders_app", "payments_app", "gateway_app"])
+def test_a_service_serves_metrics_on_its_internal_app_never_on_its_public_one(request, name):
+    app = request.getfixturevalue(name)
+    assert webtest.TestApp(app).get("/metrics", status=404).json == {"error": "not found"}
+    metrics = internal(app)
+    assert metrics.get("/metrics").content_type == "text/plain"
+    assert metrics.get("/live").json == {"status": "ok"}
+    # The internal app is no second way into the API.
+    assert metrics.get("/openapi.json", status=404).json == {"error": "not found"}
+
+
+def test_scrapes_of_the_internal_app_are_not_counted_as_requests(users_app):
+    metrics = internal(users_app)
+    before = scrape(metrics)
+    metrics.get("/live")
+    metrics.get("/no/such/route", status=404)
+    after = scrape(metrics)
+    counted = {key for (name, key), v in after.items() if name == "goshop_http_requests_total"}
+    assert all(dict(labels)["route"] != "metrics" for labels in counted)
+    unmatched = {"service": "users", "route": "unmatched", "method": "GET", "status": "404"}
+    assert moved(before, after, "goshop_http_requests_total", **unmatched) == 0
 
 
 def test_a_worker_health_app_serves_metrics_only_when_named(settings, engine):

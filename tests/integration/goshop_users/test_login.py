@@ -1,11 +1,17 @@
 import datetime as dt
+import http.client
+import json
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
 import webtest
 
 from goshop_users import make_app
-from tests.support import PASSWORD, bearer, count_rows, login, register, with_settings
+from tests.support import PASSWORD, bearer, count_rows, login, register, served, with_settings
 
 
 def test_login_returns_bearer_tokens_with_the_configured_access_ttl(testapp):
@@ -49,67 +55,171 @@ def test_each_login_opens_a_session(testapp, engine):
     assert count_rows(engine, "users.sessions") == 3
 
 
-def _fail(app, email, times, address="192.0.2.10"):
+def _fail(app, email, times, address="192.0.2.10", headers=None):
     for _ in range(times):
         app.post_json(
             "/v1/users/login",
             {"email": email, "password": "wrong password"},
             extra_environ={"REMOTE_ADDR": address},
+            headers=headers or {},
             status=401,
         )
 
 
-def test_failed_logins_per_email_are_throttled_with_retry_after(testapp, settings):
+def _login_status(app, email, password=PASSWORD, address="192.0.2.10"):
+    response = app.post_json(
+        "/v1/users/login", {"email": email, "password": password}, extra_environ={"REMOTE_ADDR": address}, status="*"
+    )
+    return response.status_int
+
+
+def _counters(engine) -> dict[str, int]:
+    with engine.connect() as connection:
+        return dict(connection.execute(sa.text("SELECT key, failures FROM users.login_failures")).all())
+
+
+def _app_with(settings, **limits):
+    return webtest.TestApp(make_app(with_settings(settings, **limits)))
+
+
+def test_failed_logins_per_email_and_client_are_throttled_with_retry_after(testapp, settings):
     user = register(testapp)
-    _fail(testapp, user["email"], settings.login_max_failures_per_email)
+    _fail(testapp, user["email"], settings.login_max_failures_per_email_and_client)
     response = testapp.post_json("/v1/users/login", {"email": user["email"], "password": PASSWORD}, status=429)
     assert response.json == {"error": "too many login attempts"}
     retry_after = int(response.headers["Retry-After"])
     assert 0 < retry_after <= settings.login_failure_window
 
 
-def test_throttled_email_is_refused_from_any_address_even_with_the_right_password(testapp, settings):
+def test_a_wrong_guess_storm_at_one_email_from_other_clients_does_not_lock_out_its_owner(testapp, settings):
     user = register(testapp)
-    _fail(testapp, user["email"], settings.login_max_failures_per_email, address="198.51.100.1")
-    testapp.post_json(
-        "/v1/users/login",
-        {"email": user["email"], "password": PASSWORD},
-        extra_environ={"REMOTE_ADDR": "198.51.100.2"},
-        status=429,
-    )
+    limit = settings.login_max_failures_per_email_and_client
+    storm_clients = [f"198.51.100.{n}" for n in range(1, 11)]
+    assert len(storm_clients) * limit < settings.login_max_failures_per_email
+    for address in storm_clients:
+        _fail(testapp, user["email"], limit, address=address)
+        assert _login_status(testapp, user["email"], "another guess", address=address) == 429
+    # Each storm client is stopped; the owner, from a clean client, is not.
+    assert _login_status(testapp, user["email"], address="203.0.113.50") == 200
 
 
-def test_failed_logins_per_address_are_throttled_across_emails(settings, clean_db):
-    app = webtest.TestApp(make_app(with_settings(settings, login_max_failures_per_ip=4)))
+def test_failed_logins_per_client_are_throttled_across_emails(settings, clean_db):
+    app = _app_with(settings, login_max_failures_per_client=4)
     victim = register(app)
     for n in range(4):
         _fail(app, f"guess-{n}@example.com", 1, address="203.0.113.7")
-    app.post_json(
+    assert _login_status(app, victim["email"], address="203.0.113.7") == 429
+    # Another client is not affected.
+    login(app, victim["email"], extra_environ={"REMOTE_ADDR": "203.0.113.8"})
+
+
+def test_a_forged_forwarded_for_from_an_untrusted_peer_does_not_escape_the_per_client_limit(settings, clean_db):
+    app = _app_with(settings, login_max_failures_per_client=4)
+    victim = register(app)
+    for n in range(4):
+        _fail(app, f"guess-{n}@example.com", 1, address="203.0.113.7", headers={"X-Forwarded-For": f"10.9.9.{n}"})
+    assert _login_status(app, victim["email"], address="203.0.113.7") == 429
+
+
+def test_failures_from_many_clients_reach_the_per_email_ceiling_and_throttle_everyone(settings, clean_db):
+    app = _app_with(settings, login_max_failures_per_email=6)
+    user = register(app)
+    for n in range(3):
+        _fail(app, user["email"], 2, address=f"198.51.100.{n + 1}")
+    response = app.post_json(
         "/v1/users/login",
-        {"email": victim["email"], "password": PASSWORD},
-        extra_environ={"REMOTE_ADDR": "203.0.113.7"},
+        {"email": user["email"], "password": PASSWORD},
+        extra_environ={"REMOTE_ADDR": "203.0.113.50"},
         status=429,
     )
-    # Another address is not affected.
-    login(app, victim["email"], extra_environ={"REMOTE_ADDR": "203.0.113.8"})
+    assert 0 < int(response.headers["Retry-After"]) <= settings.login_failure_window
+    # Other emails are untouched by one email's ceiling.
+    other = register(app)
+    assert _login_status(app, other["email"], address="203.0.113.50") == 200
+
+
+def test_ipv6_clients_are_counted_per_64(settings, clean_db):
+    app = _app_with(settings, login_max_failures_per_email_and_client=4)
+    user = register(app)
+    _fail(app, user["email"], 2, address="2001:db8:0:1::1")
+    _fail(app, user["email"], 2, address="2001:db8:0:1::2")
+    assert _login_status(app, user["email"], address="2001:db8:0:1:ffff::3") == 429
+    assert _login_status(app, user["email"], address="2001:db8:0:2::1") == 200
+
+
+def test_an_ipv4_mapped_address_counts_as_its_ipv4_address(settings, clean_db):
+    app = _app_with(settings, login_max_failures_per_email_and_client=2)
+    user = register(app)
+    _fail(app, user["email"], 1, address="203.0.113.9")
+    _fail(app, user["email"], 1, address="::ffff:203.0.113.9")
+    assert _login_status(app, user["email"], address="203.0.113.9") == 429
+
+
+def test_a_refused_attempt_changes_no_counter(testapp, settings, engine):
+    user = register(testapp)
+    _fail(testapp, user["email"], settings.login_max_failures_per_email_and_client)
+    before = _counters(engine)
+    for _ in range(3):
+        assert _login_status(testapp, user["email"], "wrong password") == 429
+    assert _login_status(testapp, user["email"]) == 429
+    assert _counters(engine) == before
 
 
 def test_throttle_lifts_when_the_window_has_passed(testapp, settings, engine):
     user = register(testapp)
-    _fail(testapp, user["email"], settings.login_max_failures_per_email)
+    _fail(testapp, user["email"], settings.login_max_failures_per_email_and_client)
     testapp.post_json("/v1/users/login", {"email": user["email"], "password": PASSWORD}, status=429)
     past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=settings.login_failure_window + 1)
     with engine.begin() as connection:
         connection.execute(sa.text("UPDATE users.login_failures SET window_started_at = :t"), {"t": past})
     login(testapp, user["email"])
+    # The expired windows restarted: the pair is forgotten, the others hold nothing.
+    assert set(_counters(engine).values()) == {0}
 
 
-def test_successful_login_forgets_the_emails_failures(testapp, settings, engine):
+def test_successful_login_forgets_the_pair_and_gives_back_its_own_attempt(testapp, settings, engine):
     user = register(testapp)
-    _fail(testapp, user["email"], settings.login_max_failures_per_email - 1)
+    failures = settings.login_max_failures_per_email_and_client - 1
+    _fail(testapp, user["email"], failures)
     login(testapp, user["email"])
-    _fail(testapp, user["email"], settings.login_max_failures_per_email - 1)
+    _fail(testapp, user["email"], failures)
     login(testapp, user["email"])
-    with engine.connect() as connection:
-        keys = set(connection.execute(sa.text("SELECT key FROM users.login_failures")).scalars())
-    assert keys == {"ip:192.0.2.10"}
+    counters = _counters(engine)
+    # Only failures count towards the client and the email; the pair is gone.
+    assert sorted(counters.values()) == [2 * failures, 2 * failures]
+    assert {key.partition(":")[0] for key in counters} == {"client", "email"}
+
+
+def test_counter_keys_hold_a_digest_of_the_email_never_the_email(testapp, engine):
+    # 1024 characters of 3-byte UTF-8 that does not compress: as a raw key it
+    # would be over PostgreSQL's btree entry limit (2704 bytes).
+    rng = random.Random(9)
+    email = "".join(chr(rng.randrange(0x4E00, 0x9FFF)) for _ in range(1000)) + "@example.com"
+    response = testapp.post_json("/v1/users/login", {"email": email, "password": "wrong password"}, status=401)
+    assert response.json == {"error": "invalid credentials"}
+    keys = set(_counters(engine))
+    assert len(keys) == 3
+    assert all(len(key) < 120 and "example.com" not in key for key in keys)
+
+
+def test_concurrent_wrong_passwords_never_get_more_tries_than_the_limit(users_app, settings, clean_db, engine):
+    concurrent = 16
+    limit = settings.login_max_failures_per_email_and_client
+    body = json.dumps({"email": "target@example.com", "password": "wrong password"}).encode()
+    start = threading.Barrier(concurrent)
+
+    def attempt(_):
+        connection = http.client.HTTPConnection(urlsplit(url).hostname, urlsplit(url).port, timeout=30)
+        try:
+            connection.connect()
+            start.wait(timeout=30)
+            connection.request("POST", "/v1/users/login", body=body, headers={"Content-Type": "application/json"})
+            return connection.getresponse().status
+        finally:
+            connection.close()
+
+    # As many waitress threads as clients, so they really are concurrent in the app.
+    with served(users_app, threads=concurrent) as url, ThreadPoolExecutor(concurrent) as pool:
+        statuses = sorted(pool.map(attempt, range(concurrent)))
+    assert statuses == [401] * limit + [429] * (concurrent - limit)
+    assert max(_counters(engine).values()) == limit

@@ -1,0 +1,67 @@
+"""What the users API answers, declared once for its OpenAPI document
+(goshop_common.openapi); the views name these on their decorators."""
+
+from __future__ import annotations
+
+import colander
+
+from goshop_common.openapi import RETRY_AFTER, SERVICE_UNAVAILABLE, Reply, error
+from goshop_common.schemas import body, field, list_of
+
+ACCOUNT = Reply(
+    "The account, created.",
+    body(
+        "account", field("id", format="uuid"), field("email", format="email"), field("created_at", format="date-time")
+    ),
+    headers={"Location": "Where the account is read: /v1/users/me."},
+)
+
+TOKENS = Reply(
+    "A new access token and refresh token.",
+    body(
+        "tokens",
+        field("access_token", minLength=1),
+        field("refresh_token", minLength=1),
+        field("token_type", enum=["Bearer"]),
+        field("expires_in", colander.Integer(), minimum=1, description="Seconds the access token is valid."),
+    ),
+)
+
+ME = Reply(
+    "The access token's claims.",
+    body(
+        "me",
+        field("uid", format="uuid"),
+        field("email", nullable=True),
+        field("issuer"),
+        field("subject", enum=["access"]),
+        field("issued_at", format="date-time"),
+        field("expires_at", format="date-time"),
+    ),
+)
+
+REVOKED = Reply(
+    "Every session of the caller is ended.",
+    body("revoked", field("revoked", colander.Integer(), minimum=0, description="Sessions ended.")),
+)
+
+JWKS = Reply(
+    "The JSON Web Key Set (RFC 7517) that verifies goshop's tokens.",
+    body("jwks", list_of("keys", body("key", field("kty"), field("kid"), field("alg"), field("use", enum=["sig"])))),
+    headers={"Cache-Control": "How long the keys may be cached."},
+)
+
+INVALID_TOKEN = error("invalid token: unknown, expired, revoked or reused refresh token")
+
+REGISTER = {201: ACCOUNT, 409: error("email already taken"), 503: SERVICE_UNAVAILABLE}
+LOGIN = {
+    200: TOKENS,
+    401: error("invalid credentials"),
+    429: error("too many login attempts", RETRY_AFTER),
+    503: SERVICE_UNAVAILABLE,
+}
+REFRESH = {200: TOKENS, 401: INVALID_TOKEN, 503: SERVICE_UNAVAILABLE}
+LOGOUT = {204: Reply("The session is ended."), 401: INVALID_TOKEN, 503: SERVICE_UNAVAILABLE}
+ME_RESPONSES = {200: ME}
+LOGOUT_ALL = {200: REVOKED, 503: SERVICE_UNAVAILABLE}
+JWKS_RESPONSES = {200: JWKS}

@@ -1,0 +1,66 @@
+"""Every service's /openapi.json is a valid OpenAPI document, and says for
+every operation what it answers."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+from openapi_spec_validator import validate
+
+SERVICES = ("users", "orders", "payments", "ops", "gateway")
+
+
+@pytest.fixture(scope="module")
+def documents(upstream_urls, gateway_url) -> dict[str, dict]:
+    urls = {**upstream_urls, "gateway": gateway_url}
+    return {name: requests.get(f"{urls[name]}/openapi.json", timeout=10).json() for name in SERVICES}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_the_document_is_valid_openapi(documents, service):
+    validate(documents[service])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_operation_documents_a_success_and_its_errors_in_the_envelope(documents, service):
+    for path, item in documents[service]["paths"].items():
+        for method, operation in item.items():
+            statuses = set(operation["responses"])
+            assert any(s.startswith("2") for s in statuses), (method, path)
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema["properties"]["error"]["type"] == "string", (method, path, status)
+
+
+def test_the_rules_the_validators_enforce_are_in_the_document(documents, settings):
+    orders = documents["orders"]["paths"]["/v1/orders"]
+    body = orders["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert body["amount_cents"]["minimum"] == 1
+    assert body["amount_cents"]["maximum"] == settings.order_max_amount_cents
+    assert body["currency"]["pattern"] == "^(?:[A-Za-z]{3})$"
+    key = next(p for p in orders["post"]["parameters"] if p["name"] == "Idempotency-Key")
+    assert key["in"] == "header"
+    assert key["schema"]["pattern"] == "^(?:[\\x21-\\x7e]{1,255})$"
+    limit = next(p for p in orders["get"]["parameters"] if p["name"] == "limit")
+    assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 100)
+    assert orders["get"]["security"] == [{"bearer": []}]
+    assert documents["orders"]["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    register = documents["users"]["paths"]["/v1/users/register"]["post"]
+    password = register["requestBody"]["content"]["application/json"]["schema"]["properties"]["password"]
+    assert (password["minLength"], password["maxLength"]) == (
+        settings.password_min_length,
+        settings.password_max_length,
+    )
+    assert {"201", "400", "409", "413", "415"} <= set(register["responses"])
+    assert "429" in documents["users"]["paths"]["/v1/users/login"]["post"]["responses"]
+
+
+def test_the_gateway_documents_each_route_as_its_upstream_does(documents):
+    gateway, users = documents["gateway"]["paths"], documents["users"]["paths"]
+    register = gateway["/v1/users/register"]["post"]
+    assert register["requestBody"] == users["/v1/users/register"]["post"]["requestBody"]
+    assert {"502", "504"} <= set(register["responses"])
+    checkout = gateway["/v1/checkout"]["post"]
+    assert "201" in checkout["responses"]
+    assert any(p["name"] == "Idempotency-Key" for p in checkout["parameters"])
