@@ -209,6 +209,17 @@ def test_dependencies_are_installed_before_any_source_is_copied(stages, target):
             assert set(sources_copied) <= {"setup.py", "constraints.txt"}, f"{target}: {kw} {args} before pip install"
 
 
+def test_the_install_pins_pip_first_and_checks_goshops_metadata(stages):
+    # The base image's pip decides where an editable install keeps goshop's
+    # metadata; an image without it fails only when started (PackageNotFoundError).
+    (install,) = [args for kw, args in instructions(stages, "users-app") if kw == "RUN" and "-e /app" in args]
+    assert install.index('pip install "pip==${PIP_VERSION}"') < install.index("-e /app")
+    assert "egg-info" not in install, "the install's metadata must not be deleted"
+    assert "entry_points" in install
+    assert "paste.app_factory" in install
+    assert ("ARG", "PIP_VERSION=26.3") in instructions(stages, "users-app")
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_source_lands_under_app_where_tilt_syncs_it(stages, target):
     workdir = last(stages, target, "WORKDIR")

@@ -60,6 +60,9 @@ OWN_TARGETS = (
     "venv",
     "run",
     "test",
+    "test-containers",
+    "base-image",
+    "images",
     "test-unit",
     "test-integration",
     "lint",
@@ -107,7 +110,10 @@ def bare_path(tmp_path_factory) -> str:
 
 
 def make(*args: str, env: dict | None = None, path: str | None = None) -> str:
-    environ = {**os.environ, "MAKEFLAGS": "", **(env or {})}
+    # The seed's commands are docker's; which engine a machine has is tested
+    # on its own below.
+    environ = {**os.environ, "MAKEFLAGS": "", "DOCKER": "docker", **(env or {})}
+    environ = {name: value for name, value in environ.items() if value is not None}  # None: unset
     if path is not None:
         environ["PATH"] = path
     result = subprocess.run(
@@ -140,6 +146,48 @@ def test_help_is_the_default_goal():
 @pytest.mark.parametrize("svc", SERVICES)
 def test_image_target_builds_the_services_dockerfile_target(svc):
     assert f"docker build -f docker/Dockerfile --target {svc}-app -t goshop-{svc}:dev ." in dry(f"{svc}-image")
+
+
+@pytest.mark.parametrize("svc", SERVICES)
+def test_image_target_builds_with_podman_when_asked(svc):
+    out = dry(f"{svc}-image", env={"DOCKER": "podman"})
+    assert f"podman build --isolation chroot --network host -f docker/Dockerfile --target {svc}-app" in out
+
+
+def _engine_path(tmp_path, *engines: str) -> str:
+    """A PATH with make and stand-ins for ``engines`` (``docker`` fails
+    ``docker info``: a client without an engine, as on the build machines)."""
+    (tmp_path / "make").symlink_to(MAKE)
+    for engine in engines:
+        script = tmp_path / engine
+        script.write_text('#!/bin/sh\n[ "$1" = info ] && exit 1\nexit 0\n')
+        script.chmod(0o755)
+    return str(tmp_path)  # /bin/sh is named absolutely; nothing else is on the PATH
+
+
+def test_the_engine_is_podman_where_no_docker_engine_answers(tmp_path):
+    path = _engine_path(tmp_path, "docker", "podman")
+    out = make("-n", "users-image", env={"DOCKER": None}, path=path)
+    assert out.startswith("podman build ")
+
+
+def test_the_engine_stays_docker_where_there_is_no_podman(tmp_path):
+    path = _engine_path(tmp_path, "docker")
+    out = make("-n", "users-image", env={"DOCKER": None}, path=path)
+    assert out.startswith("docker build -f docker/Dockerfile")
+
+
+def test_images_builds_the_base_then_all_six_targets():
+    out = dry("images", env={"DOCKER": "podman"})
+    assert out.splitlines()[0] == "docker/base-image.sh podman"
+    assert [line.split("--target ")[1].split()[0] for line in out.splitlines() if " build " in line] == [
+        f"{svc}-app" for svc in SERVICES
+    ]
+
+
+def test_make_test_leaves_the_container_tier_to_test_containers():
+    assert "--ignore=tests/containers" in dry("test")
+    assert "pytest tests/containers" in dry("test-containers")
 
 
 @pytest.mark.parametrize("svc", SERVICES)

@@ -8,27 +8,24 @@ consumers run side by side.
 
 from __future__ import annotations
 
+import http.client
 import os
 import secrets
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
-import psycopg2
 import pytest
-from sqlalchemy.engine import make_url
 
 from goshop_common.devinfra.postgres import free_port
 from tests.e2e.conftest import ROOT, Http, spawn, stop, wait_for
-from tests.saga_runtime import wait_until
-from tests.support import PASSWORD, write_signing_key
+from tests.production import HTTP_SERVICES, checkout, own_database, production_env
+from tests.support import write_signing_key
 
 pytestmark = pytest.mark.slow
 
 SERVE = "goshop_common.devinfra.serve"
-HTTP_SERVICES = ("users", "orders", "payments", "ops", "gateway")
-WORKERS = {
+WORKER_MODULES = {
     "outboxer": "goshop_outboxer",
     "orders-consumer": "goshop_orders.consumer",
     "payments-consumer": "goshop_payments.consumer",
@@ -36,59 +33,24 @@ WORKERS = {
 REPLICAS = 2
 
 
-def _own_database(pg_server) -> str:
-    """A database owned by a role with a password made now: production
-    refuses the repository's password."""
-    role, password = f"shop_{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(24)
-    url = make_url(pg_server.url)
-    admin = psycopg2.connect(
-        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
-    )
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute(f"CREATE ROLE {role} LOGIN PASSWORD %s", (password,))
-            cursor.execute(f'CREATE DATABASE "{role}" OWNER {role}')
-    finally:
-        admin.close()
-    return url.set(username=role, password=password, database=role).render_as_string(hide_password=False)
-
-
 class ProductionShop:
     def __init__(self, database_url: str, bootstrap: str, log_dir: Path):
         self.log_dir = log_dir
         self.ops_token = secrets.token_urlsafe(32)
-        self.key_file = write_signing_key(log_dir / "jwt-signing-key.pem")
         self.ports = {name: free_port() for name in HTTP_SERVICES}
         self.metrics_ports = {name: free_port() for name in HTTP_SERVICES}
         self.worker_ports: dict[str, int] = {}
-        suffix = uuid.uuid4().hex[:8]
         # The machine's environment without any goshop setting: only what each
-        # process is given below reaches it.
+        # process is given reaches it.
         base = {k: v for k, v in os.environ.items() if not k.startswith(("GOSHOP_", "OLLAMA_"))}
-        base["GOSHOP_ENV"] = "production"
-        users = f"http://127.0.0.1:{self.ports['users']}"
-        jwks = {"GOSHOP_JWKS_URL": f"{users}/.well-known/jwks.json"}
-        database = {"GOSHOP_DATABASE_URL": database_url}
-        broker = {"GOSHOP_KAFKA_BOOTSTRAP": bootstrap}
-        self.env = {
-            "users": {**base, **database, "GOSHOP_JWT_PRIVATE_KEY_FILE": str(self.key_file)},
-            "orders": {**base, **database, **jwks},
-            "payments": {**base, **database, **jwks},
-            "ops": {**base, **database, "GOSHOP_OPS_TOKEN": self.ops_token},
-            "gateway": {
-                **base,
-                **jwks,
-                "GOSHOP_USERS_URL": users,
-                "GOSHOP_ORDERS_URL": f"http://127.0.0.1:{self.ports['orders']}",
-                "GOSHOP_PAYMENTS_URL": f"http://127.0.0.1:{self.ports['payments']}",
-                "GOSHOP_OPS_URL": f"http://127.0.0.1:{self.ports['ops']}",
-            },
-            "migrate": {**base, **database},
-            "outboxer": {**base, **database, **broker, "GOSHOP_OUTBOX_POLL_SECONDS": "1"},
-            "orders-consumer": {**base, **database, **broker, "GOSHOP_ORDERS_CONSUMER_GROUP": f"prod-o-{suffix}"},
-            "payments-consumer": {**base, **database, **broker, "GOSHOP_PAYMENTS_CONSUMER_GROUP": f"prod-p-{suffix}"},
-        }
+        given = production_env(
+            ports=self.ports,
+            database_url=database_url,
+            bootstrap=bootstrap,
+            key_file=str(write_signing_key(log_dir / "jwt-signing-key.pem")),
+            ops_token=self.ops_token,
+        )
+        self.env = {name: {**base, **env} for name, env in given.items()}
         self.processes: dict[str, subprocess.Popen] = {}
 
     def migrate(self) -> None:
@@ -109,7 +71,7 @@ class ProductionShop:
             args = ["-m", SERVE, ini, "--host", "127.0.0.1", "--port", str(self.ports[name])]
             args += ["--metrics-port", str(self.metrics_ports[name])]
             self.processes[name] = spawn(args, self.env[name], self.log_dir / f"{name}.log")
-        for name, module in WORKERS.items():
+        for name, module in WORKER_MODULES.items():
             for replica in range(REPLICAS):
                 port = self.worker_ports[f"{name}-{replica}"] = free_port()
                 args = ["-m", module, "--port", str(port)]
@@ -133,7 +95,7 @@ class ProductionShop:
 @pytest.fixture(scope="module")
 def shop(pg_server, kafka_broker, tmp_path_factory):
     # One shop for the module: starting eleven processes is the slow part.
-    shop = ProductionShop(_own_database(pg_server), kafka_broker.bootstrap, tmp_path_factory.mktemp("production"))
+    shop = ProductionShop(own_database(pg_server), kafka_broker.bootstrap, tmp_path_factory.mktemp("production"))
     shop.migrate()
     try:
         shop.start()
@@ -147,33 +109,18 @@ def shop(pg_server, kafka_broker, tmp_path_factory):
 
 def test_a_checkout_through_the_gateway_is_paid_in_production_mode(shop):
     gateway = Http(shop.ports["gateway"])
-    email = f"prod-{uuid.uuid4().hex[:8]}@example.com"
-    status, _, _ = gateway.request("POST", "/v1/users/register", {"email": email, "password": PASSWORD})
-    assert status == 201
-    status, _, tokens = gateway.request("POST", "/v1/users/login", {"email": email, "password": PASSWORD})
-    assert status == 200
-    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
-    status, _, order = gateway.request(
-        "POST", "/v1/checkout", {"amount_cents": 4321}, headers={**auth, "Idempotency-Key": uuid.uuid4().hex}
-    )
-    assert status == 201, order
-
-    def settled():
-        _, _, body = gateway.request("GET", f"/v1/orders/{order['id']}/status", headers=auth)
-        return body if body["status"] != "new" else None
-
     try:
-        final = wait_until(settled, timeout=60, message="order settled")
-    except AssertionError:
-        raise AssertionError(f"order {order['id']} not settled:\n{shop.logs()}") from None
+        final = checkout(gateway)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{shop.logs()}") from None
     assert final["status"] == "paid"
-    status, _, payments = gateway.request("GET", f"/v1/payments?order_id={order['id']}", headers=auth)
+    status, _, payments = gateway.request("GET", f"/v1/payments?order_id={final['id']}", headers=final["headers"])
     assert status == 200
     assert [p["status"] for p in payments["payments"]] == ["confirmed"]
 
     # The operator sees the saga with the token made for this deployment only.
     ops = {"Authorization": f"Bearer {shop.ops_token}"}
-    status, _, timeline = gateway.request("GET", f"/v1/ops/orders/{order['id']}/timeline", headers=ops)
+    status, _, timeline = gateway.request("GET", f"/v1/ops/orders/{final['id']}/timeline", headers=ops)
     assert status == 200, timeline
     # The users key is the mounted one, not a generated development key.
     _, _, jwks = gateway.request("GET", "/.well-known/jwks.json")
@@ -194,8 +141,6 @@ def test_health_and_metrics_answer_in_production_mode(shop):
 
 
 def _get_text(port: int, path: str) -> str:
-    import http.client
-
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         connection.request("GET", path)
