@@ -1,11 +1,33 @@
-"""JSON log lines: one object a line, so logs can be grepped by id and shipped as is."""
+"""Log lines: JSON (one object a line, so logs can be grepped by id and shipped
+as is) or, for a person at ``make run``'s terminal, one short line an event.
+
+``GOSHOP_LOG_FORMAT`` chooses (``json`` by default, and always in production);
+``make run`` asks for ``console`` when its output is a terminal.
+"""
 
 import json
 import logging
+import os
 import time
+
+JSON = "json"
+CONSOLE = "console"
 
 # Attributes every LogRecord has; anything else was passed with ``extra=``.
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+REQUEST_LOGGER = "goshop.request"
+# Probes and scrapes that succeed say nothing a person needs: make run itself
+# polls /ready while processes start, and the gateway's /ready asks every upstream's.
+_PROBE_PATHS = frozenset({"/live", "/ready", "/metrics", "/ready/details"})
+
+_RESET = "\033[0m"
+_LEVEL_COLORS = {"WARNING": "\033[33m", "ERROR": "\033[1;31m", "CRITICAL": "\033[1;31m"}
+_DIM = "\033[2m"
+
+
+def _extras(record: logging.LogRecord) -> dict:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
 
 
 class JsonFormatter(logging.Formatter):
@@ -16,16 +38,102 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+        entry.update(_extras(record))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
-def configure(level: str = "INFO") -> None:
-    """Log JSON to stderr; for processes not started through an ``.ini``."""
+def _value(value) -> str:
+    text = str(value)
+    return json.dumps(text) if not text or any(c.isspace() or c == '"' for c in text) else text
+
+
+class ConsoleFormatter(logging.Formatter):
+    """``POST /v1/orders 201 12 ms rid=…`` for a request; otherwise the message
+    and its fields as ``key=value``, a warning or an error marked (and coloured
+    when ``color``), a library's logger named. No time or process name: the
+    runner that shows the line adds them."""
+
+    def __init__(self, color: bool = False):
+        super().__init__()
+        self.color = color
+
+    def _paint(self, code: str, text: str) -> str:
+        return f"{code}{text}{_RESET}" if self.color and code else text
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = _extras(record)
+        if record.name == REQUEST_LOGGER and {"method", "path", "status"} <= fields.keys():
+            line = self._request(fields)
+        else:
+            parts = []
+            if not record.name.startswith("goshop"):
+                parts.append(f"{record.name}:")
+            parts.append(record.getMessage())
+            parts += [f"{key}={_value(value)}" for key, value in fields.items()]
+            line = " ".join(parts)
+        if record.levelno >= logging.WARNING:
+            mark = _LEVEL_COLORS.get(record.levelname, "")
+            line = self._paint(mark, f"{record.levelname} {line}")
+        if record.exc_info:
+            line += "\n" + self._paint(_LEVEL_COLORS["ERROR"], self.formatException(record.exc_info))
+        return line
+
+    def _request(self, fields: dict) -> str:
+        status = int(fields["status"])
+        code = _LEVEL_COLORS["ERROR"] if status >= 500 else _LEVEL_COLORS["WARNING"] if status >= 400 else ""
+        line = f"{fields['method']} {fields['path']} {self._paint(code, str(status))}"
+        if "duration_ms" in fields:
+            line += f" {fields['duration_ms']:.0f} ms"
+        if "request_id" in fields:
+            line += self._paint(_DIM, f" rid={fields['request_id']}")
+        return line
+
+
+class QuietProbes(logging.Filter):
+    """Drops the request lines of successful health probes and scrapes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != REQUEST_LOGGER:
+            return True
+        path, status = getattr(record, "path", None), getattr(record, "status", 500)
+        return not (path in _PROBE_PATHS and isinstance(status, int) and status < 400)
+
+
+def wants_color() -> bool:
+    """Colour when the runner says its terminal shows it (FORCE_COLOR), unless NO_COLOR."""
+    return bool(os.environ.get("FORCE_COLOR")) and not os.environ.get("NO_COLOR")
+
+
+def use_console(level: str = "INFO", color: bool | None = None) -> None:
+    """Switch the root logger's handlers to console lines: goshop's loggers at
+    ``level``, every library at WARNING (kafka-python alone says a dozen INFO
+    lines a connection)."""
+    formatter = ConsoleFormatter(wants_color() if color is None else color)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
+        if not any(isinstance(f, QuietProbes) for f in handler.filters):
+            handler.addFilter(QuietProbes())
+    root.setLevel(logging.WARNING)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if not isinstance(logger, logging.Logger) or name.startswith("goshop"):
+            continue
+        if logging.NOTSET < logger.level < logging.WARNING:
+            logger.setLevel(logging.WARNING)
+    logging.getLogger("goshop").setLevel(level)
+
+
+def apply(settings) -> None:
+    """After an ``.ini``'s logging config: console lines if the settings ask
+    for them (never in production, whose logs are shipped as JSON)."""
+    if settings.log_format == CONSOLE and not settings.production:
+        use_console(settings.log_level)
+
+
+def configure(level: str = "INFO", log_format: str = JSON) -> None:
+    """Log to stderr; for processes not started through an ``.ini``."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -33,3 +141,5 @@ def configure(level: str = "INFO") -> None:
     root.setLevel(level)
     # One line per queued request at INFO costs ~25% req/s under load.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    if log_format == CONSOLE:
+        use_console(level)

@@ -157,6 +157,9 @@ def _setting(
 class Settings:
     env: str = _setting("GOSHOP_ENV", _one_of(DEVELOPMENT, PRODUCTION, TEST), DEVELOPMENT, _ALL)
     log_level: str = _setting("GOSHOP_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", _ALL)
+    log_format: str = _setting(
+        "GOSHOP_LOG_FORMAT", _one_of("json", "console"), "json", _ALL, production_note="production logs JSON"
+    )
 
     # The database. The URL carries the password: a secret.
     database_url: str = _setting(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import time
 import uuid
 
 import psycopg2
@@ -75,9 +76,19 @@ def with_settings(settings: Settings, **changes) -> Settings:
     return dataclasses.replace(settings, **changes)
 
 
-def truncate(engine: sa.Engine, tables=ALL_TABLES) -> None:
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+def truncate(engine: sa.Engine, tables=ALL_TABLES, attempts: int = 3) -> None:
+    # TRUNCATE takes ACCESS EXCLUSIVE on ten tables one by one: a worker of the
+    # test before that is still finishing its last transaction can deadlock it.
+    # PostgreSQL aborts one side; the test harness tries again.
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as connection:
+                connection.execute(sa.text(f"TRUNCATE {', '.join(tables)} CASCADE"))
+            return
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "pgcode", None) != "40P01" or attempt == attempts - 1:
+                raise
+            time.sleep(0.2)
 
 
 def count_rows(engine: sa.Engine, table: str) -> int:

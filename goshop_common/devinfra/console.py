@@ -1,0 +1,126 @@
+"""What ``make run`` prints, and how its processes' lines reach the screen.
+
+``console`` (a terminal): every line is ``HH:MM:SS name | text``, the name in a
+fixed-width column with a colour of its own (foreman's and honcho's layout),
+the runner's own lines under ``goshop-dev``; each child's output is read from
+a pipe and prefixed. ``json`` (anything else, or ``GOSHOP_LOG_FORMAT=json``):
+children write their JSON lines straight to the runner's output, and the
+runner's own lines are JSON objects too (logger ``goshop.dev``), so a log
+shipper sees nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import IO
+
+from goshop_common.logs import CONSOLE, JSON
+
+RUNNER = "goshop-dev"
+_RESET = "\033[0m"
+_BOLD = "\033[1m"
+_NAME_COLORS = ("\033[36m", "\033[33m", "\033[32m", "\033[35m", "\033[34m", "\033[96m", "\033[93m", "\033[92m")
+_LEVEL_COLORS = {"error": "\033[1;31m", "warning": "\033[33m", "good": "\033[32m"}
+
+
+def choose_format(environ: dict, stream: IO) -> str:
+    """``GOSHOP_LOG_FORMAT`` if set, else console for a terminal, JSON otherwise."""
+    chosen = environ.get("GOSHOP_LOG_FORMAT", "").strip()
+    if chosen:
+        if chosen not in (JSON, CONSOLE):
+            raise SystemExit(f"goshop-dev: GOSHOP_LOG_FORMAT must be json or console; got {chosen!r}")
+        return chosen
+    return CONSOLE if stream.isatty() else JSON
+
+
+class Console:
+    def __init__(self, stream: IO, log_format: str, color: bool, names: list[str]):
+        self.stream = stream
+        self.format = log_format
+        self.color = color and log_format == CONSOLE
+        self.width = max(len(name) for name in [RUNNER, *names])
+        self._colors = {name: _NAME_COLORS[i % len(_NAME_COLORS)] for i, name in enumerate(names)}
+        self._colors[RUNNER] = _BOLD
+        # Reentrant: a line is written whole, and the threads pumping children's
+        # output never interleave inside one.
+        self._lock = threading.RLock()
+
+    @classmethod
+    def for_terminal(cls, stream: IO, environ: dict, names: list[str]) -> Console:
+        log_format = choose_format(environ, stream)
+        color = stream.isatty() and not environ.get("NO_COLOR")
+        return cls(stream, log_format, color, names)
+
+    @property
+    def pipes_children(self) -> bool:
+        return self.format == CONSOLE
+
+    def child_environment(self) -> dict[str, str]:
+        """What the children need to write lines this console shows well."""
+        env = {"GOSHOP_LOG_FORMAT": self.format}
+        if self.format == CONSOLE:
+            env["PYTHONUNBUFFERED"] = "1"
+            if self.color:
+                env["FORCE_COLOR"] = "1"
+        return env
+
+    def _prefix(self, name: str) -> str:
+        label = f"{time.strftime('%H:%M:%S')} {name:<{self.width}} |"
+        if self.color:
+            return f"{self._colors.get(name, '')}{label}{_RESET} "
+        return f"{label} "
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+            except (BrokenPipeError, ValueError):
+                pass
+
+    def say(self, message: str, level: str = "info", process: str | None = None, **fields) -> None:
+        """One line of the runner's own. ``level``: info, good, warning, error."""
+        if self.format == JSON:
+            entry = {
+                "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+                "level": "info" if level == "good" else level,
+                "logger": "goshop.dev",
+                "msg": message,
+            }
+            if process:
+                entry["process"] = process
+            entry.update(fields)
+            self._write(json.dumps(entry, default=str) + "\n")
+            return
+        if self.color and level in _LEVEL_COLORS:
+            message = f"{_LEVEL_COLORS[level]}{message}{_RESET}"
+        elif level in ("error", "warning"):
+            message = f"{level.upper()} {message}"
+        self._write(self._prefix(RUNNER) + message + "\n")
+
+    def block(self, lines: list[str]) -> None:
+        """Several lines of the runner's, kept together."""
+        with self._lock:
+            for line in lines:
+                self.say(line)
+
+    def raw(self, lines: list[str]) -> None:
+        """Lines without the prefix (console only): commands to copy as they are."""
+        self._write("".join(f"{line}\n" for line in lines))
+
+    def line(self, name: str, text: str) -> None:
+        self._write(self._prefix(name) + text + "\n")
+
+    def pump(self, name: str, pipe: IO[bytes]) -> threading.Thread:
+        """Copy ``pipe``'s lines to the screen under ``name`` until it closes."""
+
+        def copy():
+            with pipe:
+                for raw in iter(pipe.readline, b""):
+                    self.line(name, raw.decode("utf-8", "replace").rstrip("\r\n"))
+
+        thread = threading.Thread(target=copy, name=f"output-{name}", daemon=True)
+        thread.start()
+        return thread

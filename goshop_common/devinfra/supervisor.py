@@ -1,0 +1,363 @@
+"""``make run``'s supervisor: it starts the shop's processes, restarts one
+that dies, reloads the ones whose code changed, and stops them all together.
+
+Why not hupper per process, as before: hupper's monitor outlives its worker
+("Waiting for a file to change before reload"), so a killed consumer was never
+restarted and the runner, watching the monitor, saw nothing wrong; and a
+parent-death signal set in the monitor does not reach the worker it forks.
+So each process is a direct child of the runner (under
+``goshop_common.devinfra.lifeline``: it dies with the runner, and tells which
+source files it loaded), and the runner does hupper's other job with hupper's
+own file monitor: a change to a file a process loaded restarts that process.
+
+A child that exits without being asked, whatever its exit code, is restarted
+after a back-off: 1 s, doubling up to 30 s, back to 1 s once it had stayed up
+``STABLE_AFTER`` seconds. A code change restarts a waiting child at once: the
+edit may be the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from glob import glob
+from pathlib import Path
+
+from hupper.logger import SilentLogger
+from hupper.reloader import find_default_monitor_factory
+
+from goshop_common.devinfra import lifeline
+from goshop_common.devinfra.console import Console
+
+FIRST_DELAY = 1.0
+MAX_DELAY = 30.0
+STABLE_AFTER = 10.0
+# What a process gets to finish on SIGTERM before SIGKILL: the whole shop must
+# be down within 3 s of Ctrl-C, broker and database included.
+STOP_GRACE = 2.0
+TICK = 0.05
+# Editors write a file in several steps; one restart per burst of changes.
+SETTLE = 0.3
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A process to supervise: ``python -m module args``; ready when
+    ``ready_url`` answers 200; ``files`` it reads besides its modules (its ini).
+    ``last``: started once every other process is ready (the gateway, whose
+    /ready asks each upstream's: started with them, it would warn for each
+    one not up yet)."""
+
+    name: str
+    module: str
+    args: tuple[str, ...]
+    ready_url: str
+    files: tuple[str, ...] = ()
+    last: bool = False
+
+
+@dataclass
+class Child:
+    spec: Spec
+    popen: subprocess.Popen | None = None
+    generation: int = 0
+    started: float = 0.0
+    ready: bool = False
+    ever_ready: bool = False
+    # Why the runner stopped it ("reload", "stop"), None if it was not asked to.
+    asked: str | None = None
+    kill_at: float = 0.0
+    restart_at: float | None = None
+    delay: float = 0.0
+    restarts: int = 0
+    pumps: list = field(default_factory=list)
+
+
+def describe_exit(code: int) -> str:
+    """``exited with status 1`` / ``killed by SIGKILL``."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def next_delay(previous: float, uptime: float) -> float:
+    """The back-off before the next restart of a process that ran ``uptime`` seconds."""
+    if previous <= 0 or uptime >= STABLE_AFTER:
+        return FIRST_DELAY
+    return min(previous * 2, MAX_DELAY)
+
+
+class Supervisor:
+    def __init__(
+        self,
+        specs: list[Spec],
+        *,
+        env: dict,
+        cwd: Path,
+        console: Console,
+        run_dir: Path,
+        watch: list[str] | None = None,
+    ):
+        self.children = [Child(spec) for spec in specs]
+        self.env = env
+        self.cwd = cwd
+        self.console = console
+        self.run_dir = run_dir
+        self.watch = watch
+        self.events: queue.Queue = queue.Queue()
+        self._monitor = None
+        self._changed: set[str] = set()
+        self._changed_at = 0.0
+        self.on_all_ready: Callable[[], None] | None = None
+        self._announced = False
+
+    # -- files ---------------------------------------------------------------
+
+    def _pid_file(self, child: Child) -> Path:
+        return self.run_dir / f"{child.spec.name}.pid"
+
+    def _files_file(self, child: Child) -> Path:
+        return self.run_dir / f"{child.spec.name}.files"
+
+    def stop_leftovers(self) -> list[tuple[str, int]]:
+        """Stop the processes an earlier runner of this data directory left
+        running (where no parent-death signal took them); (name, pid) each."""
+        stopped = []
+        for pid_file in sorted(self.run_dir.glob("*.pid")):
+            pid = lifeline.stop_leftover(pid_file, marker=str(self.run_dir))
+            if pid is not None:
+                stopped.append((pid_file.stem, pid))
+        return stopped
+
+    # -- starting --------------------------------------------------------------
+
+    def _spawn(self, child: Child) -> None:
+        spec = child.spec
+        files = self._files_file(child)
+        files.unlink(missing_ok=True)
+        argv = lifeline.command(os.getpid(), spec.module, list(spec.args), files=files)
+        pipe = subprocess.PIPE if self.console.pipes_children else None
+        # A session of its own: the terminal's Ctrl-C reaches the runner only,
+        # and the runner signals each process (with anything it started) as a group.
+        child.popen = subprocess.Popen(
+            argv,
+            env=self.env,
+            cwd=self.cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=pipe,
+            stderr=subprocess.STDOUT if pipe else None,
+            start_new_session=True,
+        )
+        lifeline.write_pid_file(self._pid_file(child), child.popen.pid)
+        if pipe:
+            child.pumps = [self.console.pump(spec.name, child.popen.stdout)]
+        child.generation += 1
+        child.started = time.monotonic()
+        child.ready = False
+        child.asked = None
+        child.restart_at = None
+        threading.Thread(
+            target=self._probe, args=(child, child.generation, child.popen), name=f"ready-{spec.name}", daemon=True
+        ).start()
+
+    def _probe(self, child: Child, generation: int, popen: subprocess.Popen) -> None:
+        while popen.poll() is None and child.generation == generation:
+            try:
+                with urllib.request.urlopen(child.spec.ready_url, timeout=1) as response:  # noqa: S310 (loopback URL we built)
+                    if response.status == 200:
+                        self.events.put(("ready", child, generation))
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.2)
+
+    def start_all(self) -> None:
+        for child in self.children:
+            if not child.spec.last:
+                self._spawn(child)
+        if self.watch:
+            self._start_monitor()
+
+    def _start_monitor(self) -> None:
+        logger = SilentLogger()
+        factory = find_default_monitor_factory(logger)
+        self._monitor = factory(lambda path: self.events.put(("changed", path)), interval=1, logger=logger)
+        for pattern in self.watch:
+            for path in glob(pattern, recursive=True):
+                self._monitor.add_path(path)
+        self._monitor.start()
+
+    # -- the loop --------------------------------------------------------------
+
+    def run(self, should_stop: Callable[[], bool]) -> None:
+        """Supervise until ``should_stop()``."""
+        while not should_stop():
+            self._drain_events()
+            now = time.monotonic()
+            for child in self.children:
+                self._check(child, now)
+            if self._changed and now - self._changed_at >= SETTLE:
+                self._reload(self._changed)
+                self._changed = set()
+            time.sleep(TICK)
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                return
+            if event[0] == "ready":
+                self._became_ready(event[1], event[2])
+            elif event[0] == "changed":
+                if not self._changed:
+                    self._changed_at = time.monotonic()
+                self._changed.add(event[1])
+
+    def _became_ready(self, child: Child, generation: int) -> None:
+        if child.generation != generation or child.popen is None or child.popen.poll() is not None:
+            return
+        child.ready = True
+        took = time.monotonic() - child.started
+        name = child.spec.name
+        if not child.ever_ready:
+            child.ever_ready = True
+            self.console.say(f"{name} ready in {took:.1f} s", process=name, event="ready")
+        else:
+            self.console.say(f"{name} is back (ready in {took:.1f} s)", level="good", process=name, event="back")
+        waiting = [c for c in self.children if c.spec.last and c.generation == 0]
+        if waiting and all(c.ready for c in self.children if not c.spec.last):
+            for last in waiting:
+                self._spawn(last)
+        if not self._announced and all(c.ready for c in self.children):
+            self._announced = True
+            if self.on_all_ready is not None:
+                self.on_all_ready()
+
+    def _check(self, child: Child, now: float) -> None:
+        popen = child.popen
+        if popen is not None:
+            code = popen.poll()
+            if code is None:
+                if child.asked and now >= child.kill_at:
+                    self._signal(popen, signal.SIGKILL)
+                return
+            self._reap(child)
+            uptime = now - child.started
+            if child.asked == "reload":
+                self._spawn(child)
+                return
+            child.delay = next_delay(child.delay, uptime)
+            child.restart_at = now + child.delay
+            child.restarts += 1
+            self.console.say(
+                f"{child.spec.name} {describe_exit(code)} (pid {popen.pid}, up {uptime:.1f} s); "
+                f"restarting in {child.delay:.0f} s",
+                level="error",
+                process=child.spec.name,
+                event="exited",
+                code=code,
+            )
+        elif child.restart_at is not None and now >= child.restart_at:
+            self.console.say(f"restarting {child.spec.name}", process=child.spec.name, event="restarting")
+            self._spawn(child)
+
+    def _reap(self, child: Child) -> None:
+        for pump in child.pumps:
+            # The pipe's last lines (a traceback) before the news of the exit.
+            pump.join(timeout=0.2)
+        child.pumps = []
+        child.popen = None
+        child.ready = False
+
+    # -- reload ------------------------------------------------------------------
+
+    def _loaded(self, child: Child) -> set[str] | None:
+        try:
+            files = set(self._files_file(child).read_text().split("\n"))
+        except OSError:
+            return None
+        return files | set(child.spec.files)
+
+    def affected_by(self, paths: set[str]) -> list[Child]:
+        """The children that loaded one of ``paths``; one that has not said
+        yet what it loaded counts as having loaded everything."""
+        hit = []
+        for child in self.children:
+            loaded = self._loaded(child)
+            if loaded is None or loaded & paths:
+                hit.append(child)
+        return hit
+
+    def _reload(self, paths: set[str]) -> None:
+        children = self.affected_by(paths)
+        if not children:
+            return
+        shown = ", ".join(sorted(os.path.relpath(p, self.cwd) for p in paths)[:3])
+        names = ", ".join(c.spec.name for c in children)
+        self.console.say(f"{shown} changed: reloading {names}", event="reload", processes=names)
+        now = time.monotonic()
+        for child in children:
+            child.delay = 0.0
+            if child.popen is not None and child.popen.poll() is None:
+                child.asked = "reload"
+                child.kill_at = now + STOP_GRACE
+                self._signal(child.popen, signal.SIGTERM)
+            elif child.popen is None and child.generation > 0:
+                self._spawn(child)
+
+    # -- stopping ----------------------------------------------------------------
+
+    @staticmethod
+    def _signal(popen: subprocess.Popen, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(popen.pid, signum)
+
+    def kill_all(self) -> None:
+        """SIGKILL every child at once. Safe in a signal handler: no locks, no output."""
+        for child in self.children:
+            if child.popen is not None:
+                self._signal(child.popen, signal.SIGKILL)
+
+    def stop_all(self, forced: Callable[[], bool] = lambda: False, grace: float = STOP_GRACE) -> list[str]:
+        """SIGTERM every child together, SIGKILL what still runs after
+        ``grace`` (or at once when ``forced()``); the names of those killed."""
+        if self._monitor is not None:
+            self._monitor.stop()
+        running = [c for c in self.children if c.popen is not None and c.popen.poll() is None]
+        for child in running:
+            child.asked = "stop"
+            self._signal(child.popen, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not forced():
+            if all(c.popen.poll() is not None for c in running):
+                break
+            time.sleep(0.02)
+        killed = []
+        for child in running:
+            if child.popen.poll() is None:
+                killed.append(child.spec.name)
+                self._signal(child.popen, signal.SIGKILL)
+        for child in self.children:
+            if child.popen is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.popen.wait(5)
+                self._reap(child)
+            self._pid_file(child).unlink(missing_ok=True)
+            self._files_file(child).unlink(missing_ok=True)
+        return killed
+
+    def pids(self) -> dict[str, int]:
+        return {c.spec.name: c.popen.pid for c in self.children if c.popen is not None}

@@ -1,0 +1,197 @@
+"""``make run``'s console: short lines for people, JSON for everything else."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import signal
+
+import pytest
+
+from goshop_common import logs
+from goshop_common.devinfra.console import Console, choose_format
+from goshop_common.devinfra.supervisor import MAX_DELAY, STABLE_AFTER, Spec, Supervisor, describe_exit, next_delay
+
+REQUEST = {"method": "POST", "path": "/v1/orders", "status": 201, "duration_ms": 12.4, "request_id": "a" * 32}
+
+
+def _record(name="goshop.request", level=logging.INFO, msg="request", exc_info=None, **extra):
+    record = logging.LogRecord(name, level, __file__, 1, msg, (), exc_info)
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+class _Tty(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_request_is_one_short_line():
+    line = logs.ConsoleFormatter().format(_record(**REQUEST))
+    assert line == f"POST /v1/orders 201 12 ms rid={'a' * 32}"
+
+
+def test_json_mode_keeps_every_request_field():
+    entry = json.loads(logs.JsonFormatter().format(_record(user_id="u1", **REQUEST)))
+    assert set(entry) == {"ts", "level", "logger", "msg", *REQUEST, "user_id"}
+    assert entry["duration_ms"] == 12.4
+    assert entry["msg"] == "request"
+
+
+def test_an_error_is_marked_and_carries_its_traceback():
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        record = _record("goshop.orders", logging.ERROR, "could not settle", sys.exc_info(), order_id="o1")
+    plain = logs.ConsoleFormatter().format(record)
+    assert plain.startswith("ERROR could not settle order_id=o1\n")
+    assert "ValueError: boom" in plain
+    coloured = logs.ConsoleFormatter(color=True).format(record)
+    assert coloured.startswith("\033[1;31mERROR could not settle")
+
+
+def test_a_failed_request_has_its_status_coloured():
+    line = logs.ConsoleFormatter(color=True).format(_record(**{**REQUEST, "status": 503}))
+    assert "\033[1;31m503\033[0m" in line
+
+
+def test_a_librarys_line_names_its_logger_and_quotes_values_with_spaces():
+    line = logs.ConsoleFormatter().format(_record("kafka.coordinator", logging.WARNING, "rejoining", group="a b"))
+    assert line == 'WARNING kafka.coordinator: rejoining group="a b"'
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "shown"),
+    [
+        ("/ready", 200, False),
+        ("/live", 200, False),
+        ("/metrics", 200, False),
+        ("/ready", 503, True),
+        ("/v1/orders", 200, True),
+    ],
+)
+def test_only_probes_that_succeed_are_hidden(path, status, shown):
+    assert logs.QuietProbes().filter(_record(**{**REQUEST, "path": path, "status": status})) is shown
+
+
+@pytest.fixture
+def root_logging():
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging.getLogger("goshop").level, logging.getLogger("waitress").level)
+    yield root
+    root.handlers[:], _, _, _ = saved
+    root.setLevel(saved[1])
+    logging.getLogger("goshop").setLevel(saved[2])
+    logging.getLogger("waitress").setLevel(saved[3])
+
+
+def test_console_logging_keeps_goshop_at_info_and_libraries_at_warning(root_logging):
+    stream = io.StringIO()
+    root_logging.handlers[:] = [logging.StreamHandler(stream)]
+    logging.getLogger("waitress").setLevel(logging.INFO)
+    logs.use_console("INFO", color=False)
+    logging.getLogger("kafka.cluster").info("Updated metadata")
+    logging.getLogger("waitress").info("Serving")
+    logging.getLogger("goshop.outboxer").info("event published", extra={"topic": "orders.events"})
+    logging.getLogger("kafka.coordinator").warning("heartbeat failed")
+    assert stream.getvalue().splitlines() == [
+        "event published topic=orders.events",
+        "WARNING kafka.coordinator: heartbeat failed",
+    ]
+
+
+def test_production_logs_json_whatever_the_format_says(root_logging):
+    from goshop_common.settings import load_settings
+
+    handler = logging.StreamHandler(io.StringIO())
+    handler.setFormatter(logs.JsonFormatter())
+    root_logging.handlers[:] = [handler]
+    settings = load_settings({}, environ={"GOSHOP_ENV": "development", "GOSHOP_LOG_FORMAT": "console"})
+    logs.apply(settings)
+    assert isinstance(handler.formatter, logs.ConsoleFormatter)
+    handler.setFormatter(logs.JsonFormatter())
+    production = type("S", (), {"log_format": "console", "production": True, "log_level": "INFO"})()
+    logs.apply(production)
+    assert isinstance(handler.formatter, logs.JsonFormatter)
+
+
+def test_the_format_is_console_for_a_terminal_json_otherwise_unless_chosen():
+    assert choose_format({}, _Tty()) == "console"
+    assert choose_format({}, io.StringIO()) == "json"
+    assert choose_format({"GOSHOP_LOG_FORMAT": "json"}, _Tty()) == "json"
+    assert choose_format({"GOSHOP_LOG_FORMAT": "console"}, io.StringIO()) == "console"
+    with pytest.raises(SystemExit, match="json or console"):
+        choose_format({"GOSHOP_LOG_FORMAT": "pretty"}, _Tty())
+
+
+def test_every_console_line_has_a_time_and_a_fixed_width_name():
+    stream = io.StringIO()
+    console = Console(stream, "console", color=False, names=["users", "payments-consumer"])
+    console.line("users", "POST /v1/users/login 200 40 ms rid=x")
+    console.say("users exited with status 1", level="error")
+    first, second = stream.getvalue().splitlines()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d users {13}\| POST /v1/users/login 200 40 ms rid=x", first)
+    assert re.fullmatch(r"\d\d:\d\d:\d\d goshop-dev {8}\| ERROR users exited with status 1", second)
+
+
+def test_on_a_terminal_each_name_has_its_colour_and_children_are_told_to_colour():
+    stream = _Tty()
+    console = Console.for_terminal(stream, {}, ["users", "orders"])
+    console.line("users", "a")
+    console.line("orders", "b")
+    users, orders = stream.getvalue().splitlines()
+    assert users.startswith("\033[36m")
+    assert orders.startswith("\033[33m")
+    assert console.child_environment() == {"GOSHOP_LOG_FORMAT": "console", "PYTHONUNBUFFERED": "1", "FORCE_COLOR": "1"}
+    assert "FORCE_COLOR" not in Console.for_terminal(_Tty(), {"NO_COLOR": "1"}, ["users"]).child_environment()
+
+
+def test_in_json_mode_the_runners_own_lines_are_json_objects():
+    stream = io.StringIO()
+    console = Console(stream, "json", color=True, names=["users"])
+    console.say("users killed by SIGKILL", level="error", process="users", code=-9)
+    entry = json.loads(stream.getvalue())
+    assert (entry["logger"], entry["level"], entry["process"], entry["code"]) == ("goshop.dev", "error", "users", -9)
+    assert not console.pipes_children
+
+
+def test_the_back_off_doubles_from_1_to_30_seconds_and_resets_after_a_stable_run():
+    delays, delay = [], 0.0
+    for _ in range(8):
+        delay = next_delay(delay, uptime=0.5)
+        delays.append(delay)
+    assert delays == [1, 2, 4, 8, 16, MAX_DELAY, MAX_DELAY, MAX_DELAY]
+    assert next_delay(MAX_DELAY, uptime=STABLE_AFTER) == 1
+
+
+def test_an_exit_is_told_by_its_status_or_its_signal():
+    assert describe_exit(1) == "exited with status 1"
+    assert describe_exit(0) == "exited with status 0"
+    assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL"
+
+
+def test_a_change_reloads_the_processes_that_loaded_the_file_and_those_that_have_not_said(tmp_path):
+    specs = [
+        Spec("orders", "m", (), "u", files=("/src/goshop_orders/development.ini",)),
+        Spec("payments", "m", (), "u"),
+        Spec("gateway", "m", (), "u"),
+    ]
+    supervisor = Supervisor(specs, env={}, cwd=tmp_path, console=None, run_dir=tmp_path)
+    (tmp_path / "orders.files").write_text("/src/goshop_common/db.py\n/src/goshop_orders/views.py")
+    (tmp_path / "payments.files").write_text("/src/goshop_common/db.py\n/src/goshop_payments/views.py")
+
+    def names(*paths):
+        return [c.spec.name for c in supervisor.affected_by(set(paths))]
+
+    # gateway has written no list yet: it may use anything.
+    assert names("/src/goshop_orders/views.py") == ["orders", "gateway"]
+    assert names("/src/goshop_common/db.py") == ["orders", "payments", "gateway"]
+    assert names("/src/goshop_orders/development.ini") == ["orders", "gateway"]
+    (tmp_path / "gateway.files").write_text("/src/goshop_gateway/views.py")
+    assert names("/src/goshop_payments/views.py") == ["payments"]
+    assert names("/src/goshop_ops/views.py") == []
