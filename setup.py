@@ -74,7 +74,7 @@ setup(
             "ops = goshop_ops:main",
         ],
         "console_scripts": [
-            "goshop-dev = goshop_common.devinfra.run:main",
+            "goshop-dev = goshop_devtools.run:main",
             "goshop-users-migrate = goshop_users.migrate:main",
             "goshop-orders-migrate = goshop_orders.migrate:main",
             "goshop-payments-migrate = goshop_payments.migrate:main",

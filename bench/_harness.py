@@ -26,7 +26,7 @@ from pathlib import Path
 import waitress
 from waitress import wasyncore
 
-from goshop_common.devinfra.postgres import EmbeddedPostgres, free_port
+from goshop_devtools.postgres import EmbeddedPostgres, free_port
 
 SERVER_THREADS = 4
 SHARED_PROCESS_NOTE = (

@@ -48,12 +48,12 @@ import _harness as h
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as DbSession
 
-from goshop_common.db import make_engine
-from goshop_common.devinfra.broker import EmbeddedBroker, start_on_free_port
-from goshop_common.devinfra.postgres import EmbeddedPostgres, free_port
-from goshop_common.kafka import CONSUMER_DEFAULTS, ORDERS_TOPIC, ensure_topics, event_headers, make_producer
-from goshop_common.outbox import add_event
+from goshop_common.db.session import make_engine
+from goshop_common.messaging.kafka import CONSUMER_DEFAULTS, ORDERS_TOPIC, ensure_topics, event_headers, make_producer
+from goshop_common.messaging.outbox import add_event
 from goshop_common.settings import load_settings
+from goshop_devtools.broker import EmbeddedBroker, start_on_free_port
+from goshop_devtools.postgres import EmbeddedPostgres, free_port
 from goshop_orders.models import OUTBOX
 from goshop_orders.orders import Orders
 from goshop_outboxer.__main__ import build as build_outboxer

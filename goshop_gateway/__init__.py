@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from goshop_common.settings import Settings, load_settings
-from goshop_common.web import make_service_app
+from goshop_common.web.app import make_service_app
 from goshop_gateway.upstream import Upstreams
 
 
@@ -19,7 +19,7 @@ def includeme(config) -> None:
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
     )
-    config.include("goshop_common.jwks")
+    config.include("goshop_common.auth.jwks")
     # Registered explicitly, not scanned: the proxy routes are built from a table.
     config.include("goshop_gateway.views")
 

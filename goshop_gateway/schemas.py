@@ -2,7 +2,7 @@
 
 import colander
 
-from goshop_common.schemas import amount_cents_node, currency_node
+from goshop_common.web.schemas import amount_cents_node, currency_node
 
 
 class CheckoutSchema(colander.MappingSchema):

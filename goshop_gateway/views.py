@@ -14,12 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 import urllib3
 from pyramid.response import Response
 
-from goshop_common.errors import error_response
-from goshop_common.openapi import BEARER, Reply, error, proxied
-from goshop_common.requestlog import REQUEST_ID_HEADER
-from goshop_common.rest import JSON, Service, body_validator
-from goshop_common.schemas import body, field
-from goshop_common.tokens import authenticated_claims, require_access_token
+from goshop_common.auth.tokens import authenticated_claims, require_access_token
+from goshop_common.web.errors import error_response
+from goshop_common.web.openapi import BEARER, Reply, error, proxied
+from goshop_common.web.requestlog import REQUEST_ID_HEADER
+from goshop_common.web.rest import JSON, Service, body_validator
+from goshop_common.web.schemas import body, field
 from goshop_gateway.schemas import CheckoutSchema
 from goshop_gateway.upstream import UpstreamFailure, end_to_end
 
@@ -132,7 +132,7 @@ def _proxy_service(route: Route) -> Service:
     return service
 
 
-# Documented by the upstreams' own documents (goshop_common.openapi).
+# Documented by the upstreams' own documents (goshop_common.web.openapi).
 SERVICES = [proxied(_proxy_service(route), route.upstream) for route in ROUTES]
 STATUS_OK = Reply("ok", body("status", field("status", enum=["ok"])))
 

@@ -12,7 +12,7 @@ Answers come from Ollama when ``OLLAMA_URL`` is set, from rules otherwise
 from __future__ import annotations
 
 from goshop_common.settings import Settings, load_settings
-from goshop_common.web import make_service_app
+from goshop_common.web.app import make_service_app
 from goshop_ops.explain import make_explainer
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 
-from goshop_common.errors import ApiError
+from goshop_common.web.errors import ApiError
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="goshop-ops"'}
 

@@ -6,8 +6,8 @@ from typing import ClassVar
 
 import colander
 
-from goshop_common.openapi import SERVICE_UNAVAILABLE, Reply, error
-from goshop_common.schemas import StrictString, body, field, list_of, order_body, strict_string_node
+from goshop_common.web.openapi import SERVICE_UNAVAILABLE, Reply, error
+from goshop_common.web.schemas import StrictString, body, field, list_of, order_body, strict_string_node
 from goshop_orders.models import STATUSES
 
 QUESTION_MAX_LENGTH = 2000

@@ -11,10 +11,10 @@ import logging
 
 from pyramid.response import Response
 
-from goshop_common.db import SESSION_ENVIRON_KEY
-from goshop_common.errors import ApiError
-from goshop_common.openapi import OPERATOR
-from goshop_common.rest import Service, body_validator, querystring_validator
+from goshop_common.db.session import SESSION_ENVIRON_KEY
+from goshop_common.web.errors import ApiError
+from goshop_common.web.openapi import OPERATOR
+from goshop_common.web.rest import Service, body_validator, querystring_validator
 from goshop_ops.explain import LlmUnavailable
 from goshop_ops.operators import require_operator
 from goshop_ops.schemas import EXPLAIN, ORDER_ID, TIMELINE, ExplainSchema, TimelineQuery

@@ -15,8 +15,8 @@ import uuid
 from sqlalchemy.orm import Session as DbSession
 
 from goshop_common.clock import utcnow
-from goshop_common.consumer import Event, EventConsumer, PoisonEvent, build_consumer, run_consumer
-from goshop_common.kafka import PAYMENTS_TOPIC
+from goshop_common.messaging.consumer import Event, EventConsumer, PoisonEvent, build_consumer, run_consumer
+from goshop_common.messaging.kafka import PAYMENTS_TOPIC
 from goshop_common.settings import ORDERS_CONSUMER, Settings
 from goshop_orders.models import CANCELLED, INBOX, PAID
 from goshop_orders.orders import Orders

@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from goshop_common.migrate import run
+from goshop_common.db.migrate import run
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 

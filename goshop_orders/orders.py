@@ -10,8 +10,8 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as DbSession
 
-from goshop_common.kafka import ORDERS_TOPIC
-from goshop_common.outbox import add_event
+from goshop_common.messaging.kafka import ORDERS_TOPIC
+from goshop_common.messaging.outbox import add_event
 from goshop_orders.models import NEW, OUTBOX, Order
 
 ORDER_CREATED = "order.created"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import colander
 
-from goshop_common.schemas import (
+from goshop_common.web.schemas import (
     Pattern,
     QueryInteger,
     StrictString,

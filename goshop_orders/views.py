@@ -6,11 +6,11 @@ import uuid
 
 from pyramid.response import Response
 
+from goshop_common.auth.tokens import request_claims, require_access_token
 from goshop_common.clock import utcnow
-from goshop_common.errors import ApiError
-from goshop_common.openapi import BEARER, SERVICE_UNAVAILABLE, Reply, error
-from goshop_common.rest import JSON, Service, body_validator, querystring_validator
-from goshop_common.tokens import request_claims, require_access_token
+from goshop_common.web.errors import ApiError
+from goshop_common.web.openapi import BEARER, SERVICE_UNAVAILABLE, Reply, error
+from goshop_common.web.rest import JSON, Service, body_validator, querystring_validator
 from goshop_orders.idempotency import (
     HEADER,
     IdempotencyKeys,

@@ -8,12 +8,12 @@ import threading
 import sqlalchemy as sa
 from kafka.errors import KafkaError
 
-from goshop_common.db import make_engine
-from goshop_common.health import ping_database
-from goshop_common.kafka import broker_reachable, make_producer
-from goshop_common.metrics import OUTBOXES
+from goshop_common.db.session import make_engine
+from goshop_common.messaging.kafka import broker_reachable, make_producer
+from goshop_common.messaging.worker import configure_logging, health_app, on_sigterm, serve_in_background
+from goshop_common.observability.metrics import OUTBOXES
 from goshop_common.settings import Settings, load_settings
-from goshop_common.worker import configure_logging, health_app, on_sigterm, serve_in_background
+from goshop_common.web.health import ping_database
 from goshop_orders.models import OUTBOX as ORDERS_OUTBOX
 from goshop_outboxer.relay import Relay
 from goshop_outboxer.worker import Listener, Outboxer

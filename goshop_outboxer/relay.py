@@ -22,8 +22,8 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from goshop_common.clock import utcnow
-from goshop_common.kafka import event_headers
-from goshop_common.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
+from goshop_common.messaging.kafka import event_headers
+from goshop_common.observability.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 
 log = logging.getLogger("goshop.outboxer")
 

@@ -14,7 +14,7 @@ import psycopg2
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from goshop_common.outbox import NOTIFY_CHANNEL
+from goshop_common.messaging.outbox import NOTIFY_CHANNEL
 from goshop_outboxer.relay import Relay
 
 log = logging.getLogger("goshop.outboxer")

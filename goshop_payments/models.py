@@ -10,9 +10,9 @@ from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from goshop_common.clock import rfc3339
-from goshop_common.db import NAMING_CONVENTION
-from goshop_common.inbox import inbox_table
-from goshop_common.outbox import outbox_table
+from goshop_common.db.session import NAMING_CONVENTION
+from goshop_common.messaging.inbox import inbox_table
+from goshop_common.messaging.outbox import outbox_table
 
 SCHEMA = "payments"
 

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session as DbSession
 
-from goshop_common.consumer import Event, PoisonEvent
-from goshop_common.kafka import PAYMENTS_TOPIC
-from goshop_common.outbox import add_event
+from goshop_common.messaging.consumer import Event, PoisonEvent
+from goshop_common.messaging.kafka import PAYMENTS_TOPIC
+from goshop_common.messaging.outbox import add_event
 from goshop_payments.models import CONFIRMED, FAILED, OUTBOX, Payment
 from goshop_payments.provider import MockProvider
 

@@ -6,11 +6,11 @@ import uuid
 
 import colander
 
-from goshop_common.errors import ApiError
-from goshop_common.openapi import BEARER, SERVICE_UNAVAILABLE, Reply
-from goshop_common.rest import Service, querystring_validator
-from goshop_common.schemas import UUID_REGEX, Pattern, StrictString, body, field, list_of
-from goshop_common.tokens import request_claims, require_access_token
+from goshop_common.auth.tokens import request_claims, require_access_token
+from goshop_common.web.errors import ApiError
+from goshop_common.web.openapi import BEARER, SERVICE_UNAVAILABLE, Reply
+from goshop_common.web.rest import Service, querystring_validator
+from goshop_common.web.schemas import UUID_REGEX, Pattern, StrictString, body, field, list_of
 from goshop_payments.models import CONFIRMED, FAILED
 from goshop_payments.payments import payments_for
 

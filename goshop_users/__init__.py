@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from goshop_common.auth.tokens import TokenVerifier
 from goshop_common.settings import Settings, load_settings
-from goshop_common.tokens import TokenVerifier
-from goshop_common.web import make_service_app
+from goshop_common.web.app import make_service_app
 from goshop_users.keys import load_signing_key
 from goshop_users.passwords import Passwords
 from goshop_users.tokens import TokenIssuer

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from goshop_common.db import NAMING_CONVENTION
+from goshop_common.db.session import NAMING_CONVENTION
 
 SCHEMA = "users"
 

@@ -1,12 +1,12 @@
 """What the users API answers, declared once for its OpenAPI document
-(goshop_common.openapi); the views name these on their decorators."""
+(goshop_common.web.openapi); the views name these on their decorators."""
 
 from __future__ import annotations
 
 import colander
 
-from goshop_common.openapi import RETRY_AFTER, SERVICE_UNAVAILABLE, Reply, error
-from goshop_common.schemas import body, field, list_of
+from goshop_common.web.openapi import RETRY_AFTER, SERVICE_UNAVAILABLE, Reply, error
+from goshop_common.web.schemas import body, field, list_of
 
 ACCOUNT = Reply(
     "The account, created.",

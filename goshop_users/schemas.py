@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import colander
 
-from goshop_common.schemas import email_node, strict_string_node
+from goshop_common.web.schemas import email_node, strict_string_node
 
 # A cap for fields that are only compared, never hashed or stored.
 TOKEN_MAX_LENGTH = 4096
@@ -23,7 +23,7 @@ def password_policy(node, kw):
         if len(value) > settings.password_max_length:
             raise colander.Invalid(node, "password too long")
 
-    # The same rule, for the OpenAPI document (goshop_common.openapi).
+    # The same rule, for the OpenAPI document (goshop_common.web.openapi).
     validate.json_schema = {"minLength": settings.password_min_length, "maxLength": settings.password_max_length}
     return validate
 

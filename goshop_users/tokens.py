@@ -7,7 +7,7 @@ import uuid
 
 import jwt
 
-from goshop_common.tokens import ACCESS, REFRESH
+from goshop_common.auth.tokens import ACCESS, REFRESH
 from goshop_users.keys import SigningKey
 
 

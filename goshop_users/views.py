@@ -8,12 +8,12 @@ import uuid
 from pyramid.response import Response
 
 from goshop_common import clock
-from goshop_common.clientip import client_network
-from goshop_common.errors import ApiError, error_response
-from goshop_common.openapi import BEARER
-from goshop_common.rest import JSON, Service, body_validator
-from goshop_common.schemas import normalise_email
-from goshop_common.tokens import REFRESH, InvalidToken, authenticated_claims
+from goshop_common.auth.tokens import REFRESH, InvalidToken, authenticated_claims
+from goshop_common.web.clientip import client_network
+from goshop_common.web.errors import ApiError, error_response
+from goshop_common.web.openapi import BEARER
+from goshop_common.web.rest import JSON, Service, body_validator
+from goshop_common.web.schemas import normalise_email
 from goshop_users import responses
 from goshop_users.accounts import Accounts, EmailTaken
 from goshop_users.schemas import LoginSchema, RefreshTokenSchema, RegisterSchema

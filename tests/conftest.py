@@ -18,9 +18,9 @@ import pytest
 import sqlalchemy as sa
 import webtest
 
-from goshop_common.db import make_engine
-from goshop_common.devinfra.postgres import EmbeddedPostgres, free_port
+from goshop_common.db.session import make_engine
 from goshop_common.settings import Settings, load_settings
+from goshop_devtools.postgres import EmbeddedPostgres, free_port
 from tests.support import Server, migrate_all, new_customer, truncate, with_settings
 
 pytest_plugins = ["tests.plugins.broker"]

@@ -10,8 +10,8 @@ import uuid
 
 import sqlalchemy as sa
 
-from goshop_common.db import make_engine
-from goshop_common.kafka import make_producer
+from goshop_common.db.session import make_engine
+from goshop_common.messaging.kafka import make_producer
 from goshop_common.settings import Settings
 from goshop_orders import consumer as orders_consumer
 from goshop_outboxer.__main__ import build as build_outboxer

@@ -46,7 +46,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from goshop_common.devinfra.postgres import free_port
+from goshop_devtools.postgres import free_port
 from tests.containers.conftest import PODMAN_RUN_FLAGS, ROOT
 
 # The host's 127.0.0.1 as a slirp4netns pod sees it (allow_host_loopback).

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from goshop_common.devinfra.postgres import free_port
+from goshop_devtools.postgres import free_port
 from tests.containers.conftest import ROOT, Container, Containers
 from tests.devloop.test_tiltfile import TILTFILE, Step, Tilt, _deployed, evaluate
 
@@ -208,7 +208,7 @@ def test_a_synced_change_to_common_code_is_served_by_the_reloading_server(tilt, 
     status, body = get(port, "/live")
     assert (status, body) == (200, {"status": "ok"})
     marker = uuid.uuid4().hex[:8]
-    path = "goshop_common/health.py"
+    path = "goshop_common/web/health.py"
     source = edited(
         path,
         'def live_view(request):\n    return {"status": "ok"}',
@@ -230,7 +230,7 @@ def test_a_synced_change_is_served_by_the_worker_under_hupper(tilt, outboxer_dev
     status, body = get(port, "/live")
     assert (status, body) == (200, {"status": "ok"})
     marker = uuid.uuid4().hex[:8]
-    path = "goshop_common/worker.py"
+    path = "goshop_common/messaging/worker.py"
     source = edited(
         path,
         '    def live(request):\n        return {"status": "ok"}',

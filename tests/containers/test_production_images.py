@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from goshop_common.devinfra.postgres import free_port
+from goshop_devtools.postgres import free_port
 from tests.containers.conftest import ROOT
 from tests.e2e.conftest import Http, wait_for
 from tests.production import checkout, own_database, production_env

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from goshop_common.kafka import PARTITIONS, TOPICS
+from goshop_common.messaging.kafka import PARTITIONS, TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"

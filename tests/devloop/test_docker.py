@@ -27,7 +27,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 HADOLINT_CONFIG = ROOT / ".hadolint.yaml"
 
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 (containers listen on every interface of their own)
-SERVE = ["python", "-m", "goshop_common.devinfra.serve"]
+SERVE = ["python", "-m", "goshop_common.web.serve"]
 # target -> (port, CMD): the contract shared with compose, k8s and the Tiltfile.
 TARGETS = {
     "users-app": (8081, [*SERVE, "goshop_users/production.ini"]),
@@ -37,7 +37,9 @@ TARGETS = {
     "gateway-app": (8080, [*SERVE, "goshop_gateway/production.ini"]),
     "opsassistant-app": (8085, [*SERVE, "goshop_ops/production.ini"]),
 }
-PACKAGES = sorted(p.name for p in ROOT.glob("goshop_*") if (p / "__init__.py").is_file())
+# What production runs; the development tooling stays out of the images.
+DEV_ONLY = {"goshop_devtools"}
+PACKAGES = sorted(p.name for p in ROOT.glob("goshop_*") if (p / "__init__.py").is_file() and p.name not in DEV_ONLY)
 
 
 # --- Dockerfile parsing ---------------------------------------------------------
@@ -232,6 +234,7 @@ def test_source_lands_under_app_where_tilt_syncs_it(stages, target):
                 copied[source.rstrip("/")] = parts[-1].rstrip("/")
     for package in PACKAGES:
         assert copied.get(package) == f"/app/{package}", f"{target}: COPY {package} /app/{package} missing"
+    assert not DEV_ONLY & set(copied), f"{target}: development tooling copied into the image"
     assert copied.get("setup.py") in ("/app", "/app/setup.py")
 
 

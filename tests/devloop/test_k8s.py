@@ -31,11 +31,11 @@ TARGETS = {"base": K8S, "dev": K8S / "overlays" / "dev", "hybrid": K8S / "overla
 HTTP_SERVICES = {"gateway": 8080, "users": 8081, "orders": 8082, "payments": 8083, "opsassistant": 8085}
 # Deployment -> (image, command, port)
 DEPLOYMENTS = {
-    "users": ("goshop-users", "goshop_common.devinfra.serve goshop_users/production.ini", 8081),
-    "orders": ("goshop-orders", "goshop_common.devinfra.serve goshop_orders/production.ini", 8082),
-    "payments": ("goshop-payments", "goshop_common.devinfra.serve goshop_payments/production.ini", 8083),
-    "gateway": ("goshop-gateway", "goshop_common.devinfra.serve goshop_gateway/production.ini", 8080),
-    "opsassistant": ("goshop-opsassistant", "goshop_common.devinfra.serve goshop_ops/production.ini", 8085),
+    "users": ("goshop-users", "goshop_common.web.serve goshop_users/production.ini", 8081),
+    "orders": ("goshop-orders", "goshop_common.web.serve goshop_orders/production.ini", 8082),
+    "payments": ("goshop-payments", "goshop_common.web.serve goshop_payments/production.ini", 8083),
+    "gateway": ("goshop-gateway", "goshop_common.web.serve goshop_gateway/production.ini", 8080),
+    "opsassistant": ("goshop-opsassistant", "goshop_common.web.serve goshop_ops/production.ini", 8085),
     "outboxer": ("goshop-outboxer", "goshop_outboxer --host 0.0.0.0 --port 8084", 8084),
     "orders-consumer": ("goshop-orders", "goshop_orders.consumer --host 0.0.0.0 --port 8086", 8086),
     "payments-consumer": ("goshop-payments", "goshop_payments.consumer --host 0.0.0.0 --port 8087", 8087),
@@ -586,7 +586,7 @@ def test_the_dev_secret_is_marked_development_only():
 def test_the_dev_overlay_creates_both_topics_with_three_partitions():
     (job,) = [o for o in rendered("dev") if o["kind"] == "Job" and o["metadata"]["name"] == "kafka-topics"]
     script = " ".join(pod_spec(job)["containers"][0]["command"])
-    from goshop_common.kafka import PARTITIONS, TOPICS
+    from goshop_common.messaging.kafka import PARTITIONS, TOPICS
 
     for topic in TOPICS:
         assert topic in script

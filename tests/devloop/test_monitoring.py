@@ -1,5 +1,5 @@
 """Offline checks of the files under monitoring/: each one parses, and every
-metric it queries is one the services export (goshop_common.metrics.EXPORTED).
+metric it queries is one the services export (goshop_common.observability.metrics.EXPORTED).
 
 No network, no Docker, no Prometheus/Grafana/Fluent Bit binaries: the files are
 read as data, PromQL is scanned for metric names with a small tokenizer, and
@@ -20,9 +20,9 @@ import pytest
 import yaml
 from prometheus_client import Histogram
 
-from goshop_common import metrics
-from goshop_common.logs import JsonFormatter
-from goshop_common.metrics import EXPORTED
+from goshop_common.observability import metrics
+from goshop_common.observability.logs import JsonFormatter
+from goshop_common.observability.metrics import EXPORTED
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "monitoring"

@@ -9,10 +9,10 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from goshop_common.devinfra.postgres import free_port
+from goshop_devtools.postgres import free_port
 from tests.e2e.conftest import ROOT, spawn, stop, wait_for
 
-SERVE = "goshop_common.devinfra.serve"
+SERVE = "goshop_common.web.serve"
 
 
 def _ini(service: str) -> str:

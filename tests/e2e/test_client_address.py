@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from goshop_common.devinfra.postgres import free_port
+from goshop_devtools.postgres import free_port
 from tests.e2e.conftest import ROOT, spawn, stop, wait_for
 from tests.e2e.stack import SERVE, Stack
 

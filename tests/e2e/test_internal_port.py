@@ -13,11 +13,11 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from goshop_common.devinfra.postgres import free_port, port_in_use
+from goshop_devtools.postgres import free_port, port_in_use
 from tests.e2e.conftest import ROOT, spawn, stop, wait_for
 from tests.support import CannedServer
 
-SERVE = "goshop_common.devinfra.serve"
+SERVE = "goshop_common.web.serve"
 
 
 def _ini(service: str, kind: str = "development") -> str:

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from goshop_common.devinfra.broker import EmbeddedBroker, broker_bin
-from goshop_common.devinfra.lifeline import command_line
-from goshop_common.devinfra.postgres import free_port
-from goshop_common.devinfra.supervisor import Spec, Supervisor
+from goshop_devtools.broker import EmbeddedBroker, broker_bin
+from goshop_devtools.lifeline import command_line
+from goshop_devtools.postgres import free_port
+from goshop_devtools.supervisor import Spec, Supervisor
 from tests.e2e.conftest import ROOT, Http
 
 STOP_BUDGET = 3.0
@@ -91,7 +91,7 @@ def _wait_gone(pids, timeout: float) -> list[int]:
 
 
 class Runner:
-    """``python -m goshop_common.devinfra.run`` on free ports, its output in a file."""
+    """``python -m goshop_devtools.run`` on free ports, its output in a file."""
 
     def __init__(self, workdir: Path, *, log_format: str | None = None, ports: dict | None = None):
         self.data_dir = workdir / "state"
@@ -114,7 +114,7 @@ class Runner:
                 [
                     sys.executable,
                     "-m",
-                    "goshop_common.devinfra.run",
+                    "goshop_devtools.run",
                     "--data-dir",
                     str(self.data_dir),
                     "--pg-port",

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from goshop_common.devinfra.postgres import free_port
+from goshop_devtools.postgres import free_port
 from tests.e2e.conftest import ROOT, Http, spawn, stop, wait_for
 from tests.production import HTTP_SERVICES, checkout, own_database, production_env
 from tests.support import write_signing_key
 
 pytestmark = pytest.mark.slow
 
-SERVE = "goshop_common.devinfra.serve"
+SERVE = "goshop_common.web.serve"
 WORKER_MODULES = {
     "outboxer": "goshop_outboxer",
     "orders-consumer": "goshop_orders.consumer",

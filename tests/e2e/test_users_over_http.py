@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from goshop_common.devinfra.postgres import free_port
+from goshop_devtools.postgres import free_port
 from tests.e2e.conftest import ROOT, Http, spawn, stop, wait_for
 
 
@@ -16,7 +16,7 @@ def users_server(child_env, tmp_path, clean_db):
     process = spawn(
         [
             "-m",
-            "goshop_common.devinfra.serve",
+            "goshop_common.web.serve",
             str(ROOT / "goshop_users" / "development.ini"),
             "--port",
             str(port),

@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from goshop_common.devinfra.postgres import free_port
+from goshop_devtools.postgres import free_port
 from tests.e2e.conftest import Http, spawn, stop, wait_for
 from tests.support import new_customer
 

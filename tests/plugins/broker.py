@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from goshop_common.devinfra.broker import EmbeddedBroker, start_on_free_port
-from goshop_common.kafka import ensure_topics
+from goshop_common.messaging.kafka import ensure_topics
+from goshop_devtools.broker import EmbeddedBroker, start_on_free_port
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-from goshop_common.inbox import create_inbox_v1
-from goshop_common.outbox import create_outbox_v1, drop_outbox_v1
+from goshop_common.messaging.inbox import create_inbox_v1
+from goshop_common.messaging.outbox import create_outbox_v1, drop_outbox_v1
 
 revision = "20251001091500"
 down_revision = None

@@ -4,9 +4,9 @@ server, told apart by type and SQLSTATE."""
 import pytest
 import sqlalchemy as sa
 
-from goshop_common.db import make_engine
-from goshop_common.devinfra.postgres import free_port
-from goshop_common.errors import database_unavailable
+from goshop_common.db.session import make_engine
+from goshop_common.web.errors import database_unavailable
+from goshop_devtools.postgres import free_port
 from tests.support import with_settings
 
 

@@ -12,9 +12,9 @@ import jwt
 import pytest
 import webtest
 
-from goshop_common.devinfra.postgres import free_port
-from goshop_common.jwks import MAX_JWKS_BYTES, JwksKeyStore
-from goshop_common.tokens import ACCESS, InvalidToken, TokenVerifier
+from goshop_common.auth.jwks import MAX_JWKS_BYTES, JwksKeyStore
+from goshop_common.auth.tokens import ACCESS, InvalidToken, TokenVerifier
+from goshop_devtools.postgres import free_port
 from tests.support import CannedServer, login, register, served
 
 

@@ -1,4 +1,4 @@
-"""goshop_common.kafka against a real Kafka-protocol broker (Tansu, or the one
+"""goshop_common.messaging.kafka against a real Kafka-protocol broker (Tansu, or the one
 GOSHOP_KAFKA_BOOTSTRAP names). A group join takes ~3 s on Tansu, so each
 consumer test joins as few groups as it can; every loop has a deadline."""
 
@@ -12,8 +12,7 @@ import pytest
 from kafka import KafkaAdminClient, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from goshop_common.devinfra.postgres import free_port
-from goshop_common.kafka import (
+from goshop_common.messaging.kafka import (
     DELIVERY_TIMEOUT_MS,
     MAX_BLOCK_MS,
     ORDERS_TOPIC,
@@ -25,6 +24,7 @@ from goshop_common.kafka import (
     make_consumer,
     make_producer,
 )
+from goshop_devtools.postgres import free_port
 
 JOIN_DEADLINE = 20  # seconds; a join takes ~3 s
 SLACK = 2.5  # seconds of scheduling noise allowed on a busy 2-core box

@@ -8,12 +8,12 @@ import textwrap
 import time
 import uuid
 
-from goshop_common.kafka import ORDERS_TOPIC, make_consumer
+from goshop_common.messaging.kafka import ORDERS_TOPIC, make_consumer
 
 MEMBER = textwrap.dedent(
     """
     import sys, time
-    from goshop_common.kafka import make_consumer
+    from goshop_common.messaging.kafka import make_consumer
     consumer = make_consumer(sys.argv[1], sys.argv[2], [sys.argv[3]])
     deadline = time.monotonic() + 60
     while not consumer.assignment() and time.monotonic() < deadline:

@@ -19,9 +19,9 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from goshop_common.db import sqlalchemy_url
-from goshop_common.devinfra.postgres import free_port
-from goshop_common.migrate import MigrateError, alembic_config, create, status
+from goshop_common.db.migrate import MigrateError, alembic_config, create, status
+from goshop_common.db.session import sqlalchemy_url
+from goshop_devtools.postgres import free_port
 from goshop_users.migrate import ALEMBIC_INI, main
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

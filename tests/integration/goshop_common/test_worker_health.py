@@ -1,6 +1,6 @@
 import webtest
 
-from goshop_common.worker import health_app
+from goshop_common.messaging.worker import health_app
 
 
 def test_ready_names_every_failing_check(settings):

@@ -8,7 +8,7 @@ import time
 import pytest
 import webtest
 
-from goshop_common.devinfra.postgres import free_port
+from goshop_devtools.postgres import free_port
 from tests.integration.goshop_ops import fake_ollama
 from tests.integration.goshop_ops.conftest import OPERATOR, create_order, make_ops_app
 

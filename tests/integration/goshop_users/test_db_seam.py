@@ -3,7 +3,7 @@
 import transaction
 import webtest
 
-from goshop_common.db import SESSION_ENVIRON_KEY
+from goshop_common.db.session import SESSION_ENVIRON_KEY
 from goshop_users.models import User
 from tests.support import PASSWORD, count_rows
 

@@ -1,7 +1,7 @@
 import pytest
 import webtest
 
-from goshop_common.devinfra.postgres import free_port
+from goshop_devtools.postgres import free_port
 from goshop_users import make_app
 from tests.support import with_settings
 

@@ -3,7 +3,7 @@ import logging
 
 import pytest
 
-from goshop_common.logs import JsonFormatter
+from goshop_common.observability.logs import JsonFormatter
 from tests.support import PASSWORD, bearer, login, register
 
 

@@ -7,7 +7,7 @@ import jwt
 import pytest
 from sqlalchemy.orm import Session as DbSession
 
-from goshop_common.tokens import REFRESH
+from goshop_common.auth.tokens import REFRESH
 from goshop_users.accounts import Accounts
 from goshop_users.models import Session
 from goshop_users.sessions import REUSE_DETECTED, RefreshRejected, Sessions

@@ -7,7 +7,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from goshop_common.kafka import ORDERS_TOPIC, PARTITIONS, PAYMENTS_TOPIC, event_headers, make_producer
+from goshop_common.messaging.kafka import ORDERS_TOPIC, PARTITIONS, PAYMENTS_TOPIC, event_headers, make_producer
 from tests.saga_runtime import SagaRuntime, saga_settings, wait_until
 
 

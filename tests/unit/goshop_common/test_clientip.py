@@ -1,6 +1,6 @@
 import pytest
 
-from goshop_common.clientip import client_ip, client_network
+from goshop_common.web.clientip import client_ip, client_network
 
 LOOPBACK = ("127.0.0.1/32", "::1/128")
 

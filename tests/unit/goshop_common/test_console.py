@@ -10,9 +10,9 @@ import signal
 
 import pytest
 
-from goshop_common import logs
-from goshop_common.devinfra.console import Console, choose_format
-from goshop_common.devinfra.supervisor import MAX_DELAY, STABLE_AFTER, Spec, Supervisor, describe_exit, next_delay
+from goshop_common.observability import logs
+from goshop_devtools.console import Console, choose_format
+from goshop_devtools.supervisor import MAX_DELAY, STABLE_AFTER, Spec, Supervisor, describe_exit, next_delay
 
 REQUEST = {"method": "POST", "path": "/v1/orders", "status": 201, "duration_ms": 12.4, "request_id": "a" * 32}
 

@@ -3,7 +3,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from goshop_common.consumer import PoisonEvent, parse
+from goshop_common.messaging.consumer import PoisonEvent, parse
 
 
 def record(value, headers=()):

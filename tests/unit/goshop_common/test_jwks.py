@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 
-from goshop_common.jwks import JwksKeyStore, thumbprint, verifier_from_settings
+from goshop_common.auth.jwks import JwksKeyStore, thumbprint, verifier_from_settings
+from goshop_common.auth.tokens import ACCESS, InvalidToken, TokenVerifier
 from goshop_common.settings import SettingsError, load_settings
-from goshop_common.tokens import ACCESS, InvalidToken, TokenVerifier
 from goshop_users.keys import _thumbprint as users_thumbprint
 from goshop_users.keys import load_signing_key
 from goshop_users.tokens import TokenIssuer

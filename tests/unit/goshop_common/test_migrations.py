@@ -1,5 +1,5 @@
-from goshop_common.db import sqlalchemy_url
-from goshop_common.migrations import sql_sections
+from goshop_common.db.migrations import sql_sections
+from goshop_common.db.session import sqlalchemy_url
 
 
 def test_goose_sections_are_split_into_up_and_down(tmp_path):

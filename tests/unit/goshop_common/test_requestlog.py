@@ -1,6 +1,6 @@
 import pytest
 
-from goshop_common.requestlog import request_id_from
+from goshop_common.web.requestlog import request_id_from
 
 
 @pytest.mark.parametrize("value", ["abc", "trace-1.2:3_x", "A" * 128, "0af7651916cd43dd8448eb211c80319c"])

@@ -4,7 +4,7 @@ import configparser
 
 import pytest
 
-from goshop_common.devinfra.run import METRICS_PORT_SHIFT, PROCESSES, ROOT
+from goshop_devtools.run import METRICS_PORT_SHIFT, PROCESSES, ROOT
 
 
 def _flag(command: list[str], name: str) -> int | None:

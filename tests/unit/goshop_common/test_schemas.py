@@ -1,7 +1,7 @@
 import colander
 import pytest
 
-from goshop_common.schemas import email_node, normalise_email, strict_string_node
+from goshop_common.web.schemas import email_node, normalise_email, strict_string_node
 
 
 class Example(colander.MappingSchema):

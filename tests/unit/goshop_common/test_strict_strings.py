@@ -1,7 +1,7 @@
 import colander
 import pytest
 
-from goshop_common.schemas import QueryInteger, StrictString
+from goshop_common.web.schemas import QueryInteger, StrictString
 
 
 def _node(typ):

@@ -6,7 +6,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from goshop_common.tokens import ACCESS, REFRESH, InvalidToken, TokenVerifier
+from goshop_common.auth.tokens import ACCESS, REFRESH, InvalidToken, TokenVerifier
 
 NOW = dt.datetime.now(dt.UTC)
 KEY = ed25519.Ed25519PrivateKey.generate()

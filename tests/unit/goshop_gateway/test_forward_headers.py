@@ -13,7 +13,7 @@ def _request(headers, remote="203.0.113.9", trusted="none"):
     settings = load_settings({}, environ={"GOSHOP_ENV": "test", "GOSHOP_TRUSTED_PROXIES": trusted})
     config = Configurator()
     config.registry.goshop_settings = settings
-    config.include("goshop_common.clientip")
+    config.include("goshop_common.web.clientip")
     config.commit()
     request = Request.blank("/v1/orders", headers=headers, remote_addr=remote)
     request.registry = config.registry

@@ -6,8 +6,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from goshop_common.auth.tokens import ACCESS, TokenVerifier
 from goshop_common.settings import SettingsError, load_settings
-from goshop_common.tokens import ACCESS, TokenVerifier
 from goshop_users.keys import dev_key_path, load_signing_key
 from goshop_users.tokens import TokenIssuer
 

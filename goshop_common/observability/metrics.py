@@ -1,7 +1,7 @@
 """Prometheus metrics: what every goshop process exports at ``/metrics``.
 
 ``/metrics`` is an internal endpoint: it is served on a process's internal
-port (``goshop_common.web.make_internal_app``, a worker's health port), never
+port (``goshop_common.web.app.make_internal_app``, a worker's health port), never
 on the port the internet reaches.
 
 The names and labels below are a contract: alert rules and dashboards
@@ -207,6 +207,6 @@ def includeme(config) -> None:
     # Right under the request log, so the status counted is the one logged and
     # sent: exception views' answers and the body limit's 413 included.
     config.add_tween(
-        "goshop_common.metrics.metrics_tween_factory",
-        under=("goshop_common.requestlog.request_log_tween_factory", INGRESS),
+        "goshop_common.observability.metrics.metrics_tween_factory",
+        under=("goshop_common.web.requestlog.request_log_tween_factory", INGRESS),
     )

@@ -7,10 +7,10 @@ import time
 import colander
 import sqlalchemy as sa
 
-from goshop_common.errors import error_response
-from goshop_common.openapi import Reply, error
-from goshop_common.rest import Service
-from goshop_common.schemas import body, field
+from goshop_common.web.errors import error_response
+from goshop_common.web.openapi import Reply, error
+from goshop_common.web.rest import Service
+from goshop_common.web.schemas import body, field
 
 live = Service(name="live", path="/live", description="The process is up.")
 ready = Service(name="ready", path="/ready", description="Ready to serve: the database answers.")

@@ -60,4 +60,4 @@ def request_log_tween_factory(handler, registry):
 
 def includeme(config) -> None:
     # Outermost, so the logged status is the one the client got, error pages included.
-    config.add_tween("goshop_common.requestlog.request_log_tween_factory", under=INGRESS)
+    config.add_tween("goshop_common.web.requestlog.request_log_tween_factory", under=INGRESS)

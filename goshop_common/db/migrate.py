@@ -44,7 +44,7 @@ Revises: {down}
 Runs the Up and Down sections of {sql_name}.
 """
 
-from goshop_common.migrations import run_sql_file
+from goshop_common.db.migrations import run_sql_file
 
 revision = {rev!r}
 down_revision = {down!r}
@@ -75,7 +75,7 @@ def alembic_config(ini_path: Path, database_url: str | None = None, script_locat
 
 
 def _url(config: Config) -> str:
-    from goshop_common.migrations import database_url
+    from goshop_common.db.migrations import database_url
 
     return database_url(config)
 

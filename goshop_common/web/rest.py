@@ -9,7 +9,7 @@ from __future__ import annotations
 import cornice
 from cornice.validators import colander_body_validator, colander_querystring_validator
 
-from goshop_common.errors import error_response
+from goshop_common.web.errors import error_response
 
 JSON = ("application/json",)
 
@@ -55,7 +55,7 @@ def json_error_handler(request):
     return error_response(status, message, details=details)
 
 
-# What a view declares for the OpenAPI document (goshop_common.openapi), next
+# What a view declares for the OpenAPI document (goshop_common.web.openapi), next
 # to its schema and validators: ``responses`` ({status: Reply}), ``auth`` (the
 # security scheme its caller needs), ``headers`` and ``path`` (colander nodes
 # of the header and path parameters it reads), ``upstream`` (the gateway: the

@@ -6,7 +6,7 @@ Why not hupper per process, as before: hupper's monitor outlives its worker
 restarted and the runner, watching the monitor, saw nothing wrong; and a
 parent-death signal set in the monitor does not reach the worker it forks.
 So each process is a direct child of the runner (under
-``goshop_common.devinfra.lifeline``: it dies with the runner, and tells which
+``goshop_devtools.lifeline``: it dies with the runner, and tells which
 source files it loaded), and the runner does hupper's other job with hupper's
 own file monitor: a change to a file a process loaded restarts that process.
 
@@ -35,8 +35,8 @@ from pathlib import Path
 from hupper.logger import SilentLogger
 from hupper.reloader import find_default_monitor_factory
 
-from goshop_common.devinfra import lifeline
-from goshop_common.devinfra.console import Console
+from goshop_devtools import lifeline
+from goshop_devtools.console import Console
 
 FIRST_DELAY = 1.0
 MAX_DELAY = 30.0

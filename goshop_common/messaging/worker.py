@@ -13,10 +13,10 @@ import sqlalchemy as sa
 import waitress
 from pyramid.config import Configurator
 
-from goshop_common import logs
-from goshop_common.errors import error_response
-from goshop_common.metrics import add_metrics_endpoint
+from goshop_common.observability import logs
+from goshop_common.observability.metrics import add_metrics_endpoint
 from goshop_common.settings import Settings
+from goshop_common.web.errors import error_response
 
 log = logging.getLogger("goshop.worker")
 
@@ -58,9 +58,9 @@ def health_app(
 
     with Configurator() as config:
         config.registry.goshop_settings = settings
-        config.include("goshop_common.errors")
-        config.include("goshop_common.caching")
-        config.include("goshop_common.requestlog")
+        config.include("goshop_common.web.errors")
+        config.include("goshop_common.web.caching")
+        config.include("goshop_common.web.requestlog")
         config.add_route("live", "/live")
         config.add_route("ready", "/ready")
         config.add_view(live, route_name="live", renderer="json", request_method="GET")
@@ -71,7 +71,7 @@ def health_app(
                 config.registry.dbengine = engine
             # A worker's health port is internal (no Service, no Ingress), so
             # its metrics live there.
-            config.include("goshop_common.metrics")
+            config.include("goshop_common.observability.metrics")
             config.include(add_metrics_endpoint)
     return config.make_wsgi_app()
 

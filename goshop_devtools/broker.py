@@ -22,11 +22,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from goshop_common.devinfra import lifeline
-from goshop_common.devinfra.postgres import port_in_use
-from goshop_common.kafka import broker_reachable
+from goshop_common.messaging.kafka import broker_reachable
+from goshop_devtools import lifeline
+from goshop_devtools.postgres import port_in_use
 
-log = logging.getLogger("goshop.devinfra.broker")
+log = logging.getLogger("goshop.devtools.broker")
 
 # In every command line of ours (see ``start``), unlikely in anyone else's.
 LEFTOVER_MARKER = "--storage-engine memory://tansu/"
@@ -195,7 +195,7 @@ class EmbeddedBroker:
 def start_on_free_port(log_dir: Path, attempts: int = 3) -> EmbeddedBroker:
     """A started broker on a free loopback port. Another process can take the
     port between choosing and binding it, so a few ports are tried."""
-    from goshop_common.devinfra.postgres import free_port
+    from goshop_devtools.postgres import free_port
 
     error: Exception | None = None
     for attempt in range(attempts):

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import IO
 
-from goshop_common.logs import CONSOLE, JSON
+from goshop_common.observability.logs import CONSOLE, JSON
 
 RUNNER = "goshop-dev"
 _RESET = "\033[0m"

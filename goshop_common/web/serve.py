@@ -13,7 +13,7 @@ internal app. It listens on the public server's
 host: the port is kept from the internet by what routes to it (no Service port,
 no Ingress path, not published by compose), not by the address.
 
-    python -m goshop_common.devinfra.serve goshop_users/development.ini --port 9181 --metrics-port 9191 --reload
+    python -m goshop_common.web.serve goshop_users/development.ini --port 9181 --metrics-port 9191 --reload
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import waitress
 from pyramid.paster import get_app, setup_logging
 from pyramid.scripts.common import get_config_loader
 
-from goshop_common import logs
+from goshop_common.observability import logs
 
 # Scrapes and probes are few; they must not wait behind public requests, so the
 # internal app has threads of its own.
@@ -83,7 +83,7 @@ def _interrupt(_signum, _frame):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m goshop_common.devinfra.serve")
+    parser = argparse.ArgumentParser(prog="python -m goshop_common.web.serve")
     parser.add_argument("ini")
     parser.add_argument("--host", help="listen on this address instead of the ini's (both servers)")
     parser.add_argument("--port", type=int)
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.reload:
         # Returns only in the worker process hupper forks; the monitor stays in start_reloader.
-        hupper.start_reloader("goshop_common.devinfra.serve.main", worker_kwargs={"argv": argv})
+        hupper.start_reloader("goshop_common.web.serve.main", worker_kwargs={"argv": argv})
     serve(options.ini, options.port, host=options.host, metrics_port=options.metrics_port)
     return 0
 

@@ -11,8 +11,8 @@ from typing import Any, Protocol
 
 import jwt
 
-from goshop_common.errors import ApiError
-from goshop_common.requestlog import USER_ID_ENVIRON_KEY
+from goshop_common.web.errors import ApiError
+from goshop_common.web.requestlog import USER_ID_ENVIRON_KEY
 
 ACCESS = "access"
 REFRESH = "refresh"
@@ -32,7 +32,7 @@ class TokenVerifier:
     def __init__(self, algorithm: str, issuer: str, keys: KeySource):
         """``keys`` maps a key id to a verification key (a public key object, or
         the secret for HS256 under the id ``""``): a dict, or a store that
-        fetches keys it has not seen (goshop_common.jwks)."""
+        fetches keys it has not seen (goshop_common.auth.jwks)."""
         self.algorithm = algorithm
         self.issuer = issuer
         self.keys = keys

@@ -1,7 +1,7 @@
 """Processes that die with ``make run``, and the pid files that find the ones
 that did not.
 
-``python -m goshop_common.devinfra.lifeline --parent PID [--files FILE] -m MODULE ARGS...``
+``python -m goshop_devtools.lifeline --parent PID [--files FILE] -m MODULE ARGS...``
 runs ``MODULE`` as ``python -m`` would, after asking Linux to SIGKILL this
 process when its parent dies (``prctl(PR_SET_PDEATHSIG)``): a runner killed by
 ``kill -9``, an IDE's stop button or a closed terminal takes its children with
@@ -156,7 +156,7 @@ def main(argv: list[str]) -> None:
         raise SystemExit("lifeline: expected -m MODULE or -- PROGRAM")
     module = rest[1]
     if files is not None:
-        root = Path(__file__).resolve().parents[2]
+        root = Path(__file__).resolve().parents[1]
         threading.Thread(target=_report_files, args=(files, root), name="loaded-files", daemon=True).start()
     sys.argv = [module, *rest[2:]]
     runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -5,7 +5,7 @@ services; parameters and request bodies from the colander schemas the
 validators enforce, with every rule of every node (a validator the
 generator cannot describe is an error, not a silent gap); responses from
 what each view declares (``responses=``, ``auth=``, ``headers=``, ``path=``
-on its decorator, see goshop_common.rest) plus what the shared machinery
+on its decorator, see goshop_common.web.rest) plus what the shared machinery
 answers on its own: 400 for a schema, 401 for ``auth``, 413 and 415 for a
 JSON body.
 
@@ -23,9 +23,9 @@ import re
 
 import colander
 
-from goshop_common.errors import error_response
-from goshop_common.rest import Service, body_validator, querystring_validator
-from goshop_common.schemas import body, error_body
+from goshop_common.web.errors import error_response
+from goshop_common.web.rest import Service, body_validator, querystring_validator
+from goshop_common.web.schemas import body, error_body
 
 log = logging.getLogger("goshop.openapi")
 
@@ -63,7 +63,7 @@ class Reply:
 
 
 def error(description: str, headers: dict[str, str] | None = None) -> Reply:
-    """A response in goshop's error envelope (goshop_common.errors)."""
+    """A response in goshop's error envelope (goshop_common.web.errors)."""
     return Reply(description, error_body(), headers=headers or {})
 
 

@@ -3,13 +3,13 @@ each one serves beside its public one.
 
 The public app answers the internet (through the gateway or an Ingress). What
 only the operators' side may see — ``/metrics``, detailed readiness — is on a
-second, internal app that ``goshop_common.devinfra.serve`` serves on the
+second, internal app that ``goshop_common.web.serve`` serves on the
 process's metrics port, which no Service or Ingress routes to.
 """
 
 import logging
 
-from goshop_common.metrics import add_metrics_endpoint
+from goshop_common.observability.metrics import add_metrics_endpoint
 
 
 def add_internal_view(config, name: str, pattern: str, view) -> None:
@@ -41,8 +41,8 @@ def make_internal_app(public):
         engine = getattr(public, "dbengine", None)
         if engine is not None:
             config.registry.dbengine = engine
-        config.include("goshop_common.errors")
-        config.include("goshop_common.requestlog")
+        config.include("goshop_common.web.errors")
+        config.include("goshop_common.web.requestlog")
         config.include(add_metrics_endpoint)
         config.add_route("live", "/live")
         config.add_view(internal_live_view, route_name="live", renderer="json", request_method="GET")
@@ -55,15 +55,15 @@ def make_internal_app(public):
 def includeme(config) -> None:
     config.registry.goshop_internal_views = []
     config.add_directive("add_internal_view", add_internal_view)
-    # goshop_common.errors renders every exception; Cornice's own handler would
+    # goshop_common.web.errors renders every exception; Cornice's own handler would
     # answer in a second shape.
     config.add_settings({"handle_exceptions": False})
     config.include("cornice")
-    config.include("goshop_common.errors")
-    config.include("goshop_common.caching")
-    config.include("goshop_common.requestlog")
-    config.include("goshop_common.bodylimit")
-    config.include("goshop_common.clientip")
+    config.include("goshop_common.web.errors")
+    config.include("goshop_common.web.caching")
+    config.include("goshop_common.web.requestlog")
+    config.include("goshop_common.web.bodylimit")
+    config.include("goshop_common.web.clientip")
     logging.getLogger("goshop").setLevel(config.registry.goshop_settings.log_level)
 
 
@@ -87,15 +87,15 @@ def make_service_app(
         config.registry.goshop_settings = settings
         config.registry.goshop_service = service
         config.include("goshop_common.web")
-        config.include("goshop_common.metrics")
+        config.include("goshop_common.observability.metrics")
         if database:
             config.include("goshop_common.db")
-            config.include("goshop_common.health")
+            config.include("goshop_common.web.health")
         for include in includes:
             config.include(include)
         if views:
             config.scan(views)
-        config.include("goshop_common.openapi")
+        config.include("goshop_common.web.openapi")
     app = config.make_wsgi_app()
     app.registry.goshop_internal_app = make_internal_app(app.registry)
     return app

@@ -4,7 +4,7 @@ Colander's own ``String`` turns ``123`` or ``{}`` into a string; an API that
 accepts that hides client bugs, so goshop's strings are strict.
 
 Every rule a node enforces is also what the OpenAPI document says about it
-(goshop_common.openapi): colander's ``Length``, ``Range`` and ``OneOf`` are
+(goshop_common.web.openapi): colander's ``Length``, ``Range`` and ``OneOf`` are
 read as they are, and goshop's own validators carry a ``json_schema``.
 """
 
@@ -223,7 +223,7 @@ def list_of(name: str, item: colander.SchemaNode) -> colander.SchemaNode:
 
 
 def error_body() -> colander.SchemaNode:
-    """The envelope of goshop_common.errors: ``{"error": ..., "details": [...]}``."""
+    """The envelope of goshop_common.web.errors: ``{"error": ..., "details": [...]}``."""
     detail = body(
         "detail",
         field("location", nullable=True),

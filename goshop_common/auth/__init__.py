@@ -1,0 +1,2 @@
+"""Checking users' tokens: verification (``tokens``) and the JWKS key store
+(``jwks``). Signing stays with the users service."""

@@ -1,0 +1,2 @@
+"""What a process tells its operators: Prometheus metrics (``metrics``) and
+JSON or console logs (``logs``)."""
