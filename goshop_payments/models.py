@@ -37,6 +37,10 @@ class Payment(Base):
     reason: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
 
+    # Named explicitly: the naming convention's column_0_label would say
+    # ix_payments_payments_user_id, and the migration created this name.
+    __table_args__ = (sa.Index("ix_payments_user_id", "user_id"),)
+
     def as_json(self) -> dict:
         return {
             "id": str(self.id),

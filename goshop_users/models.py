@@ -38,9 +38,7 @@ class Session(Base):
     __tablename__ = "sessions"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        UUID(as_uuid=True), sa.ForeignKey("users.users.id", ondelete="CASCADE"), index=True
-    )
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), sa.ForeignKey("users.users.id", ondelete="CASCADE"))
     current_jti: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     previous_jti: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     rotated_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
@@ -48,6 +46,10 @@ class Session(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
     revoked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     revoked_reason: Mapped[str | None] = mapped_column(sa.Text)
+
+    # Named explicitly, as the migration named it: index=True would name it
+    # after the naming convention's column_0_label, ix_users_sessions_user_id.
+    __table_args__ = (sa.Index("ix_sessions_user_id", "user_id"),)
 
 
 class LoginFailure(Base):

@@ -134,7 +134,14 @@ def create(config: Config, name: str, kind: str = "py", now: dt.datetime | None 
         # Ids are seconds; a second revision in the same second would loop the history.
         raise MigrateError(f"a revision {rev} already exists; wait a second and create again")
     if kind == "py":
-        script = command.revision(config, message=name, rev_id=rev)
+        from goshop_common.db.migrations import NO_DATABASE
+
+        # env.py runs for a revision (revision_environment); this one needs no database.
+        config.attributes[NO_DATABASE] = True
+        try:
+            script = command.revision(config, message=name, rev_id=rev)
+        finally:
+            config.attributes.pop(NO_DATABASE, None)
         return Path(script.path)
     if kind != "sql":
         raise MigrateError(f"unknown migration type {kind!r}: use sql or leave it out")

@@ -4,16 +4,25 @@ Each service migrates its own schema and keeps its own version table there, so
 services migrate independently. The database URL comes from, in order: the
 caller (``config.attributes["database_url"]``), ``GOSHOP_DATABASE_URL``, the
 ini's ``sqlalchemy.url``.
+
+Revision ids are UTC timestamps (20250910121530) however a revision is made:
+``alembic revision`` runs this env (``revision_environment = true``) and
+:func:`timestamp_revision_ids` replaces Alembic's random id. A plain revision
+(or merge) needs no database, so none is connected for it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import io
+import logging
 import os
 import re
 from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import context
+from alembic.util import CommandError
 
 from goshop_common.db.session import sqlalchemy_url
 
@@ -31,8 +40,73 @@ def database_url(config) -> str:
     )
 
 
+log = logging.getLogger(__name__)
+
+# Set by a caller of ``command.revision`` (goshop_common.db.migrate.create)
+# that writes a revision without autogenerate, so env.py connects to nothing.
+NO_DATABASE = "goshop.no_database"
+
+REVISION_ID = re.compile(r"\d{14}")
+_REVISION_FORMAT = "%Y%m%d%H%M%S"
+
+
+def _existing_revision_ids(script) -> set[str]:
+    """Every revision id in the history, and every id a file in a versions
+    directory is named after (a goose ``.sql`` file included)."""
+    ids = {rev.revision for rev in script.walk_revisions(base="base", head="heads")}
+    ids.update(path.name.split("_", 1)[0] for path in Path(script.versions).glob("*_*"))
+    return ids
+
+
+def timestamp_revision_ids(migration_context, revision, directives) -> None:
+    """``process_revision_directives``: a new revision is named after the
+    current UTC second, as ``migrate create`` names it. An id that is already
+    a timestamp (``--rev-id``, ``migrate create``) is kept, unless it is taken."""
+    taken = _existing_revision_ids(migration_context.script)
+    for script in directives:
+        rev_id = script.rev_id
+        if rev_id is not None and REVISION_ID.fullmatch(rev_id):
+            if rev_id in taken:
+                raise CommandError(f"a revision {rev_id} already exists; wait a second and create again")
+        else:
+            stamp = dt.datetime.now(dt.UTC).replace(microsecond=0)
+            # Ids are seconds: a second revision in the same second takes the next free one.
+            while (rev_id := stamp.strftime(_REVISION_FORMAT)) in taken:
+                stamp += dt.timedelta(seconds=1)
+            log.info("revision id %s (UTC timestamp) instead of %s", rev_id, script.rev_id)
+            script.rev_id = rev_id
+        taken.add(rev_id)
+
+
+def _needs_no_database(config) -> bool:
+    """A plain ``revision`` or a ``merge`` only writes a file."""
+    if config.attributes.get(NO_DATABASE):
+        return True
+    cmd = getattr(config.cmd_opts, "cmd", None)
+    name = getattr(cmd[0], "__name__", None) if cmd else None
+    if name == "revision":
+        return not getattr(config.cmd_opts, "autogenerate", False)
+    return name == "merge"
+
+
 def run_migrations(metadata: sa.MetaData, schema: str) -> None:
     config = context.config
+    if _needs_no_database(config):
+        # Offline-style, into a buffer nobody reads: the revision hooks run
+        # and nothing connects.
+        context.configure(
+            dialect_name="postgresql",
+            as_sql=True,
+            output_buffer=io.StringIO(),
+            target_metadata=metadata,
+            version_table_schema=schema,
+            include_schemas=True,
+            process_revision_directives=timestamp_revision_ids,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+
     if context.is_offline_mode():
         context.configure(
             url=database_url(config),
@@ -55,6 +129,7 @@ def run_migrations(metadata: sa.MetaData, schema: str) -> None:
             target_metadata=metadata,
             version_table_schema=schema,
             include_schemas=True,
+            process_revision_directives=timestamp_revision_ids,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -16,7 +16,9 @@ from goshop_common.settings import Settings
 
 # Stable constraint names, so migrations can name what they drop.
 NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
+    # Not column_0_label: with a schema on the metadata it would put the schema
+    # in the name (ix_users_sessions_user_id); the migrations say ix_<table>_<column>.
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
     "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",

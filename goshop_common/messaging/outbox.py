@@ -35,6 +35,9 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("last_error", sa.Text),
+        # The relay's pending-row indexes, as create_outbox_v1 made them.
+        sa.Index("ix_outbox_pending_key", "key", "id", postgresql_where=sa.text("published_at IS NULL")),
+        sa.Index("ix_outbox_pending_due", "next_attempt_at", "id", postgresql_where=sa.text("published_at IS NULL")),
     )
 
 

@@ -381,3 +381,118 @@ def test_plain_alembic_upgrade_head_reads_goshop_database_url(fresh_db):
     assert result.returncode == 0, result.stderr
     assert tables(fresh_db) == ALL_TABLES
     assert execute(fresh_db, "SELECT version_num FROM users.alembic_version") == [(SECOND,)]
+
+
+def ini_for(migrations: Path, tmp_path: Path, service: str = "users") -> Path:
+    """The service's real alembic.ini, pointed at a copy of its migrations."""
+    text = (REPO_ROOT / f"goshop_{service}" / "alembic.ini").read_text()
+    text, count = re.subn(r"(?m)^script_location = .*$", f"script_location = {migrations}", text)
+    assert count == 1
+    ini = tmp_path / "alembic.ini"
+    ini.write_text(text)
+    return ini
+
+
+def unreachable_url() -> str:
+    return f"postgresql://goshop:goshop@127.0.0.1:{free_port()}/goshop"
+
+
+def assert_timestamp_revision(path: Path, before: dt.datetime, down_revision: str) -> str:
+    rev = path.name.split("_", 1)[0]
+    assert re.fullmatch(r"\d{14}", rev), path.name
+    stamp = dt.datetime.strptime(rev, "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
+    assert before <= stamp <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2), "the id is the current UTC second"
+    text = path.read_text()
+    assert f"revision = {rev!r}" in text
+    assert f"down_revision = {down_revision!r}" in text
+    return rev
+
+
+@pytest.mark.parametrize("service", ["users", "orders", "payments"])
+def test_every_alembic_ini_runs_env_py_for_revision(service):
+    """Otherwise plain ``alembic revision`` never reaches the timestamp hook."""
+    config = alembic_config(REPO_ROOT / f"goshop_{service}" / "alembic.ini")
+    assert config.get_alembic_boolean_option("revision_environment")
+
+
+def test_plain_alembic_revision_gets_a_timestamp_id_without_a_database(migrations_copy, tmp_path):
+    ini = ini_for(migrations_copy, tmp_path)
+    env = {**os.environ, "GOSHOP_DATABASE_URL": unreachable_url()}
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    def revision(message: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "alembic", "-c", str(ini), "revision", "-m", message],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    result = revision("add column")
+    assert result.returncode == 0, result.stderr
+    (first,) = (migrations_copy / "versions").glob("*_add_column.py")
+    first_rev = assert_timestamp_revision(first, before, down_revision=SECOND)
+
+    # A second one, in the same second or not, gets an id of its own after it.
+    result = revision("add another")
+    assert result.returncode == 0, result.stderr
+    (second,) = (migrations_copy / "versions").glob("*_add_another.py")
+    second_rev = assert_timestamp_revision(second, before, down_revision=first_rev)
+    assert second_rev > first_rev
+
+    scripts = ScriptDirectory.from_config(alembic_config(ini))
+    assert scripts.get_heads() == [second_rev]
+
+
+def test_programmatic_revision_in_a_taken_second_takes_the_next_one(migrations_copy, monkeypatch):
+    """Alembic's random id is replaced by the current second, or the next free
+    one when a revision (here a goose ``.sql`` pair) already has it."""
+    from alembic import command
+
+    from goshop_common.db import migrations
+
+    config = alembic_config(ALEMBIC_INI, unreachable_url(), script_location=str(migrations_copy))
+    now = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    create(config, "first", "sql", now=now)
+
+    class FrozenClock(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return now
+
+    monkeypatch.setattr(migrations.dt, "datetime", FrozenClock)
+    config.attributes[migrations.NO_DATABASE] = True
+    script = command.revision(config, message="second")
+
+    assert Path(script.path).name == "20300102030406_second.py"
+    assert script.down_revision == "20300102030405"
+
+
+def test_alembic_revision_with_a_taken_rev_id_is_refused(migrations_copy, tmp_path):
+    ini = ini_for(migrations_copy, tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "alembic", "-c", str(ini), "revision", "-m", "again", "--rev-id", SECOND],
+        cwd=REPO_ROOT,
+        env={**os.environ, "GOSHOP_DATABASE_URL": unreachable_url()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode != 0
+    assert f"FAILED: a revision {SECOND} already exists" in result.stdout + result.stderr
+    assert sorted(path.name for path in (migrations_copy / "versions").glob("*.py")) == [FIRST_FILE, SECOND_FILE]
+
+
+def test_migrate_create_python_never_connects(migrations_copy):
+    """``create`` runs env.py (revision_environment) but needs no database."""
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    assert migrate(unreachable_url(), "create", "add_column", script_location=migrations_copy) == 0
+
+    (py_file,) = (migrations_copy / "versions").glob("*_add_column.py")
+    assert_timestamp_revision(py_file, before, down_revision=SECOND)
