@@ -18,8 +18,10 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
+from kafka.errors import KafkaTimeoutError
 
 from goshop_common.clock import utcnow
 from goshop_common.messaging.kafka import event_headers
@@ -78,6 +80,7 @@ class Relay:
         )
 
     def _claim(self, connection, now: dt.datetime):
+        """Lock the due head-of-key rows, oldest first; rows another replica holds are skipped, not waited for."""
         outbox = self.table
         head_of_key = self._head_of_key()
         query = (
@@ -105,74 +108,104 @@ class Relay:
             rows = self._claim(connection, now)
             if not rows:
                 return 0
-            sent = []
-            refused: Exception | None = None
-            for row in rows:
-                if refused is not None:
-                    # send() blocks up to max_block_ms when the broker is away;
-                    # one refusal is enough to know the rest would wait too.
-                    sent.append((row, None, refused))
-                    continue
-                try:
-                    future = self.producer.send(
-                        row.topic,
-                        key=row.key.encode(),
-                        value=json.dumps(row.payload, separators=(",", ":")).encode(),
-                        headers=event_headers(row.event_type, str(row.event_id), row.request_id),
-                    )
-                except Exception as exc:  # the producer refused it outright (no metadata, buffer full)
-                    refused = exc
-                    sent.append((row, None, exc))
-                else:
-                    sent.append((row, future, None))
+            sent = self._send(rows)
+            self._flush()
+            delivered, failed = self._settle(sent)
+            self._mark_published(connection, delivered)
+            self._mark_failed(connection, failed, now)
+        self._record(delivered, failed)
+        return len(rows)
+
+    def _send(self, rows) -> list[tuple[Any, Any, Exception | None]]:
+        """Hand each row to the producer: (row, future, None), or (row, None, error) if it refused."""
+        sent: list[tuple[Any, Any, Exception | None]] = []
+        blocked: KafkaTimeoutError | None = None
+        for row in rows:
+            if blocked is not None:
+                # send() blocks up to max_block_ms when the broker is away;
+                # one such timeout is enough to know the rest would wait too.
+                sent.append((row, None, blocked))
+                continue
             try:
-                self.producer.flush(timeout=FLUSH_TIMEOUT_SECONDS)
-            except Exception as exc:
-                log.warning("producer flush failed", extra={"table": self.name, "error": exc.__class__.__name__})
-            delivered, failed = [], []
-            for row, future, error in sent:
-                if error is None:
-                    try:
-                        future.get(timeout=0)
-                    except Exception as exc:
-                        error = exc
-                if error is None:
-                    delivered.append(row.id)
-                else:
-                    failed.append((row, error))
-            if delivered:
-                connection.execute(
-                    self.table.update().where(self.table.c.id.in_(delivered)).values(published_at=sa.func.now())
+                future = self.producer.send(
+                    row.topic,
+                    key=row.key.encode(),
+                    value=json.dumps(row.payload, separators=(",", ":")).encode(),
+                    headers=event_headers(row.event_type, str(row.event_id), row.request_id),
                 )
-            for row, error in failed:
-                attempts = row.attempts + 1
-                delay = backoff_seconds(attempts, self.backoff_base_ms, self.backoff_cap_seconds)
-                connection.execute(
-                    self.table.update()
-                    .where(self.table.c.id == row.id)
-                    .values(
-                        attempts=attempts,
-                        next_attempt_at=now + dt.timedelta(seconds=delay),
-                        last_error=f"{error.__class__.__name__}: {error}"[:500],
-                    )
+            except KafkaTimeoutError as exc:  # no metadata or no buffer within max_block_ms
+                blocked = exc
+                sent.append((row, None, exc))
+            except Exception as exc:  # this record only (invalid topic name, too large): not the others
+                sent.append((row, None, exc))
+            else:
+                sent.append((row, future, None))
+        return sent
+
+    def _flush(self) -> None:
+        """Wait for the acks; a flush that times out leaves the unacked futures failed, not lost."""
+        try:
+            self.producer.flush(timeout=FLUSH_TIMEOUT_SECONDS)
+        except Exception as exc:
+            log.warning("producer flush failed", extra={"table": self.name, "error": exc.__class__.__name__})
+
+    @staticmethod
+    def _settle(sent) -> tuple[list, list[tuple[Any, Exception]]]:
+        """Split the sent rows, in claim order, into delivered ones and (row, error) pairs."""
+        delivered, failed = [], []
+        for row, future, error in sent:
+            if error is None:
+                try:
+                    future.get(timeout=0)  # after flush: already resolved, never waits
+                except Exception as exc:
+                    error = exc
+            if error is None:
+                delivered.append(row)
+            else:
+                failed.append((row, error))
+        return delivered, failed
+
+    def _mark_published(self, connection, delivered) -> None:
+        if delivered:
+            connection.execute(
+                self.table.update()
+                .where(self.table.c.id.in_([row.id for row in delivered]))
+                .values(published_at=sa.func.now())
+            )
+
+    def _mark_failed(self, connection, failed, now: dt.datetime) -> None:
+        """Count the attempt, keep the error for operators, and push the row's next try back exponentially."""
+        for row, error in failed:
+            attempts = row.attempts + 1
+            delay = backoff_seconds(attempts, self.backoff_base_ms, self.backoff_cap_seconds)
+            connection.execute(
+                self.table.update()
+                .where(self.table.c.id == row.id)
+                .values(
+                    attempts=attempts,
+                    next_attempt_at=now + dt.timedelta(seconds=delay),
+                    last_error=f"{error.__class__.__name__}: {error}"[:500],
                 )
+            )
+
+    def _record(self, delivered, failed) -> None:
+        """Stats, metrics and logs, after the commit: only what the database now says happened."""
         self.stats.published += len(delivered)
         self.stats.failed += len(failed)
         self._published.inc(len(delivered))
         self._failures.inc(len(failed))
-        for row in rows:
-            if row.id in delivered:
-                log.info(
-                    "event published",
-                    extra={
-                        "table": self.name,
-                        "event_id": str(row.event_id),
-                        "event": row.event_type,
-                        "order_id": row.key,
-                        "request_id": row.request_id,
-                        "topic": row.topic,
-                    },
-                )
+        for row in delivered:
+            log.info(
+                "event published",
+                extra={
+                    "table": self.name,
+                    "event_id": str(row.event_id),
+                    "event": row.event_type,
+                    "order_id": row.key,
+                    "request_id": row.request_id,
+                    "topic": row.topic,
+                },
+            )
         if failed:
             log.warning(
                 "events not published; will retry",
@@ -183,7 +216,6 @@ class Relay:
                     "order_id": failed[0][0].key,
                 },
             )
-        return len(rows)
 
     def next_due_in(self) -> float | None:
         """Seconds until the next row this relay may claim is due (0: now), None if none pend.

@@ -97,13 +97,39 @@ def parse(record) -> Event:
 Handler = Callable[[DbSession, Event], None]
 
 
+# The ConsumerStats attribute that counts each outcome of CONSUMER_OUTCOMES.
+_STAT_OF_OUTCOME = {
+    "consumed": "consumed",
+    "applied": "applied",
+    "duplicate": "duplicates",
+    "skipped": "skipped",
+    "retried": "retries",
+}
+
+
 @dataclass
 class ConsumerStats:
+    """What one consumer did with its events, as attributes and as the
+    goshop_consumer_events_total series: ``count`` updates both, so an outcome
+    is counted in one place."""
+
+    consumer: str
     consumed: int = 0
     applied: int = 0
     duplicates: int = 0
     skipped: int = 0
     retries: int = 0
+    _series: dict = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Every outcome's series exists from the start, at 0, so a rate over
+        # it is defined before the first event.
+        self._series = {outcome: CONSUMER_EVENTS.labels(self.consumer, outcome) for outcome in CONSUMER_OUTCOMES}
+
+    def count(self, outcome: str) -> None:
+        attribute = _STAT_OF_OUTCOME[outcome]
+        setattr(self, attribute, getattr(self, attribute) + 1)
+        self._series[outcome].inc()
 
 
 class EventConsumer:
@@ -119,10 +145,7 @@ class EventConsumer:
         self.consumer = consumer
         self.inbox = inbox
         self.handler = handler
-        self.stats = ConsumerStats()
-        # Every outcome's series exists from the start, at 0, so a rate over
-        # it is defined before the first event.
-        self._events = {outcome: CONSUMER_EVENTS.labels(name, outcome) for outcome in CONSUMER_OUTCOMES}
+        self.stats = ConsumerStats(name)
         self._lagging: set[tuple[str, str]] = set()
         self._stop = threading.Event()
 
@@ -180,8 +203,7 @@ class EventConsumer:
                     self._apply(db, record)
         except TRANSIENT:
             # The database is away: apply nothing, skip nothing, try the batch again.
-            self.stats.retries += 1
-            self._events["retried"].inc()
+            self.stats.count("retried")
             log.warning(
                 "database unavailable; retrying batch",
                 extra={"consumer": self.name, "topic": partition.topic, "partition": partition.partition},
@@ -197,13 +219,11 @@ class EventConsumer:
             log.warning("offset commit failed", extra={"consumer": self.name, "error": exc.__class__.__name__})
 
     def _apply(self, db: DbSession, record) -> None:
-        self.stats.consumed += 1
-        self._events["consumed"].inc()
+        self.stats.count("consumed")
         try:
             event = parse(record)
         except PoisonEvent as exc:
-            self.stats.skipped += 1
-            self._events["skipped"].inc()
+            self.stats.count("skipped")
             log.error(
                 "skipping malformed event",
                 extra={
@@ -230,8 +250,7 @@ class EventConsumer:
             if not first_delivery(
                 db, self.inbox, event.event_id, event.type, event.topic, event.partition, event.offset
             ):
-                self.stats.duplicates += 1
-                self._events["duplicate"].inc()
+                self.stats.count("duplicate")
                 savepoint.commit()
                 log.info("duplicate event ignored", extra=fields)
                 return
@@ -239,8 +258,7 @@ class EventConsumer:
             savepoint.commit()
         except PoisonEvent as exc:
             savepoint.rollback()
-            self.stats.skipped += 1
-            self._events["skipped"].inc()
+            self.stats.count("skipped")
             log.error("skipping event that cannot apply", extra={**fields, "reason": str(exc)})
             return
         except TRANSIENT:
@@ -249,12 +267,10 @@ class EventConsumer:
             # A bug in a handler must not stall the partition either; the log
             # carries the traceback and the event id to replay it by hand.
             savepoint.rollback()
-            self.stats.skipped += 1
-            self._events["skipped"].inc()
+            self.stats.count("skipped")
             log.exception("skipping event whose handler failed", extra=fields)
             return
-        self.stats.applied += 1
-        self._events["applied"].inc()
+        self.stats.count("applied")
         log.info("event applied", extra=fields)
 
 
