@@ -76,10 +76,20 @@ def production_env(
     }
 
 
-def checkout(gateway, amount_cents: int = 4321, timeout: float = 60) -> dict:
+def checkout(gateway, amount_cents: int = 4321, timeout: float = 60, logs=None) -> dict:
     """A new customer registers, logs in and checks out through ``gateway``
     (a tests.e2e.conftest.Http); returns the order's settled status with the
-    customer's headers, or raises AssertionError if it never settles."""
+    customer's headers, or raises AssertionError if it never settles, with
+    ``logs()`` (the shop's logs) appended when given."""
+    try:
+        return _checkout(gateway, amount_cents, timeout)
+    except AssertionError as exc:
+        if logs is None:
+            raise
+        raise AssertionError(f"{exc}\n{logs()}") from None
+
+
+def _checkout(gateway, amount_cents: int, timeout: float) -> dict:
     email = f"prod-{uuid.uuid4().hex[:8]}@example.com"
     status, _, body = gateway.request("POST", "/v1/users/register", {"email": email, "password": PASSWORD})
     assert status == 201, body

@@ -91,18 +91,17 @@ def _needs_no_database(config) -> bool:
 
 def run_migrations(metadata: sa.MetaData, schema: str) -> None:
     config = context.config
+    # What every mode but plain offline SQL configures alike.
+    common = {
+        "target_metadata": metadata,
+        "version_table_schema": schema,
+        "include_schemas": True,
+        "process_revision_directives": timestamp_revision_ids,
+    }
     if _needs_no_database(config):
         # Offline-style, into a buffer nobody reads: the revision hooks run
         # and nothing connects.
-        context.configure(
-            dialect_name="postgresql",
-            as_sql=True,
-            output_buffer=io.StringIO(),
-            target_metadata=metadata,
-            version_table_schema=schema,
-            include_schemas=True,
-            process_revision_directives=timestamp_revision_ids,
-        )
+        context.configure(dialect_name="postgresql", as_sql=True, output_buffer=io.StringIO(), **common)
         with context.begin_transaction():
             context.run_migrations()
         return
@@ -124,13 +123,7 @@ def run_migrations(metadata: sa.MetaData, schema: str) -> None:
         connection.execute(sa.text(f"SET lock_timeout = '{LOCK_TIMEOUT}'"))
         connection.execute(sa.text(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'"))
         connection.commit()
-        context.configure(
-            connection=connection,
-            target_metadata=metadata,
-            version_table_schema=schema,
-            include_schemas=True,
-            process_revision_directives=timestamp_revision_ids,
-        )
+        context.configure(connection=connection, **common)
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

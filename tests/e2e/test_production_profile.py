@@ -109,10 +109,7 @@ def shop(pg_server, kafka_broker, tmp_path_factory):
 
 def test_a_checkout_through_the_gateway_is_paid_in_production_mode(shop):
     gateway = Http(shop.ports["gateway"])
-    try:
-        final = checkout(gateway)
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{shop.logs()}") from None
+    final = checkout(gateway, logs=shop.logs)
     assert final["status"] == "paid"
     status, _, payments = gateway.request("GET", f"/v1/payments?order_id={final['id']}", headers=final["headers"])
     assert status == 200
