@@ -365,11 +365,10 @@ def test_create_rejects_an_unknown_kind_and_an_empty_name(migrations_copy, capsy
 # --- plain Alembic -------------------------------------------------------------
 
 
-def test_plain_alembic_upgrade_head_reads_goshop_database_url(fresh_db):
-    env = {**os.environ, "GOSHOP_DATABASE_URL": fresh_db}
-
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", "goshop_users/alembic.ini", "upgrade", "head"],
+def alembic(*args: str, env: dict) -> subprocess.CompletedProcess:
+    """Plain ``alembic``, as a developer runs it from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -377,6 +376,12 @@ def test_plain_alembic_upgrade_head_reads_goshop_database_url(fresh_db):
         timeout=60,
         check=False,
     )
+
+
+def test_plain_alembic_upgrade_head_reads_goshop_database_url(fresh_db):
+    env = {**os.environ, "GOSHOP_DATABASE_URL": fresh_db}
+
+    result = alembic("-c", "goshop_users/alembic.ini", "upgrade", "head", env=env)
 
     assert result.returncode == 0, result.stderr
     assert tables(fresh_db) == ALL_TABLES
@@ -421,15 +426,7 @@ def test_plain_alembic_revision_gets_a_timestamp_id_without_a_database(migration
     before = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
     def revision(message: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "alembic", "-c", str(ini), "revision", "-m", message],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return alembic("-c", str(ini), "revision", "-m", message, env=env)
 
     result = revision("add column")
     assert result.returncode == 0, result.stderr
@@ -473,15 +470,8 @@ def test_programmatic_revision_in_a_taken_second_takes_the_next_one(migrations_c
 
 def test_alembic_revision_with_a_taken_rev_id_is_refused(migrations_copy, tmp_path):
     ini = ini_for(migrations_copy, tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "alembic", "-c", str(ini), "revision", "-m", "again", "--rev-id", SECOND],
-        cwd=REPO_ROOT,
-        env={**os.environ, "GOSHOP_DATABASE_URL": unreachable_url()},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = {**os.environ, "GOSHOP_DATABASE_URL": unreachable_url()}
+    result = alembic("-c", str(ini), "revision", "-m", "again", "--rev-id", SECOND, env=env)
 
     assert result.returncode != 0
     assert f"FAILED: a revision {SECOND} already exists" in result.stdout + result.stderr
