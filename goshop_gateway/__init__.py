@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from goshop_common.settings import Settings, load_settings
 from goshop_common.web.app import make_service_app
+from goshop_gateway.routes import UPSTREAMS
 from goshop_gateway.upstream import Upstreams
 
 
 def includeme(config) -> None:
     settings: Settings = config.registry.goshop_settings
     config.registry.upstreams = Upstreams(
-        {
-            "users": settings.users_url,
-            "orders": settings.orders_url,
-            "payments": settings.payments_url,
-            "ops": settings.ops_url,
-        },
+        {name: getattr(settings, f"{name}_url") for name in UPSTREAMS},
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
     )
     config.include("goshop_common.auth.jwks")
-    # Registered explicitly, not scanned: the proxy routes are built from a table.
+    # Registered explicitly, not scanned: the proxy routes are built from a table
+    # (goshop_gateway.routes).
     config.include("goshop_gateway.views")
 
 

@@ -1,13 +1,13 @@
 """The gateway's routes: every public API of the shop behind one origin.
 
-Protected routes check the access token here, before any upstream call, and
-the upstream checks it again. Each route forwards to one upstream with the
-request id, the client's address and its end-to-end headers.
+The upstreams' routes come from their own declarations (goshop_gateway.routes).
+One that needs a user's access token checks it here, before any upstream
+call, and the upstream checks it again. Each route forwards to one upstream
+with the request id, the client's address and its end-to-end headers.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,47 +16,16 @@ from pyramid.response import Response
 
 from goshop_common.auth.tokens import authenticated_claims, require_access_token
 from goshop_common.web.errors import error_response
-from goshop_common.web.openapi import BEARER, Reply, error, proxied
+from goshop_common.web.health import OK, live
+from goshop_common.web.openapi import BEARER, error, proxied
 from goshop_common.web.requestlog import REQUEST_ID_HEADER
 from goshop_common.web.rest import JSON, Service, body_validator
-from goshop_common.web.schemas import body, field
+from goshop_gateway.routes import Route
 from goshop_gateway.schemas import CheckoutSchema
 from goshop_gateway.upstream import UpstreamFailure, end_to_end
+from goshop_gateway.upstream_routes import ROUTES
 
 READY_TIMEOUT = urllib3.Timeout(connect=1.0, read=2.0)
-
-
-@dataclasses.dataclass(frozen=True)
-class Route:
-    name: str
-    path: str
-    methods: tuple[str, ...]
-    upstream: str
-    protected: bool
-    description: str
-    # The upstream may wait for an LLM before answering (ops' explain): the
-    # read timeout grows by the LLM's own timeout, or the gateway would give
-    # up (504) on an answer that is still within its time.
-    waits_for_llm: bool = False
-
-
-ROUTES = (
-    Route("users_register", "/v1/users/register", ("POST",), "users", False, "Create an account."),
-    Route("users_login", "/v1/users/login", ("POST",), "users", False, "Exchange a password for tokens."),
-    Route("users_refresh", "/v1/users/refresh", ("POST",), "users", False, "Rotate a refresh token."),
-    Route("users_logout", "/v1/users/logout", ("POST",), "users", False, "End one session."),
-    Route("users_me", "/v1/users/me", ("GET",), "users", True, "Who the access token belongs to."),
-    Route("users_logout_all", "/v1/users/logout_all", ("POST",), "users", True, "End every session."),
-    Route("jwks", "/.well-known/jwks.json", ("GET",), "users", False, "Public keys of goshop tokens."),
-    Route("orders", "/v1/orders", ("GET", "POST"), "orders", True, "My orders; create one."),
-    Route("order", "/v1/orders/{id}", ("GET",), "orders", True, "One of my orders."),
-    Route("order_status", "/v1/orders/{id}/status", ("GET",), "orders", True, "Where my order stands."),
-    Route("payments", "/v1/payments", ("GET",), "payments", True, "Payments of one of my orders."),
-    # Not protected here: the ops token is not a user's access token, and ops
-    # checks it itself (the Authorization header is forwarded unchanged).
-    Route("ops_timeline", "/v1/ops/orders/{id}/timeline", ("GET",), "ops", False, "An order's saga (operators)."),
-    Route("ops_explain", "/v1/ops/orders/{id}/explain", ("POST",), "ops", False, "Why an order is where it is.", True),
-)
 
 
 # Set by the gateway alone: whatever a client sent under these names is dropped,
@@ -111,9 +80,14 @@ def llm_timeout(settings) -> urllib3.Timeout:
     )
 
 
-def _proxy(route: Route):
+def _proxy(route: Route, method: str):
+    # Only a user's access token is the gateway's to check. Another scheme
+    # (ops' operator token) is its upstream's alone, checked there from the
+    # Authorization header forwarded unchanged.
+    protected = route.methods[method] == BEARER
+
     def view(request):
-        if route.protected:
+        if protected:
             authenticated_claims(request, request.registry.token_verifier)
         path = request.path_qs
         timeout = llm_timeout(request.registry.goshop_settings) if route.waits_for_llm else None
@@ -128,13 +102,12 @@ def _proxy(route: Route):
 def _proxy_service(route: Route) -> Service:
     service = Service(name=route.name, path=route.path, description=route.description)
     for method in route.methods:
-        service.add_view(method, _proxy(route))
+        service.add_view(method, _proxy(route, method))
     return service
 
 
 # Documented by the upstreams' own documents (goshop_common.web.openapi).
 SERVICES = [proxied(_proxy_service(route), route.upstream) for route in ROUTES]
-STATUS_OK = Reply("ok", body("status", field("status", enum=["ok"])))
 
 
 checkout = Service(name="checkout", path="/v1/checkout", description="Place an order (Idempotency-Key honoured).")
@@ -156,13 +129,7 @@ def checkout_view(request):
     return forward(request, "orders", "POST", "/v1/orders", body, headers)
 
 
-live = Service(name="live", path="/live", description="The gateway process is up.")
 ready = Service(name="ready", path="/ready", description="Every upstream is ready.")
-
-
-@live.get(responses={200: STATUS_OK})
-def live_view(request):
-    return {"status": "ok"}
 
 
 def _upstream_state(upstreams, request_id: str, name: str) -> str:
@@ -181,9 +148,7 @@ def upstream_states(upstreams, request_id: str) -> dict[str, str]:
         return dict(zip(names, pool.map(lambda n: _upstream_state(upstreams, request_id, n), names), strict=True))
 
 
-@ready.get(
-    responses={200: STATUS_OK, 503: error("not ready: an upstream is not (which one is told on the internal port)")}
-)
+@ready.get(responses={200: OK, 503: error("not ready: an upstream is not (which one is told on the internal port)")})
 def ready_view(request):
     # The internet (and the kubelet) learn only yes or no: which upstream is
     # down, and how, is for operators, on the internal port (ready_details_view).

@@ -14,6 +14,7 @@ from pyramid.response import Response
 from goshop_common.db.session import SESSION_ENVIRON_KEY
 from goshop_common.web.errors import ApiError
 from goshop_common.web.openapi import OPERATOR
+from goshop_common.web.responses import json_response
 from goshop_common.web.rest import Service, body_validator, querystring_validator
 from goshop_ops.explain import LlmUnavailable
 from goshop_ops.operators import require_operator
@@ -34,6 +35,9 @@ explain = Service(
     path="/v1/ops/orders/{id}/explain",
     description="Why an order is where it is, in plain words (operators only).",
 )
+# It answers once the LLM has: the gateway waits that much longer for it
+# (goshop_gateway.routes.Route.waits_for_llm).
+explain.waits_for_llm = True
 
 
 def _read_timeline(request) -> OrderTimeline:
@@ -53,12 +57,6 @@ def _read_timeline(request) -> OrderTimeline:
     if found is None:
         raise ApiError(404, NOT_FOUND)
     return found
-
-
-def _json(status: int, body: dict) -> Response:
-    response = Response(json_body=body, status=status, charset="utf-8")
-    response.content_type = "application/json"
-    return response
 
 
 @timeline.get(
@@ -90,7 +88,7 @@ def explain_view(request):
     except LlmUnavailable as exc:
         log.warning("llm unavailable: %s", exc, extra={"order_id": found.order["id"]})
         # The operator still gets the facts the LLM was to explain.
-        return _json(502, {"error": "llm unavailable", "reason": str(exc), "timeline": found.as_json()})
+        return json_response({"error": "llm unavailable", "reason": str(exc), "timeline": found.as_json()}, 502)
     body = {"answer": answer.text, "source": answer.source}
     if answer.model:
         body["model"] = answer.model

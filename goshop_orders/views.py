@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from pyramid.response import Response
-
 from goshop_common.auth.tokens import request_claims, require_access_token
 from goshop_common.clock import utcnow
 from goshop_common.web.errors import ApiError
 from goshop_common.web.openapi import BEARER, SERVICE_UNAVAILABLE, Reply, error
+from goshop_common.web.responses import json_response
 from goshop_common.web.rest import JSON, Service, body_validator, querystring_validator
 from goshop_orders.idempotency import (
     HEADER,
@@ -55,13 +54,6 @@ def _user_id(request) -> uuid.UUID:
         raise ApiError(401, "invalid token") from None
 
 
-def _json_response(status: int, body: dict, headers: dict | None = None) -> Response:
-    response = Response(json_body=body, status=status, charset="utf-8")
-    response.content_type = "application/json"
-    response.headers.update(headers or {})
-    return response
-
-
 @orders.post(
     schema=CreateOrderSchema(),
     validators=(require_access_token, body_validator),
@@ -91,9 +83,9 @@ def create_order_view(request):
         except KeyReused:
             raise ApiError(422, "Idempotency-Key was already used with a different request") from None
         if replay is not None:
-            return _json_response(
-                replay.status,
+            return json_response(
                 replay.body,
+                replay.status,
                 {"Location": f"/v1/orders/{replay.body['id']}", "Idempotent-Replayed": "true"},
             )
     created = Orders(request.dbsession, utcnow).create(
@@ -102,7 +94,7 @@ def create_order_view(request):
     body = created.as_json()
     if key is not None:
         keys.complete(user_id, key, fingerprint, 201, body)
-    return _json_response(201, body, {"Location": f"/v1/orders/{created.id}"})
+    return json_response(body, 201, {"Location": f"/v1/orders/{created.id}"})
 
 
 @orders.get(

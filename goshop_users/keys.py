@@ -9,16 +9,14 @@ refuses to start without a key file of its own.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-import jwt
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 
+from goshop_common.auth.thumbprint import public_jwk, thumbprint
 from goshop_common.settings import Settings, SettingsError
 
 _KEY_TYPES = {"EdDSA": ed25519.Ed25519PrivateKey, "RS256": rsa.RSAPrivateKey}
@@ -35,10 +33,7 @@ class SigningKey:
         """The public half as a JSON Web Key Set; empty for a shared secret."""
         if self.algorithm == "HS256":
             return {"keys": []}
-        if self.algorithm == "EdDSA":
-            jwk = json.loads(OKPAlgorithm.to_jwk(self.public_key))
-        else:
-            jwk = json.loads(RSAAlgorithm.to_jwk(self.public_key))
+        jwk = public_jwk(self.public_key, self.algorithm)
         jwk.update({"kid": self.kid, "alg": self.algorithm, "use": "sig"})
         return {"keys": [jwk]}
 
@@ -65,16 +60,6 @@ def _write_new_key(path: Path, algorithm: str) -> None:
         pass
     finally:
         os.unlink(tmp)
-
-
-def _thumbprint(public_key, algorithm: str) -> str:
-    jwk = json.loads(OKPAlgorithm.to_jwk(public_key) if algorithm == "EdDSA" else RSAAlgorithm.to_jwk(public_key))
-    # RFC 7638: the required members only, sorted, no white space.
-    members = ("crv", "kty", "x") if algorithm == "EdDSA" else ("e", "kty", "n")
-    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(canonical.encode())
-    return jwt.utils.base64url_encode(digest.finalize()).decode()
 
 
 def dev_key_path(settings: Settings) -> Path:
@@ -104,7 +89,7 @@ def load_signing_key(settings: Settings) -> SigningKey:
     if not isinstance(private_key, _KEY_TYPES[settings.jwt_algorithm]):
         raise SettingsError(f"GOSHOP_JWT_PRIVATE_KEY_FILE: {path} does not hold a key for {settings.jwt_algorithm}")
     public_key = private_key.public_key()
-    kid = _thumbprint(public_key, settings.jwt_algorithm)
+    kid = thumbprint(public_key, settings.jwt_algorithm)
     if is_dev_key:
         kid = f"dev-{kid}"
     return SigningKey(settings.jwt_algorithm, kid, private_key, public_key)

@@ -1,2 +1,3 @@
-"""Checking users' tokens: verification (``tokens``) and the JWKS key store
-(``jwks``). Signing stays with the users service."""
+"""Checking users' tokens: verification (``tokens``), the JWKS key store
+(``jwks``) and key ids (``thumbprint``, which users names its key by too).
+Signing stays with the users service."""

@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
 
+from goshop_common.auth.thumbprint import thumbprint
 from goshop_common.auth.tokens import TokenVerifier
 from goshop_common.settings import Settings, SettingsError
 
@@ -51,9 +52,6 @@ _KTY = {
     "ES384": "EC",
     "ES512": "EC",
 }
-
-# RFC 7638: the members of each key type that make up its thumbprint.
-_THUMBPRINT_MEMBERS = {"OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}
 
 _PUBLIC_KEY_TYPES: dict[str, tuple[type, ...]] = {
     "EdDSA": (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
@@ -194,17 +192,6 @@ class JwksKeyStore:
 
     def __repr__(self) -> str:
         return f"JwksKeyStore({self.url!r}, {self.algorithm!r})"
-
-
-def thumbprint(public_key: Any, algorithm: str) -> str:
-    """The RFC 7638 JWK thumbprint of ``public_key``: the key id users gives it
-    (``dev-`` + thumbprint for a generated development key)."""
-    jwk = jwt.get_algorithm_by_name(algorithm).to_jwk(public_key, as_dict=True)
-    members = _THUMBPRINT_MEMBERS[jwk["kty"]]
-    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(canonical.encode())
-    return jwt.utils.base64url_encode(digest.finalize()).decode()
 
 
 def load_public_key(path: str, algorithm: str) -> Any:

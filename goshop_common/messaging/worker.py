@@ -17,6 +17,7 @@ from goshop_common.observability import logs
 from goshop_common.observability.metrics import add_metrics_endpoint
 from goshop_common.settings import Settings
 from goshop_common.web.errors import error_response
+from goshop_common.web.health import add_live_route
 
 log = logging.getLogger("goshop.worker")
 
@@ -47,9 +48,6 @@ def health_app(
     the ones that failed. With ``service``, also ``/metrics``: the process's
     metrics, its requests labelled ``service`` and ``engine``'s pool usage."""
 
-    def live(request):
-        return {"status": "ok"}
-
     def ready(request):
         failed = sorted(name for name, check in checks.items() if not _safe(check))
         if failed:
@@ -61,9 +59,8 @@ def health_app(
         config.include("goshop_common.web.errors")
         config.include("goshop_common.web.caching")
         config.include("goshop_common.web.requestlog")
-        config.add_route("live", "/live")
+        add_live_route(config)
         config.add_route("ready", "/ready")
-        config.add_view(live, route_name="live", renderer="json", request_method="GET")
         config.add_view(ready, route_name="ready", renderer="json", request_method="GET")
         if service is not None:
             config.registry.goshop_service = service

@@ -10,6 +10,7 @@ process's metrics port, which no Service or Ingress routes to.
 import logging
 
 from goshop_common.observability.metrics import add_metrics_endpoint
+from goshop_common.web.health import add_live_route
 
 
 def add_internal_view(config, name: str, pattern: str, view) -> None:
@@ -21,10 +22,6 @@ def add_internal_view(config, name: str, pattern: str, view) -> None:
     config.action(
         ("goshop.internal_view", pattern), lambda: registry.goshop_internal_views.append((name, pattern, view))
     )
-
-
-def internal_live_view(request):
-    return {"status": "ok"}
 
 
 def make_internal_app(public):
@@ -44,8 +41,7 @@ def make_internal_app(public):
         config.include("goshop_common.web.errors")
         config.include("goshop_common.web.requestlog")
         config.include(add_metrics_endpoint)
-        config.add_route("live", "/live")
-        config.add_view(internal_live_view, route_name="live", renderer="json", request_method="GET")
+        add_live_route(config)
         for name, pattern, view in public.goshop_internal_views:
             config.add_route(name, pattern)
             config.add_view(view, route_name=name, renderer="json", request_method="GET")

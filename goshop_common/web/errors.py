@@ -18,6 +18,8 @@ from pyramid.view import exception_view_config
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from goshop_common.web.responses import json_response
+
 log = logging.getLogger("goshop.errors")
 
 # Messages for statuses raised by the framework itself (routing, predicates).
@@ -63,11 +65,7 @@ def error_response(
     body: dict = {"error": message}
     if details:
         body["details"] = details
-    response = ErrorResponse(json_body=body, status=status, charset="utf-8")
-    response.content_type = "application/json"
-    for name, value in (headers or {}).items():
-        response.headers[name] = value
-    return response
+    return json_response(body, status, headers, response_class=ErrorResponse)
 
 
 @exception_view_config(ApiError)

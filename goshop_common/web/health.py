@@ -1,4 +1,9 @@
-"""``/live``, ``/ready`` and ``/v1/db/ping``, as the seed defines them."""
+"""``/live``, ``/ready`` and ``/v1/db/ping``, as the seed defines them.
+
+``live_view`` is every process's ``/live``: the services' public apps (the
+``live`` Cornice service, the gateway's too), their internal apps and the
+workers' health apps (``add_live_route``, where there is no Cornice).
+"""
 
 from __future__ import annotations
 
@@ -31,6 +36,12 @@ def ping_database(engine: sa.Engine) -> float:
 @live.get(responses={200: OK})
 def live_view(request):
     return {"status": "ok"}
+
+
+def add_live_route(config) -> None:
+    """``GET /live`` answered by ``live_view`` on a plain Pyramid app."""
+    config.add_route("live", "/live")
+    config.add_view(live_view, route_name="live", renderer="json", request_method="GET")
 
 
 @ready.get(responses={200: OK, 503: DB_NOT_READY})

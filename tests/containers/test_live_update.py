@@ -230,11 +230,12 @@ def test_a_synced_change_is_served_by_the_worker_under_hupper(tilt, outboxer_dev
     status, body = get(port, "/live")
     assert (status, body) == (200, {"status": "ok"})
     marker = uuid.uuid4().hex[:8]
-    path = "goshop_common/messaging/worker.py"
+    # The worker's /live is the services' own view (goshop_common.web.health).
+    path = "goshop_common/web/health.py"
     source = edited(
         path,
-        '    def live(request):\n        return {"status": "ok"}',
-        f'    def live(request):\n        return {{"status": "ok", "synced": "{marker}"}}',
+        'def live_view(request):\n    return {"status": "ok"}',
+        f'def live_view(request):\n    return {{"status": "ok", "synced": "{marker}"}}',
         tmp_path,
     )
     steps = live_update(tilt, "goshop-outboxer")

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import jwt
 import pytest
-import webtest
 
 from goshop_common.auth.jwks import MAX_JWKS_BYTES, JwksKeyStore
 from goshop_common.auth.tokens import ACCESS, InvalidToken, TokenVerifier
@@ -50,9 +49,9 @@ def canned_server() -> Iterator:
 
 
 @pytest.fixture
-def access_token(users_app, clean_db) -> tuple[str, str]:
+def access_token(users_app, seam_client) -> tuple[str, str]:
     """(user id, access token) from a real register and login on the users app."""
-    app = webtest.TestApp(users_app, extra_environ={"REMOTE_ADDR": "192.0.2.20"})
+    app = seam_client(users_app, REMOTE_ADDR="192.0.2.20")
     user = register(app)
     return user["id"], login(app, user["email"])["access_token"]
 

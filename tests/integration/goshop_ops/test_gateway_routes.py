@@ -12,7 +12,7 @@ import pytest
 import webtest
 
 from tests.integration.goshop_ops.conftest import OPERATOR, create_order
-from tests.support import served, with_settings
+from tests.support import SavepointSeam, served, with_settings
 
 
 def gateway(service_settings, **changes):
@@ -22,9 +22,11 @@ def gateway(service_settings, **changes):
 
 
 @pytest.fixture
-def ops_url(ops_app) -> Iterator[str]:
-    """The ops app on 127.0.0.1 behind waitress, in a background thread."""
-    with served(ops_app) as url:
+def ops_url(ops_app, db_connection) -> Iterator[str]:
+    """The ops app on 127.0.0.1 behind waitress, in a background thread,
+    through the seam: it reads the orders the test's orders_client wrote on
+    the test's connection (one request at a time: the gateway waits for it)."""
+    with served(SavepointSeam(ops_app, db_connection)) as url:
         yield url
 
 

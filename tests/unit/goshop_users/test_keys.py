@@ -6,6 +6,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from goshop_common.auth.thumbprint import thumbprint
 from goshop_common.auth.tokens import ACCESS, TokenVerifier
 from goshop_common.settings import SettingsError, load_settings
 from goshop_users.keys import dev_key_path, load_signing_key
@@ -33,7 +34,7 @@ def test_development_generates_a_key_once_and_marks_it_dev(tmp_path):
     settings = settings_for(tmp_path)
     first = load_signing_key(settings)
     second = load_signing_key(settings)
-    assert first.kid.startswith("dev-")
+    assert first.kid == f"dev-{thumbprint(first.public_key, 'EdDSA')}"
     assert first.kid == second.kid
     assert dev_key_path(settings).exists()
     assert oct(dev_key_path(settings).stat().st_mode & 0o777) == "0o600"
@@ -45,7 +46,7 @@ def test_a_configured_key_file_is_used_and_not_marked_dev(tmp_path):
     path.write_bytes(pem(ed25519.Ed25519PrivateKey.generate()))
     key = load_signing_key(settings_for(tmp_path, GOSHOP_JWT_PRIVATE_KEY_FILE=str(path)))
     assert not key.kid.startswith("dev-")
-    assert len(key.kid) == 43  # base64url SHA-256 thumbprint
+    assert key.kid == thumbprint(key.public_key, "EdDSA")
 
 
 def test_a_missing_configured_key_file_fails_at_start(tmp_path):
