@@ -48,6 +48,8 @@ DEV = [
     "kubernetes-validate==1.37.0",
     "starlark-pyo3==2026.1.3",
     "ruff==0.17.6",
+    # The architecture's import rules (.importlinter), checked by make test.
+    "import-linter==2.16",
     # The OpenAPI documents against the code (tests/integration/contract).
     "openapi-spec-validator==0.9.0",
     "schemathesis==4.32.5",

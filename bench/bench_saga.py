@@ -49,7 +49,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session as DbSession
 
 from goshop_common.db.session import make_engine
-from goshop_common.messaging.kafka import CONSUMER_DEFAULTS, ORDERS_TOPIC, ensure_topics, event_headers, make_producer
+from goshop_common.messaging.events import ORDER_CREATED, ORDERS_TOPIC, event_headers
+from goshop_common.messaging.kafka import CONSUMER_DEFAULTS, ensure_topics, make_producer
 from goshop_common.messaging.outbox import add_event
 from goshop_common.settings import load_settings
 from goshop_devtools.broker import EmbeddedBroker, start_on_free_port
@@ -334,23 +335,19 @@ def insert_outbox_rows(engine: sa.Engine, count: int) -> list[dict]:
     events = []
     with engine.begin() as connection:
         for i in range(count):
-            order_id = str(uuid.uuid4())
-            fields = {
-                "order_id": order_id,
-                "user_id": str(uuid.uuid4()),
-                "amount_cents": 10_000 + i,
-                "currency": "RUB",
-                "status": "new",
-            }
+            order_id = uuid.uuid4()
             body = add_event(
                 connection,
                 OUTBOX,
-                topic=ORDERS_TOPIC,
-                key=order_id,
-                event_type="bench.relay",
-                fields=fields,
+                ORDER_CREATED,
                 occurred_at=now(),
+                order_id=order_id,
+                user_id=uuid.uuid4(),
+                amount_cents=10_000 + i,
+                currency="RUB",
+                status="new",
             )
+            order_id = str(order_id)
             events.append({"key": order_id, "body": body})
     return events
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -113,6 +114,17 @@ def _address_list(raw: str) -> tuple[str, ...]:
     return addresses
 
 
+def _schema_list(raw: str) -> tuple[str, ...]:
+    schemas = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not schemas:
+        raise ValueError("names no schema")
+    for schema in schemas:
+        # Lower-case unquoted identifiers only: the name is spliced into SQL.
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+            raise ValueError(f"not a schema name: {schema!r}")
+    return schemas
+
+
 def _one_of(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()
@@ -155,6 +167,12 @@ def _setting(
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
+    """Every goshop setting, one field each (see ``_setting``).
+
+    ``load_settings(service=...)`` fills only the fields that ``service``
+    uses and leaves the rest None, so a process reading another's setting
+    fails loudly in its tests instead of quietly using a default."""
+
     env: str = _setting("GOSHOP_ENV", _one_of(DEVELOPMENT, PRODUCTION, TEST), DEVELOPMENT, _ALL)
     log_level: str = _setting("GOSHOP_LOG_LEVEL", _one_of("DEBUG", "INFO", "WARNING", "ERROR"), "INFO", _ALL)
     log_format: str = _setting(
@@ -227,7 +245,12 @@ class Settings:
         "GOSHOP_PAYMENTS_CONSUMER_GROUP", _text, "goshop-payments", (PAYMENTS_CONSUMER,)
     )
 
-    # The outbox relay.
+    # The outbox relay. It relays the outbox table of each schema named here
+    # (every service with an outbox has one, made by create_outbox_v1), so a
+    # new producing service is a setting, not a code change in the outboxer.
+    outbox_schemas: tuple[str, ...] = _setting(
+        "GOSHOP_OUTBOX_SCHEMAS", _schema_list, ("orders", "payments"), (OUTBOXER,)
+    )
     outbox_batch_size: int = _setting("GOSHOP_OUTBOX_BATCH_SIZE", _positive_int, 100, (OUTBOXER,))
     outbox_poll_seconds: int = _setting("GOSHOP_OUTBOX_POLL_SECONDS", _positive_int, 5, (OUTBOXER,))
     outbox_backoff_base_ms: int = _setting("GOSHOP_OUTBOX_BACKOFF_BASE_MS", _positive_int, 500, (OUTBOXER,))

@@ -11,6 +11,8 @@ Answers come from Ollama when ``OLLAMA_URL`` is set, from rules otherwise
 
 from __future__ import annotations
 
+from sqlalchemy.orm import sessionmaker
+
 from goshop_common.settings import Settings, load_settings
 from goshop_common.web.app import make_service_app
 from goshop_ops.explain import make_explainer
@@ -18,6 +20,11 @@ from goshop_ops.explain import make_explainer
 
 def includeme(config) -> None:
     settings: Settings = config.registry.goshop_settings
+    # Ops reads other services' tables through their read contracts
+    # (goshop_orders.read_contract, goshop_payments.read_contract) and writes
+    # nothing: its transactions are read-only, so PostgreSQL refuses a write.
+    readonly = config.registry.dbengine.execution_options(postgresql_readonly=True)
+    config.registry.dbsession_factory = sessionmaker(bind=readonly, expire_on_commit=False)
     # Rules, or Ollama when OLLAMA_URL is set: chosen once, at start.
     config.registry.ops_explainer = make_explainer(settings)
 

@@ -12,6 +12,7 @@ import urllib.parse
 import urllib.request
 
 from goshop_common.clock import rfc3339
+from goshop_common.messaging.events import ORDER_CREATED
 from goshop_ops.timeline import (
     EVENT_APPLIED,
     EVENT_PENDING,
@@ -29,6 +30,8 @@ MAX_ANSWER_BYTES = 1024 * 1024
 
 @dataclasses.dataclass(frozen=True)
 class Answer:
+    """An explanation, and which explainer (and model) gave it."""
+
     text: str
     source: str  # "rules" or "ollama"
     model: str | None = None
@@ -104,7 +107,7 @@ class RulesExplainer:
     @staticmethod
     def _stuck(timeline: OrderTimeline) -> str:
         """Where a ``new`` order's saga stopped: the first step that has not happened."""
-        created_event = timeline.first("outboxer", EVENT_PUBLISHED, EVENT_PENDING, event_type="order.created")
+        created_event = timeline.first("outboxer", EVENT_PUBLISHED, EVENT_PENDING, event_type=ORDER_CREATED.name)
         if created_event is None:
             return "there is no order.created event for it in the orders outbox, so its payment was never requested."
         if created_event.event == EVENT_PENDING:

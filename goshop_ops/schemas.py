@@ -8,7 +8,7 @@ import colander
 
 from goshop_common.web.openapi import SERVICE_UNAVAILABLE, Reply, error
 from goshop_common.web.schemas import StrictString, body, field, list_of, order_body, strict_string_node
-from goshop_orders.models import STATUSES
+from goshop_orders.read_contract import ORDER_STATUSES as STATUSES
 
 QUESTION_MAX_LENGTH = 2000
 FORMATS = ("json", "markdown")

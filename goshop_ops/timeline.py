@@ -1,9 +1,10 @@
 """An order's saga as one time-ordered list, read from the orders and
 payments schemas: what happened to the order, and where it stands.
 
-Only reads. The entries come from four tables written by three kinds of
-process (the orders service and consumer, the outboxer, the payments
-consumer); the ``source`` of an entry says which of them wrote it.
+Only reads, through the read contracts of orders and payments
+(goshop_orders.read_contract, goshop_payments.read_contract). The entries
+come from four tables written by three kinds of process (the orders
+service and consumer, the outboxer, the payments consumer); the ``source`` of an entry says which of them wrote it.
 """
 
 from __future__ import annotations
@@ -15,14 +16,9 @@ import uuid
 import sqlalchemy as sa
 
 from goshop_common.clock import rfc3339
-from goshop_orders import models as orders_models
-from goshop_payments import models as payments_models
-
-ORDERS_OUTBOX = orders_models.OUTBOX
-ORDERS_INBOX = orders_models.INBOX
-PAYMENTS = payments_models.Payment.__table__
-PAYMENTS_OUTBOX = payments_models.OUTBOX
-PAYMENTS_INBOX = payments_models.INBOX
+from goshop_common.messaging.events import ORDER_CREATED as ORDER_CREATED_EVENT
+from goshop_orders.read_contract import INITIAL_STATUS, ORDERS, ORDERS_INBOX, ORDERS_OUTBOX, order_as_json
+from goshop_payments.read_contract import PAYMENTS, PAYMENTS_INBOX, PAYMENTS_OUTBOX
 
 # Entry kinds, in the saga's causal order.
 ORDER_CREATED = "order created"
@@ -60,6 +56,8 @@ class Entry:
 
 @dataclasses.dataclass(frozen=True)
 class OrderTimeline:
+    """An order and what happened to it, oldest first."""
+
     order: dict  # the order as the orders API shows it
     entries: tuple[Entry, ...]
 
@@ -91,7 +89,7 @@ def in_time_order(entries) -> tuple[Entry, ...]:
 
 def _sort_key(entry: Entry) -> tuple:
     if entry.source == "outboxer":
-        rank = 1 if entry.detail.get("event_type") == "order.created" else 4
+        rank = 1 if entry.detail.get("event_type") == ORDER_CREATED_EVENT.name else 4
     else:
         rank = _RANK.get((entry.source, entry.event), 9)
     at = entry.at.astimezone(dt.UTC)
@@ -118,7 +116,7 @@ class Timeline:
 
     def for_order(self, order_id: uuid.UUID) -> OrderTimeline | None:
         """The order's timeline, or None when there is no such order."""
-        order = self.db.get(orders_models.Order, order_id)
+        order = self.db.execute(sa.select(ORDERS).where(ORDERS.c.id == order_id)).first()
         if order is None:
             return None
         key = str(order_id)
@@ -135,10 +133,10 @@ class Timeline:
         entries += [_outbox_entry(row) for row in payment_events]
         entries += [_inbox_entry("orders", row) for row in self._inbox(ORDERS_INBOX, payment_events)]
 
-        if order.status != orders_models.NEW:
-            change = {"from": orders_models.NEW, "to": order.status, "reason": order.reason}
+        if order.status != INITIAL_STATUS:
+            change = {"from": INITIAL_STATUS, "to": order.status, "reason": order.reason}
             entries.append(Entry(order.updated_at, "orders", STATUS_CHANGED, change))
-        return OrderTimeline(order.as_json(), in_time_order(entries))
+        return OrderTimeline(order_as_json(order), in_time_order(entries))
 
     def _outbox(self, table: sa.Table, key: str) -> list:
         # The outbox has no index on a published row's key (only pending rows

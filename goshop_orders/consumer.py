@@ -10,33 +10,29 @@ from __future__ import annotations
 
 import logging
 import sys
-import uuid
 
 from sqlalchemy.orm import Session as DbSession
 
 from goshop_common.clock import utcnow
-from goshop_common.messaging.consumer import Event, EventConsumer, PoisonEvent, build_consumer, run_consumer
-from goshop_common.messaging.kafka import PAYMENTS_TOPIC
+from goshop_common.messaging.consumer import Event, EventConsumer, build_consumer, run_consumer
+from goshop_common.messaging.events import PAYMENT_CONFIRMED, PAYMENT_FAILED, PAYMENTS_TOPIC
 from goshop_common.settings import ORDERS_CONSUMER, Settings
 from goshop_orders.models import CANCELLED, INBOX, PAID
 from goshop_orders.orders import Orders
 
 log = logging.getLogger("goshop.orders.consumer")
 
-OUTCOMES = {"payment.confirmed": PAID, "payment.failed": CANCELLED}
+OUTCOMES = {PAYMENT_CONFIRMED.name: PAID, PAYMENT_FAILED.name: CANCELLED}
 
 
 def apply_payment_event(db: DbSession, event: Event) -> None:
+    """Settle the order a payment event is about. The consumer has already
+    checked the event against the contract, so its fields are sound."""
     status = OUTCOMES.get(event.type)
     if status is None:
         return  # another event type on the topic: not ours to act on
-    try:
-        order_id = uuid.UUID(str(event.body["order_id"]))
-    except (KeyError, ValueError):
-        raise PoisonEvent("no valid order_id") from None
-    reason = event.body.get("reason") if status == CANCELLED else None
-    if reason is not None and not isinstance(reason, str):
-        raise PoisonEvent("reason is not a string")
+    order_id = event.fields["order_id"]
+    reason = event.fields["reason"] if status == CANCELLED else None
     settled = Orders(db, utcnow).settle(order_id, status, reason)
     if not settled:
         log.warning(

@@ -10,15 +10,13 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as DbSession
 
-from goshop_common.messaging.kafka import ORDERS_TOPIC
+from goshop_common.messaging.events import ORDER_CREATED
 from goshop_common.messaging.outbox import add_event
 from goshop_orders.models import NEW, OUTBOX, Order
 
-ORDER_CREATED = "order.created"
-
 
 class InvalidCursor(ValueError):
-    pass
+    """A cursor that ``encode_cursor`` cannot have made (a 400, not a 500)."""
 
 
 # A cursor is opaque to clients: the last order's creation time (UTC
@@ -34,6 +32,7 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def encode_cursor(order: Order) -> str:
+    """The position just after ``order`` in "newest first" order."""
     micros = (order.created_at - _EPOCH) // dt.timedelta(microseconds=1)
     return f"{micros:x}.{order.id.hex}"
 
@@ -48,6 +47,9 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
 
 
 class Orders:
+    """The orders of the request's (or the consumer's) transaction: creating
+    one with its event, reading a customer's own, settling one by the saga."""
+
     def __init__(self, db: DbSession, clock: Callable[[], dt.datetime]):
         self.db = db
         self.clock = clock
@@ -68,18 +70,14 @@ class Orders:
         add_event(
             self.db,
             OUTBOX,
-            topic=ORDERS_TOPIC,
-            key=str(order.id),
-            event_type=ORDER_CREATED,
-            fields={
-                "order_id": str(order.id),
-                "user_id": str(user_id),
-                "amount_cents": amount_cents,
-                "currency": currency,
-                "status": NEW,
-            },
+            ORDER_CREATED,
             occurred_at=now,
             request_id=request_id,
+            order_id=order.id,
+            user_id=user_id,
+            amount_cents=amount_cents,
+            currency=currency,
+            status=NEW,
         )
         return order
 

@@ -1,3 +1,6 @@
+"""``python -m goshop_outboxer``: relay every committed outbox row to Kafka
+(health and metrics on :8084, ``--port`` to move them)."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,20 +13,28 @@ from kafka.errors import KafkaError
 
 from goshop_common.db.session import make_engine
 from goshop_common.messaging.kafka import broker_reachable, make_producer
+from goshop_common.messaging.outbox import outbox_table
 from goshop_common.messaging.worker import configure_logging, health_app, on_sigterm, serve_in_background
 from goshop_common.observability.metrics import OUTBOXES
 from goshop_common.settings import Settings, load_settings
 from goshop_common.web.health import ping_database
-from goshop_orders.models import OUTBOX as ORDERS_OUTBOX
 from goshop_outboxer.relay import Relay
 from goshop_outboxer.worker import Listener, Outboxer
-from goshop_payments.models import OUTBOX as PAYMENTS_OUTBOX
 
-TABLES = (ORDERS_OUTBOX, PAYMENTS_OUTBOX)
 log = logging.getLogger("goshop.outboxer")
 
 
-def build(settings: Settings, engine: sa.Engine, producer, tables=TABLES, listen: bool = True) -> Outboxer:
+def outbox_tables(schemas) -> list[sa.Table]:
+    """The outbox table of each schema: the outboxer knows the outbox's shape
+    (goshop_common.messaging.outbox), never a service's models."""
+    return [outbox_table(sa.MetaData(schema=schema)) for schema in schemas]
+
+
+def build(settings: Settings, engine: sa.Engine, producer, tables=None, listen: bool = True) -> Outboxer:
+    """An Outboxer relaying ``tables`` (by default the outboxes of
+    ``settings.outbox_schemas``) through ``producer``."""
+    if tables is None:
+        tables = outbox_tables(settings.outbox_schemas)
     relays = [
         Relay(
             engine,
@@ -68,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     # Watched from the start: a backlog growing while the broker is away is
     # what the gauges are for.
-    for table in TABLES:
+    for table in outbox_tables(settings.outbox_schemas):
         OUTBOXES.watch(engine, table)
     # Health first: while the broker is away at boot, /ready says so.
     app = health_app(settings, checks, service="outboxer", engine=engine)

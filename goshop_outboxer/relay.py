@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from kafka.errors import KafkaTimeoutError
 
 from goshop_common.clock import utcnow
-from goshop_common.messaging.kafka import event_headers
+from goshop_common.messaging.events import event_headers
 from goshop_common.observability.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 
 log = logging.getLogger("goshop.outboxer")
@@ -36,6 +36,9 @@ FLUSH_TIMEOUT_SECONDS = 10.0
 
 @dataclasses.dataclass
 class RelayStats:
+    """What one relay did since it started, for tests and benchmarks (the
+    metrics say the same to Prometheus)."""
+
     published: int = 0
     failed: int = 0
 
@@ -47,6 +50,12 @@ def backoff_seconds(attempts: int, base_ms: int, cap_seconds: int) -> float:
 
 
 class Relay:
+    """Relays one outbox table (``table``, of one schema) to Kafka through
+    ``producer``; ``relay_once`` is one claimed, published and settled batch.
+
+    Replicas may run side by side: ``FOR UPDATE SKIP LOCKED`` gives each a
+    disjoint batch, and the head-of-key rule keeps every key's order."""
+
     def __init__(
         self,
         engine: sa.Engine,

@@ -43,22 +43,23 @@ class Listener:
         with self.connection.cursor() as cursor:
             cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
 
-    def wait(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` seconds; True when a notification arrived."""
+    def wait(self, timeout: float) -> frozenset[str]:
+        """Sleep up to ``timeout`` seconds; the schemas whose outbox had a row
+        committed meanwhile (the trigger's payload), empty if none did."""
         try:
             if self.connection is None or self.connection.closed:
                 self._connect()
             if select.select([self.connection], [], [], timeout) == ([], [], []):
-                return False
+                return frozenset()
             self.connection.poll()
-            woke = bool(self.connection.notifies)
+            schemas = frozenset(notify.payload for notify in self.connection.notifies)
             self.connection.notifies.clear()
-            return woke
+            return schemas
         except (psycopg2.Error, OSError) as exc:
             log.warning("listen connection lost; polling until it is back", extra={"error": exc.__class__.__name__})
             self.close()
             time.sleep(min(timeout, 1.0))
-            return False
+            return frozenset()
 
     def close(self) -> None:
         if self.connection is not None and not self.connection.closed:
@@ -67,6 +68,12 @@ class Listener:
 
 
 class Outboxer:
+    """Runs the relays of every outbox until stopped.
+
+    A notification names the schema whose outbox had a commit, and wakes only
+    that schema's relay; the slow poll (and any full batch) goes over all of
+    them, for rows in backoff and for a notification that was missed."""
+
     def __init__(self, relays: list[Relay], listener: Listener | None, poll_seconds: float):
         self.relays = relays
         self.listener = listener
@@ -76,11 +83,14 @@ class Outboxer:
     def stop(self) -> None:
         self._stop.set()
 
-    def pass_once(self) -> bool:
-        """Relay a batch from each table; True when any table had a full batch
-        (more may be waiting, so go again without sleeping)."""
+    def pass_once(self, schemas: frozenset[str] | None = None) -> bool:
+        """Relay a batch from each table (of ``schemas`` only, when given);
+        True when any table had a full batch (more may be waiting, so go again
+        without sleeping)."""
         more = False
         for relay in self.relays:
+            if schemas is not None and relay.table.schema not in schemas:
+                continue
             try:
                 claimed = relay.relay_once()
             except sa.exc.OperationalError as exc:
@@ -103,9 +113,12 @@ class Outboxer:
         return timeout
 
     def run(self) -> None:
+        woken: frozenset[str] | None = None  # None: every outbox is due a look
         try:
             while not self._stop.is_set():
-                if self.pass_once():
+                more = self.pass_once(woken)
+                woken = None
+                if more:
                     continue
                 timeout = self._sleep_for()
                 if self.listener is None:
@@ -114,7 +127,9 @@ class Outboxer:
                     # Short slices so a stop request is noticed quickly.
                     deadline = time.monotonic() + timeout
                     while not self._stop.is_set() and time.monotonic() < deadline:
-                        if self.listener.wait(min(0.5, deadline - time.monotonic())):
+                        notified = self.listener.wait(min(0.5, deadline - time.monotonic()))
+                        if notified:
+                            woken = notified
                             break
         finally:
             if self.listener is not None:

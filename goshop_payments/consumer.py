@@ -7,7 +7,7 @@ import sys
 
 from goshop_common.clock import utcnow
 from goshop_common.messaging.consumer import EventConsumer, build_consumer, run_consumer
-from goshop_common.messaging.kafka import ORDERS_TOPIC
+from goshop_common.messaging.events import ORDERS_TOPIC
 from goshop_common.settings import PAYMENTS_CONSUMER, Settings
 from goshop_payments.models import INBOX
 from goshop_payments.payments import PaymentDecider

@@ -10,30 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session as DbSession
 
-from goshop_common.messaging.consumer import Event, PoisonEvent
-from goshop_common.messaging.kafka import PAYMENTS_TOPIC
+from goshop_common.messaging.consumer import Event
+from goshop_common.messaging.events import ORDER_CREATED, PAYMENT_CONFIRMED, PAYMENT_FAILED
 from goshop_common.messaging.outbox import add_event
 from goshop_payments.models import CONFIRMED, FAILED, OUTBOX, Payment
 from goshop_payments.provider import MockProvider
-
-ORDER_CREATED = "order.created"
-PAYMENT_CONFIRMED = "payment.confirmed"
-PAYMENT_FAILED = "payment.failed"
-
-
-def _order_fields(body: dict) -> tuple[uuid.UUID, uuid.UUID, int, str]:
-    try:
-        order_id = uuid.UUID(str(body["order_id"]))
-        user_id = uuid.UUID(str(body["user_id"]))
-        amount = body["amount_cents"]
-        currency = body["currency"]
-    except (KeyError, ValueError):
-        raise PoisonEvent("order.created without a valid order_id, user_id, amount_cents or currency") from None
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-        raise PoisonEvent("amount_cents is not a positive integer")
-    if not isinstance(currency, str) or len(currency) != 3:
-        raise PoisonEvent("currency is not a 3-letter code")
-    return order_id, user_id, amount, currency
 
 
 class PaymentDecider:
@@ -44,9 +25,12 @@ class PaymentDecider:
         self.clock = clock
 
     def __call__(self, db: DbSession, event: Event) -> None:
-        if event.type != ORDER_CREATED:
+        if event.type != ORDER_CREATED.name:
             return
-        order_id, user_id, amount, currency = _order_fields(event.body)
+        # Checked by the consumer against the contract: ids are UUIDs, the
+        # amount a positive integer, the currency three capitals.
+        order_id, user_id = event.fields["order_id"], event.fields["user_id"]
+        amount, currency = event.fields["amount_cents"], event.fields["currency"]
         decision = self.provider.charge(amount, currency)
         now = self.clock()
         payment_id = uuid.uuid4()
@@ -72,22 +56,19 @@ class PaymentDecider:
         add_event(
             db,
             OUTBOX,
-            topic=PAYMENTS_TOPIC,
-            key=str(order_id),
-            event_type=PAYMENT_CONFIRMED if decision.confirmed else PAYMENT_FAILED,
-            fields={
-                "payment_id": str(payment_id),
-                "order_id": str(order_id),
-                "user_id": str(user_id),
-                "amount_cents": amount,
-                "currency": currency,
-                "status": CONFIRMED if decision.confirmed else FAILED,
-                "reason": decision.reason,
-            },
+            PAYMENT_CONFIRMED if decision.confirmed else PAYMENT_FAILED,
             occurred_at=now,
             request_id=event.request_id,
+            payment_id=payment_id,
+            order_id=order_id,
+            user_id=user_id,
+            amount_cents=amount,
+            currency=currency,
+            status=CONFIRMED if decision.confirmed else FAILED,
+            reason=decision.reason,
         )
 
 
 def payments_for(db: DbSession, order_id: uuid.UUID, user_id: uuid.UUID) -> list[Payment]:
+    """The order's payments, if the order is ``user_id``'s: a stranger sees none."""
     return list(db.scalars(sa.select(Payment).where(Payment.order_id == order_id, Payment.user_id == user_id)))

@@ -33,6 +33,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session as DbSession
 
 from goshop_common.db.session import make_engine
+from goshop_common.messaging import events
 from goshop_common.messaging.inbox import first_delivery
 from goshop_common.messaging.kafka import broker_reachable, make_consumer
 from goshop_common.messaging.worker import configure_logging, health_app, on_sigterm, serve_in_background
@@ -53,6 +54,10 @@ class PoisonEvent(Exception):
 
 @dataclass(frozen=True)
 class Event:
+    """A consumed event: its envelope, its body as sent, and — for a type the
+    contract knows — its ``fields`` as read by the contract (UUIDs as
+    ``uuid.UUID``). ``fields`` is None for a type the contract does not know."""
+
     event_id: uuid.UUID
     type: str
     body: dict
@@ -60,10 +65,11 @@ class Event:
     partition: int
     offset: int
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    fields: dict | None = None
 
     @property
     def request_id(self) -> str | None:
-        return self.headers.get("request-id")
+        return self.headers.get(events.REQUEST_ID_HEADER)
 
 
 def _headers(record) -> dict[str, str]:
@@ -77,21 +83,27 @@ def _headers(record) -> dict[str, str]:
 
 
 def parse(record) -> Event:
-    """The envelope of a Kafka record, or PoisonEvent."""
+    """The event in a Kafka record, checked against the contract; PoisonEvent
+    if it breaks it (so no handler ever sees a malformed event)."""
     try:
         body = json.loads(record.value)
     except (TypeError, ValueError, RecursionError):
         raise PoisonEvent("not JSON") from None
-    if not isinstance(body, dict):
-        raise PoisonEvent("not a JSON object")
     try:
-        event_id = uuid.UUID(str(body["event_id"]))
-    except (KeyError, ValueError):
-        raise PoisonEvent("no valid event_id") from None
-    event_type = body.get("event")
-    if not isinstance(event_type, str):
-        raise PoisonEvent("no event type")
-    return Event(event_id, event_type, body, record.topic, record.partition, record.offset, _headers(record))
+        envelope = events.read_envelope(body)
+        fields = events.read_fields(envelope.type, record.topic, body)
+    except events.InvalidEvent as exc:
+        raise PoisonEvent(str(exc)) from None
+    return Event(
+        envelope.event_id,
+        envelope.type,
+        body,
+        record.topic,
+        record.partition,
+        record.offset,
+        _headers(record),
+        fields,
+    )
 
 
 Handler = Callable[[DbSession, Event], None]
@@ -154,6 +166,12 @@ class EventConsumer:
         self._stop.set()
 
     def run(self, poll_timeout_ms: int = 500) -> None:
+        """Poll, apply and commit until ``stop``; then leave the group.
+
+        Batches are processed partition by partition, each in its own
+        transaction, so a slow partition's rollback never undoes another's
+        work. The offsets are not committed on close: what was applied has
+        been committed batch by batch already, and nothing else may be."""
         try:
             while not self._stop.is_set():
                 try:
@@ -197,6 +215,7 @@ class EventConsumer:
                 CONSUMER_LAG.remove(self.name, topic, partition)
 
     def _process(self, partition, records) -> None:
+        """Apply one partition's batch in one transaction, then commit its offset."""
         try:
             with DbSession(self.engine) as db, db.begin():
                 for record in records:
@@ -219,6 +238,8 @@ class EventConsumer:
             log.warning("offset commit failed", extra={"consumer": self.name, "error": exc.__class__.__name__})
 
     def _apply(self, db: DbSession, record) -> None:
+        """One record, in a savepoint of the batch's transaction: a record that
+        fails rolls back only its own work, never its neighbours'."""
         self.stats.count("consumed")
         try:
             event = parse(record)

@@ -20,11 +20,10 @@ from collections.abc import Iterable, Sequence
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
+from goshop_common.messaging.events import TOPICS
+
 log = logging.getLogger("goshop.kafka")
 
-ORDERS_TOPIC = "orders.events"
-PAYMENTS_TOPIC = "payments.events"
-TOPICS = (ORDERS_TOPIC, PAYMENTS_TOPIC)
 PARTITIONS = 3
 
 # A down or frozen broker must fail a send within seconds, not the client's
@@ -247,12 +246,3 @@ def broker_reachable(bootstrap: str, timeout: float = 2.0) -> bool:
         except Exception as exc:
             log.debug("broker %s:%s not reachable: %r", host, port, exc)
     return False
-
-
-def event_headers(event_type: str, event_id: str | uuid.UUID, request_id: str | None = None) -> list[tuple[str, bytes]]:
-    """Kafka headers for an event envelope: ``event-type``, ``event-id`` and,
-    when known, ``request-id``."""
-    headers = [("event-type", event_type.encode()), ("event-id", str(event_id).encode())]
-    if request_id is not None:
-        headers.append(("request-id", request_id.encode()))
-    return headers

@@ -14,8 +14,9 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from goshop_common.messaging.events import EventType
+
 NOTIFY_CHANNEL = "goshop_outbox"
-EVENT_VERSION = 1
 
 
 def outbox_table(metadata: sa.MetaData) -> sa.Table:
@@ -94,38 +95,35 @@ def drop_outbox_v1(op, schema: str) -> None:
     op.execute(f"DROP FUNCTION IF EXISTS {schema}.outbox_notify()")
 
 
-def envelope(event_type: str, fields: dict, occurred_at: dt.datetime, event_id: uuid.UUID | None = None) -> dict:
-    """The JSON every goshop event carries: id, type, version, time, then its fields."""
-    return {
-        "event_id": str(event_id or uuid.uuid4()),
-        "event": event_type,
-        "version": EVENT_VERSION,
-        "occurred_at": occurred_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
-        **fields,
-    }
-
-
 def add_event(
     db,
     table: sa.Table,
+    event_type: EventType,
     *,
-    topic: str,
-    key: str,
-    event_type: str,
-    fields: dict,
     occurred_at: dt.datetime,
     request_id: str | None = None,
+    **fields,
 ) -> dict:
-    """Queue an event in the caller's transaction; returns its envelope."""
-    body = envelope(event_type, fields, occurred_at)
+    """Queue an event in the caller's transaction; returns it as it will be sent.
+
+    The event is built by the contract (goshop_common.messaging.events), so a
+    field the contract does not allow fails here, inside the transaction that
+    would otherwise have committed it."""
+    body = event_type.build(occurred_at, **fields)
     db.execute(
         table.insert().values(
             event_id=uuid.UUID(body["event_id"]),
-            topic=topic,
-            key=key,
-            event_type=event_type,
+            topic=event_type.topic,
+            key=event_type.key(body),
+            event_type=event_type.name,
             payload=body,
             request_id=request_id,
+            # The event's own time, not the column's default now(): now() is
+            # when the transaction began, which can fall in an earlier
+            # millisecond than the state change the event announces (and, in
+            # a test's outer transaction, minutes earlier). The ops timeline
+            # orders the two by these times.
+            created_at=occurred_at,
         )
     )
     return body

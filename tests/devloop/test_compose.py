@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from goshop_common.messaging.kafka import PARTITIONS, TOPICS
+from goshop_common.messaging.events import TOPICS
+from goshop_common.messaging.kafka import PARTITIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"

@@ -586,7 +586,8 @@ def test_the_dev_secret_is_marked_development_only():
 def test_the_dev_overlay_creates_both_topics_with_three_partitions():
     (job,) = [o for o in rendered("dev") if o["kind"] == "Job" and o["metadata"]["name"] == "kafka-topics"]
     script = " ".join(pod_spec(job)["containers"][0]["command"])
-    from goshop_common.messaging.kafka import PARTITIONS, TOPICS
+    from goshop_common.messaging.events import TOPICS
+    from goshop_common.messaging.kafka import PARTITIONS
 
     for topic in TOPICS:
         assert topic in script

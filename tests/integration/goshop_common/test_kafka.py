@@ -12,15 +12,13 @@ import pytest
 from kafka import KafkaAdminClient, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError
 
+from goshop_common.messaging.events import ORDERS_TOPIC, TOPICS, event_headers
 from goshop_common.messaging.kafka import (
     DELIVERY_TIMEOUT_MS,
     MAX_BLOCK_MS,
-    ORDERS_TOPIC,
     PARTITIONS,
-    TOPICS,
     broker_reachable,
     ensure_topics,
-    event_headers,
     make_consumer,
     make_producer,
 )
@@ -104,15 +102,6 @@ def test_a_record_produced_before_the_group_join_arrives_with_key_value_and_head
         ("event-type", b"order.created"),
         ("event-id", str(event_id).encode()),
         ("request-id", b"req-123"),
-    ]
-
-
-def test_event_headers_leave_out_an_unknown_request_id():
-    event_id = uuid.uuid4()
-
-    assert event_headers("payment.failed", event_id, None) == [
-        ("event-type", b"payment.failed"),
-        ("event-id", str(event_id).encode()),
     ]
 
 

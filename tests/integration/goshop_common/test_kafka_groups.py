@@ -8,7 +8,8 @@ import textwrap
 import time
 import uuid
 
-from goshop_common.messaging.kafka import ORDERS_TOPIC, make_consumer
+from goshop_common.messaging.events import ORDERS_TOPIC
+from goshop_common.messaging.kafka import make_consumer
 
 MEMBER = textwrap.dedent(
     """
