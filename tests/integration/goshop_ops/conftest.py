@@ -1,4 +1,5 @@
-"""The ops app over WebTest, on the real database the saga writes to."""
+"""The ops app over WebTest, on the real database the saga writes to: through
+the seam (on the test's connection), or committing for the saga's workers."""
 
 from __future__ import annotations
 
@@ -27,7 +28,15 @@ def ops_app(service_settings):
 
 
 @pytest.fixture
-def ops_client(ops_app, clean_db):
+def ops_client(ops_app, seam_client):
+    """WebTest against the ops app, through the seam: it reads what the
+    test's other seamed clients wrote on the test's connection."""
+    return seam_client(ops_app)
+
+
+@pytest.fixture
+def committing_ops_client(ops_app, clean_db):
+    """WebTest against the ops app on committed data (the saga's workers')."""
     return webtest.TestApp(ops_app)
 
 
@@ -37,14 +46,13 @@ def create_order(orders_client, customer, amount_cents: int) -> dict:
     ).json
 
 
-def fail_publication(engine, order_id: str, error: str, attempts: int = 3) -> None:
+def fail_publication(connection, order_id: str, error: str, attempts: int = 3) -> None:
     """What the outboxer leaves on a row it could not produce: its attempts,
-    the error, and when it tries again."""
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text(
-                "UPDATE orders.outbox SET attempts = :attempts, last_error = :error, "
-                "next_attempt_at = now() + interval '30 seconds' WHERE key = :key"
-            ),
-            {"attempts": attempts, "error": error, "key": order_id},
-        )
+    the error, and when it tries again (on the test's connection)."""
+    connection.execute(
+        sa.text(
+            "UPDATE orders.outbox SET attempts = :attempts, last_error = :error, "
+            "next_attempt_at = now() + interval '30 seconds' WHERE key = :key"
+        ),
+        {"attempts": attempts, "error": error, "key": order_id},
+    )

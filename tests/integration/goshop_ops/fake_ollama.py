@@ -12,6 +12,9 @@ OK = "ok"
 ERROR = "error"  # 500 with Ollama's error body
 HANG = "hang"  # accepts, then answers nothing until released
 GARBAGE = "garbage"  # 200 with a body that is not JSON
+NOT_HTTP = "not http"  # answers with bytes that are not HTTP (another program on Ollama's port)
+HUGE = "huge"  # 200 with a JSON body over a megabyte
+NO_CONTENT = "no content"  # 200 with Ollama's JSON, but no message content in it
 
 
 class FakeOllama:
@@ -37,6 +40,16 @@ class FakeOllama:
                     return
                 if fake.mode == GARBAGE:
                     self._answer(200, None, raw=b"<html>not ollama</html>")
+                    return
+                if fake.mode == NOT_HTTP:
+                    self.wfile.write(b"SSH-2.0-OpenSSH_9.2\r\n")
+                    self.close_connection = True
+                    return
+                if fake.mode == HUGE:
+                    self._answer(200, {"message": {"role": "assistant", "content": "x" * (1024 * 1024)}})
+                    return
+                if fake.mode == NO_CONTENT:
+                    self._answer(200, {"model": "m", "message": {"role": "assistant", "content": "  \n"}, "done": True})
                     return
                 request = fake.requests[-1]
                 self._answer(

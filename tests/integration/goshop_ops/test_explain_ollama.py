@@ -48,6 +48,20 @@ def client(ollama_app, fresh_ollama, clean_db):
     return webtest.TestApp(ollama_app)
 
 
+# Committed, one transaction per request as in production: a timeline orders
+# the service's clock (the order) against the database's now() (its outbox
+# row), and in a test's one rolled-back transaction now() is when the test
+# began. Every table is emptied around each test.
+@pytest.fixture
+def testapp(committing_testapp):
+    return committing_testapp
+
+
+@pytest.fixture
+def orders_client(committing_orders_client):
+    return committing_orders_client
+
+
 @pytest.fixture
 def order(orders_client, customer):
     return create_order(orders_client, customer, 19900)

@@ -14,10 +14,10 @@ def explain(ops_client, order_id):
 
 
 def test_a_new_order_whose_event_keeps_failing_to_publish_is_explained_by_the_error(
-    ops_client, orders_client, customer, engine
+    ops_client, orders_client, customer, db_connection
 ):
     order = create_order(orders_client, customer, 19901)
-    fail_publication(engine, order["id"], KAFKA_ERROR, attempts=3)
+    fail_publication(db_connection, order["id"], KAFKA_ERROR, attempts=3)
     body = explain(ops_client, order["id"])
     answer = body["answer"]
     assert body["source"] == "rules"
@@ -30,9 +30,15 @@ def test_a_new_order_whose_event_keeps_failing_to_publish_is_explained_by_the_er
     assert (pending["detail"]["attempts"], pending["detail"]["last_error"]) == (3, KAFKA_ERROR)
 
 
-def test_a_new_order_whose_event_was_never_tried_points_at_the_outboxer(ops_client, orders_client, customer):
-    order = create_order(orders_client, customer, 19901)
-    body = explain(ops_client, order["id"])
+def test_a_new_order_whose_event_was_never_tried_points_at_the_outboxer(
+    committing_ops_client, committing_orders_client, committing_customer
+):
+    # Committed, one transaction per request as in production: the entries'
+    # order compares the service's clock (the order) with the database's now()
+    # (the outbox row), and in a test's one rolled-back transaction now() is
+    # when the test began.
+    order = create_order(committing_orders_client, committing_customer, 19901)
+    body = explain(committing_ops_client, order["id"])
     assert "pending publication" in body["answer"]
     assert "outboxer has not tried" in body["answer"]
     assert [(e["source"], e["event"]) for e in body["timeline"]["entries"]] == [
@@ -42,21 +48,20 @@ def test_a_new_order_whose_event_was_never_tried_points_at_the_outboxer(ops_clie
 
 
 def test_a_published_event_without_a_payment_points_at_the_payments_consumer(
-    ops_client, orders_client, customer, engine
+    ops_client, orders_client, customer, db_connection
 ):
     order = create_order(orders_client, customer, 19901)
-    with engine.begin() as connection:
-        connection.execute(sa.text("UPDATE orders.outbox SET published_at = now() WHERE key = :k"), {"k": order["id"]})
+    db_connection.execute(sa.text("UPDATE orders.outbox SET published_at = now() WHERE key = :k"), {"k": order["id"]})
     body = explain(ops_client, order["id"])
     assert "was published at" in body["answer"]
     assert "payments has not consumed it yet" in body["answer"]
 
 
 def test_a_new_orders_markdown_timeline_shows_the_pending_event_and_its_error(
-    ops_client, orders_client, customer, engine
+    ops_client, orders_client, customer, db_connection
 ):
     order = create_order(orders_client, customer, 19901)
-    fail_publication(engine, order["id"], "KafkaTimeoutError: a | b")
+    fail_publication(db_connection, order["id"], "KafkaTimeoutError: a | b")
     text = ops_client.get(
         f"/v1/ops/orders/{order['id']}/timeline", params={"format": "markdown"}, headers=OPERATOR
     ).text

@@ -11,24 +11,24 @@ def post(client, customer, key, body, status="*"):
     return client.post_json("/v1/orders", body, headers=headers, status=status)
 
 
-def test_same_key_and_body_replays_the_first_response(orders_client, customer, engine):
+def test_same_key_and_body_replays_the_first_response(orders_client, customer, db_connection):
     first = post(orders_client, customer, "k-1", {"amount_cents": 700}, status=201)
     again = post(orders_client, customer, "k-1", {"amount_cents": 700}, status=201)
     assert again.json == first.json
     assert again.headers["Location"] == first.headers["Location"]
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert count_rows(engine, "orders.orders") == 1
-    assert count_rows(engine, "orders.outbox") == 1
+    assert count_rows(db_connection, "orders.orders") == 1
+    assert count_rows(db_connection, "orders.outbox") == 1
 
 
-def test_same_key_with_a_different_body_is_422(orders_client, customer, engine):
+def test_same_key_with_a_different_body_is_422(orders_client, customer, db_connection):
     post(orders_client, customer, "k-2", {"amount_cents": 700}, status=201)
     response = post(orders_client, customer, "k-2", {"amount_cents": 701}, status=422)
     assert response.json == {"error": "Idempotency-Key was already used with a different request"}
-    assert count_rows(engine, "orders.orders") == 1
+    assert count_rows(db_connection, "orders.orders") == 1
 
 
-def test_keys_belong_to_their_user(orders_client, testapp, customer, engine):
+def test_keys_belong_to_their_user(orders_client, testapp, customer):
     from tests.support import new_customer
 
     other = new_customer(testapp)
@@ -70,17 +70,16 @@ def test_concurrent_requests_with_one_key_create_one_order(orders_app, customer,
     assert count_rows(engine, "orders.orders") == 1
 
 
-def test_an_invalid_key_is_400(orders_client, customer, engine):
+def test_an_invalid_key_is_400(orders_client, customer, db_connection):
     for key in ("", "x" * 256, "has space", "é"):
         headers = {**customer["headers"], "Idempotency-Key": key.encode().decode("latin-1")}
         response = orders_client.post_json("/v1/orders", {"amount_cents": 1}, headers=headers, status=400)
         assert "Idempotency-Key" in response.json["error"]
-    assert count_rows(engine, "orders.orders") == 0
+    assert count_rows(db_connection, "orders.orders") == 0
 
 
-def test_an_expired_key_can_be_used_again(orders_client, customer, engine):
+def test_an_expired_key_can_be_used_again(orders_client, customer, db_connection):
     first = post(orders_client, customer, "old", {"amount_cents": 700}, status=201).json
-    with engine.begin() as connection:
-        connection.execute(sa.text("UPDATE orders.idempotency_keys SET created_at = created_at - interval '2 days'"))
+    db_connection.execute(sa.text("UPDATE orders.idempotency_keys SET created_at = created_at - interval '2 days'"))
     second = post(orders_client, customer, "old", {"amount_cents": 800}, status=201).json
     assert second["id"] != first["id"]

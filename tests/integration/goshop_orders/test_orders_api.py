@@ -28,10 +28,9 @@ def test_currency_defaults_to_rub_and_is_upper_cased(orders_client, customer):
     assert create(orders_client, customer, currency="usd").json["currency"] == "USD"
 
 
-def test_order_and_its_order_created_event_are_written_together(orders_client, customer, engine):
+def test_order_and_its_order_created_event_are_written_together(orders_client, customer, db_connection):
     order = create(orders_client, customer, amount_cents=500).json
-    with engine.connect() as connection:
-        row = connection.execute(sa.text("SELECT topic, key, event_type, payload FROM orders.outbox")).one()
+    row = db_connection.execute(sa.text("SELECT topic, key, event_type, payload FROM orders.outbox")).one()
     assert (row.topic, row.key, row.event_type) == ("orders.events", order["id"], "order.created")
     payload = row.payload
     assert payload["event"] == "order.created"
@@ -60,18 +59,18 @@ def test_order_and_its_order_created_event_are_written_together(orders_client, c
         ({"amount_cents": 100, "currency": 643}, "currency must be a 3-letter ISO 4217 code"),
     ],
 )
-def test_invalid_orders_are_400_and_write_nothing(orders_client, customer, engine, body, message):
-    before = table_snapshot(engine)
+def test_invalid_orders_are_400_and_write_nothing(orders_client, customer, db_connection, body, message):
+    before = table_snapshot(db_connection)
     response = orders_client.post_json("/v1/orders", body, headers=customer["headers"], status=400)
     assert response.json["error"] == message
-    assert table_snapshot(engine) == before
+    assert table_snapshot(db_connection) == before
 
 
 @pytest.mark.parametrize("body", [b"{oops", b"[]", b'"x"', b"null", b"[" * 3000])
-def test_malformed_bodies_are_400(orders_client, customer, engine, body):
-    before = table_snapshot(engine)
+def test_malformed_bodies_are_400(orders_client, customer, db_connection, body):
+    before = table_snapshot(db_connection)
     orders_client.post("/v1/orders", body, headers=customer["headers"], content_type="application/json", status=400)
-    assert table_snapshot(engine) == before
+    assert table_snapshot(db_connection) == before
 
 
 def test_creating_an_order_needs_an_access_token(orders_client, customer):
@@ -95,7 +94,7 @@ def test_unknown_or_malformed_order_ids_are_404(orders_client, customer, order_i
     orders_client.get(f"/v1/orders/{order_id}/status", headers=customer["headers"], status=404)
 
 
-def test_status_reports_status_and_reason(orders_client, customer, engine):
+def test_status_reports_status_and_reason(orders_client, customer):
     order = create(orders_client, customer).json
     status = orders_client.get(f"/v1/orders/{order['id']}/status", headers=customer["headers"]).json
     assert status == {"id": order["id"], "status": "new", "reason": None}
@@ -144,6 +143,6 @@ def test_orders_service_health_and_openapi(orders_client):
     assert {"/v1/orders", "/v1/orders/{id}", "/v1/orders/{id}/status"} <= set(paths)
 
 
-def test_counting_helper_sees_orders(orders_client, customer, engine):
+def test_counting_helper_sees_orders(orders_client, customer, db_connection):
     create(orders_client, customer)
-    assert count_rows(engine, "orders.orders") == 1
+    assert count_rows(db_connection, "orders.orders") == 1

@@ -2,22 +2,20 @@ import datetime as dt
 import uuid
 
 import pytest
-import webtest
 
 from goshop_payments.models import Payment
 from tests.support import new_customer
 
 
 @pytest.fixture
-def payments_client(payments_app, clean_db):
-    return webtest.TestApp(payments_app)
+def payments_client(payments_app, seam_client):
+    return seam_client(payments_app)
 
 
-def add_payment(engine, order_id, user_id, status="confirmed"):
-    from sqlalchemy.orm import Session
-
-    with Session(engine) as db, db.begin():
-        db.add(
+def add_payment(dbsession, order_id, user_id, status="confirmed"):
+    """A payment on the test's connection, where the seamed payments app reads."""
+    with dbsession.begin():
+        dbsession.add(
             Payment(
                 id=uuid.uuid4(),
                 order_id=order_id,
@@ -31,17 +29,17 @@ def add_payment(engine, order_id, user_id, status="confirmed"):
         )
 
 
-def test_a_customer_sees_the_payment_of_their_order(payments_client, customer, engine):
+def test_a_customer_sees_the_payment_of_their_order(payments_client, customer, dbsession):
     order_id = uuid.uuid4()
-    add_payment(engine, order_id, customer["id"])
+    add_payment(dbsession, order_id, customer["id"])
     body = payments_client.get("/v1/payments", params={"order_id": str(order_id)}, headers=customer["headers"]).json
     [payment] = body["payments"]
     assert (payment["order_id"], payment["status"], payment["amount_cents"]) == (str(order_id), "confirmed", 500)
 
 
-def test_another_customers_payment_is_not_shown(payments_client, testapp, customer, engine):
+def test_another_customers_payment_is_not_shown(payments_client, testapp, customer, dbsession):
     order_id = uuid.uuid4()
-    add_payment(engine, order_id, customer["id"])
+    add_payment(dbsession, order_id, customer["id"])
     stranger = new_customer(testapp)
     body = payments_client.get("/v1/payments", params={"order_id": str(order_id)}, headers=stranger["headers"]).json
     assert body == {"payments": []}

@@ -6,7 +6,7 @@ import json
 import pytest
 import webob
 
-from tests.support import bearer, login, register, table_snapshot
+from tests.support import SavepointSeam, bearer, login, register, table_snapshot
 
 JSON_ENDPOINTS = {
     "/v1/users/register": {"email": "new@example.com", "password": "long enough password"},
@@ -52,82 +52,82 @@ def _assert_json_4xx(response):
 
 @pytest.mark.parametrize("path", JSON_ENDPOINTS)
 @pytest.mark.parametrize("body", MALFORMED_BODIES.values(), ids=MALFORMED_BODIES.keys())
-def test_malformed_bodies_get_a_json_4xx_and_change_nothing(testapp, engine, seeded, path, body):
-    before = table_snapshot(engine)
+def test_malformed_bodies_get_a_json_4xx_and_change_nothing(testapp, db_connection, seeded, path, body):
+    before = table_snapshot(db_connection)
     response = testapp.post(path, body, content_type="application/json", expect_errors=True)
     _assert_json_4xx(response)
-    assert table_snapshot(engine) == before
+    assert table_snapshot(db_connection) == before
 
 
 @pytest.mark.parametrize("path", JSON_ENDPOINTS)
-def test_every_field_of_the_wrong_type_gets_a_json_400(testapp, engine, seeded, path):
-    before = table_snapshot(engine)
+def test_every_field_of_the_wrong_type_gets_a_json_400(testapp, db_connection, seeded, path):
+    before = table_snapshot(db_connection)
     for field in JSON_ENDPOINTS[path]:
         for wrong in WRONG_TYPES:
             body = dict(JSON_ENDPOINTS[path], **{field: wrong})
             response = testapp.post_json(path, body, expect_errors=True)
             assert response.status_int == 400, (field, wrong, response.text)
             _assert_json_4xx(response)
-    assert table_snapshot(engine) == before
+    assert table_snapshot(db_connection) == before
 
 
 @pytest.mark.parametrize("path", JSON_ENDPOINTS)
-def test_every_missing_field_gets_a_json_400(testapp, engine, seeded, path):
-    before = table_snapshot(engine)
+def test_every_missing_field_gets_a_json_400(testapp, db_connection, seeded, path):
+    before = table_snapshot(db_connection)
     for field in JSON_ENDPOINTS[path]:
         body = {k: v for k, v in JSON_ENDPOINTS[path].items() if k != field}
         response = testapp.post_json(path, body, expect_errors=True)
         assert response.status_int == 400, (field, response.text)
         _assert_json_4xx(response)
-    assert table_snapshot(engine) == before
+    assert table_snapshot(db_connection) == before
 
 
 @pytest.mark.parametrize("path", JSON_ENDPOINTS)
-def test_huge_strings_are_refused_without_a_5xx(testapp, engine, seeded, path):
-    before = table_snapshot(engine)
+def test_huge_strings_are_refused_without_a_5xx(testapp, db_connection, seeded, path):
+    before = table_snapshot(db_connection)
     for field in JSON_ENDPOINTS[path]:
         body = dict(JSON_ENDPOINTS[path], **{field: "a" * 500_000})
         response = testapp.post_json(path, body, expect_errors=True)
         _assert_json_4xx(response)
-    assert table_snapshot(engine) == before
+    assert table_snapshot(db_connection) == before
 
 
 @pytest.mark.parametrize("path", JSON_ENDPOINTS)
-def test_bodies_over_one_megabyte_get_413(testapp, engine, seeded, path):
-    before = table_snapshot(engine)
+def test_bodies_over_one_megabyte_get_413(testapp, db_connection, seeded, path):
+    before = table_snapshot(db_connection)
     huge = json.dumps({"email": "a@b.io", "password": "p" * (1024 * 1024)}).encode()
     response = testapp.post(path, huge, content_type="application/json", expect_errors=True)
     assert response.status_int == 413
     assert response.json == {"error": "request body too large"}
-    assert table_snapshot(engine) == before
+    assert table_snapshot(db_connection) == before
 
 
 @pytest.mark.parametrize("path", JSON_ENDPOINTS)
-def test_a_chunked_body_over_one_megabyte_gets_413(users_app, engine, seeded, path):
-    before = table_snapshot(engine)
+def test_a_chunked_body_over_one_megabyte_gets_413(users_app, db_connection, seeded, path):
+    before = table_snapshot(db_connection)
     huge = b'{"email": "' + b"a" * (1024 * 1024 + 10) + b'"}'
     request = webob.Request.blank(path, method="POST", content_type="application/json")
     request.body_file = io.BytesIO(huge)
     # No length: the body arrives chunked and only reading it tells its size.
     request.environ.pop("CONTENT_LENGTH", None)
     request.environ["HTTP_TRANSFER_ENCODING"] = "chunked"
-    response = request.get_response(users_app)
+    response = request.get_response(SavepointSeam(users_app, db_connection))
     assert response.status_int == 413
     assert response.json == {"error": "request body too large"}
-    assert table_snapshot(engine) == before
+    assert table_snapshot(db_connection) == before
 
 
 @pytest.mark.parametrize("path", JSON_ENDPOINTS)
 @pytest.mark.parametrize(
     "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", "application/xml"]
 )
-def test_wrong_content_type_gets_415(testapp, engine, seeded, path, content_type):
-    before = table_snapshot(engine)
+def test_wrong_content_type_gets_415(testapp, db_connection, seeded, path, content_type):
+    before = table_snapshot(db_connection)
     body = json.dumps(JSON_ENDPOINTS[path]).encode()
     response = testapp.post(path, body, content_type=content_type, expect_errors=True)
     assert response.status_int == 415
     assert response.json["error"] == "content type must be application/json"
-    assert table_snapshot(engine) == before
+    assert table_snapshot(db_connection) == before
 
 
 def test_json_with_charset_is_accepted(testapp):

@@ -30,7 +30,7 @@ def test_logout_refuses_an_access_token(testapp):
     assert response.json == {"error": "invalid token"}
 
 
-def test_logout_all_revokes_every_active_session_and_counts_them(testapp, engine):
+def test_logout_all_revokes_every_active_session_and_counts_them(testapp):
     user = register(testapp)
     sessions = [login(testapp, user["email"]) for _ in range(3)]
     response = testapp.post("/v1/users/logout_all", headers=bearer(sessions[0]["access_token"]), status=200)
@@ -41,17 +41,16 @@ def test_logout_all_revokes_every_active_session_and_counts_them(testapp, engine
     assert again.json == {"revoked": 0}
 
 
-def test_logout_all_counts_only_sessions_that_were_still_active(testapp, engine):
+def test_logout_all_counts_only_sessions_that_were_still_active(testapp, db_connection):
     user = register(testapp)
     kept = login(testapp, user["email"])
     ended = login(testapp, user["email"])
     expired = login(testapp, user["email"])
     testapp.post_json("/v1/users/logout", {"refresh_token": ended["refresh_token"]}, status=204)
     sid = jwt.decode(expired["refresh_token"], options={"verify_signature": False})["sid"]
-    with engine.begin() as connection:
-        connection.execute(
-            sa.text("UPDATE users.sessions SET expires_at = now() - interval '1 second' WHERE id = :sid"), {"sid": sid}
-        )
+    db_connection.execute(
+        sa.text("UPDATE users.sessions SET expires_at = now() - interval '1 second' WHERE id = :sid"), {"sid": sid}
+    )
     response = testapp.post("/v1/users/logout_all", headers=bearer(kept["access_token"]), status=200)
     assert response.json == {"revoked": 1}
 

@@ -26,11 +26,11 @@ def test_malformed_json_is_invalid_json(testapp, path):
         {},
     ],
 )
-def test_an_empty_or_missing_email_or_password_is_required(testapp, clean_db, path, body):
+def test_an_empty_or_missing_email_or_password_is_required(testapp, db_connection, path, body):
     response = testapp.post_json(path, body, status=400)
     assert response.json["error"] == REQUIRED
-    assert count_rows(clean_db, "users.users") == 0
-    assert count_rows(clean_db, "users.login_failures") == 0
+    assert count_rows(db_connection, "users.users") == 0
+    assert count_rows(db_connection, "users.login_failures") == 0
 
 
 def test_a_present_but_malformed_email_is_still_invalid_email(testapp):

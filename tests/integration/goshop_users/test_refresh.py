@@ -38,22 +38,20 @@ def test_refresh_refuses_garbage(testapp):
     assert _refresh(testapp, "garbage", status=401).json == {"error": "invalid token"}
 
 
-def test_reusing_a_rotated_token_after_the_reuse_interval_revokes_the_whole_family(testapp, engine):
+def test_reusing_a_rotated_token_after_the_reuse_interval_revokes_the_whole_family(testapp, db_connection):
     user = register(testapp)
     stolen = login(testapp, user["email"])["refresh_token"]
     legit = _refresh(testapp, stolen).json["refresh_token"]
     # Move the rotation out of the reuse interval.
-    with engine.begin() as connection:
-        connection.execute(sa.text("UPDATE users.sessions SET rotated_at = rotated_at - interval '1 hour'"))
+    db_connection.execute(sa.text("UPDATE users.sessions SET rotated_at = rotated_at - interval '1 hour'"))
     assert _refresh(testapp, stolen, status=401).json == {"error": "invalid token"}
     # The thief's attempt also ended the legitimate holder's session.
     _refresh(testapp, legit, status=401)
-    with engine.connect() as connection:
-        reason = connection.execute(sa.text("SELECT revoked_reason FROM users.sessions")).scalar_one()
+    reason = db_connection.execute(sa.text("SELECT revoked_reason FROM users.sessions")).scalar_one()
     assert reason == "refresh token reuse"
 
 
-def test_reusing_a_rotated_token_within_the_reuse_interval_gets_the_same_successor(testapp, engine):
+def test_reusing_a_rotated_token_within_the_reuse_interval_gets_the_same_successor(testapp, db_connection):
     user = register(testapp)
     shared = login(testapp, user["email"])["refresh_token"]
     tab_one = _refresh(testapp, shared).json
@@ -62,8 +60,7 @@ def test_reusing_a_rotated_token_within_the_reuse_interval_gets_the_same_success
     assert testapp.get("/v1/users/me", headers=bearer(tab_two["access_token"])).status_code == 200
     # Nobody was logged out: the successor still rotates.
     _refresh(testapp, tab_one["refresh_token"])
-    with engine.connect() as connection:
-        revoked = connection.execute(sa.text("SELECT revoked_at FROM users.sessions")).scalar_one()
+    revoked = db_connection.execute(sa.text("SELECT revoked_at FROM users.sessions")).scalar_one()
     assert revoked is None
 
 
@@ -76,9 +73,8 @@ def test_a_token_two_rotations_old_is_reuse_even_within_the_interval(testapp):
     _refresh(testapp, newest, status=401)
 
 
-def test_refresh_of_an_expired_session_is_refused(testapp, engine):
+def test_refresh_of_an_expired_session_is_refused(testapp, db_connection):
     user = register(testapp)
     pair = login(testapp, user["email"])
-    with engine.begin() as connection:
-        connection.execute(sa.text("UPDATE users.sessions SET expires_at = now() - interval '1 second'"))
+    db_connection.execute(sa.text("UPDATE users.sessions SET expires_at = now() - interval '1 second'"))
     _refresh(testapp, pair["refresh_token"], status=401)

@@ -1,13 +1,15 @@
 """The checkout saga over a real broker and database: an order created over
 HTTP is paid or cancelled through Kafka, exactly once in effect."""
 
+import datetime as dt
 import json
 import uuid
 
 import pytest
 import sqlalchemy as sa
 
-from goshop_common.messaging.kafka import ORDERS_TOPIC, PARTITIONS, PAYMENTS_TOPIC, event_headers, make_producer
+from goshop_common.messaging.events import ORDERS_TOPIC, PAYMENT_FAILED, PAYMENTS_TOPIC, event_headers
+from goshop_common.messaging.kafka import PARTITIONS, make_producer
 from tests.saga_runtime import SagaRuntime, saga_settings, wait_until
 
 
@@ -107,14 +109,18 @@ def test_a_contradicting_payment_event_does_not_move_a_settled_order(saga, produ
     order = create_order(orders_client, customer, 779)
     saga.wait_settled([order["id"]])
     applied_before = sum(c.stats.applied for c in saga.orders)
-    forged = {
-        "event_id": str(uuid.uuid4()),
-        "event": "payment.failed",
-        "version": 1,
-        "occurred_at": "2026-01-01T00:00:00Z",
-        "order_id": order["id"],
-        "reason": "insufficient_funds",
-    }
+    # A well-formed payment.failed (another payment id, another time): the
+    # contract accepts it, the order's state machine does not.
+    forged = PAYMENT_FAILED.build(
+        dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+        payment_id=uuid.uuid4(),
+        order_id=uuid.UUID(order["id"]),
+        user_id=uuid.UUID(customer["id"]),
+        amount_cents=779,
+        currency=order["currency"],
+        status="failed",
+        reason="insufficient_funds",
+    )
     _republish(producer, PAYMENTS_TOPIC, forged, order["id"])
     wait_until(lambda: sum(c.stats.applied for c in saga.orders) > applied_before, message="event consumed")
     assert saga.statuses([order["id"]]) == {order["id"]: "paid"}
