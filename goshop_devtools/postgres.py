@@ -34,12 +34,15 @@ SYSTEM_USER = "embedded_postgres"
 
 
 def free_port() -> int:
+    """A loopback port that was free a moment ago. Nothing holds it: another
+    process may take it before it is used (see broker.start_on_free_port)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
 def port_in_use(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -56,6 +59,9 @@ def _bin_dir() -> Path:
 
 
 class EmbeddedPostgres:
+    """One PostgreSQL server on ``data_dir``, reachable on 127.0.0.1:``port``
+    over TCP only, where ``user`` (password ``password``) owns ``database``."""
+
     def __init__(
         self,
         data_dir: Path,
@@ -73,6 +79,8 @@ class EmbeddedPostgres:
         self.password = password
         self.database = database
         self.durable = durable
+        # Beside the data directory, not in it: initdb wants an empty directory,
+        # and the log is created before initdb runs.
         self.log_file = self.data_dir.parent / f"{self.data_dir.name}.log"
         self._run_as = SYSTEM_USER if platform.system() != "Windows" and os.geteuid() == 0 else None
 
@@ -88,6 +96,7 @@ class EmbeddedPostgres:
             timeout=timeout,
             capture_output=True,
             text=True,
+            # A directory every user may enter: the command may run as SYSTEM_USER.
             cwd="/",
             # Out of the caller's process group: a Ctrl-C at make run's
             # terminal must not kill pg_ctl halfway through a start or stop.
@@ -120,14 +129,19 @@ class EmbeddedPostgres:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def initialised(self) -> bool:
+        """Whether initdb has made a cluster here (it writes PG_VERSION)."""
         return (self.data_dir / "PG_VERSION").exists()
 
     def init(self) -> None:
+        """Make a new cluster in ``data_dir`` whose superuser is ``user``."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # PostgreSQL refuses to start on a data directory more open than 0750.
         self.data_dir.chmod(0o700)
         self.log_file.touch()
         if self._run_as:
             self._prepare_for_system_user()
+        # initdb reads the superuser's password from a file (or a prompt that
+        # nobody would answer). Closed, so flushed, before initdb runs; removed below.
         with tempfile.NamedTemporaryFile("w", suffix=".pw", delete=False) as pwfile:
             pwfile.write(self.password)
         try:
@@ -142,9 +156,14 @@ class EmbeddedPostgres:
                 self.user,
                 f"--pwfile={pwfile.name}",
                 "--auth-host=scram-sha-256",
+                # Unix-socket connections are trusted, but start() opens no
+                # socket: only password-checked TCP is reachable.
                 "--auth-local=trust",
+                # The same cluster whatever the host's locale settings say.
                 "--encoding=UTF8",
                 "--locale=C",
+                # initdb does not wait for the disk: a crash right after it
+                # can only lose a new, empty cluster.
                 "--no-sync",
             )
         finally:
@@ -155,6 +174,7 @@ class EmbeddedPostgres:
         ``postmaster.pid``; None if there is none (or the pid is now another
         program's)."""
         try:
+            # postmaster.pid's lines: pid, data directory, start time, port, ...
             lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
             pid, port = int(lines[0]), int(lines[3])
         except (OSError, ValueError, IndexError):
@@ -173,6 +193,7 @@ class EmbeddedPostgres:
         return found
 
     def running(self) -> bool:
+        """Whether pg_ctl finds a server running on this data directory."""
         if not self.initialised():
             return False
         return self._command("pg_ctl", "-D", str(self.data_dir), "status", check=False).returncode == 0
@@ -190,6 +211,7 @@ class EmbeddedPostgres:
         options = [
             f"-p {self.port}",
             "-h 127.0.0.1",
+            # No Unix socket: everything connects over TCP, as ``url`` says.
             "-c unix_socket_directories=''",
             "-c max_connections=200",
         ]
@@ -204,6 +226,8 @@ class EmbeddedPostgres:
                 str(self.log_file),
                 "-o",
                 " ".join(options),
+                # pg_ctl waits up to 60 s for the server; the longer timeout
+                # only catches a pg_ctl that hangs itself.
                 "-w",
                 "-t",
                 "60",
@@ -211,15 +235,18 @@ class EmbeddedPostgres:
                 timeout=90,
             )
         except subprocess.CalledProcessError as exc:
+            # pg_ctl only says that the server did not start; why is in its log.
             tail = self.log_file.read_text()[-2000:] if self.log_file.exists() else ""
             raise RuntimeError(f"PostgreSQL did not start: {exc.stderr.strip()}\n{tail}") from None
         self._ensure_database()
 
     def _ensure_database(self) -> None:
+        # Through "postgres", the database initdb always creates.
         admin = psycopg2.connect(
             host="127.0.0.1", port=self.port, user=self.user, password=self.password, dbname="postgres"
         )
         try:
+            # CREATE DATABASE cannot run inside a transaction block.
             admin.autocommit = True
             with admin.cursor() as cursor:
                 cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (self.database,))
@@ -229,11 +256,15 @@ class EmbeddedPostgres:
             admin.close()
 
     def stop(self, mode: str = "fast") -> None:
+        """``pg_ctl stop`` in ``mode`` (fast, immediate), waiting for the server
+        to go; a server that is not running is no error."""
         if not self.initialised():
             return
         self._command("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop", check=False, timeout=60)
 
     def destroy(self) -> None:
+        """Stop the server and delete its data and log."""
+        # Immediate: no point in a clean shutdown of data about to be deleted.
         self.stop("immediate")
         shutil.rmtree(self.data_dir, ignore_errors=True)
         self.log_file.unlink(missing_ok=True)

@@ -40,6 +40,8 @@ from goshop_devtools.postgres import EmbeddedPostgres, port_in_use
 from goshop_devtools.supervisor import STOP_GRACE, Spec, Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
+# Also what the development inis' goshop.metrics_port say for the default base
+# (tests/unit/goshop_common/test_run_ports.py holds the two together).
 METRICS_PORT_SHIFT = 1000
 
 
@@ -59,12 +61,16 @@ class Process:
         return self.module == "goshop_common.web.serve"
 
     def metrics_url(self, base_port: int) -> str:
+        """Where its ``/metrics`` is: an HTTP service's internal port, a
+        worker's health port."""
         port = base_port + self.port_offset
         if self.serves_an_app:
             port += METRICS_PORT_SHIFT
         return f"http://127.0.0.1:{port}/metrics"
 
     def arguments(self, base_port: int) -> list[str]:
+        """Its own arguments (its ini, if any) plus its ports from ``base_port``;
+        the command line wins over the ini's [server:main] (goshop_common.web.serve)."""
         args = [*self.args, "--port", str(base_port + self.port_offset)]
         if self.serves_an_app:
             args += ["--metrics-port", str(base_port + self.port_offset + METRICS_PORT_SHIFT)]
@@ -126,6 +132,9 @@ def _taken(console: Console, port: int, use_setting: str, what: str, move_settin
 
 
 def _service_port_taken(console: Console, base: int) -> bool:
+    """True (and says which) when a port of one of the shop's processes is
+    taken: checked before anything starts, rather than found out by one
+    process failing to bind after the database and broker are up."""
     for process in PROCESSES:
         ports = [base + process.port_offset]
         if process.serves_an_app:
@@ -160,6 +169,8 @@ class StopRequest:
         return self.signal is not None
 
     def install(self) -> None:
+        """Take over SIGINT, SIGTERM and SIGHUP: from now on they ask for a stop."""
+
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, self._handle)
 
@@ -175,6 +186,8 @@ class StopRequest:
         self.signal = signum
 
     def checkpoint(self) -> None:
+        """Raise Interrupted if a stop was asked for. Called between the
+        start-up steps; main's ``finally`` stops what was started so far."""
         if self.requested:
             raise Interrupted
 
@@ -221,11 +234,15 @@ def _schema_versions(url: str, schemas) -> dict[str, str | None]:
     """Each schema's Alembic revision (its own version table), None before the first."""
     versions = {}
     with contextlib.closing(psycopg2.connect(url)) as connection:
+        # Each query on its own: in a transaction, the first missing table
+        # would abort it, and every later schema's query would fail too.
         connection.autocommit = True
         for schema in schemas:
             with connection.cursor() as cursor:
                 try:
+                    # ``schema`` is a service name from MIGRATIONS, never input.
                     cursor.execute(f'SELECT version_num FROM "{schema}".alembic_version')
+                    # One row per head: a history with branches shows them all.
                     versions[schema] = ", ".join(sorted(row[0] for row in cursor.fetchall())) or None
                 except (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName):
                     versions[schema] = None
@@ -241,12 +258,16 @@ def try_it(base: int) -> list[str]:
     return [
         f"curl -s {gw}/v1/users/register {json_header} -d {account}; echo",
         f"TOKEN=$(curl -s {gw}/v1/users/login {json_header} -d {account} | {read_token})",
+        # 19901: not a multiple of the mock provider's default fail divisor
+        # (5), so the order ends paid (goshop_payments.provider).
         f'curl -s {gw}/v1/checkout -H "Authorization: Bearer $TOKEN" {json_header} '
         '-d \'{"amount_cents": 19901, "currency": "RUB"}\'; echo',
     ]
 
 
 def _announce(console: Console, base: int, started: float) -> None:
+    """Once every process is ready: how long it took, where each one is, and
+    the commands of try_it."""
     lines = [f"the shop is up in {time.monotonic() - started:.1f} s; talk to the gateway at http://127.0.0.1:{base}"]
     for process in sorted(PROCESSES, key=lambda p: p.port_offset):
         url = f"http://127.0.0.1:{base + process.port_offset}"
@@ -262,8 +283,12 @@ def _announce(console: Console, base: int, started: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``make run``; the exit status is 0 after a stop, 1 when start-up
+    failed, 2 when a port it needs is taken."""
     options = parse_args(argv)
     stop = StopRequest()
+    # Before anything starts: from here on a Ctrl-C is a request that the
+    # checkpoints below act on, never a KeyboardInterrupt halfway through a step.
     stop.install()
     started = time.monotonic()
     # The runner's own libraries (kafka-python's admin client) say only what matters.
@@ -274,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(console.child_environment())
+    # The users service keeps its generated development signing key under it
+    # (goshop_users.keys): in this run's data directory, not the default one.
     env["GOSHOP_DEV_DIR"] = str(data_dir)
     base = options.base_port
     supervisor = Supervisor(
@@ -290,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{env.get('GOSHOP_ENV', 'development')} shop in {data_dir} (logs: {console.format}; "
             f"{'no reload' if options.no_reload else 'reload on change'})"
         )
+        # Leftovers first: they hold the very ports checked below.
         for name, pid in supervisor.stop_leftovers():
             console.say(f"stopped {name} (pid {pid}), left running by an earlier run", level="warning")
         if not env.get("GOSHOP_DATABASE_URL"):
@@ -318,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         stop.checkpoint()
         if postgres is None:
+            # Only what follows the "@": the URL's password stays off the screen.
             console.say(f"using the database at GOSHOP_DATABASE_URL ({env['GOSHOP_DATABASE_URL'].rsplit('@', 1)[-1]})")
         else:
             if postgres.initialised():
@@ -332,26 +361,31 @@ def main(argv: list[str] | None = None) -> int:
         if broker is None:
             console.say(f"using the broker at GOSHOP_KAFKA_BOOTSTRAP ({env['GOSHOP_KAFKA_BOOTSTRAP']})")
         else:
+            # Before start(): a second Ctrl-C while it starts kills it too.
             stop.broker = broker
             broker.start()
             env["GOSHOP_KAFKA_BOOTSTRAP"] = broker.bootstrap
             console.say(f"broker (Tansu, in memory) ready on {broker.bootstrap}")
         stop.checkpoint()
+        # An in-memory broker starts with no topics (goshop_devtools.broker).
         ensure_topics(env["GOSHOP_KAFKA_BOOTSTRAP"])
         stop.checkpoint()
         _migrate(console, env, stop)
+        # The port offsets of PROCESSES: users 1, orders 2, payments 3, ops 5.
         env["GOSHOP_JWKS_URL"] = f"http://127.0.0.1:{base + 1}/.well-known/jwks.json"
         env["GOSHOP_USERS_URL"] = f"http://127.0.0.1:{base + 1}"
         env["GOSHOP_ORDERS_URL"] = f"http://127.0.0.1:{base + 2}"
         env["GOSHOP_PAYMENTS_URL"] = f"http://127.0.0.1:{base + 3}"
         env["GOSHOP_OPS_URL"] = f"http://127.0.0.1:{base + 5}"
         stop.checkpoint()
+        # Before start_all, as for the broker: a second Ctrl-C kills what started.
         stop.supervisor = supervisor
         supervisor.on_all_ready = lambda: _announce(console, base, started)
         supervisor.start_all()
         supervisor.run(lambda: stop.requested)
         return 0
     except Interrupted:
+        # A stop during start-up is a stop like any other.
         return 0
     except (subprocess.CalledProcessError, RuntimeError) as exc:
         console.say(f"failed: {exc}", level="error")
@@ -367,6 +401,8 @@ def _shut_down(
     broker: EmbeddedBroker | None,
     postgres: EmbeddedPostgres | None,
 ) -> None:
+    """Stop whatever main started: the processes together, then the broker
+    and the database side by side."""
     began = time.monotonic()
     if stop.requested:
         how = "Ctrl-C" if stop.signal == signal.SIGINT else signal.Signals(stop.signal).name
@@ -377,10 +413,13 @@ def _shut_down(
     # Their clients are gone: the broker and the database stop side by side.
     database = None
     if postgres is not None:
+        # A second Ctrl-C: no shutdown checkpoint; PostgreSQL recovers from
+        # its WAL on the next start.
         mode = "immediate" if stop.forced else "fast"
         database = threading.Thread(target=postgres.stop, args=(mode,), name="stop-postgres")
         database.start()
     if broker is not None:
+        # With STOP_GRACE before it, within the 3 s the shop must stop in.
         broker.stop(grace=1)
     if database is not None:
         database.join()

@@ -44,6 +44,8 @@ STABLE_AFTER = 10.0
 # What a process gets to finish on SIGTERM before SIGKILL: the whole shop must
 # be down within 3 s of Ctrl-C, broker and database included.
 STOP_GRACE = 2.0
+# How often ``run`` looks at its children: how late a restart, a reload or the
+# SIGKILL after STOP_GRACE can be.
 TICK = 0.05
 # Editors write a file in several steps; one restart per burst of changes.
 SETTLE = 0.3
@@ -67,6 +69,14 @@ class Spec:
 
 @dataclass
 class Child:
+    """The runner's state of one supervised process, kept across its restarts.
+
+    ``generation`` counts the spawns: a readiness probe or event of an earlier
+    generation is ignored, so a process that died and came back is never
+    taken for ready by its predecessor's probe. ``restart_at`` is set while
+    it waits out its back-off (``delay``); ``kill_at`` while it was asked to
+    stop and has until then before a SIGKILL."""
+
     spec: Spec
     popen: subprocess.Popen | None = None
     generation: int = 0
@@ -100,6 +110,14 @@ def next_delay(previous: float, uptime: float) -> float:
 
 
 class Supervisor:
+    """Starts ``specs`` as direct children, restarts the ones that die,
+    reloads the ones whose files change, and stops them all together.
+
+    Only the thread in ``run`` changes the children's state: the readiness
+    probes and the file monitor run on threads of their own and report
+    through ``events``, which the loop drains each tick. ``kill_all`` is the
+    exception, for a signal handler: it only sends signals."""
+
     def __init__(
         self,
         specs: list[Spec],
@@ -136,6 +154,8 @@ class Supervisor:
         running (where no parent-death signal took them); (name, pid) each."""
         stopped = []
         for pid_file in sorted(self.run_dir.glob("*.pid")):
+            # A child's command line names its ``.files`` list, which lives in
+            # run_dir (see _spawn): a pid now used by another program lacks it.
             pid = lifeline.stop_leftover(pid_file, marker=str(self.run_dir))
             if pid is not None:
                 stopped.append((pid_file.stem, pid))
@@ -146,8 +166,11 @@ class Supervisor:
     def _spawn(self, child: Child) -> None:
         spec = child.spec
         files = self._files_file(child)
+        # The previous generation's list may not hold for the new code: until
+        # the new process writes its own, it counts as using every file.
         files.unlink(missing_ok=True)
         argv = lifeline.command(os.getpid(), spec.module, list(spec.args), files=files)
+        # In JSON mode the children write straight to the runner's output.
         pipe = subprocess.PIPE if self.console.pipes_children else None
         # A session of its own: the terminal's Ctrl-C reaches the runner only,
         # and the runner signals each process (with anything it started) as a group.
@@ -160,6 +183,8 @@ class Supervisor:
             stderr=subprocess.STDOUT if pipe else None,
             start_new_session=True,
         )
+        # For the next start, should this runner die where no parent-death
+        # signal takes its children along (stop_leftovers).
         lifeline.write_pid_file(self._pid_file(child), child.popen.pid)
         if pipe:
             child.pumps = [self.console.pump(spec.name, child.popen.stdout)]
@@ -173,6 +198,8 @@ class Supervisor:
         ).start()
 
     def _probe(self, child: Child, generation: int, popen: subprocess.Popen) -> None:
+        """On its own thread: poll ``ready_url`` until it answers 200 (then
+        tell the loop), the process exits, or a newer generation replaces it."""
         while popen.poll() is None and child.generation == generation:
             try:
                 with urllib.request.urlopen(child.spec.ready_url, timeout=1) as response:  # noqa: S310 (loopback URL we built)
@@ -180,10 +207,13 @@ class Supervisor:
                         self.events.put(("ready", child, generation))
                         return
             except (urllib.error.URLError, OSError):
+                # Not listening yet, or answering 503: ask again.
                 pass
             time.sleep(0.2)
 
     def start_all(self) -> None:
+        """Start every process but the ``last`` ones, which _became_ready
+        starts once the others are ready; then watch the files, if asked to."""
         for child in self.children:
             if not child.spec.last:
                 self._spawn(child)
@@ -191,6 +221,7 @@ class Supervisor:
             self._start_monitor()
 
     def _start_monitor(self) -> None:
+        # The runner says what changed itself (_reload), in its own lines.
         logger = SilentLogger()
         factory = find_default_monitor_factory(logger)
         self._monitor = factory(lambda path: self.events.put(("changed", path)), interval=1, logger=logger)
@@ -208,12 +239,15 @@ class Supervisor:
             now = time.monotonic()
             for child in self.children:
                 self._check(child, now)
+            # SETTLE counts from the first change of a burst (_drain_events),
+            # so a steady stream of saves still reloads.
             if self._changed and now - self._changed_at >= SETTLE:
                 self._reload(self._changed)
                 self._changed = set()
             time.sleep(TICK)
 
     def _drain_events(self) -> None:
+        """Apply what the probes and the file monitor reported since the last tick."""
         while True:
             try:
                 event = self.events.get_nowait()
@@ -227,6 +261,8 @@ class Supervisor:
                 self._changed.add(event[1])
 
     def _became_ready(self, child: Child, generation: int) -> None:
+        # A probe of a replaced generation, or of a process that has died
+        # since it answered, says nothing about the process there is now.
         if child.generation != generation or child.popen is None or child.popen.poll() is not None:
             return
         child.ready = True
@@ -237,6 +273,8 @@ class Supervisor:
             self.console.say(f"{name} ready in {took:.1f} s", process=name, event="ready")
         else:
             self.console.say(f"{name} is back (ready in {took:.1f} s)", level="good", process=name, event="back")
+        # Generation 0: never started. Started once, a ``last`` process is
+        # supervised like any other, even while another one is not ready.
         waiting = [c for c in self.children if c.spec.last and c.generation == 0]
         if waiting and all(c.ready for c in self.children if not c.spec.last):
             for last in waiting:
@@ -247,6 +285,9 @@ class Supervisor:
                 self.on_all_ready()
 
     def _check(self, child: Child, now: float) -> None:
+        """One tick for one child: SIGKILL one that outlived its grace after
+        being asked to stop; restart one that exited (at once after a reload,
+        after its back-off otherwise); start one whose back-off is over."""
         popen = child.popen
         if popen is not None:
             code = popen.poll()
@@ -257,6 +298,7 @@ class Supervisor:
             self._reap(child)
             uptime = now - child.started
             if child.asked == "reload":
+                # Asked for: no back-off, and no error line.
                 self._spawn(child)
                 return
             child.delay = next_delay(child.delay, uptime)
@@ -275,6 +317,7 @@ class Supervisor:
             self._spawn(child)
 
     def _reap(self, child: Child) -> None:
+        """Forget an exited process, once its output has been copied out."""
         for pump in child.pumps:
             # The pipe's last lines (a traceback) before the news of the exit.
             pump.join(timeout=0.2)
@@ -285,6 +328,8 @@ class Supervisor:
     # -- reload ------------------------------------------------------------------
 
     def _loaded(self, child: Child) -> set[str] | None:
+        """The files ``child`` uses: the modules its lifeline last reported
+        plus its spec's ``files``; None while it has reported nothing."""
         try:
             files = set(self._files_file(child).read_text().split("\n"))
         except OSError:
@@ -310,18 +355,23 @@ class Supervisor:
         self.console.say(f"{shown} changed: reloading {names}", event="reload", processes=names)
         now = time.monotonic()
         for child in children:
+            # The edit may be the fix: the back-off starts afresh.
             child.delay = 0.0
             if child.popen is not None and child.popen.poll() is None:
                 child.asked = "reload"
                 child.kill_at = now + STOP_GRACE
                 self._signal(child.popen, signal.SIGTERM)
             elif child.popen is None and child.generation > 0:
+                # Waiting out its back-off: restarted now, not when the wait
+                # ends. Generation 0 (a ``last`` one not started) stays waiting.
                 self._spawn(child)
 
     # -- stopping ----------------------------------------------------------------
 
     @staticmethod
     def _signal(popen: subprocess.Popen, signum: int) -> None:
+        # The whole group: each child leads a session of its own (_spawn), so
+        # whatever it started goes with it. One already gone is no error.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(popen.pid, signum)
 
@@ -337,6 +387,8 @@ class Supervisor:
         if self._monitor is not None:
             self._monitor.stop()
         running = [c for c in self.children if c.popen is not None and c.popen.poll() is None]
+        # All at once, not one after another: the grace is spent once for the
+        # whole shop, which must be down within 3 s (STOP_GRACE).
         for child in running:
             child.asked = "stop"
             self._signal(child.popen, signal.SIGTERM)
@@ -352,6 +404,8 @@ class Supervisor:
                 self._signal(child.popen, signal.SIGKILL)
         for child in self.children:
             if child.popen is not None:
+                # Reaped before its pid file goes: a SIGKILLed process is not
+                # gone the moment the signal is sent.
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.popen.wait(5)
                 self._reap(child)

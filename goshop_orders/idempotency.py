@@ -30,7 +30,7 @@ _VALID_KEY = re.compile(KEY_REGEX)
 
 
 class KeyInFlight(Exception):
-    pass
+    """Another transaction holds the key: a request with it has not finished (409)."""
 
 
 class KeyReused(Exception):
@@ -39,6 +39,8 @@ class KeyReused(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Replay:
+    """The first answer given for a key, to be sent again as it was."""
+
     status: int
     body: dict
 
@@ -48,11 +50,18 @@ def valid_key(value: str) -> bool:
 
 
 def request_fingerprint(body: dict) -> str:
+    """A digest of ``body`` as canonical JSON (sorted keys, no spaces): the
+    same fields in another order are the same request. The caller passes the
+    validated fields, so a lower-case currency matches its upper-case twin."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class IdempotencyKeys:
+    """The Idempotency-Key rows of the orders schema: ``begin`` before an
+    order is created, ``complete`` after, both in the order's transaction.
+    A key is kept ``ttl_seconds`` from its first use."""
+
     def __init__(self, db: DbSession, clock: Callable[[], dt.datetime], ttl_seconds: int):
         self.db = db
         self.clock = clock
@@ -62,6 +71,9 @@ class IdempotencyKeys:
         """Claim the key for this transaction. Returns the stored response when
         the key was already used with this request; None when the caller should
         do the work. Raises KeyInFlight or KeyReused."""
+        # Try, never wait: a concurrent duplicate is told 409 at once. The lock
+        # is the transaction's, so it goes with the commit or rollback. Two keys
+        # whose 64-bit hashes collide can only cost each other a spurious 409.
         locked = self.db.execute(
             sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtextextended(f"{user_id}:{key}", 0)))
         ).scalar_one()
@@ -70,6 +82,8 @@ class IdempotencyKeys:
         row = self.db.get(IdempotencyKey, (user_id, key))
         if row is not None and row.created_at <= self.clock() - self.ttl:
             self.db.delete(row)  # expired: the key may be used afresh
+            # Now, not at commit: the DELETE must reach the database before
+            # complete() inserts a row with the same primary key.
             self.db.flush()
             row = None
         if row is None:
@@ -79,6 +93,8 @@ class IdempotencyKeys:
         return Replay(row.response_status, row.response_body)
 
     def complete(self, user_id: uuid.UUID, key: str, fingerprint: str, status: int, body: dict) -> None:
+        """Keep the answer for the key. In the order's transaction: if that rolls
+        back, there is neither an order nor a key, and a retry starts afresh."""
         self.db.add(
             IdempotencyKey(
                 user_id=user_id,

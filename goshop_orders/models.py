@@ -23,10 +23,15 @@ STATUSES = (NEW, PAID, CANCELLED)
 
 
 class Base(DeclarativeBase):
+    # Every table in the service's own schema, its constraints named as the
+    # migrations name them.
     metadata = sa.MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
 
 
 class Order(Base):
+    """One order: ``new`` until payments decides, then ``paid`` or
+    ``cancelled`` with the failed payment's ``reason``."""
+
     __tablename__ = "orders"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
@@ -42,6 +47,7 @@ class Order(Base):
     __table_args__ = (sa.Index("ix_orders_user_newest", "user_id", sa.text("created_at DESC"), sa.text("id DESC")),)
 
     def as_json(self) -> dict:
+        """The order as the API shows it (goshop_common.web.schemas.order_body)."""
         return {
             "id": str(self.id),
             "user_id": str(self.user_id),
@@ -68,5 +74,7 @@ class IdempotencyKey(Base):
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
+# In this schema, so an order and its event commit in one transaction, and
+# an event is recorded as applied in the same one as its effect.
 OUTBOX = outbox_table(Base.metadata)
 INBOX = inbox_table(Base.metadata)

@@ -24,6 +24,9 @@ PAGE_DEFAULT = 20
 
 
 class CreateOrderSchema(colander.MappingSchema):
+    """POST /v1/orders: an amount in minor units and a currency, by the shared
+    nodes' rules (goshop_common.web.schemas)."""
+
     amount_cents = amount_cents_node()
     currency = currency_node()
 
@@ -57,6 +60,8 @@ IDEMPOTENCY_KEY = colander.SchemaNode(
     description="Retrying with the same key and body replays the first answer while the key is kept.",
 )
 
+# Only documents the ``{id}`` of the order routes: the views read it from the
+# matchdict, and a malformed one finds no order.
 ORDER_ID = colander.SchemaNode(StrictString(), name="id", json_schema={"format": "uuid"})
 
 ORDER = order_body(STATUSES)

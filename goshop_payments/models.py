@@ -21,15 +21,21 @@ FAILED = "failed"
 
 
 class Base(DeclarativeBase):
+    # Every table in the service's own schema, its constraints named as the
+    # migrations name them.
     metadata = sa.MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
 
 
 class Payment(Base):
+    """The provider's decision on one order's charge: ``confirmed``, or
+    ``failed`` with its ``reason``."""
+
     __tablename__ = "payments"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     # Unique: whatever is delivered twice, an order is charged at most once.
     order_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), unique=True)
+    # From the order's event: the read API shows a payment to its owner only.
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     amount_cents: Mapped[int] = mapped_column(sa.BigInteger)
     currency: Mapped[str] = mapped_column(sa.Text)

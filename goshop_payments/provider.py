@@ -13,15 +13,21 @@ INSUFFICIENT_FUNDS = "insufficient_funds"
 
 @dataclasses.dataclass(frozen=True)
 class Decision:
+    """The provider's answer: confirmed, or not with a ``reason``."""
+
     confirmed: bool
     reason: str | None = None
 
 
 class MockProvider:
+    """Decides from the amount alone, by the rule of the module docstring."""
+
     def __init__(self, fail_divisor: int):
         self.fail_divisor = fail_divisor
 
     def charge(self, amount_cents: int, currency: str) -> Decision:
+        # ``currency`` plays no part. The divisor is tested first: a modulo
+        # by 0 would raise ZeroDivisionError.
         if self.fail_divisor and amount_cents % self.fail_divisor == 0:
             return Decision(False, INSUFFICIENT_FUNDS)
         return Decision(True)

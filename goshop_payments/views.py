@@ -18,6 +18,8 @@ payments = Service(name="payments", path="/v1/payments", description="Payments o
 
 
 class PaymentsQuery(colander.MappingSchema):
+    """``?order_id=``: required, a UUID as RFC 9562 writes it."""
+
     order_id = colander.SchemaNode(
         StrictString(), missing_msg="order_id is required", validator=Pattern(UUID_REGEX, "order_id must be a UUID")
     )
@@ -52,6 +54,8 @@ PAYMENTS = body(
     },
 )
 def list_payments_view(request):
+    """The caller's payments for ``order_id``. An order of someone else's
+    shows none: the same answer as an order not paid for yet."""
     claims = request_claims(request)
     try:
         order_id = uuid.UUID(request.validated["order_id"])

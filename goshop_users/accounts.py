@@ -14,10 +14,13 @@ from goshop_users.passwords import Passwords
 
 
 class EmailTaken(Exception):
-    pass
+    """The email already has an account (the unique constraint said so)."""
 
 
 class Accounts:
+    """Registration and password checks. Writes through ``db`` and never
+    commits: the request's transaction does."""
+
     def __init__(self, db: DbSession, passwords: Passwords, clock: Callable[[], dt.datetime]):
         self.db = db
         self.passwords = passwords
@@ -43,6 +46,8 @@ class Accounts:
         user = self.db.scalar(sa.select(User).where(User.email == email))
         if not self.passwords.verify(user.password_hash if user else None, password):
             return None
+        # Only now is the password known: a hash made with older parameters
+        # is upgraded as the user logs in.
         if self.passwords.needs_rehash(user.password_hash):
             user.password_hash = self.passwords.hash(password)
         return user

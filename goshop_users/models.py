@@ -16,16 +16,22 @@ SCHEMA = "users"
 
 
 class Base(DeclarativeBase):
+    # Every table in the service's own schema, its constraints named as the
+    # migrations name them.
     metadata = sa.MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
 
 
 class User(Base):
+    """An account: an email and the hash of its password."""
+
     __tablename__ = "users"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     # Stored normalised (trimmed, lower-case); the unique constraint is then
     # case-insensitive without citext and its text = citext pitfalls.
     email: Mapped[str] = mapped_column(sa.Text, unique=True)
+    # argon2's encoded form, parameters included: goshop_users.passwords can
+    # tell a hash made with older parameters and upgrade it at login.
     password_hash: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True), server_default=sa.func.now())
 
@@ -38,6 +44,7 @@ class Session(Base):
     __tablename__ = "sessions"
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    # An account's sessions go with it.
     user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), sa.ForeignKey("users.users.id", ondelete="CASCADE"))
     current_jti: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
     previous_jti: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))

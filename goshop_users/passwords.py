@@ -8,6 +8,9 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 
 class Passwords:
+    """argon2id hashing with the settings' cost parameters. ``verify`` costs
+    one full verification whether or not there is a hash to check."""
+
     def __init__(self, time_cost: int, memory_kib: int, parallelism: int):
         self._hasher = argon2.PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=argon2.Type.ID
@@ -20,10 +23,14 @@ class Passwords:
         return self._hasher.hash(password)
 
     def verify(self, password_hash: str | None, password: str) -> bool:
+        """Whether ``password`` matches ``password_hash``; always False without
+        a hash, even for the dummy's own password."""
+        # A stored hash that is not argon2's fails closed (InvalidHashError).
         try:
             return self._hasher.verify(password_hash or self._dummy_hash, password) and password_hash is not None
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
 
     def needs_rehash(self, password_hash: str) -> bool:
+        """Whether the hash was made with other parameters than today's."""
         return self._hasher.check_needs_rehash(password_hash)

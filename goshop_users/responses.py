@@ -8,6 +8,7 @@ import colander
 from goshop_common.web.openapi import RETRY_AFTER, SERVICE_UNAVAILABLE, Reply, error
 from goshop_common.web.schemas import body, field, list_of
 
+# register_view answers the new account and points at /v1/users/me.
 ACCOUNT = Reply(
     "The account, created.",
     body(
@@ -27,6 +28,9 @@ TOKENS = Reply(
     ),
 )
 
+# What me_view reads from the verified claims: ``subject`` is the token's
+# ``typ``, always "access" (nothing else authenticates); ``email`` may be
+# absent from a token, hence null.
 ME = Reply(
     "The access token's claims.",
     body(
@@ -45,14 +49,18 @@ REVOKED = Reply(
     body("revoked", field("revoked", colander.Integer(), minimum=0, description="Sessions ended.")),
 )
 
+# jwks_view sets the Cache-Control (public, five minutes).
 JWKS = Reply(
     "The JSON Web Key Set (RFC 7517) that verifies goshop's tokens.",
     body("jwks", list_of("keys", body("key", field("kty"), field("kid"), field("alg"), field("use", enum=["sig"])))),
     headers={"Cache-Control": "How long the keys may be cached."},
 )
 
+# One answer however a refresh token fails; the description names the cases.
 INVALID_TOKEN = error("invalid token: unknown, expired, revoked or reused refresh token")
 
+# By view; the 400, 413 and 415 of the body schema, and the 401 of a view
+# with ``auth``, are added by goshop_common.web.openapi itself.
 REGISTER = {201: ACCOUNT, 409: error("email already taken"), 503: SERVICE_UNAVAILABLE}
 LOGIN = {
     200: TOKENS,

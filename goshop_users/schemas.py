@@ -13,6 +13,8 @@ LOGIN_FIELD_MAX_LENGTH = 1024
 
 @colander.deferred
 def password_policy(node, kw):
+    """The password rule, from settings when the schema is bound: at least
+    ``password_min_length`` and at most ``password_max_length`` characters."""
     settings = kw["settings"]
 
     def validate(node, value):
@@ -48,6 +50,8 @@ class _PresentThen:
 
 
 class RegisterSchema(colander.MappingSchema):
+    """POST /v1/users/register: a valid email and a password the policy takes."""
+
     email = email_node("invalid email")
     password = strict_string_node("password", "weak password", validator=password_policy)
 
@@ -60,6 +64,8 @@ class RegisterSchema(colander.MappingSchema):
 
 
 class LoginSchema(colander.MappingSchema):
+    """POST /v1/users/login: two non-empty strings, bounded in length."""
+
     # Any string may be tried; a malformed email simply matches no account.
     email = strict_string_node(
         "email", REQUIRED, validator=colander.Length(min=1, max=LOGIN_FIELD_MAX_LENGTH, min_err=REQUIRED)
@@ -70,6 +76,8 @@ class LoginSchema(colander.MappingSchema):
 
 
 class RefreshTokenSchema(colander.MappingSchema):
+    """The body of refresh and logout alike: the refresh token to use or end."""
+
     refresh_token = strict_string_node(
         "refresh_token", "refresh_token is required", validator=colander.Length(min=1, max=TOKEN_MAX_LENGTH)
     )

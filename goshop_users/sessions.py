@@ -33,6 +33,9 @@ LOGOUT_ALL = "logout_all"
 
 @dataclasses.dataclass(frozen=True)
 class TokenPair:
+    """What login and refresh answer; ``as_json`` has the fields of an
+    OAuth 2.0 token response (RFC 6749, section 5.1)."""
+
     access_token: str
     refresh_token: str
     expires_in: int
@@ -51,6 +54,9 @@ class RefreshRejected(Exception):
 
 
 class Sessions:
+    """Opens, rotates and revokes login sessions. Writes through ``db`` and
+    never commits: the caller's transaction does, or rolls it all back."""
+
     def __init__(
         self,
         db: DbSession,
@@ -66,6 +72,7 @@ class Sessions:
         self.clock = clock
 
     def _pair(self, user: User, session: Session, now: dt.datetime) -> TokenPair:
+        # The refresh token names the session's current id, and expires with the session.
         return TokenPair(
             access_token=self.issuer.access_token(user.id, user.email, session.id, now),
             refresh_token=self.issuer.refresh_token(user.id, session.id, session.current_jti, now, session.expires_at),
@@ -86,6 +93,8 @@ class Sessions:
         return self._pair(user, session, now)
 
     def _locked(self, claims: dict) -> Session | None:
+        """The session the claims name, row-locked until the transaction ends;
+        None for malformed claims or a session that is not the subject's."""
         try:
             session_id = uuid.UUID(claims["sid"])
             user_id = uuid.UUID(claims["sub"])
@@ -110,11 +119,13 @@ class Sessions:
             jti = uuid.UUID(claims["jti"])
         except ValueError:
             raise RefreshRejected("malformed token id") from None
+        # For the access token's email claim.
         user = self.db.get(User, session.user_id)
         if jti == session.current_jti:
             session.previous_jti = jti
             session.current_jti = uuid.uuid4()
             session.rotated_at = now
+            # Sliding: each rotation gives the family a full refresh_ttl again.
             session.expires_at = now + self.refresh_ttl
             return self._pair(user, session, now)
         if (
@@ -126,7 +137,9 @@ class Sessions:
             # what it is, a copy, and revokes the family below.
             session.previous_jti = None
             log.info("refresh grace used", extra={"session_id": str(session.id), "user_id": str(session.user_id)})
+            # The successor the first caller got: current_jti is unchanged.
             return self._pair(user, session, now)
+        # Neither the current id nor a grace: a copy. The whole family goes.
         session.revoked_at = now
         session.revoked_reason = REUSE_DETECTED
         raise RefreshRejected(REUSE_DETECTED)
@@ -145,6 +158,7 @@ class Sessions:
     def revoke_all(self, user_id: uuid.UUID) -> int:
         """Revoke every active session of the user; returns how many were active."""
         now = self.clock()
+        # Expired sessions are left alone: the count is of sessions ended now.
         result = self.db.execute(
             sa.update(Session)
             .where(Session.user_id == user_id, Session.revoked_at.is_(None), Session.expires_at > now)

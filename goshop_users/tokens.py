@@ -12,12 +12,16 @@ from goshop_users.keys import SigningKey
 
 
 class TokenIssuer:
+    """Signs goshop's JWTs with the users service's key: access tokens that
+    live ``access_ttl`` seconds, refresh tokens that end with their session."""
+
     def __init__(self, key: SigningKey, issuer: str, access_ttl: int):
         self.key = key
         self.issuer = issuer
         self.access_ttl = access_ttl
 
     def _sign(self, claims: dict) -> str:
+        # Verifiers pick the key from the JWKS document by ``kid``.
         headers = {"kid": self.key.kid} if self.key.kid else None
         return jwt.encode(claims, self.key.private_key, algorithm=self.key.algorithm, headers=headers)
 
@@ -26,8 +30,12 @@ class TokenIssuer:
             {
                 "iss": self.issuer,
                 "sub": str(user_id),
+                # Verifiers are told which type they expect, so a refresh token
+                # never passes for an access token, nor the other way round.
                 "typ": ACCESS,
                 "sid": str(session_id),
+                # Every token must carry one (goshop_common.auth.tokens); only a
+                # refresh token's is ever looked up, so an access token's is random.
                 "jti": str(uuid.uuid4()),
                 "email": email,
                 "iat": now,
@@ -38,6 +46,8 @@ class TokenIssuer:
     def refresh_token(
         self, user_id: uuid.UUID, session_id: uuid.UUID, jti: uuid.UUID, now: dt.datetime, expires_at: dt.datetime
     ) -> str:
+        """A refresh token for the session's ``jti`` (goshop_users.sessions
+        compares it with the session's current one), valid until ``expires_at``."""
         return self._sign(
             {
                 "iss": self.issuer,

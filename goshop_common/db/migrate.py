@@ -62,10 +62,14 @@ def downgrade() -> None:
 
 
 class MigrateError(Exception):
-    pass
+    """A command that cannot be carried out (an unknown version, nothing to
+    roll back, a bad name): ``run`` prints it and returns 1."""
 
 
 def alembic_config(ini_path: Path, database_url: str | None = None, script_location: str | None = None) -> Config:
+    """The Alembic config of a service's ini. ``database_url`` reaches env.py
+    through ``config.attributes``, where it wins over the environment and
+    the ini (goshop_common.db.migrations.database_url)."""
     config = Config(str(ini_path))
     if database_url:
         config.attributes["database_url"] = database_url
@@ -87,6 +91,7 @@ def applied_revisions(config: Config) -> set[str]:
     engine = sa.create_engine(_url(config), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as connection:
+            # The version table is in the service's own schema, not in public.
             context = MigrationContext.configure(connection, opts={"version_table_schema": schema})
             heads = context.get_current_heads()
     finally:
@@ -103,6 +108,7 @@ def status(config: Config, out=None) -> list[tuple[str, str]]:
     scripts = ScriptDirectory.from_config(config)
     applied = applied_revisions(config)
     rows = []
+    # walk_revisions goes from the heads down; goose lists the oldest first.
     for rev in reversed(list(scripts.walk_revisions())):
         state = "Applied" if rev.revision in applied else "Pending"
         rows.append((rev.revision, state))
@@ -111,12 +117,16 @@ def status(config: Config, out=None) -> list[tuple[str, str]]:
 
 
 def _known(config: Config, version: str) -> str:
+    """``version`` as an Alembic target: goose's ``0`` (and ``base``) is
+    before the first revision; anything else must be in this history."""
     if version in ("0", "base"):
         return "base"
     scripts = ScriptDirectory.from_config(config)
     try:
         known = scripts.get_revision(version) is not None
     except Exception:
+        # Alembic has several errors for a malformed, ambiguous or unknown
+        # id; to the user each one means the same.
         known = False
     if not known:
         raise MigrateError(f"unknown version {version}")
@@ -151,6 +161,8 @@ def create(config: Config, name: str, kind: str = "py", now: dt.datetime | None 
     if py_path.exists() or sql_path.exists():
         raise MigrateError(f"{py_path.name} already exists")
     sql_path.write_text(_SQL_TEMPLATE.format(name=name))
+    # It follows the one head: with several, get_current_head raises a
+    # CommandError, which run() reports.
     py_path.write_text(
         _SQL_REVISION_TEMPLATE.format(name=name, rev=rev, down=scripts.get_current_head(), sql_name=sql_path.name)
     )
@@ -158,6 +170,8 @@ def create(config: Config, name: str, kind: str = "py", now: dt.datetime | None 
 
 
 def run(argv: list[str], ini_path: Path, prog: str) -> int:
+    """``python -m goshop_<service>.migrate``: 0 when done, 1 when the
+    command failed, 2 for bad settings (and argparse exits 2 on bad usage)."""
     parser = argparse.ArgumentParser(prog=prog, description="goose-style migrations for one goshop service")
     parser.add_argument("--database-url", help="overrides GOSHOP_DATABASE_URL and the ini")
     parser.add_argument("--script-location", help=argparse.SUPPRESS)
@@ -172,6 +186,7 @@ def run(argv: list[str], ini_path: Path, prog: str) -> int:
         return 2
     config = alembic_config(ini_path, database_url, options.script_location)
     cmd, args = options.command, options.args
+    # How many arguments each command takes: create's second is the kind (sql).
     expected = {"up-to": 1, "down-to": 1, "create": (1, 2)}.get(cmd, 0)
     if (isinstance(expected, int) and len(args) != expected) or (
         isinstance(expected, tuple) and len(args) not in expected
@@ -184,6 +199,7 @@ def run(argv: list[str], ini_path: Path, prog: str) -> int:
         elif cmd == "up":
             command.upgrade(config, "head")
         elif cmd == "down":
+            # At base, "-1" would fail in Alembic's words rather than these.
             if not applied_revisions(config):
                 raise MigrateError("no migrations to roll back")
             command.downgrade(config, "-1")
@@ -196,6 +212,7 @@ def run(argv: list[str], ini_path: Path, prog: str) -> int:
         elif cmd == "redo":
             if not applied_revisions(config):
                 raise MigrateError("no migrations to redo")
+            # goose's redo: roll back the latest revision, then apply it again.
             command.downgrade(config, "-1")
             command.upgrade(config, "+1")
         elif cmd == "create":
@@ -205,6 +222,7 @@ def run(argv: list[str], ini_path: Path, prog: str) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except sa.exc.OperationalError as exc:
+        # The driver's own reason (exc.orig), without SQLAlchemy's wrapping.
         print(f"error: cannot reach the database: {exc.orig}", file=sys.stderr)
         return 1
     return 0

@@ -33,6 +33,8 @@ STATEMENT_TIMEOUT = "120s"
 
 
 def database_url(config) -> str:
+    """The URL to migrate, in the order the module docstring gives, with the
+    psycopg2 driver named."""
     return sqlalchemy_url(
         config.attributes.get("database_url")
         or os.environ.get("GOSHOP_DATABASE_URL")
@@ -82,6 +84,8 @@ def _needs_no_database(config) -> bool:
     """A plain ``revision`` or a ``merge`` only writes a file."""
     if config.attributes.get(NO_DATABASE):
         return True
+    # cmd_opts is the alembic command line's parsed namespace; a command
+    # called from Python has none, which is why NO_DATABASE exists.
     cmd = getattr(config.cmd_opts, "cmd", None)
     name = getattr(cmd[0], "__name__", None) if cmd else None
     if name == "revision":
@@ -90,11 +94,15 @@ def _needs_no_database(config) -> bool:
 
 
 def run_migrations(metadata: sa.MetaData, schema: str) -> None:
+    """The body of every service's env.py: migrate ``schema``, whose tables
+    ``metadata`` holds, keeping the version table in that schema."""
     config = context.config
     # What every mode but plain offline SQL configures alike.
     common = {
         "target_metadata": metadata,
         "version_table_schema": schema,
+        # The models live in the service's schema, not public: autogenerate
+        # must look beyond the default schema to see them.
         "include_schemas": True,
         "process_revision_directives": timestamp_revision_ids,
     }
@@ -119,9 +127,12 @@ def run_migrations(metadata: sa.MetaData, schema: str) -> None:
 
     engine = sa.create_engine(database_url(config), poolclass=sa.pool.NullPool)
     with engine.connect() as connection:
+        # Before Alembic starts: its version table is created in this schema.
         connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         connection.execute(sa.text(f"SET lock_timeout = '{LOCK_TIMEOUT}'"))
         connection.execute(sa.text(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'"))
+        # Committed: the schema is there for good, and a session SET is kept
+        # past the commit (a rolled-back transaction would undo it).
         connection.commit()
         context.configure(connection=connection, **common)
         with context.begin_transaction():
@@ -135,6 +146,8 @@ _SECTION = re.compile(r"^--\s*\+goose\s+(Up|Down)\s*$", re.IGNORECASE | re.MULTI
 def sql_sections(path: Path) -> dict[str, str]:
     """The ``-- +goose Up`` and ``-- +goose Down`` parts of a goose-style file."""
     text = path.read_text()
+    # One capturing group: [before, marker, body, marker, body, ...]. What
+    # precedes the first marker (the file's comments) belongs to neither.
     parts = _SECTION.split(text)
     sections = {"up": "", "down": ""}
     for marker, body in zip(parts[1::2], parts[2::2], strict=True):
@@ -147,5 +160,6 @@ def run_sql_file(revision_file: str, direction: str) -> None:
     from alembic import op
 
     sql = sql_sections(Path(revision_file).with_suffix(".sql"))[direction]
+    # An empty section is nothing to run (a one-way migration's Down).
     if sql:
         op.execute(sql)

@@ -39,16 +39,24 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def make_engine(settings: Settings, **overrides) -> sa.Engine:
+    """The process's engine; ``overrides`` replace any option (the workers
+    ask for a smaller pool)."""
     options = {
         "pool_size": settings.db_pool_size,
+        # Up to twice the pool under a burst; the extra connections close
+        # once they are returned.
         "max_overflow": settings.db_pool_size,
+        # A request waits at most this long for a connection, then fails.
         "pool_timeout": 5,
         # A restarted database leaves dead connections in the pool; ping on
         # checkout so the first request after a restart does not fail.
         "pool_pre_ping": True,
+        # Set when each connection opens, so every statement of the process
+        # has the timeout, whatever session or worker runs it.
         "connect_args": {
             "connect_timeout": settings.db_connect_timeout,
             "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            # What pg_stat_activity shows for these connections.
             "application_name": "goshop",
         },
     }
@@ -58,6 +66,7 @@ def make_engine(settings: Settings, **overrides) -> sa.Engine:
 
 def _dbsession(request):
     session = request.environ.get(SESSION_ENVIRON_KEY)
+    # A test's own session is neither joined nor closed here: the test owns it.
     if session is None:
         session = request.registry.dbsession_factory()
         # "changed" from the start: zope.sqlalchemy otherwise rolls back a
@@ -74,6 +83,8 @@ def includeme(config) -> None:
     engine = make_engine(settings)
     config.registry.dbengine = engine
     config.registry.dbsession_factory = sessionmaker(bind=engine, expire_on_commit=False)
+    # pyramid_tm's recommended hook: a new transaction manager in explicit
+    # mode for each request (request.tm), not the thread-local default.
     config.add_settings({"tm.manager_hook": "pyramid_tm.explicit_manager"})
     config.include("pyramid_tm")
     config.add_request_method(_dbsession, "dbsession", reify=True)

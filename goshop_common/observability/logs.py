@@ -31,6 +31,9 @@ def _extras(record: logging.LogRecord) -> dict:
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object a line: the time (UTC, milliseconds), level, logger and
+    message, then every ``extra=`` field, and a traceback as ``exc``."""
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
@@ -41,10 +44,14 @@ class JsonFormatter(logging.Formatter):
         entry.update(_extras(record))
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        # default=str: a UUID or a datetime in ``extra=`` is written as its
+        # text rather than losing the whole line to a TypeError.
         return json.dumps(entry, default=str)
 
 
 def _value(value) -> str:
+    # Quoted (as JSON) when empty or holding a space or a quote, so that the
+    # line still reads as key=value pairs.
     text = str(value)
     return json.dumps(text) if not text or any(c.isspace() or c == '"' for c in text) else text
 
@@ -97,6 +104,7 @@ class QuietProbes(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.name != REQUEST_LOGGER:
             return True
+        # A line without a status counts as a failure, and is shown.
         path, status = getattr(record, "path", None), getattr(record, "status", 500)
         return not (path in _PROBE_PATHS and isinstance(status, int) and status < 400)
 
@@ -114,9 +122,13 @@ def use_console(level: str = "INFO", color: bool | None = None) -> None:
     root = logging.getLogger()
     for handler in root.handlers:
         handler.setFormatter(formatter)
+        # Once, however often use_console runs over the same handlers.
         if not any(isinstance(f, QuietProbes) for f in handler.filters):
             handler.addFilter(QuietProbes())
     root.setLevel(logging.WARNING)
+    # The root's level does not quiet a library whose logger has a lower level
+    # of its own (an ini's [logger_waitress] at INFO): those are raised too.
+    # loggerDict also holds PlaceHolders, for dotted parents nobody asked for.
     for name, logger in list(logging.root.manager.loggerDict.items()):
         if not isinstance(logger, logging.Logger) or name.startswith("goshop"):
             continue
@@ -137,6 +149,7 @@ def configure(level: str = "INFO", log_format: str = JSON) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
+    # Replaced, not added to: a second call does not print every line twice.
     root.handlers[:] = [handler]
     root.setLevel(level)
     # One line per queued request at INFO costs ~25% req/s under load.

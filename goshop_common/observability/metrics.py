@@ -31,10 +31,14 @@ log = logging.getLogger("goshop.metrics")
 
 REGISTRY = CollectorRegistry()
 
+# The route label of a request that matched no route: a scanner's random
+# paths all count under this one value.
 UNMATCHED = "unmatched"
 # A client can send any method name; only these become label values, so a
 # scanner cannot make a new series per request.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The ``outcome`` label's values. goshop_common.messaging.consumer makes each
+# series up front, so every one reads 0 before its first event.
 CONSUMER_OUTCOMES = ("consumed", "applied", "duplicate", "skipped", "retried")
 
 HTTP_REQUESTS = Counter(
@@ -96,6 +100,7 @@ class OutboxCollector(Collector):
 
     def __init__(self):
         self._tables: dict[str, tuple[sa.Engine, sa.Table]] = {}
+        # A scrape runs on a server's thread, not on the one that calls watch().
         self._lock = threading.Lock()
 
     def watch(self, engine: sa.Engine, table: sa.Table) -> None:
@@ -104,10 +109,14 @@ class OutboxCollector(Collector):
             self._tables[f"{table.schema}.{table.name}"] = (engine, table)
 
     def forget(self, table: sa.Table) -> None:
+        """Stop reporting ``table``: its series vanish from the next scrape."""
         with self._lock:
             self._tables.pop(f"{table.schema}.{table.name}", None)
 
     def describe(self):
+        # The names register() checks for clashes. This registry does not call
+        # collect() to learn them (no auto_describe): without describe() it
+        # would check none.
         return self._families()
 
     def _families(self):
@@ -121,6 +130,7 @@ class OutboxCollector(Collector):
 
     def collect(self):
         backlog, age = self._families()
+        # Queried outside the lock: a slow database must not hold up watch().
         with self._lock:
             tables = list(self._tables.items())
         for name, (engine, table) in tables:
@@ -163,10 +173,13 @@ def observe_pool(service: str, engine: sa.Engine) -> None:
 
 
 def exposition() -> bytes:
+    """The whole registry in Prometheus' text format."""
     return generate_latest(REGISTRY)
 
 
 def metrics_view(request) -> Response:
+    # The pool is read now, at scrape time, like the outbox backlog. An app
+    # without a database has no dbengine and no pool series.
     engine = getattr(request.registry, "dbengine", None)
     if engine is not None:
         observe_pool(request.registry.goshop_service, engine)
@@ -176,6 +189,7 @@ def metrics_view(request) -> Response:
 
 
 def metrics_tween_factory(handler, registry):
+    """The tween that counts and times every request, by route and status."""
     service = registry.goshop_service
 
     def metrics_tween(request):
@@ -186,6 +200,8 @@ def metrics_tween_factory(handler, registry):
             status = str(response.status_code)
             return response
         finally:
+            # The route's name, never the path: ids in paths would make a new
+            # series per order.
             route = request.matched_route.name if request.matched_route is not None else UNMATCHED
             method = request.method if request.method in METHODS else "other"
             HTTP_REQUESTS.labels(service, route, method, status).inc()

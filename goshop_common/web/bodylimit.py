@@ -9,10 +9,12 @@ _TOO_LARGE = "request body too large"
 
 
 def body_limit_tween_factory(handler, registry):
+    """The tween that answers 413 to a body over the limit, declared or read."""
     limit = registry.goshop_settings.max_body_bytes
 
     def body_limit_tween(request):
         length = request.content_length
+        # A declared length is refused before a byte of the body is read.
         if length is not None and length > limit:
             return error_response(413, _TOO_LARGE)
         if length is None and request.is_body_readable:
@@ -20,6 +22,7 @@ def body_limit_tween_factory(handler, registry):
             body = request.body_file.read(limit + 1)
             if len(body) > limit:
                 return error_response(413, _TOO_LARGE)
+            # Put back what was read: the view reads the body as sent.
             request.body = body
         return handler(request)
 

@@ -12,6 +12,8 @@ from pyramid.events import NewResponse
 
 
 def _no_store_unless_set(event: NewResponse) -> None:
+    # NewResponse fires once for whatever the tweens and views answered: the
+    # body limit's 413 and the exception views' errors get the header too.
     headers = event.response.headers
     if "Cache-Control" not in headers:
         headers["Cache-Control"] = "no-store"

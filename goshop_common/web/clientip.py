@@ -27,6 +27,8 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPV6_CLIENT_PREFIX = 64
 
 
+# Keyed by the settings' tuple, which is the same on every request: the
+# networks are parsed once, not per request.
 @functools.lru_cache(maxsize=32)
 def _networks(trusted: tuple[str, ...]):
     return tuple(ipaddress.ip_network(entry, strict=False) for entry in trusted)
@@ -43,9 +45,11 @@ def parse_address(raw: str | None) -> Address | None:
         text = text.partition(":")[0]
     text = text.partition("%")[0]
     try:
+        # Also refuses what is not an address at all ("unknown", a hostname).
         address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    # ::ffff:1.2.3.4 is 1.2.3.4: one client, one throttling key, one trust rule.
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
@@ -66,6 +70,9 @@ def client_ip(remote_addr: str | None, forwarded_for: str | None, trusted: tuple
     if candidate is None:
         return None
     hops = [hop for hop in (forwarded_for or "").split(",") if hop.strip()]
+    # From the right: each proxy appends what it saw, so the last hop is the
+    # one the nearest proxy vouches for; anything left of an untrusted hop
+    # may have been written by the client.
     while hops and _is_trusted(candidate, trusted):
         hop = parse_address(hops.pop())
         if hop is None:
@@ -86,6 +93,8 @@ def client_network(address: str | None) -> str | None:
 
 
 def _request_client_ip(request) -> str | None:
+    # REMOTE_ADDR is the peer's own address: the ini files give waitress no
+    # trusted_proxy, so it rewrites nothing from the header.
     return client_ip(
         request.remote_addr, request.headers.get("X-Forwarded-For"), request.registry.goshop_settings.trusted_proxies
     )

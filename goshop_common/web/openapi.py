@@ -29,6 +29,8 @@ from goshop_common.web.schemas import body, error_body
 
 log = logging.getLogger("goshop.openapi")
 
+# The nodes say ``nullable``, a 3.0 keyword that 3.1 dropped for type arrays:
+# moving to 3.1 means changing them too.
 OPENAPI_VERSION = "3.0.3"
 
 # The security schemes a view names in ``auth=``.
@@ -87,12 +89,16 @@ def node_schema(node: colander.SchemaNode) -> dict:
                 required.append(child.name)
         if required:
             schema["required"] = required
+        # Only a mapping that refuses unknown keys says so; "ignore" and
+        # "preserve" both accept them.
         if typ.unknown == "raise":
             schema["additionalProperties"] = False
     elif isinstance(typ, colander.Sequence):
+        # A colander sequence has exactly one child: the node of its items.
         schema = {"type": "array", "items": node_schema(node.children[0])}
     elif isinstance(typ, colander.Boolean):
         schema = {"type": "boolean"}
+    # Integer before Number: colander.Integer is a Number.
     elif isinstance(typ, colander.Integer):
         schema = {"type": "integer"}
     elif isinstance(typ, colander.Number):
@@ -103,19 +109,27 @@ def node_schema(node: colander.SchemaNode) -> dict:
         raise TypeError(f"no JSON Schema for colander type {type(typ).__name__} ({node.name})")
     if node.description:
         schema["description"] = str(node.description)
+    # colander's markers (required, drop, null) are no value a client sees,
+    # and a deferred one is only known once bound.
     default = node.missing
     if default not in (colander.required, colander.drop, colander.null, None) and not isinstance(
         default, colander.deferred
     ):
         schema["default"] = default
     _describe_validator(node.validator, schema, node)
+    # Last: what a node declares itself (a format, nullable) says what colander
+    # cannot, and wins over what was derived.
     schema.update(getattr(node, "json_schema", None) or {})
     return schema
 
 
 def _describe_validator(validator, schema: dict, node) -> None:
+    """Add to ``schema`` what ``validator`` enforces. A validator it cannot
+    describe is a TypeError: the document must never promise less than the
+    API checks."""
     if validator is None:
         return
+    # goshop's own validators describe themselves (goshop_common.web.schemas).
     described = getattr(validator, "json_schema", None)
     if described is not None:
         schema.update(described)
@@ -123,6 +137,7 @@ def _describe_validator(validator, schema: dict, node) -> None:
         for each in validator.validators:
             _describe_validator(each, schema, node)
     elif isinstance(validator, colander.Length):
+        # colander's Length bounds a list's items as well as a string's characters.
         low, high = ("minItems", "maxItems") if schema.get("type") == "array" else ("minLength", "maxLength")
         if validator.min is not None:
             schema[low] = validator.min
@@ -148,11 +163,14 @@ def _describe_validator(validator, schema: dict, node) -> None:
 
 
 def _is_node_method(validator, node) -> bool:
+    """Whether ``validator`` is ``node``'s own method, and the node carries
+    the ``json_schema`` that describes it."""
     return getattr(validator, "__self__", None) is node and getattr(node, "json_schema", None) is not None
 
 
 # --- operations ---------------------------------------------------------------
 
+# A Pyramid placeholder, ``{id}`` or ``{id:regex}``: the name is the parameter's.
 _PATH_PARAMETER = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 
 
@@ -162,6 +180,7 @@ def _bound(schema, settings):
 
 
 def _reply(reply: Reply) -> dict:
+    """A Reply as an OpenAPI response object."""
     answer: dict = {"description": reply.description}
     content = {}
     if reply.body is not None:
@@ -200,6 +219,9 @@ def _body_required(schema) -> bool:
 
 
 def _operation(service: Service, method: str, args: dict, settings) -> dict:
+    """The operation of one view: what its decorator declared, what its
+    validators enforce, and the answers the shared machinery adds on its own
+    (``auto``), which the view's own ``responses`` override."""
     doc = service.documentation.get(method, {})
     validators = args.get("validators") or ()
     operation: dict = {"operationId": f"{service.name}_{method.lower()}"}
@@ -208,6 +230,8 @@ def _operation(service: Service, method: str, args: dict, settings) -> dict:
     auto: dict[int, Reply] = {}
 
     path_nodes = {node.name: node for node in doc.get("path", ())}
+    # OpenAPI requires ``required: true`` on every path parameter; one the
+    # view declares no node for is documented as a plain string.
     parameters = [
         _parameter(path_nodes[name], "path", True)
         if name in path_nodes
@@ -222,6 +246,7 @@ def _operation(service: Service, method: str, args: dict, settings) -> dict:
         auto[400] = error("The query string breaks a rule: `error` names the first, `details` every one.")
     if schema is not None and body_validator in validators:
         bound = _bound(schema, settings)
+        # Cornice also takes a callable for ``content_type``; it names no media type.
         media_types = [c for c in (args.get("content_type") or ("application/json",)) if isinstance(c, str)]
         operation["requestBody"] = {
             "required": _body_required(bound),
@@ -248,12 +273,14 @@ def _operation(service: Service, method: str, args: dict, settings) -> dict:
 def build_document(registry, title: str) -> dict:
     """The document of the services registered with Cornice on ``registry``."""
     paths: dict[str, dict] = {}
+    # Every service Cornice knows on this registry: the openapi view's own included.
     for service in registry.cornice_services.values():
         for method, _view, args in service.definitions:
             if method == "HEAD":  # Cornice's automatic twin of GET
                 continue
             operation = _operation(service, method, args, registry.goshop_settings)
             paths.setdefault(service.path, {})[method.lower()] = operation
+    # Only the schemes some operation names.
     schemes = sorted(
         {name for item in paths.values() for op in item.values() for s in op.get("security", ()) for name in s}
     )
@@ -275,7 +302,8 @@ UPSTREAM_FAILURES = {
 
 
 class UpstreamDocumentUnavailable(Exception):
-    pass
+    """An upstream's document could not be read, or does not document a
+    proxied operation: the gateway answers 503 and caches nothing."""
 
 
 def proxied(service: Service, upstream: str) -> Service:
@@ -287,6 +315,7 @@ def proxied(service: Service, upstream: str) -> Service:
 
 
 def _fetch_document(registry, upstream: str) -> dict:
+    """``upstream``'s own /openapi.json, through the gateway's upstream client."""
     try:
         result = registry.upstreams.request(upstream, "GET", "/openapi.json", [], None)
         if result.status != 200:
@@ -299,6 +328,8 @@ def _fetch_document(registry, upstream: str) -> dict:
 
 
 def _with_upstreams(registry, document: dict) -> dict:
+    """The gateway's ``document`` with each proxied operation replaced by the
+    upstream's own, as amended below; each upstream's document is read once a build."""
     upstream_documents: dict[str, dict] = {}
     schemes = document["components"]["securitySchemes"]
     for path, item in document["paths"].items():
@@ -314,24 +345,31 @@ def _with_upstreams(registry, document: dict) -> dict:
             if found is None:
                 raise UpstreamDocumentUnavailable(f"{name} does not document {method.upper()} {upstream_path or path}")
             merged = copy.deepcopy(found)
+            # operationIds are unique within one document: the gateway's own.
             merged["operationId"] = own["operationId"]
             # What the gateway checks itself (checkout's body, the access
             # token) it documents itself; the rest is the upstream's.
             for key in ("parameters", "requestBody", "security"):
                 if key in own and key != "parameters":
                     merged[key] = own[key]
+            # The gateway's parameters first; an upstream's of the same name and
+            # place is dropped, not listed twice.
             own_names = {(p["in"], p["name"]) for p in own.get("parameters", ())}
             merged["parameters"] = own.get("parameters", []) + [
                 p for p in merged.get("parameters", ()) if (p["in"], p["name"]) not in own_names
             ]
             if not merged["parameters"]:
                 del merged["parameters"]
+            # Later wins: the upstream's answers, then the gateway's own, then
+            # what the gateway says when the upstream fails it.
             merged["responses"] = {
                 **merged["responses"],
                 **own["responses"],
                 **{str(s): _reply(r) for s, r in UPSTREAM_FAILURES.items()},
             }
             merged["responses"] = dict(sorted(merged["responses"].items()))
+            # Each scheme an operation now names is defined as its upstream
+            # defines it, else as goshop does.
             for requirement in merged.get("security", ()):
                 for scheme in requirement:
                     schemes[scheme] = (
@@ -359,6 +397,8 @@ _DOCUMENT.json_schema = {"description": "An OpenAPI 3.0 document."}
     }
 )
 def openapi_view(request):
+    """The document, built at the first request and then kept for the life
+    of the process; the gateway's only once every upstream's could be read."""
     document = getattr(request.registry, "openapi_document", None)
     if document is None:
         registry = request.registry

@@ -17,21 +17,30 @@ from pyramid.tweens import INGRESS
 log = logging.getLogger("goshop.request")
 
 REQUEST_ID_HEADER = "X-Request-ID"
+# Nothing that could split a log line or a header: no spaces, no CR or LF.
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Set by goshop_common.auth.tokens once an access token is verified; absent
+# for an anonymous request, whose line then has no user_id.
 USER_ID_ENVIRON_KEY = "goshop.user_id"
 
 
 def request_id_from(value: str | None) -> str:
+    """The client's X-Request-ID when it is a sane token, else a fresh one."""
     if value and _REQUEST_ID.match(value):
         return value
     return uuid.uuid4().hex
 
 
 def request_log_tween_factory(handler, registry):
+    """The tween that gives each request its ``request.request_id``, echoes it
+    on the response, and logs the request's one line once it is answered."""
+
     def request_log_tween(request):
         request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         request.request_id = request_id
         started = time.perf_counter()
+        # Kept if the handler raises: past this outermost tween, the server
+        # answers the exception with a 500.
         status = 500
         try:
             response = handler(request)
@@ -43,6 +52,8 @@ def request_log_tween_factory(handler, registry):
                 "method": request.method,
                 # Not request.path: it raises on a path that is not UTF-8 (%FF),
                 # which is answered with a 400 and must still be logged.
+                # WSGI (PEP 3333) hands the path's bytes over as latin-1 text:
+                # back to bytes, then read as UTF-8.
                 "path": (request.environ.get("SCRIPT_NAME", "") + request.environ.get("PATH_INFO", ""))
                 .encode("latin-1")
                 .decode("utf-8", "replace"),

@@ -11,10 +11,13 @@ from cornice.validators import colander_body_validator, colander_querystring_val
 
 from goshop_common.web.errors import error_response
 
+# The one media type of goshop's request bodies: a view's ``content_type``.
 JSON = ("application/json",)
 
 
 def _message_for(error: dict) -> str:
+    """The message goshop shows for one of Cornice's collected errors: the
+    envelope's wording where Cornice has its own."""
     description = error.get("description")
     if isinstance(description, (list, tuple)):
         description = description[0] if description else None
@@ -50,6 +53,7 @@ def json_error_handler(request):
     parse_errors = [d for d in details if d["description"] in ("invalid json", "request body must be a JSON object")]
     details = parse_errors or details
     message = details[0]["description"] if details else "invalid request"
+    # Whatever error came first, a 415 is about the content type.
     if status == 415:
         message = "content type must be application/json"
     return error_response(status, message, details=details)
@@ -75,6 +79,7 @@ class Service(cornice.Service):
         super().__init__(*args, **kwargs)
 
     def default_error_handler(self, request):
+        # Cornice's hook for the errors its validators collected.
         return json_error_handler(request)
 
     def add_view(self, method, view, **kwargs):
@@ -84,6 +89,7 @@ class Service(cornice.Service):
 
 
 def _bound(schema, request):
+    # What the deferred nodes read (goshop_common.web.schemas): the settings.
     return schema.bind(request=request, settings=request.registry.goshop_settings)
 
 
@@ -108,6 +114,8 @@ def body_validator(request, schema=None, **kwargs):
 
 
 def querystring_validator(request, schema=None, **kwargs):
+    """Validate the query string against ``schema``, bound as body_validator
+    binds it."""
     if schema is None:
         return
     colander_querystring_validator(request, schema=_bound(schema, request), **kwargs)

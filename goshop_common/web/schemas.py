@@ -34,6 +34,8 @@ class Pattern:
         self.regex = regex
         self.msg = msg
         self._compiled = re.compile(regex)
+        # Anchored: JSON Schema's ``pattern`` matches anywhere in the value,
+        # and the group keeps an alternation inside the anchors.
         self.json_schema = {"pattern": f"^(?:{regex})$"}
 
     def __call__(self, node, value):
@@ -49,6 +51,7 @@ class StrictString(colander.String):
         if cstruct is colander.null or cstruct is None:
             return colander.null
         if not isinstance(cstruct, str):
+            # A node's ``type_error_msg`` (strict_string_node) is its one message.
             raise colander.Invalid(node, getattr(node, "type_error_msg", "must be a string"))
         if "\x00" in cstruct:
             # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the driver.
@@ -67,6 +70,8 @@ class QueryInteger(colander.Integer):
     take ``" 7"``, ``"7_0"`` or Arabic-Indic digits, none of which is an
     integer to the OpenAPI document."""
 
+    # 18 digits at most: every such number fits a signed 64-bit integer
+    # (PostgreSQL's bigint), before any Range the node adds is applied.
     _DIGITS = re.compile(r"-?[0-9]{1,18}")
 
     def deserialize(self, node, cstruct):
@@ -112,6 +117,7 @@ class EmailValidator(Pattern):
         }
 
     def __call__(self, node, value):
+        # The pattern does not bound the length; this is the document's maxLength.
         if len(value) > EMAIL_MAX_LENGTH:
             raise colander.Invalid(node, self.msg)
         super().__call__(node, value)
@@ -120,12 +126,16 @@ class EmailValidator(Pattern):
 def _prepare_email(value):
     # Only what may be valid is trimmed: an over-long value stays over-long,
     # so the length rule applies to the address as sent, as documented.
+    # ASCII only, as for the currency: str.lower() maps some other letters to
+    # ASCII (U+212A, the Kelvin sign, to "k"), which must not pass the pattern.
     if isinstance(value, str) and len(value) <= EMAIL_MAX_LENGTH and value.isascii():
         return normalise_email(value)
     return value
 
 
 def email_node(message: str = "invalid email") -> colander.SchemaNode:
+    """The ``email`` field: trimmed and lower-cased, then held to
+    EmailValidator; every failure reports ``message``."""
     return strict_string_node("email", message, preparer=_prepare_email, validator=EmailValidator(message))
 
 
@@ -141,6 +151,9 @@ class StrictInteger(colander.Integer):
 
 
 class _AmountRange:
+    """amount_cents' bounds, a message for each side. The maximum is a
+    setting, so this is built when the schema is bound (_amount_range)."""
+
     def __init__(self, maximum: int):
         self.maximum = maximum
         self.json_schema = {"minimum": 1, "maximum": maximum}
@@ -152,6 +165,8 @@ class _AmountRange:
             raise colander.Invalid(node, f"amount_cents must not exceed {self.maximum}")
 
 
+# Deferred: resolved by schema.bind(settings=...), which the REST validators
+# and the OpenAPI generator both call.
 @colander.deferred
 def _amount_range(node, kw):
     return _AmountRange(kw["settings"].order_max_amount_cents)

@@ -35,13 +35,17 @@ INTERNAL_THREADS = 2
 
 
 def serve(ini: str, port: int | None, *, host: str | None = None, metrics_port: int | None = None) -> None:
+    """Serve ``ini``'s app until SIGTERM or Ctrl-C, and its internal app on
+    ``metrics_port``; ``host`` and ``port`` replace the ini's ``listen``."""
     setup_logging(ini)
     loader = get_config_loader(ini)
     app = get_app(ini)
     settings = app.registry.goshop_settings
     logs.apply(settings)
     server = dict(loader.get_settings("server:main"))
+    # PasteDeploy's, not a waitress option: waitress refuses unknown ones.
     server.pop("use", None)
+    # rsplit: the port is after the last colon, whatever an IPv6 host holds.
     ini_host, ini_port = server.get("listen", "127.0.0.1:0").rsplit(":", 1)
     host = host or ini_host
     server["listen"] = f"{host}:{ini_port if port is None else port}"
@@ -68,6 +72,8 @@ def serve(ini: str, port: int | None, *, host: str | None = None, metrics_port: 
     try:
         public.run()
     finally:
+        # public.run() stops its own thread pool when interrupted; the
+        # internal server's, and the sockets of both, are ours to close.
         if internal is not None:
             internal.task_dispatcher.shutdown()
         for dispatcher in list(sockets.values()):
