@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-containers test-unit test-integration lint format migrate-status migrate-up bench clean clean-data
+.PHONY: help venv run test test-containers test-unit test-integration lint format migrate-status migrate-up bench bench-shop gateway-routes clean clean-data
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  %-28s %s\n", $$1, $$2}'
@@ -29,9 +29,10 @@ venv: $(STAMP) ## create .venv and install goshop with its dev tools
 run: $(STAMP) ## start the shop: embedded Postgres, migrations, every service with auto-reload
 	$(BIN)/goshop-dev
 
-test: $(STAMP) ## lint, then every test against a real PostgreSQL, with the coverage gate
+test: $(STAMP) ## lint and the import contracts, then every test against a real PostgreSQL, with the coverage gate
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest --cov --cov-report=term --ignore=tests/containers $(PYTEST_ARGS)
 
 test-containers: $(STAMP) ## build the six images and run the shop from them in production mode (podman or docker)
@@ -43,9 +44,10 @@ test-unit: $(STAMP) ## unit tests only (no I/O)
 test-integration: $(STAMP) ## integration and e2e tests (real Postgres, real sockets)
 	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff check and format check
+lint: $(STAMP) ## ruff check and format check, and the import contracts (.importlinter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -59,8 +61,15 @@ migrate-status: $(STAMP) ## every service's migrations: status (GOSHOP_DATABASE_
 migrate-up: $(STAMP) ## every service's migrations: apply all new ones
 	@for s in $(SERVICES_WITH_SCHEMA); do echo "== $$s"; $(BIN)/python -m goshop_$$s.migrate up || exit 1; done
 
-bench: $(STAMP) ## run the benchmarks in bench/ (each prints a ratio against its baseline)
-	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+BENCH ?= $(filter-out bench/bench_shop.py,$(wildcard bench/bench_*.py))
+bench: $(STAMP) ## the in-process benchmarks in bench/, each with a ratio to its baseline (BENCH=bench/bench_x.py for one)
+	@for b in $(BENCH); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+bench-shop: $(STAMP) ## the whole shop as make run starts it vs bare Pyramid/Cornice floors under wrk (~3 min; BENCH_SHOP_ARGS=--quick)
+	$(BIN)/python bench/bench_shop.py $(BENCH_SHOP_ARGS)
+
+gateway-routes: $(STAMP) ## regenerate goshop_gateway/upstream_routes.py from the services' own route declarations
+	$(BIN)/python -m goshop_devtools.gateway_routes
 
 clean-data: ## forget the data of `make run` (its Postgres, broker log and dev keys under .goshop/)
 	rm -rf .goshop

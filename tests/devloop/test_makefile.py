@@ -70,6 +70,8 @@ OWN_TARGETS = (
     "migrate-status",
     "migrate-up",
     "bench",
+    "bench-shop",
+    "gateway-routes",
     "clean-data",
     "clean",
     "tilt-up",
