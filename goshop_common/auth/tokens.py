@@ -7,6 +7,10 @@ access token is expected, nor the reverse: the ``typ`` claim must match.
 
 from __future__ import annotations
 
+import collections
+import threading
+import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import jwt
@@ -18,6 +22,12 @@ ACCESS = "access"
 REFRESH = "refresh"
 REQUIRED_CLAIMS = ["exp", "iat", "iss", "sub", "typ", "sid", "jti"]
 LEEWAY_SECONDS = 5
+# The verified-token cache: how many tokens, and for how long at most. A
+# cached token is trusted without its signature being checked again, so the
+# cap bounds how long a key withdrawn from the JWKS keeps vouching for tokens
+# it signed (a minute), whatever their expiry.
+CACHE_SIZE = 4096
+CACHE_SECONDS = 60.0
 
 
 class KeySource(Protocol):
@@ -28,16 +38,84 @@ class InvalidToken(Exception):
     """The token is not one of ours, is expired, or is of the wrong type."""
 
 
+class _VerifiedTokens:
+    """The claims of tokens already verified, by the exact token string.
+
+    Bounded (least recently used go first) and honouring expiry: an entry is
+    dropped at the token's ``exp`` (without the leeway verification allows)
+    or after CACHE_SECONDS, whichever comes first. Only successful
+    verifications are cached, so a flood of bad tokens costs a verification
+    each and evicts nothing. Callers get a copy of the claims: one request
+    changing its claims cannot change another's."""
+
+    def __init__(self, size: int, seconds: float, clock: Callable[[], float]):
+        self.size = size
+        self.seconds = seconds
+        self.clock = clock
+        self._entries: collections.OrderedDict[tuple[str, str], tuple[float, dict]] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str, expected_type: str) -> dict | None:
+        key = (token, expected_type)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            until, claims = entry
+            if self.clock() >= until:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+        return dict(claims)
+
+    def put(self, token: str, expected_type: str, claims: dict) -> None:
+        now = self.clock()
+        until = min(float(claims["exp"]), now + self.seconds)
+        if until <= now:
+            return  # accepted within the leeway only: not worth keeping
+        with self._lock:
+            self._entries[(token, expected_type)] = (until, dict(claims))
+            self._entries.move_to_end((token, expected_type))
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
 class TokenVerifier:
-    def __init__(self, algorithm: str, issuer: str, keys: KeySource):
+    """Checks a token's signature, algorithm, issuer, expiry and type, and
+    remembers the tokens it accepted (see _VerifiedTokens): a client sends
+    the same access token with every request for its lifetime, and the
+    signature check and PyJWT's two parses of it are most of what
+    authentication costs."""
+
+    def __init__(
+        self,
+        algorithm: str,
+        issuer: str,
+        keys: KeySource,
+        cache_size: int = CACHE_SIZE,
+        cache_seconds: float = CACHE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ):
         """``keys`` maps a key id to a verification key (a public key object, or
         the secret for HS256 under the id ``""``): a dict, or a store that
-        fetches keys it has not seen (goshop_common.auth.jwks)."""
+        fetches keys it has not seen (goshop_common.auth.jwks). ``cache_size``
+        0 turns the cache off."""
         self.algorithm = algorithm
         self.issuer = issuer
         self.keys = keys
+        self._verified = _VerifiedTokens(cache_size, cache_seconds, clock) if cache_size > 0 else None
 
     def verify(self, token: str, expected_type: str) -> dict:
+        if self._verified is not None:
+            claims = self._verified.get(token, expected_type)
+            if claims is not None:
+                return claims
+        claims = self._verify(token, expected_type)
+        if self._verified is not None:
+            self._verified.put(token, expected_type, claims)
+        return claims
+
+    def _verify(self, token: str, expected_type: str) -> dict:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:

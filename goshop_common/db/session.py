@@ -78,6 +78,16 @@ def _dbsession(request):
     return session
 
 
+# Views that never touch the database: no transaction is begun and committed
+# around them (pyramid_tm's tween costs about as much as the /live view).
+NO_TRANSACTION_PATHS = frozenset({"/live"})
+
+
+def needs_transaction(request) -> bool:
+    """pyramid_tm's ``tm.activate_hook``: every request but NO_TRANSACTION_PATHS."""
+    return request.environ.get("PATH_INFO") not in NO_TRANSACTION_PATHS
+
+
 def includeme(config) -> None:
     settings: Settings = config.registry.goshop_settings
     engine = make_engine(settings)
@@ -85,6 +95,6 @@ def includeme(config) -> None:
     config.registry.dbsession_factory = sessionmaker(bind=engine, expire_on_commit=False)
     # pyramid_tm's recommended hook: a new transaction manager in explicit
     # mode for each request (request.tm), not the thread-local default.
-    config.add_settings({"tm.manager_hook": "pyramid_tm.explicit_manager"})
+    config.add_settings({"tm.manager_hook": "pyramid_tm.explicit_manager", "tm.activate_hook": needs_transaction})
     config.include("pyramid_tm")
     config.add_request_method(_dbsession, "dbsession", reify=True)

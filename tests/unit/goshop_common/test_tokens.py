@@ -100,3 +100,102 @@ def test_hs256_mode_verifies_with_the_shared_secret():
     assert verifier.verify(token, ACCESS)["iss"] == "goshop-users"
     with pytest.raises(InvalidToken):
         verifier.verify(jwt.encode(claims(), b"t" * 32, algorithm="HS256"), ACCESS)
+
+
+# -- the verified-token cache ---------------------------------------------------
+
+
+class CountingKeys:
+    """A key source that counts lookups: one per signature actually checked."""
+
+    def __init__(self, keys):
+        self.keys = keys
+        self.lookups = 0
+
+    def get(self, kid):
+        self.lookups += 1
+        return self.keys.get(kid)
+
+
+class Clock:
+    def __init__(self):
+        self.now = NOW.timestamp()
+
+    def __call__(self):
+        return self.now
+
+
+def cached_verifier(**options):
+    keys = CountingKeys({"k1": KEY.public_key()})
+    clock = Clock()
+    return TokenVerifier("EdDSA", "goshop-users", keys, clock=clock, **options), keys, clock
+
+
+def test_a_token_seen_before_is_not_verified_again():
+    verifier, keys, _ = cached_verifier()
+    token = sign(claims())
+    first, second = verifier.verify(token, ACCESS), verifier.verify(token, ACCESS)
+    assert first == second
+    assert keys.lookups == 1
+
+
+def test_a_cached_token_is_verified_again_after_the_cache_interval():
+    verifier, keys, clock = cached_verifier(cache_seconds=60)
+    token = sign(claims())
+    verifier.verify(token, ACCESS)
+    clock.now += 61
+    verifier.verify(token, ACCESS)
+    assert keys.lookups == 2
+
+
+def test_a_cached_token_is_dropped_at_its_expiry_even_within_the_interval():
+    verifier, keys, clock = cached_verifier(cache_seconds=3600)
+    token = sign(claims(exp=NOW + dt.timedelta(seconds=30)))
+    verifier.verify(token, ACCESS)
+    clock.now += 31
+    verifier.verify(token, ACCESS)  # PyJWT's own clock: still valid, so it verifies again
+    assert keys.lookups == 2
+
+
+def test_the_cache_is_bounded_and_forgets_the_least_recently_used():
+    verifier, keys, _ = cached_verifier(cache_size=2)
+    a, b, c = (sign(claims()) for _ in range(3))
+    for token in (a, b, a, c):  # c pushes out b, the least recently used
+        verifier.verify(token, ACCESS)
+    assert keys.lookups == 3
+    verifier.verify(a, ACCESS)
+    assert keys.lookups == 3
+    verifier.verify(b, ACCESS)
+    assert keys.lookups == 4
+
+
+def test_claims_from_the_cache_are_a_copy_no_caller_can_change_for_another():
+    verifier, _, _ = cached_verifier()
+    token = sign(claims())
+    verifier.verify(token, ACCESS)["sub"] = "someone else"
+    assert verifier.verify(token, ACCESS)["sub"] != "someone else"
+
+
+def test_a_cached_access_token_is_still_not_a_refresh_token():
+    verifier, _, _ = cached_verifier()
+    token = sign(claims(typ=ACCESS))
+    verifier.verify(token, ACCESS)
+    with pytest.raises(InvalidToken, match="type"):
+        verifier.verify(token, REFRESH)
+
+
+def test_a_rejected_token_is_checked_every_time():
+    verifier, keys, _ = cached_verifier()
+    forged = sign(claims(), key=OTHER_KEY)
+    for _ in range(3):
+        with pytest.raises(InvalidToken):
+            verifier.verify(forged, ACCESS)
+    assert keys.lookups == 3
+
+
+def test_a_cache_of_size_zero_verifies_every_time():
+    verifier, keys, _ = cached_verifier(cache_size=0)
+    token = sign(claims())
+    verifier.verify(token, ACCESS)
+    verifier.verify(token, ACCESS)
+    assert keys.lookups == 2
