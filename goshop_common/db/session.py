@@ -7,6 +7,8 @@ test may hand its own session in through ``environ["goshop.dbsession"]``.
 
 from __future__ import annotations
 
+import time
+
 import sqlalchemy as sa
 import zope.sqlalchemy
 from sqlalchemy.orm import sessionmaker
@@ -48,9 +50,9 @@ def make_engine(settings: Settings, **overrides) -> sa.Engine:
         "max_overflow": settings.db_pool_size,
         # A request waits at most this long for a connection, then fails.
         "pool_timeout": 5,
-        # A restarted database leaves dead connections in the pool; ping on
-        # checkout so the first request after a restart does not fail.
-        "pool_pre_ping": True,
+        # No ping on every checkout (a round trip per transaction): see
+        # _ping_connections_that_sat_idle.
+        "pool_pre_ping": False,
         # Set when each connection opens, so every statement of the process
         # has the timeout, whatever session or worker runs it.
         "connect_args": {
@@ -61,7 +63,43 @@ def make_engine(settings: Settings, **overrides) -> sa.Engine:
         },
     }
     options.update(overrides)
-    return sa.create_engine(sqlalchemy_url(settings.database_url), **options)
+    engine = sa.create_engine(sqlalchemy_url(settings.database_url), **options)
+    _ping_connections_that_sat_idle(engine)
+    return engine
+
+
+# A pooled connection back in use within this long was just working: no ping.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _ping_connections_that_sat_idle(engine: sa.Engine) -> None:
+    """Ping a connection on checkout only when it sat in the pool for longer
+    than PING_AFTER_IDLE_SECONDS.
+
+    A restarted database leaves dead connections in the pool, and a ping
+    finds them before a request does. But ``pool_pre_ping`` pings every
+    checkout: under load, one extra round trip per transaction for
+    connections that answered a millisecond ago. A restart takes longer than
+    the idle threshold, so the connections it killed are pinged (and
+    replaced: a DisconnectionError makes the pool reconnect); a connection in
+    use when the server goes away fails its statement, which is a 503 like
+    any other request made while the database is down."""
+
+    @sa.event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection, record) -> None:
+        if dbapi_connection is not None:
+            record.info["idle_since"] = time.monotonic()
+
+    @sa.event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, proxy) -> None:
+        # record.info is dropped with its DBAPI connection: a new one has no mark.
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise sa.exc.DisconnectionError("pooled connection is dead") from exc
 
 
 def _dbsession(request):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -38,10 +39,32 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _free_base() -> int:
+    """A base port whose 16 ports (base + 0..7, base + 1000..1007) are free
+    and below the kernel's ephemeral range. Inside that range, a reloading
+    service's port is briefly unbound, and any outgoing connection on the
+    machine (its sibling's new database pool, say) can be given it as a local
+    port and keep it: the service then cannot bind again."""
+    high = _ephemeral_low() - 1008
     while True:
-        base = free_port()
-        if base + 1007 < 65535 and not any(_listening(base + o) or _listening(base + 1000 + o) for o in range(8)):
+        base = random.randrange(10000, high)
+        if all(_bindable(base + o) and _bindable(base + 1000 + o) for o in range(8)):
             return base
 
 

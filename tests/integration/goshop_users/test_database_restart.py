@@ -19,5 +19,6 @@ def test_the_app_recovers_after_postgres_restarts_and_keeps_its_data(embedded_po
 
     embedded_postgres.start()
     app.get("/ready", status=200)
-    # Pooled connections died with the old server; pre-ping replaces them.
+    # Pooled connections died with the old server; they sat idle through the
+    # restart, so the checkout ping finds them dead and the pool replaces them.
     login(app, user["email"])
