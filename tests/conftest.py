@@ -11,7 +11,7 @@ transaction is rolled back when it ends: the apps under WebTest (``testapp``,
 ``orders_client``, ``seam_client(app)``) do their work on it through the
 session seam, so nothing a test writes outlives it. Tests whose writes must be
 committed — servers, workers or threads with connections of their own — ask
-for ``clean_db`` (or the ``committing_*`` clients), which empties every table
+for ``clean_db`` (or are marked ``commits``: see ``web_client``), which empties every table
 the migrations made around the test.
 """
 
@@ -32,6 +32,19 @@ from goshop_devtools.postgres import EmbeddedPostgres, free_port
 from tests.support import SavepointSeam, Server, migrate_all, new_customer, truncate, with_settings
 
 pytest_plugins = ["tests.plugins.broker"]
+
+# Where every test's WebTest clients commit for real (see web_client): e2e
+# tests drive processes of their own, the saga's workers are threads on
+# connections of their own; neither can see a test's uncommitted writes.
+COMMITTING_TREES = ("e2e", "integration/saga")
+_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        relative = Path(item.path).resolve().relative_to(_TESTS).as_posix()
+        if relative.startswith(tuple(f"{tree}/" for tree in COMMITTING_TREES)):
+            item.add_marker(pytest.mark.commits)
 
 
 def _scratch_dir() -> Path:
@@ -150,6 +163,22 @@ def seam_client(db_connection):
     return client
 
 
+@pytest.fixture
+def web_client(request):
+    """``web_client(app, **extra_environ)``: the WebTest client a test's
+    fixtures hand out. Through the seam (``seam_client``) unless the test is
+    marked ``commits``: then its writes are committed for real, for servers
+    or workers of its own to see, and every table is emptied around it."""
+
+    def client(app, **extra_environ) -> webtest.TestApp:
+        if request.node.get_closest_marker("commits"):
+            request.getfixturevalue("clean_db")
+            return webtest.TestApp(app, extra_environ=extra_environ)
+        return request.getfixturevalue("seam_client")(app, **extra_environ)
+
+    return client
+
+
 @pytest.fixture(scope="session")
 def users_app(settings):
     from goshop_users import make_app
@@ -161,17 +190,10 @@ USERS_CLIENT_ADDRESS = {"REMOTE_ADDR": "192.0.2.10"}
 
 
 @pytest.fixture
-def testapp(users_app, seam_client):
-    """WebTest against the users app, through the seam: its writes are
-    rolled back after the test."""
-    return seam_client(users_app, **USERS_CLIENT_ADDRESS)
-
-
-@pytest.fixture
-def committing_testapp(users_app, clean_db):
-    """WebTest against the users app committing for real, for tests whose
-    servers or workers must see its writes; the tables are emptied around it."""
-    return webtest.TestApp(users_app, extra_environ=USERS_CLIENT_ADDRESS)
+def testapp(users_app, web_client):
+    """WebTest against the users app, through the seam (its writes are rolled
+    back after the test) unless the test is marked ``commits``."""
+    return web_client(users_app, **USERS_CLIENT_ADDRESS)
 
 
 @pytest.fixture(scope="session")
@@ -203,24 +225,12 @@ def payments_app(service_settings):
 
 
 @pytest.fixture
-def orders_client(orders_app, seam_client):
-    """WebTest against the orders app, through the seam."""
-    return seam_client(orders_app)
-
-
-@pytest.fixture
-def committing_orders_client(orders_app, clean_db):
-    """WebTest against the orders app committing for real (see committing_testapp)."""
-    return webtest.TestApp(orders_app)
+def orders_client(orders_app, web_client):
+    """WebTest against the orders app (see ``web_client``)."""
+    return web_client(orders_app)
 
 
 @pytest.fixture
 def customer(testapp):
     """A registered, logged-in user: ``{"id", "email", "headers"}``."""
     return new_customer(testapp)
-
-
-@pytest.fixture
-def committing_customer(committing_testapp):
-    """A customer whose account and session are committed (see committing_testapp)."""
-    return new_customer(committing_testapp)

@@ -163,7 +163,7 @@ class SavepointSeam:
     What one transaction cannot give: PostgreSQL's now() is the start of the
     test's transaction for every request, and a transaction-scoped advisory
     lock is held until the test ends. Tests that compare now()-stamped rows
-    with the services' clock commit instead (``committing_*``)."""
+    with the services' clock commit instead (marked ``commits``)."""
 
     def __init__(self, app, connection: sa.Connection):
         self.app = app

@@ -76,16 +76,3 @@ def child_env(settings):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOSHOP_")}
     env.update({"GOSHOP_DATABASE_URL": settings.database_url, "GOSHOP_DEV_DIR": settings.dev_dir})
     return env
-
-
-# Everything here runs in processes of its own, on connections of its own: the
-# in-process WebTest clients commit for real, and every table the migrations
-# made is emptied around each test that uses them.
-@pytest.fixture
-def testapp(committing_testapp):
-    return committing_testapp
-
-
-@pytest.fixture
-def orders_client(committing_orders_client):
-    return committing_orders_client

@@ -232,20 +232,17 @@ def worker_metrics(saga):
 
 
 # The workers are threads with connections of their own: these tests' orders
-# are committed (committing_orders_client), not rolled back through the seam.
+# are committed (marked ``commits``), not rolled back through the seam.
 #
 # The runtime's consumer groups are new: they also read the events earlier
 # tests left on the topics, so the counters below can move by more than this
 # test's order. "Moved", not "moved by exactly one".
 
 
-def test_a_settled_order_moves_the_outbox_and_consumer_series(
-    saga, worker_metrics, committing_orders_client, committing_customer
-):
+@pytest.mark.commits
+def test_a_settled_order_moves_the_outbox_and_consumer_series(saga, worker_metrics, orders_client, customer):
     before = worker_metrics()
-    order = committing_orders_client.post_json(
-        "/v1/orders", {"amount_cents": 4321}, headers=committing_customer["headers"]
-    ).json
+    order = orders_client.post_json("/v1/orders", {"amount_cents": 4321}, headers=customer["headers"]).json
     assert saga.wait_settled([order["id"]]) == {order["id"]: "paid"}
 
     def counted():
@@ -274,12 +271,11 @@ def test_a_settled_order_moves_the_outbox_and_consumer_series(
     wait_until(drained, message="outbox backlog back to 0")
 
 
+@pytest.mark.commits
 def test_consumer_lag_is_reported_per_assigned_partition_and_drains_to_zero(
-    saga, worker_metrics, committing_orders_client, committing_customer
+    saga, worker_metrics, orders_client, customer
 ):
-    order = committing_orders_client.post_json(
-        "/v1/orders", {"amount_cents": 4322}, headers=committing_customer["headers"]
-    ).json
+    order = orders_client.post_json("/v1/orders", {"amount_cents": 4322}, headers=customer["headers"]).json
     saga.wait_settled([order["id"]])
 
     def caught_up():
@@ -293,12 +289,9 @@ def test_consumer_lag_is_reported_per_assigned_partition_and_drains_to_zero(
     assert all(dict(labels)["partition"].isdigit() for lag in lags.values() for labels in lag)
 
 
-def test_a_redelivered_event_counts_as_a_duplicate(
-    saga, worker_metrics, committing_orders_client, committing_customer, engine
-):
-    order = committing_orders_client.post_json(
-        "/v1/orders", {"amount_cents": 4323}, headers=committing_customer["headers"]
-    ).json
+@pytest.mark.commits
+def test_a_redelivered_event_counts_as_a_duplicate(saga, worker_metrics, orders_client, customer, engine):
+    order = orders_client.post_json("/v1/orders", {"amount_cents": 4323}, headers=customer["headers"]).json
     saga.wait_settled([order["id"]])
     with engine.connect() as connection:
         [payload] = connection.execute(

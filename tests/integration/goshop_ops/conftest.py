@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-import webtest
 
 from tests.support import bearer, with_settings
 
@@ -28,16 +27,10 @@ def ops_app(service_settings):
 
 
 @pytest.fixture
-def ops_client(ops_app, seam_client):
-    """WebTest against the ops app, through the seam: it reads what the
-    test's other seamed clients wrote on the test's connection."""
-    return seam_client(ops_app)
-
-
-@pytest.fixture
-def committing_ops_client(ops_app, clean_db):
-    """WebTest against the ops app on committed data (the saga's workers')."""
-    return webtest.TestApp(ops_app)
+def ops_client(ops_app, web_client):
+    """WebTest against the ops app (see ``web_client``): through the seam it
+    reads what the test's other seamed clients wrote on the test's connection."""
+    return web_client(ops_app)
 
 
 def create_order(orders_client, customer, amount_cents: int) -> dict:

@@ -52,14 +52,7 @@ def client(ollama_app, fresh_ollama, clean_db):
 # the service's clock (the order) against the database's now() (its outbox
 # row), and in a test's one rolled-back transaction now() is when the test
 # began. Every table is emptied around each test.
-@pytest.fixture
-def testapp(committing_testapp):
-    return committing_testapp
-
-
-@pytest.fixture
-def orders_client(committing_orders_client):
-    return committing_orders_client
+pytestmark = pytest.mark.commits
 
 
 @pytest.fixture

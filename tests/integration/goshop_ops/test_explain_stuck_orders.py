@@ -2,6 +2,7 @@
 so an order stays ``new`` with its event in the outbox, as when the broker or
 the outboxer is away."""
 
+import pytest
 import sqlalchemy as sa
 
 from tests.integration.goshop_ops.conftest import OPERATOR, create_order, fail_publication
@@ -30,15 +31,14 @@ def test_a_new_order_whose_event_keeps_failing_to_publish_is_explained_by_the_er
     assert (pending["detail"]["attempts"], pending["detail"]["last_error"]) == (3, KAFKA_ERROR)
 
 
-def test_a_new_order_whose_event_was_never_tried_points_at_the_outboxer(
-    committing_ops_client, committing_orders_client, committing_customer
-):
+@pytest.mark.commits
+def test_a_new_order_whose_event_was_never_tried_points_at_the_outboxer(ops_client, orders_client, customer):
     # Committed, one transaction per request as in production: the entries'
     # order compares the service's clock (the order) with the database's now()
     # (the outbox row), and in a test's one rolled-back transaction now() is
     # when the test began.
-    order = create_order(committing_orders_client, committing_customer, 19901)
-    body = explain(committing_ops_client, order["id"])
+    order = create_order(orders_client, customer, 19901)
+    body = explain(ops_client, order["id"])
     assert "pending publication" in body["answer"]
     assert "outboxer has not tried" in body["answer"]
     assert [(e["source"], e["event"]) for e in body["timeline"]["entries"]] == [

@@ -22,19 +22,7 @@ SAGA_KINDS = [
 
 # The saga's workers read and write on connections of their own: this module's
 # clients commit, and every table is emptied around each test.
-@pytest.fixture
-def testapp(committing_testapp):
-    return committing_testapp
-
-
-@pytest.fixture
-def orders_client(committing_orders_client):
-    return committing_orders_client
-
-
-@pytest.fixture
-def ops_client(committing_ops_client):
-    return committing_ops_client
+pytestmark = pytest.mark.commits
 
 
 @pytest.fixture(scope="module")
