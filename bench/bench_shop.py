@@ -65,7 +65,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -81,6 +80,8 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(ROOT))
 
 import _harness as h  # noqa: E402
+
+from goshop_devtools.postgres import free_port, port_bindable  # noqa: E402
 
 WRK_THREADS = 2
 WRK_CONNECTIONS = 16
@@ -220,28 +221,13 @@ class Children:
             self.stop(popen)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_base_port(avoid: set[int]) -> int:
     """A base port whose 8 service ports and 5 internal ports are all free."""
     for _ in range(200):
         base = random.randrange(20000, 30000)
         ports = [base + offset for offset in PORT_OFFSETS.values()]
         ports += [base + PORT_OFFSETS[name] + METRICS_PORT_SHIFT for name in HTTP_SERVICES]
-        if not avoid.intersection(ports) and all(port_free(port) for port in ports):
+        if not avoid.intersection(ports) and all(port_bindable(port) for port in ports):
             return base
     raise BenchError("found no free range of ports for the shop")
 

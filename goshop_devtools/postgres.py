@@ -41,6 +41,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def port_bindable(port: int) -> bool:
+    """Whether a server could listen on 127.0.0.1:``port`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def port_in_use(port: int) -> bool:
     """Whether something accepts connections on 127.0.0.1:``port``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -34,6 +34,7 @@ class PaymentDecider:
         decision = self.provider.charge(amount, currency)
         now = self.clock()
         payment_id = uuid.uuid4()
+        status = CONFIRMED if decision.confirmed else FAILED
         inserted = db.execute(
             insert(Payment)
             .values(
@@ -42,7 +43,7 @@ class PaymentDecider:
                 user_id=user_id,
                 amount_cents=amount,
                 currency=currency,
-                status=CONFIRMED if decision.confirmed else FAILED,
+                status=status,
                 reason=decision.reason,
                 created_at=now,
             )
@@ -64,7 +65,7 @@ class PaymentDecider:
             user_id=user_id,
             amount_cents=amount,
             currency=currency,
-            status=CONFIRMED if decision.confirmed else FAILED,
+            status=status,
             reason=decision.reason,
         )
 

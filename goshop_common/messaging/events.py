@@ -158,32 +158,32 @@ ORDER_CREATED = EventType(
     _fields(_uuid("order_id"), _uuid("user_id"), _amount(), _currency(), _one_of("status", "new")),
     "An order was placed and awaits its payment.",
 )
-PAYMENT_CONFIRMED = EventType(
-    "payment.confirmed",
-    PAYMENTS_TOPIC,
-    _fields(
+
+
+def _payment_fields(status: str, reason_nullable: bool) -> colander.SchemaNode:
+    """What both payment events carry: the payment, its order and customer,
+    the amount, the outcome and its reason."""
+    return _fields(
         _uuid("payment_id"),
         _uuid("order_id"),
         _uuid("user_id"),
         _amount(),
         _currency(),
-        _one_of("status", "confirmed"),
-        _text("reason", nullable=True),
-    ),
+        _one_of("status", status),
+        _text("reason", nullable=reason_nullable),
+    )
+
+
+PAYMENT_CONFIRMED = EventType(
+    "payment.confirmed",
+    PAYMENTS_TOPIC,
+    _payment_fields("confirmed", reason_nullable=True),
     "The order's payment was taken.",
 )
 PAYMENT_FAILED = EventType(
     "payment.failed",
     PAYMENTS_TOPIC,
-    _fields(
-        _uuid("payment_id"),
-        _uuid("order_id"),
-        _uuid("user_id"),
-        _amount(),
-        _currency(),
-        _one_of("status", "failed"),
-        _text("reason"),
-    ),
+    _payment_fields("failed", reason_nullable=False),
     "The order's payment was refused; ``reason`` says why.",
 )
 

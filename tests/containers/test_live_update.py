@@ -203,18 +203,23 @@ def test_tilt_leaves_the_dev_containers_root_filesystem_writable_for_syncs(tilt)
         assert not read_only(spec), f"{deployment}: a read-only root filesystem refuses every sync"
 
 
+def live_view_answering(marker: str, tmp_path):
+    """A copy of goshop_common/web/health.py whose /live also says ``marker``."""
+    return edited(
+        "goshop_common/web/health.py",
+        'def live_view(request):\n    return {"status": "ok"}',
+        f'def live_view(request):\n    return {{"status": "ok", "synced": "{marker}"}}',
+        tmp_path,
+    )
+
+
 def test_a_synced_change_to_common_code_is_served_by_the_reloading_server(tilt, users_dev, tmp_path):
     container, port = users_dev
     status, body = get(port, "/live")
     assert (status, body) == (200, {"status": "ok"})
     marker = uuid.uuid4().hex[:8]
     path = "goshop_common/web/health.py"
-    source = edited(
-        path,
-        'def live_view(request):\n    return {"status": "ok"}',
-        f'def live_view(request):\n    return {{"status": "ok", "synced": "{marker}"}}',
-        tmp_path,
-    )
+    source = live_view_answering(marker, tmp_path)
     steps = live_update(tilt, "goshop-users")
     assert runs_on(steps, path) == [], f"a change to {path} should need no reinstall"
     seconds = sync_and_time(container, source, synced_to(steps, path), port, "/live", marker)
@@ -232,12 +237,7 @@ def test_a_synced_change_is_served_by_the_worker_under_hupper(tilt, outboxer_dev
     marker = uuid.uuid4().hex[:8]
     # The worker's /live is the services' own view (goshop_common.web.health).
     path = "goshop_common/web/health.py"
-    source = edited(
-        path,
-        'def live_view(request):\n    return {"status": "ok"}',
-        f'def live_view(request):\n    return {{"status": "ok", "synced": "{marker}"}}',
-        tmp_path,
-    )
+    source = live_view_answering(marker, tmp_path)
     steps = live_update(tilt, "goshop-outboxer")
     seconds = sync_and_time(container, source, synced_to(steps, path), port, "/live", marker)
     print(f"\noutboxer (hupper -m): {path} synced, change served after {seconds:.1f} s")

@@ -26,7 +26,7 @@ import pytest
 
 from goshop_devtools.broker import EmbeddedBroker, broker_bin
 from goshop_devtools.lifeline import command_line
-from goshop_devtools.postgres import free_port
+from goshop_devtools.postgres import free_port, port_bindable
 from goshop_devtools.supervisor import Spec, Supervisor
 from tests.e2e.conftest import ROOT, Http
 
@@ -46,15 +46,6 @@ def _ephemeral_low() -> int:
         return 32768
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _free_base() -> int:
     """A base port whose 16 ports (base + 0..7, base + 1000..1007) are free
     and below the kernel's ephemeral range. Inside that range, a reloading
@@ -64,7 +55,7 @@ def _free_base() -> int:
     high = _ephemeral_low() - 1008
     while True:
         base = random.randrange(10000, high)
-        if all(_bindable(base + o) and _bindable(base + 1000 + o) for o in range(8)):
+        if all(port_bindable(base + o) and port_bindable(base + 1000 + o) for o in range(8)):
             return base
 
 
