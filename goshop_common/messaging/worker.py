@@ -90,3 +90,4 @@ def serve_in_background(app, host: str, port: int) -> threading.Thread:
 
 def configure_logging(settings: Settings) -> None:
     logs.configure(settings.log_level, logs.JSON if settings.production else settings.log_format)
+    logs.write_in_background()

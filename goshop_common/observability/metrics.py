@@ -191,21 +191,33 @@ def metrics_view(request) -> Response:
 def metrics_tween_factory(handler, registry):
     """The tween that counts and times every request, by route and status."""
     service = registry.goshop_service
+    # (route, method, status) -> the two series' children. labels() takes the
+    # metric's lock and builds its key on each call; the set of keys is
+    # small (routes x methods x statuses) and each child is the same object
+    # every time, so a race only looks one up twice.
+    series: dict[tuple[str, str, int], tuple] = {}
 
     def metrics_tween(request):
         started = time.perf_counter()
-        status = "500"  # what the server answers when an exception gets past every view
+        status = 500  # what the server answers when an exception gets past every view
         try:
             response = handler(request)
-            status = str(response.status_code)
+            status = response.status_code
             return response
         finally:
             # The route's name, never the path: ids in paths would make a new
             # series per order.
             route = request.matched_route.name if request.matched_route is not None else UNMATCHED
             method = request.method if request.method in METHODS else "other"
-            HTTP_REQUESTS.labels(service, route, method, status).inc()
-            HTTP_DURATION.labels(service, route, method).observe(time.perf_counter() - started)
+            key = (route, method, status)
+            children = series.get(key)
+            if children is None:
+                children = series[key] = (
+                    HTTP_REQUESTS.labels(service, route, method, str(status)),
+                    HTTP_DURATION.labels(service, route, method),
+                )
+            children[0].inc()
+            children[1].observe(time.perf_counter() - started)
 
     return metrics_tween
 

@@ -7,12 +7,31 @@ Cornice stays behind this module: views import ``Service`` and
 from __future__ import annotations
 
 import cornice
+from cornice.renderer import CorniceRenderer
 from cornice.validators import colander_body_validator, colander_querystring_validator
 
 from goshop_common.web.errors import error_response
 
 # The one media type of goshop's request bodies: a view's ``content_type``.
 JSON = ("application/json",)
+
+
+class JsonRenderer(CorniceRenderer):
+    """Cornice's renderer (``cornicejson``, every service view's) without its
+    content negotiation: goshop's API answers JSON, so the response is
+    ``application/json`` whatever the ``Accept`` header says, where Cornice
+    parsed the header on every request to offer ``text/plain`` too (a fifth of
+    the view's time on ``GET /live``). A 204 still has no body."""
+
+    def render(self, value, system):
+        request = system.get("request")
+        if request is not None:
+            response = request.response
+            if response.status_code == 204:
+                response.content_type = None
+                return ""
+            response.content_type = JSON[0]
+        return self.serializer(value, default=self._make_default(request), **self.kw)
 
 
 def _message_for(error: dict) -> str:

@@ -42,6 +42,7 @@ def serve(ini: str, port: int | None, *, host: str | None = None, metrics_port: 
     app = get_app(ini)
     settings = app.registry.goshop_settings
     logs.apply(settings)
+    logs.write_in_background()
     server = dict(loader.get_settings("server:main"))
     # PasteDeploy's, not a waitress option: waitress refuses unknown ones.
     server.pop("use", None)
