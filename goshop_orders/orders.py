@@ -46,6 +46,18 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     return _EPOCH + dt.timedelta(microseconds=int(micros, 16)), uuid.UUID(hex=order_id)
 
 
+_ORDERS = Order.__table__
+_ORDER_COLUMNS = ("id", "user_id", "amount_cents", "currency", "status", "created_at", "updated_at")
+_INSERT_ORDER = _ORDERS.insert()
+# Only a new order moves; the values are bound at execute time, so the
+# statement is built and compiled once.
+_SETTLE = (
+    sa.update(_ORDERS)
+    .where(_ORDERS.c.id == sa.bindparam("order_id"), _ORDERS.c.status == NEW)
+    .values(status=sa.bindparam("new_status"), reason=sa.bindparam("new_reason"), updated_at=sa.bindparam("now"))
+)
+
+
 class Orders:
     """The orders of the request's (or the consumer's) transaction: creating
     one with its event, reading a customer's own, settling one by the saga."""
@@ -66,7 +78,10 @@ class Orders:
             created_at=now,
             updated_at=now,
         )
-        self.db.add(order)
+        # Core: the row is written once here and answered from ``order``,
+        # which the ORM has no reason to track (nor to flush before the
+        # outbox insert).
+        self.db.execute(_INSERT_ORDER, {column: getattr(order, column) for column in _ORDER_COLUMNS})
         add_event(
             self.db,
             OUTBOX,
@@ -108,9 +123,5 @@ class Orders:
     def settle(self, order_id: uuid.UUID, status: str, reason: str | None) -> bool:
         """Move a ``new`` order to ``status``; False when the order is unknown or
         already settled (transitions happen only from ``new``)."""
-        result = self.db.execute(
-            sa.update(Order)
-            .where(Order.id == order_id, Order.status == NEW)
-            .values(status=status, reason=reason, updated_at=self.clock())
-        )
-        return result.rowcount == 1
+        values = {"order_id": order_id, "new_status": status, "new_reason": reason, "now": self.clock()}
+        return self.db.execute(_SETTLE, values).rowcount == 1

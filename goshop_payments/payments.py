@@ -16,6 +16,15 @@ from goshop_common.messaging.outbox import add_event
 from goshop_payments.models import CONFIRMED, FAILED, OUTBOX, Payment
 from goshop_payments.provider import MockProvider
 
+# One charge per order: a second order.created for the same order inserts
+# nothing. Core, on the table, with its values given at execute time: the ORM
+# buys nothing for a row that is written once and never loaded here.
+_INSERT_PAYMENT = (
+    insert(Payment.__table__)
+    .on_conflict_do_nothing(index_elements=[Payment.__table__.c.order_id])
+    .returning(Payment.__table__.c.id)
+)
+
 
 class PaymentDecider:
     """Handler for ``order.created``: charge once, record, announce."""
@@ -35,21 +44,17 @@ class PaymentDecider:
         now = self.clock()
         payment_id = uuid.uuid4()
         status = CONFIRMED if decision.confirmed else FAILED
-        inserted = db.execute(
-            insert(Payment)
-            .values(
-                id=payment_id,
-                order_id=order_id,
-                user_id=user_id,
-                amount_cents=amount,
-                currency=currency,
-                status=status,
-                reason=decision.reason,
-                created_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=[Payment.order_id])
-            .returning(Payment.id)
-        ).first()
+        values = {
+            "id": payment_id,
+            "order_id": order_id,
+            "user_id": user_id,
+            "amount_cents": amount,
+            "currency": currency,
+            "status": status,
+            "reason": decision.reason,
+            "created_at": now,
+        }
+        inserted = db.execute(_INSERT_PAYMENT, values).first()
         if inserted is None:
             # The order already has its payment (an order.created with another
             # event id for the same order): one charge per order, no second event.

@@ -9,6 +9,7 @@ event carries, never by topic/partition/offset.
 
 from __future__ import annotations
 
+import functools
 import uuid
 
 import sqlalchemy as sa
@@ -45,14 +46,18 @@ def create_inbox_v1(op, schema: str) -> None:
     )
 
 
+@functools.cache
+def _record(table: sa.Table):
+    # Built once per table and given its values at execute time: SQLAlchemy
+    # then compiles it once and reuses its cache key, where .values() made a
+    # new statement, coerced each value and keyed it again per event (a
+    # quarter of a consumer's CPU, with the outbox insert).
+    return insert(table).on_conflict_do_nothing(index_elements=[table.c.event_id]).returning(table.c.event_id)
+
+
 def first_delivery(
     db, table: sa.Table, event_id: uuid.UUID, event_type: str, topic: str, partition: int, offset: int
 ) -> bool:
     """Record the event; True when this is its first delivery, False for a duplicate."""
-    statement = (
-        insert(table)
-        .values(event_id=event_id, event_type=event_type, topic=topic, partition=partition, offset=offset)
-        .on_conflict_do_nothing(index_elements=[table.c.event_id])
-        .returning(table.c.event_id)
-    )
-    return db.execute(statement).first() is not None
+    values = {"event_id": event_id, "event_type": event_type, "topic": topic, "partition": partition, "offset": offset}
+    return db.execute(_record(table), values).first() is not None

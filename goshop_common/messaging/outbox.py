@@ -9,6 +9,7 @@ however long the broker is away.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 
 import sqlalchemy as sa
@@ -110,20 +111,26 @@ def add_event(
     field the contract does not allow fails here, inside the transaction that
     would otherwise have committed it."""
     body = event_type.build(occurred_at, **fields)
-    db.execute(
-        table.insert().values(
-            event_id=uuid.UUID(body["event_id"]),
-            topic=event_type.topic,
-            key=event_type.key(body),
-            event_type=event_type.name,
-            payload=body,
-            request_id=request_id,
-            # The event's own time, not the column's default now(): now() is
-            # when the transaction began, which can fall in an earlier
-            # millisecond than the state change the event announces (and, in
-            # a test's outer transaction, minutes earlier). The ops timeline
-            # orders the two by these times.
-            created_at=occurred_at,
-        )
-    )
+    values = {
+        "event_id": uuid.UUID(body["event_id"]),
+        "topic": event_type.topic,
+        "key": event_type.key(body),
+        "event_type": event_type.name,
+        "payload": body,
+        "request_id": request_id,
+        # The event's own time, not the column's default now(): now() is when
+        # the transaction began, which can fall in an earlier millisecond than
+        # the state change the event announces (and, in a test's outer
+        # transaction, minutes earlier). The ops timeline orders the two by
+        # these times.
+        "created_at": occurred_at,
+    }
+    # One statement per table, its values given at execute time
+    # (goshop_common.messaging.inbox._record says why).
+    db.execute(_insert(table), values)
     return body
+
+
+@functools.cache
+def _insert(table: sa.Table):
+    return table.insert()
