@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from sqlalchemy.orm import Session as DbSession
+import sqlalchemy as sa
 
 from goshop_common.clock import utcnow
 from goshop_common.messaging.consumer import Event, EventConsumer, build_consumer, run_consumer
@@ -25,7 +25,7 @@ log = logging.getLogger("goshop.orders.consumer")
 OUTCOMES = {PAYMENT_CONFIRMED.name: PAID, PAYMENT_FAILED.name: CANCELLED}
 
 
-def apply_payment_event(db: DbSession, event: Event) -> None:
+def apply_payment_event(db: sa.Connection, event: Event) -> None:
     """Settle the order a payment event is about. The consumer has already
     checked the event against the contract, so its fields are sound."""
     status = OUTCOMES.get(event.type)

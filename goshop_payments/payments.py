@@ -33,7 +33,7 @@ class PaymentDecider:
         self.provider = provider
         self.clock = clock
 
-    def __call__(self, db: DbSession, event: Event) -> None:
+    def __call__(self, db: sa.Connection, event: Event) -> None:
         if event.type != ORDER_CREATED.name:
             return
         # Checked by the consumer against the contract: ids are UUIDs, the

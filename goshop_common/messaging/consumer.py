@@ -1,8 +1,8 @@
 """Consuming events exactly once in effect: inbox by event id, offset after commit.
 
 For each polled batch of a partition, one database transaction applies every
-new event (each in a savepoint) and records its id in the inbox; only after
-that transaction commits is the Kafka offset committed. A crash in between
+new event and records its id in the inbox; only after that transaction
+commits is the Kafka offset committed. A crash in between
 redelivers the batch, and the inbox turns the redelivery into no-ops.
 
 An event that cannot be applied — malformed JSON, missing fields, an unknown
@@ -30,7 +30,6 @@ import sqlalchemy as sa
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session as DbSession
 
 from goshop_common.db.session import make_engine
 from goshop_common.messaging import events
@@ -106,7 +105,7 @@ def parse(record) -> Event:
     )
 
 
-Handler = Callable[[DbSession, Event], None]
+Handler = Callable[[sa.Connection, Event], None]
 
 
 # The ConsumerStats attribute that counts each outcome of CONSUMER_OUTCOMES.
@@ -215,11 +214,18 @@ class EventConsumer:
                 CONSUMER_LAG.remove(self.name, topic, partition)
 
     def _process(self, partition, records) -> None:
-        """Apply one partition's batch in one transaction, then commit its offset."""
+        """Apply one partition's batch in one transaction, then commit its offset.
+
+        The batch first runs as one plain transaction: an event costs its own
+        statements and nothing more. Should any handler fail, that
+        transaction is rolled back and the batch runs again with each event
+        in a savepoint of its own, so that the failing event alone is
+        skipped. Outcomes are counted and logged once the batch commits."""
         try:
-            with DbSession(self.engine) as db, db.begin():
-                for record in records:
-                    self._apply(db, record)
+            try:
+                outcomes = self._apply_batch(records, isolated=False)
+            except _HandlerFailed:
+                outcomes = self._apply_batch(records, isolated=True)
         except TRANSIENT:
             # The database is away: apply nothing, skip nothing, try the batch again.
             self.stats.count("retried")
@@ -230,6 +236,10 @@ class EventConsumer:
             self.consumer.seek(partition, records[0].offset)
             self._stop.wait(RETRY_PAUSE_SECONDS)
             return
+        for outcome in outcomes:
+            self.stats.count("consumed")
+            self.stats.count(outcome.name)
+            log.log(outcome.level, outcome.message, extra=outcome.fields, exc_info=outcome.exc_info)
         try:
             self.consumer.commit({partition: OffsetAndMetadata(records[-1].offset + 1, "", -1)})
         except KafkaError as exc:
@@ -237,25 +247,27 @@ class EventConsumer:
             # again and the inbox makes that a no-op.
             log.warning("offset commit failed", extra={"consumer": self.name, "error": exc.__class__.__name__})
 
-    def _apply(self, db: DbSession, record) -> None:
-        """One record, in a savepoint of the batch's transaction: a record that
-        fails rolls back only its own work, never its neighbours'."""
-        self.stats.count("consumed")
+    def _apply_batch(self, records, *, isolated: bool) -> list[Outcome]:
+        # Core, on one connection: handlers and the inbox only execute statements.
+        with self.engine.begin() as db:
+            return [self._apply(db, record, isolated) for record in records]
+
+    def _apply(self, db: sa.Connection, record, isolated: bool) -> Outcome:
+        """One record. ``isolated``: in a savepoint of the batch's transaction,
+        so a record that fails rolls back only its own work, never its
+        neighbours'; otherwise a failure is _HandlerFailed, for the batch to
+        run again isolated."""
         try:
             event = parse(record)
         except PoisonEvent as exc:
-            self.stats.count("skipped")
-            log.error(
-                "skipping malformed event",
-                extra={
-                    "consumer": self.name,
-                    "topic": record.topic,
-                    "partition": record.partition,
-                    "offset": record.offset,
-                    "reason": str(exc),
-                },
-            )
-            return
+            fields = {
+                "consumer": self.name,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "reason": str(exc),
+            }
+            return Outcome("skipped", logging.ERROR, "skipping malformed event", fields)
         fields = {
             "consumer": self.name,
             "event_id": str(event.event_id),
@@ -266,33 +278,52 @@ class EventConsumer:
             "partition": event.partition,
             "offset": event.offset,
         }
-        savepoint = db.begin_nested()
+        savepoint = db.begin_nested() if isolated else None
         try:
             if not first_delivery(
                 db, self.inbox, event.event_id, event.type, event.topic, event.partition, event.offset
             ):
-                self.stats.count("duplicate")
-                savepoint.commit()
-                log.info("duplicate event ignored", extra=fields)
-                return
-            self.handler(db, event)
-            savepoint.commit()
-        except PoisonEvent as exc:
-            savepoint.rollback()
-            self.stats.count("skipped")
-            log.error("skipping event that cannot apply", extra={**fields, "reason": str(exc)})
-            return
+                outcome = Outcome("duplicate", logging.INFO, "duplicate event ignored", fields)
+            else:
+                self.handler(db, event)
+                outcome = Outcome("applied", logging.INFO, "event applied", fields)
         except TRANSIENT:
             raise
-        except Exception:
+        except Exception as exc:
+            if savepoint is None:
+                raise _HandlerFailed from exc
+            savepoint.rollback()
+            if isinstance(exc, PoisonEvent):
+                return Outcome(
+                    "skipped", logging.ERROR, "skipping event that cannot apply", {**fields, "reason": str(exc)}
+                )
             # A bug in a handler must not stall the partition either; the log
             # carries the traceback and the event id to replay it by hand.
-            savepoint.rollback()
-            self.stats.count("skipped")
-            log.exception("skipping event whose handler failed", extra=fields)
-            return
-        self.stats.count("applied")
-        log.info("event applied", extra=fields)
+            return Outcome(
+                "skipped",
+                logging.ERROR,
+                "skipping event whose handler failed",
+                fields,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+        if savepoint is not None:
+            savepoint.commit()
+        return outcome
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one record: its ConsumerStats outcome and its log line."""
+
+    name: str
+    level: int
+    message: str
+    fields: dict
+    exc_info: tuple | None = None
+
+
+class _HandlerFailed(Exception):
+    """A handler raised in a batch run without savepoints: run it again with them."""
 
 
 def build_consumer(

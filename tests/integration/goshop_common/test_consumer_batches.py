@@ -1,0 +1,97 @@
+"""A consumer's batch over the real broker and database: one plain transaction
+while every handler succeeds, savepoints per event only to isolate a failure."""
+
+import json
+import threading
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from goshop_common.db.session import make_engine
+from goshop_common.messaging.consumer import EventConsumer
+from goshop_common.messaging.events import ORDERS_TOPIC, event_headers
+from goshop_common.messaging.inbox import inbox_table
+from goshop_common.messaging.kafka import make_consumer, make_producer
+from tests.saga_runtime import wait_until
+
+SCHEMA = "consumer_batch_test"
+METADATA = sa.MetaData(schema=SCHEMA)
+INBOX = inbox_table(METADATA)
+EFFECTS = sa.Table("effects", METADATA, sa.Column("event_id", sa.Uuid, primary_key=True))
+# A type the contract does not know: consumers pass it to their handler as is.
+STEP = "test.step"
+
+
+@pytest.fixture
+def scratch(settings):
+    engine = make_engine(settings)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
+        connection.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
+        METADATA.create_all(connection)
+    yield engine
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA {SCHEMA} CASCADE"))
+    engine.dispose()
+
+
+def produce(bootstrap: str, count: int) -> list[str]:
+    producer = make_producer(bootstrap)
+    ids = [str(uuid.uuid4()) for _ in range(count)]
+    for event_id in ids:
+        body = {"event_id": event_id, "event": STEP, "version": 1, "occurred_at": "2026-12-01T00:00:00Z"}
+        # One key: one partition, in order, so the events come in one batch.
+        value = json.dumps(body).encode()
+        producer.send(ORDERS_TOPIC, key=b"batch", value=value, headers=event_headers(STEP, event_id))
+    producer.flush(10)
+    producer.close(timeout=5)
+    return ids
+
+
+def consume(bootstrap: str, engine: sa.Engine, handler, expected: int) -> tuple[EventConsumer, list[str]]:
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql))
+    kafka = make_consumer(bootstrap, f"batch-test-{uuid.uuid4().hex[:8]}", [ORDERS_TOPIC])
+    worker = EventConsumer("batch-test", engine, kafka, INBOX, handler)
+    thread = threading.Thread(target=worker.run, kwargs={"poll_timeout_ms": 100})
+    thread.start()
+    try:
+        wait_until(lambda: worker.stats.consumed >= expected, timeout=30, message="every event consumed")
+    finally:
+        worker.stop()
+        thread.join(10)
+    return worker, statements
+
+
+def recorded(engine: sa.Engine, table: sa.Table) -> set[str]:
+    with engine.connect() as connection:
+        return {str(row.event_id) for row in connection.execute(sa.select(table.c.event_id))}
+
+
+def test_a_batch_whose_handlers_all_succeed_takes_no_savepoint(own_broker, scratch):
+    ids = produce(own_broker.bootstrap, 3)
+
+    def handler(db, event):
+        db.execute(EFFECTS.insert(), {"event_id": event.event_id})
+
+    worker, statements = consume(own_broker.bootstrap, scratch, handler, 3)
+    assert recorded(scratch, EFFECTS) == recorded(scratch, INBOX) == set(ids)
+    assert (worker.stats.consumed, worker.stats.applied, worker.stats.skipped) == (3, 3, 0)
+    assert not [sql for sql in statements if "SAVEPOINT" in sql.upper()]
+
+
+def test_a_failing_handler_is_skipped_alone_and_its_neighbours_are_applied_once(own_broker, scratch):
+    first, failing, last = produce(own_broker.bootstrap, 3)
+
+    def handler(db, event):
+        db.execute(EFFECTS.insert(), {"event_id": event.event_id})
+        if str(event.event_id) == failing:
+            raise RuntimeError("a bug in the handler")
+
+    worker, statements = consume(own_broker.bootstrap, scratch, handler, 3)
+    # Its effect and its inbox row went with its savepoint: it can be replayed.
+    assert recorded(scratch, EFFECTS) == recorded(scratch, INBOX) == {first, last}
+    # Counted once, after the batch that committed, not for the run rolled back.
+    assert (worker.stats.consumed, worker.stats.applied, worker.stats.skipped) == (3, 2, 1)
+    assert [sql for sql in statements if sql.upper().startswith("SAVEPOINT")]
