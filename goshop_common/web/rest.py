@@ -107,9 +107,22 @@ class Service(cornice.Service):
         super().add_view(method, view, **kwargs)
 
 
+# (id(schema), id(settings)) -> (schema, settings, the schema bound to them);
+# the first two are kept so that neither id can be reused while cached.
+_BOUND: dict[tuple[int, int], tuple] = {}
+
+
 def _bound(schema, request):
-    # What the deferred nodes read (goshop_common.web.schemas): the settings.
-    return schema.bind(request=request, settings=request.registry.goshop_settings)
+    """``schema`` bound to the app's settings, which is all its deferred nodes
+    read (goshop_common.web.schemas): once per schema and app, not per request,
+    since colander's bind() clones the whole schema. A bound schema is only
+    read when deserializing, so threads share it."""
+    settings = request.registry.goshop_settings
+    key = (id(schema), id(settings))
+    cached = _BOUND.get(key)
+    if cached is None:
+        cached = _BOUND[key] = (schema, settings, schema.bind(settings=settings))
+    return cached[2]
 
 
 def body_validator(request, schema=None, **kwargs):
