@@ -17,6 +17,7 @@ import logging
 import os
 import platform
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -33,12 +34,26 @@ log = logging.getLogger("goshop.devtools.postgres")
 SYSTEM_USER = "embedded_postgres"
 
 
+def ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (outgoing connections' local ports)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A loopback port that was free a moment ago. Nothing holds it: another
-    process may take it before it is used (see broker.start_on_free_port)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port that was free a moment ago, below the kernel's
+    ephemeral range. Nothing holds it: another process may take it before it
+    is used (see broker.start_on_free_port). Not one the kernel hands out
+    (bind to port 0): from that range, any outgoing connection on the machine
+    (a sibling's database pool, say) can be given it as its local port in
+    the moment before the server binds it, which then fails with "Address
+    already in use"."""
+    while True:
+        port = random.randrange(10000, ephemeral_low())  # noqa: S311 (a port, not a secret)
+        if port_bindable(port):
+            return port
 
 
 def port_bindable(port: int) -> bool:

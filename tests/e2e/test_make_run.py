@@ -26,7 +26,7 @@ import pytest
 
 from goshop_devtools.broker import EmbeddedBroker, broker_bin
 from goshop_devtools.lifeline import command_line
-from goshop_devtools.postgres import free_port, port_bindable
+from goshop_devtools.postgres import ephemeral_low, free_port, port_bindable
 from goshop_devtools.supervisor import Spec, Supervisor
 from tests.e2e.conftest import ROOT, Http
 
@@ -39,20 +39,13 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _ephemeral_low() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
 def _free_base() -> int:
     """A base port whose 16 ports (base + 0..7, base + 1000..1007) are free
     and below the kernel's ephemeral range. Inside that range, a reloading
     service's port is briefly unbound, and any outgoing connection on the
     machine (its sibling's new database pool, say) can be given it as a local
     port and keep it: the service then cannot bind again."""
-    high = _ephemeral_low() - 1008
+    high = ephemeral_low() - 1008
     while True:
         base = random.randrange(10000, high)
         if all(port_bindable(base + o) and port_bindable(base + 1000 + o) for o in range(8)):
