@@ -10,9 +10,8 @@ from __future__ import annotations
 import time
 
 import sqlalchemy as sa
-import zope.sqlalchemy
 from sqlalchemy.orm import sessionmaker
-from zope.sqlalchemy.datamanager import STATUS_CHANGED
+from zope.sqlalchemy.datamanager import STATUS_CHANGED, join_transaction
 
 from goshop_common.settings import Settings
 
@@ -111,7 +110,10 @@ def _dbsession(request):
         # transaction whose only writes were Core statements (an upsert, say)
         # and loses them without a word. Committing a read-only transaction
         # costs the same round-trip as rolling it back.
-        zope.sqlalchemy.register(session, transaction_manager=request.tm, initial_state=STATUS_CHANGED)
+        # Joined now. register() would add seven event listeners to each new
+        # session (15% of an order POST's CPU), only to join it at its first
+        # statement and to mark it changed, which it already is.
+        join_transaction(session, STATUS_CHANGED, transaction_manager=request.tm)
         request.add_finished_callback(lambda _request: session.close())
     return session
 
