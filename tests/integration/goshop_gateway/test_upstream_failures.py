@@ -130,3 +130,17 @@ def test_closing_the_upstreams_drops_their_kept_alive_connections(upstream):
     upstreams.close()
     assert upstreams.request("users", "GET", "/ready", [], None).status == 200
     assert users.connections == 2
+
+
+def test_an_upstream_url_with_a_path_prefixes_every_request(upstream):
+    seen = []
+
+    def records_the_request_line(connection):
+        head = connection.recv(65536)
+        seen.append(head.split(b"\r\n", 1)[0])
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    users = upstream(records_the_request_line)
+    upstreams = Upstreams({"users": users.url + "/base/"}, connect_timeout=1, read_timeout=1)
+    assert upstreams.request("users", "GET", "/v1/users/me?x=1", [], None).status == 200
+    assert seen == [b"GET /base/v1/users/me?x=1 HTTP/1.1"]
