@@ -80,6 +80,10 @@ class Relay:
         # Built once, their values bound at execute time: a relay runs them on
         # every pass, and building them (the alias above all) cost more CPU
         # than running them.
+        # Whether a row of this table may be waiting out a backoff, which only
+        # a failed publish makes (here or in another replica, which wakes for
+        # its own). Unknown at start: a row may have failed before a restart.
+        self.may_have_backoff = True
         self._claim_query = self._claim_statement()
         self._next_due_query = sa.select(sa.func.min(table.c.next_attempt_at)).where(
             table.c.published_at.is_(None), self._head_of_key()
@@ -192,6 +196,8 @@ class Relay:
 
     def _mark_failed(self, connection, failed, now: dt.datetime) -> None:
         """Count the attempt, keep the error for operators, and push the row's next try back exponentially."""
+        if failed:
+            self.may_have_backoff = True
         for row, error in failed:
             attempts = row.attempts + 1
             delay = backoff_seconds(attempts, self.backoff_base_ms, self.backoff_cap_seconds)
@@ -240,5 +246,6 @@ class Relay:
         with self.engine.connect() as connection:
             due = connection.execute(self._next_due_query).scalar_one()
         if due is None:
+            self.may_have_backoff = False
             return None
         return max(0.0, (due - self.clock()).total_seconds())

@@ -177,3 +177,25 @@ def test_a_failing_row_holds_back_only_its_own_key_and_its_key_catches_up_once_f
     assert outbox_row(clean_db, a1).published_at <= outbox_row(clean_db, a2).published_at
     assert relay.stats.published == 5
     assert relay.stats.failed == 1
+
+
+def test_a_healthy_outboxer_stops_asking_when_the_next_row_is_due_until_a_publish_fails(clean_db, producer, topic):
+    from goshop_outboxer.worker import Outboxer
+
+    relay = Relay(clean_db, OUTBOX, producer, batch_size=50, backoff_base_ms=1_000, backoff_cap_seconds=600)
+    outboxer = Outboxer([relay], None, poll_seconds=5.0)
+    asked = []
+    sa.event.listen(clean_db, "before_cursor_execute", lambda _c, _cur, sql, *_: asked.append("min(" in sql))
+    # At start a row may be in backoff from before: it asks once, learns there is none.
+    assert outboxer._sleep_for() == 5.0
+    assert asked.count(True) == 1
+    add_row(clean_db, topic, unique("order"), 1)
+    assert relay.relay_once() == 1
+    assert outboxer._sleep_for() == 5.0
+    assert asked.count(True) == 1  # nothing failed since: not asked again
+    add_row(clean_db, "not a valid topic!", unique("order"), 1)
+    assert relay.relay_once() == 1
+    assert relay.stats.failed == 1
+    # Its retry is due in about a second, before the slow poll: woken for it.
+    assert 0.5 < outboxer._sleep_for() <= 1.0
+    assert asked.count(True) == 2
