@@ -19,7 +19,7 @@ from goshop_common.observability.metrics import OUTBOXES
 from goshop_common.settings import Settings, load_settings
 from goshop_common.web.health import ping_database
 from goshop_outboxer.relay import Relay
-from goshop_outboxer.worker import Listener, Outboxer
+from goshop_outboxer.worker import Outboxer, outbox_listener
 
 log = logging.getLogger("goshop.outboxer")
 
@@ -46,7 +46,7 @@ def build(settings: Settings, engine: sa.Engine, producer, tables=None, listen: 
         )
         for table in tables
     ]
-    listener = Listener(settings.database_url) if listen else None
+    listener = outbox_listener(settings.database_url) if listen else None
     return Outboxer(relays, listener, settings.outbox_poll_seconds)
 
 

@@ -25,6 +25,7 @@ from kafka.errors import KafkaTimeoutError
 
 from goshop_common.clock import utcnow
 from goshop_common.messaging.events import event_headers
+from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
 from goshop_common.observability.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 
 log = logging.getLogger("goshop.outboxer")
@@ -85,6 +86,7 @@ class Relay:
         # its own). Unknown at start: a row may have failed before a restart.
         self.may_have_backoff = True
         self._claim_query = self._claim_statement()
+        self._published_notify = sa.select(sa.func.pg_notify(PUBLISHED_CHANNEL, sa.bindparam("topic")))
         self._next_due_query = sa.select(sa.func.min(table.c.next_attempt_at)).where(
             table.c.published_at.is_(None), self._head_of_key()
         )
@@ -138,6 +140,10 @@ class Relay:
             delivered, failed = self._settle(sent)
             self._mark_published(connection, delivered)
             self._mark_failed(connection, failed, now)
+            # Delivered with the commit, so a consumer woken by it finds the
+            # records in Kafka and the rows marked.
+            for topic in sorted({row.topic for row in delivered}):
+                connection.execute(self._published_notify, {"topic": topic})
         self._record(delivered, failed)
         return len(rows)
 

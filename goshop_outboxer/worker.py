@@ -6,65 +6,21 @@ the safety net for a missed notification and for rows in backoff — comes round
 from __future__ import annotations
 
 import logging
-import select
 import threading
 import time
 
-import psycopg2
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
+from goshop_common.db.listen import Listener
 from goshop_common.messaging.outbox import NOTIFY_CHANNEL
 from goshop_outboxer.relay import Relay
 
 log = logging.getLogger("goshop.outboxer")
 
 
-class Listener:
-    """A dedicated autocommit connection LISTENing on the outbox channel;
-    reconnects by itself after a database restart."""
-
-    def __init__(self, database_url: str):
-        self.url = make_url(database_url)
-        self.connection = None
-
-    def _connect(self) -> None:
-        url = self.url
-        self.connection = psycopg2.connect(
-            host=url.host,
-            port=url.port,
-            user=url.username,
-            password=url.password,
-            dbname=url.database,
-            connect_timeout=3,
-            application_name="goshop-outboxer-listen",
-        )
-        self.connection.autocommit = True
-        with self.connection.cursor() as cursor:
-            cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
-
-    def wait(self, timeout: float) -> frozenset[str]:
-        """Sleep up to ``timeout`` seconds; the schemas whose outbox had a row
-        committed meanwhile (the trigger's payload), empty if none did."""
-        try:
-            if self.connection is None or self.connection.closed:
-                self._connect()
-            if select.select([self.connection], [], [], timeout) == ([], [], []):
-                return frozenset()
-            self.connection.poll()
-            schemas = frozenset(notify.payload for notify in self.connection.notifies)
-            self.connection.notifies.clear()
-            return schemas
-        except (psycopg2.Error, OSError) as exc:
-            log.warning("listen connection lost; polling until it is back", extra={"error": exc.__class__.__name__})
-            self.close()
-            time.sleep(min(timeout, 1.0))
-            return frozenset()
-
-    def close(self) -> None:
-        if self.connection is not None and not self.connection.closed:
-            self.connection.close()
-        self.connection = None
+def outbox_listener(database_url: str) -> Listener:
+    """The outboxer's doorbell: the outbox trigger's NOTIFY, naming the schema."""
+    return Listener(database_url, NOTIFY_CHANNEL, "goshop-outboxer-listen")
 
 
 class Outboxer:

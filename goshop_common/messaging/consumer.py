@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,10 +32,12 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from goshop_common.db.listen import Listener
 from goshop_common.db.session import make_engine
 from goshop_common.messaging import events
 from goshop_common.messaging.inbox import first_delivery
 from goshop_common.messaging.kafka import broker_reachable, make_consumer
+from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
 from goshop_common.messaging.worker import configure_logging, health_app, on_sigterm, serve_in_background
 from goshop_common.observability.metrics import CONSUMER_EVENTS, CONSUMER_LAG, CONSUMER_OUTCOMES
 from goshop_common.settings import Settings, load_settings
@@ -43,6 +46,13 @@ from goshop_common.web.health import ping_database
 log = logging.getLogger("goshop.consumer")
 
 RETRY_PAUSE_SECONDS = 1.0
+# The doorbell (EventConsumer.run): a consumer that found nothing waits for the
+# outboxer's ring, and looks by itself this often.
+DOORBELL_IDLE_SECONDS = 1.0
+# Its fetches: the broker's wait for new records, and a poll long enough to
+# see one such fetch answered.
+DOORBELL_FETCH_WAIT_MS = 10
+DOORBELL_POLL_MS = 25
 # Errors that say "the database is unreachable right now", not "this event is bad".
 TRANSIENT = (OperationalError, InterfaceError)
 
@@ -150,12 +160,21 @@ class EventConsumer:
     PoisonEvent for an event that can never apply. It never commits.
     """
 
-    def __init__(self, name: str, engine: sa.Engine, consumer, inbox: sa.Table, handler: Handler):
+    def __init__(
+        self,
+        name: str,
+        engine: sa.Engine,
+        consumer,
+        inbox: sa.Table,
+        handler: Handler,
+        doorbell: Listener | None = None,
+    ):
         self.name = name
         self.engine = engine
         self.consumer = consumer
         self.inbox = inbox
         self.handler = handler
+        self.doorbell = doorbell
         self.stats = ConsumerStats(name)
         self._lagging: set[tuple[str, str]] = set()
         self._stop = threading.Event()
@@ -170,11 +189,21 @@ class EventConsumer:
         Batches are processed partition by partition, each in its own
         transaction, so a slow partition's rollback never undoes another's
         work. The offsets are not committed on close: what was applied has
-        been committed batch by batch already, and nothing else may be."""
+        been committed batch by batch already, and nothing else may be.
+
+        With a ``doorbell``, an assigned consumer that finds nothing new waits
+        for the outboxer's ring (PUBLISHED_CHANNEL, naming one of its topics)
+        instead of in a broker long-poll, and looks by itself every
+        DOORBELL_IDLE_SECONDS. Tansu answers a fetch at once when records are
+        there, but one that waits for new records only at its deadline: a
+        hop cost half of fetch_max_wait_ms on average, and a shorter wait
+        meant more idle fetches. Here a fetch is sent when there is something
+        to fetch."""
         try:
             while not self._stop.is_set():
+                assigned = self.doorbell is not None and bool(self.consumer.assignment())
                 try:
-                    batches = self.consumer.poll(timeout_ms=poll_timeout_ms)
+                    batches = self.consumer.poll(timeout_ms=DOORBELL_POLL_MS if assigned else poll_timeout_ms)
                 except KafkaError as exc:
                     # The broker is away or the group is rebalancing: nothing was
                     # handed to us, so nothing is lost by trying again shortly.
@@ -184,9 +213,27 @@ class EventConsumer:
                 for partition, records in batches.items():
                     self._process(partition, records)
                 self._observe_lag()
+                if assigned and not batches:
+                    self._wait_for_ring()
         finally:
             self._forget_lag(self._lagging)
             self.consumer.close(autocommit=False)
+            if self.doorbell is not None:
+                self.doorbell.close()
+
+    def _wait_for_ring(self) -> None:
+        """Until the outboxer says it published to one of our topics, a stop,
+        or DOORBELL_IDLE_SECONDS: a record some other producer wrote, or a ring
+        missed while the database was away, is fetched then."""
+        topics = self.consumer.subscription() or set()
+        deadline = time.monotonic() + DOORBELL_IDLE_SECONDS
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            # Short slices, so that a stop request is noticed quickly.
+            if self.doorbell.wait(min(left, 0.5)) & topics:
+                return
 
     def _observe_lag(self) -> None:
         """Set the lag of each assigned partition whose highwater is known (it
@@ -329,10 +376,15 @@ class _HandlerFailed(Exception):
 def build_consumer(
     settings: Settings, name: str, group: str, topics: list[str], inbox: sa.Table, handler: Handler, **overrides
 ) -> EventConsumer:
-    """An EventConsumer with its own small connection pool and Kafka consumer."""
+    """An EventConsumer with its own small connection pool, Kafka consumer and
+    doorbell (see EventConsumer.run)."""
     engine = make_engine(settings, pool_size=2, max_overflow=0)
+    # Short: a fetch is sent when there is something to fetch, and one still
+    # in flight when the doorbell rings holds the next one back this long.
+    overrides.setdefault("fetch_max_wait_ms", DOORBELL_FETCH_WAIT_MS)
     consumer = make_consumer(settings.kafka_bootstrap, group, topics, **overrides)
-    return EventConsumer(name, engine, consumer, inbox, handler)
+    doorbell = Listener(settings.database_url, PUBLISHED_CHANNEL, f"goshop-{name}-consumer-doorbell")
+    return EventConsumer(name, engine, consumer, inbox, handler, doorbell)
 
 
 def run_consumer(

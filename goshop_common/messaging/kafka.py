@@ -66,8 +66,10 @@ CONSUMER_DEFAULTS = {
     "max_poll_interval_ms": 10000,
     "session_timeout_ms": 6000,
     "heartbeat_interval_ms": 2000,
-    # Tansu answers a long-poll fetch only at its deadline: this is the
-    # per-hop latency floor (~50 ms at 100).
+    # Tansu answers a long-poll fetch only at its deadline: for a consumer
+    # that polls for new records, the per-hop latency floor (~50 ms at 100).
+    # goshop's event consumers wait for the outboxer's ring instead and fetch
+    # with a short wait (goshop_common.messaging.consumer.build_consumer).
     "fetch_max_wait_ms": 100,
     "max_poll_records": 200,
     "allow_auto_create_topics": False,

@@ -18,6 +18,9 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from goshop_common.messaging.events import EventType
 
 NOTIFY_CHANNEL = "goshop_outbox"
+# Rung by the outboxer as it marks rows published, its payload the topic:
+# consumers wait on it instead of in a broker long-poll (goshop_common.messaging.consumer).
+PUBLISHED_CHANNEL = "goshop_published"
 
 
 def outbox_table(metadata: sa.MetaData) -> sa.Table:

@@ -3,6 +3,7 @@ while every handler succeeds, savepoints per event only to isolate a failure."""
 
 import json
 import threading
+import time
 import uuid
 
 import pytest
@@ -95,3 +96,59 @@ def test_a_failing_handler_is_skipped_alone_and_its_neighbours_are_applied_once(
     # Counted once, after the batch that committed, not for the run rolled back.
     assert (worker.stats.consumed, worker.stats.applied, worker.stats.skipped) == (3, 2, 1)
     assert [sql for sql in statements if sql.upper().startswith("SAVEPOINT")]
+
+
+def record_effect(db, event):
+    db.execute(EFFECTS.insert(), {"event_id": event.event_id})
+
+
+def consume_with_doorbell(bootstrap, engine, settings, handler):
+    from goshop_common.db.listen import Listener
+    from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
+
+    kafka = make_consumer(bootstrap, f"doorbell-test-{uuid.uuid4().hex[:8]}", [ORDERS_TOPIC], fetch_max_wait_ms=10)
+    doorbell = Listener(settings.database_url, PUBLISHED_CHANNEL, "doorbell-test")
+    worker = EventConsumer("doorbell-test", engine, kafka, INBOX, handler, doorbell)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    wait_until(lambda: bool(kafka.assignment()), timeout=30, message="partitions assigned")
+    return worker, thread
+
+
+def ring(engine, topic):
+    from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
+
+    with engine.begin() as connection:
+        connection.execute(sa.select(sa.func.pg_notify(PUBLISHED_CHANNEL, topic)))
+
+
+def test_a_waiting_consumer_fetches_when_the_outboxer_rings_for_its_topic(own_broker, scratch, settings, monkeypatch):
+    from goshop_common.messaging import consumer as consumer_module
+
+    # Left alone, the consumer would not look again for a minute.
+    monkeypatch.setattr(consumer_module, "DOORBELL_IDLE_SECONDS", 60.0)
+    worker, thread = consume_with_doorbell(own_broker.bootstrap, scratch, settings, record_effect)
+    try:
+        time.sleep(0.5)  # into its wait for the ring
+        ids = produce(own_broker.bootstrap, 2)
+        ring(scratch, "payments.events")  # another topic's ring: not ours
+        ring(scratch, ORDERS_TOPIC)
+        wait_until(lambda: recorded(scratch, EFFECTS) == set(ids), timeout=10, message="rung events applied")
+    finally:
+        worker.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_a_record_nobody_rang_for_is_fetched_at_the_consumers_own_look(own_broker, scratch, settings, monkeypatch):
+    from goshop_common.messaging import consumer as consumer_module
+
+    monkeypatch.setattr(consumer_module, "DOORBELL_IDLE_SECONDS", 0.5)
+    worker, thread = consume_with_doorbell(own_broker.bootstrap, scratch, settings, record_effect)
+    try:
+        time.sleep(0.5)
+        ids = produce(own_broker.bootstrap, 2)  # a producer that is not the outboxer: no ring
+        wait_until(lambda: recorded(scratch, EFFECTS) == set(ids), timeout=10, message="unrung events applied")
+    finally:
+        worker.stop()
+        thread.join(10)

@@ -16,7 +16,7 @@ from goshop_common.messaging.kafka import ensure_topics, make_producer
 from goshop_common.messaging.outbox import create_outbox_v1, outbox_table
 from goshop_common.settings import SettingsError, load_settings
 from goshop_outboxer.__main__ import build
-from goshop_outboxer.worker import Listener
+from goshop_outboxer.worker import outbox_listener
 from tests.saga_runtime import wait_until
 from tests.support import with_settings
 
@@ -91,7 +91,7 @@ def test_a_pass_woken_for_one_schema_leaves_the_other_outboxes_alone(settings, e
 
 
 def test_a_notification_names_the_schema_whose_outbox_had_a_commit(database_url, engine, schema, topic):
-    listener = Listener(database_url)
+    listener = outbox_listener(database_url)
     try:
         assert listener.wait(0.05) == frozenset()  # connects and LISTENs
         add_row(engine, schema, topic)

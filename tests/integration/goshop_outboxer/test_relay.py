@@ -199,3 +199,20 @@ def test_a_healthy_outboxer_stops_asking_when_the_next_row_is_due_until_a_publis
     # Its retry is due in about a second, before the slow poll: woken for it.
     assert 0.5 < outboxer._sleep_for() <= 1.0
     assert asked.count(True) == 2
+
+
+def test_the_relay_rings_for_each_topic_it_published_to_once_its_marks_commit(relay, clean_db, topic, settings):
+    from goshop_common.db.listen import Listener
+    from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
+
+    doorbell = Listener(settings.database_url, PUBLISHED_CHANNEL, "relay-ring-test")
+    try:
+        assert doorbell.wait(0.05) == frozenset()  # connected and listening
+        add_row(clean_db, topic, unique("order"), 1)
+        add_row(clean_db, topic, unique("order"), 1)
+        add_row(clean_db, "not a valid topic!", unique("order"), 1)
+        assert relay.relay_once() == 3
+        assert doorbell.wait(5) == {topic}  # once for the topic, none for the failed row's
+        assert doorbell.wait(0.2) == frozenset()
+    finally:
+        doorbell.close()
