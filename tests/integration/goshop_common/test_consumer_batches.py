@@ -152,3 +152,38 @@ def test_a_record_nobody_rang_for_is_fetched_at_the_consumers_own_look(own_broke
     finally:
         worker.stop()
         thread.join(10)
+
+
+def test_every_partition_of_a_poll_has_its_offset_committed_after_its_batch(own_broker, scratch):
+    from kafka import KafkaConsumer, TopicPartition
+
+    from goshop_common.messaging.kafka import PARTITIONS
+
+    producer = make_producer(own_broker.bootstrap)
+    ids = []
+    for partition in range(PARTITIONS):
+        for _ in range(2):
+            event_id = str(uuid.uuid4())
+            body = {"event_id": event_id, "event": STEP, "version": 1, "occurred_at": "2026-12-01T00:00:00Z"}
+            headers = event_headers(STEP, event_id)
+            producer.send(ORDERS_TOPIC, value=json.dumps(body).encode(), partition=partition, headers=headers)
+            ids.append(event_id)
+    producer.flush(10)
+    producer.close(timeout=5)
+    group = f"offsets-test-{uuid.uuid4().hex[:8]}"
+    kafka = make_consumer(own_broker.bootstrap, group, [ORDERS_TOPIC])
+    worker = EventConsumer("offsets-test", scratch, kafka, INBOX, record_effect)
+    thread = threading.Thread(target=worker.run, kwargs={"poll_timeout_ms": 100})
+    thread.start()
+    try:
+        wait_until(lambda: worker.stats.consumed >= len(ids), timeout=30, message="every event consumed")
+    finally:
+        worker.stop()
+        thread.join(10)
+    assert recorded(scratch, EFFECTS) == set(ids)
+    reader = KafkaConsumer(bootstrap_servers=own_broker.bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        committed = {p: reader.committed(TopicPartition(ORDERS_TOPIC, p)) for p in range(PARTITIONS)}
+    finally:
+        reader.close()
+    assert committed == dict.fromkeys(range(PARTITIONS), 2)
