@@ -51,6 +51,27 @@ ROUTES = (
     ),
     Route(
         upstream="users",
+        name="users_sessions",
+        path="/v1/users/sessions",
+        description="My sessions that are still active.",
+        methods={"GET": "bearer"},
+    ),
+    Route(
+        upstream="users",
+        name="users_session",
+        path="/v1/users/sessions/{id}",
+        description="One of my sessions.",
+        methods={"DELETE": "bearer"},
+    ),
+    Route(
+        upstream="users",
+        name="users_logout_others",
+        path="/v1/users/logout_others",
+        description="End every session but this one.",
+        methods={"POST": "bearer"},
+    ),
+    Route(
+        upstream="users",
         name="jwks",
         path="/.well-known/jwks.json",
         description="Public keys that verify goshop tokens.",

@@ -53,6 +53,10 @@ class Session(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
     revoked_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     revoked_reason: Mapped[str | None] = mapped_column(sa.Text)
+    # What the owner sees in their list of sessions: the login's User-Agent
+    # (cut to USER_AGENT_MAX characters) and client address.
+    user_agent: Mapped[str | None] = mapped_column(sa.Text)
+    client_address: Mapped[str | None] = mapped_column(sa.Text)
 
     # Named explicitly, as the migration named it: index=True would name it
     # after the naming convention's column_0_label, ix_users_sessions_user_id.

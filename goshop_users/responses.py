@@ -49,6 +49,23 @@ REVOKED = Reply(
     body("revoked", field("revoked", colander.Integer(), minimum=0, description="Sessions ended.")),
 )
 
+SESSION = body(
+    "session",
+    field("id", format="uuid"),
+    field("created_at", format="date-time"),
+    field("last_refreshed_at", format="date-time", nullable=True, description="null until its first refresh"),
+    field("user_agent", nullable=True, description="The login's User-Agent, cut to 256 characters."),
+    field("client_address", nullable=True, description="The address the login came from."),
+    field("current", colander.Boolean(), description="Whether the access token presented belongs to it."),
+)
+SESSIONS = Reply(
+    "The caller's sessions that can still refresh, newest first.", body("sessions", list_of("sessions", SESSION))
+)
+OTHERS_REVOKED = Reply(
+    "Every session of the caller but the current one is ended.",
+    body("revoked", field("revoked", colander.Integer(), minimum=0, description="Sessions ended.")),
+)
+
 # jwks_view sets the Cache-Control (public, five minutes).
 JWKS = Reply(
     "The JSON Web Key Set (RFC 7517) that verifies goshop's tokens.",
@@ -73,3 +90,10 @@ LOGOUT = {204: Reply("The session is ended."), 401: INVALID_TOKEN, 503: SERVICE_
 ME_RESPONSES = {200: ME}
 LOGOUT_ALL = {200: REVOKED, 503: SERVICE_UNAVAILABLE}
 JWKS_RESPONSES = {200: JWKS}
+SESSIONS_RESPONSES = {200: SESSIONS, 503: SERVICE_UNAVAILABLE}
+END_SESSION = {
+    204: Reply("The session is ended: its refresh token no longer works."),
+    404: error("no such session of yours (unknown, ended, or someone else's)"),
+    503: SERVICE_UNAVAILABLE,
+}
+LOGOUT_OTHERS = {200: OTHERS_REVOKED, 503: SERVICE_UNAVAILABLE}

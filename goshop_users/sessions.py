@@ -29,6 +29,16 @@ log = logging.getLogger("goshop.users.sessions")
 REUSE_DETECTED = "refresh token reuse"
 LOGOUT = "logout"
 LOGOUT_ALL = "logout_all"
+ENDED_BY_OWNER = "ended by owner"
+LOGOUT_OTHERS = "logout_others"
+# Enough to tell one browser from another; a client cannot store a novel here.
+USER_AGENT_MAX = 256
+
+
+def _printable(text: str | None) -> str:
+    # A header's bytes arrive as latin-1 text: no control characters (PostgreSQL
+    # refuses NUL in text), nothing that could split a line where it is shown.
+    return "".join(c for c in text or "" if c.isprintable())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +89,9 @@ class Sessions:
             expires_in=self.issuer.access_ttl,
         )
 
-    def open(self, user: User) -> TokenPair:
-        """A new session for a user who just proved their password."""
+    def open(self, user: User, user_agent: str | None = None, client_address: str | None = None) -> TokenPair:
+        """A new session for a user who just proved their password, from
+        ``user_agent`` at ``client_address``."""
         now = self.clock()
         session = Session(
             id=uuid.uuid4(),
@@ -88,6 +99,8 @@ class Sessions:
             current_jti=uuid.uuid4(),
             created_at=now,
             expires_at=now + self.refresh_ttl,
+            user_agent=_printable(user_agent)[:USER_AGENT_MAX] or None,
+            client_address=client_address,
         )
         self.db.add(session)
         return self._pair(user, session, now)
@@ -160,8 +173,40 @@ class Sessions:
         now = self.clock()
         # Expired sessions are left alone: the count is of sessions ended now.
         result = self.db.execute(
+            sa.update(Session).where(*self._active(user_id, now)).values(revoked_at=now, revoked_reason=LOGOUT_ALL)
+        )
+        return result.rowcount
+
+    def _active(self, user_id: uuid.UUID, now: dt.datetime):
+        return (Session.user_id == user_id, Session.revoked_at.is_(None), Session.expires_at > now)
+
+    def active(self, user_id: uuid.UUID) -> list[Session]:
+        """The user's sessions that can still refresh, newest first."""
+        query = sa.select(Session).where(*self._active(user_id, self.clock()))
+        return list(self.db.scalars(query.order_by(Session.created_at.desc(), Session.id.desc())))
+
+    def end(self, user_id: uuid.UUID, session_id: str) -> bool:
+        """End one of the user's active sessions; False when ``session_id``
+        names none of them (someone else's, unknown, already ended or not an
+        id), so a stranger's session cannot be told from a missing one."""
+        try:
+            key = uuid.UUID(session_id)
+        except ValueError:
+            return False
+        now = self.clock()
+        result = self.db.execute(
             sa.update(Session)
-            .where(Session.user_id == user_id, Session.revoked_at.is_(None), Session.expires_at > now)
-            .values(revoked_at=now, revoked_reason=LOGOUT_ALL)
+            .where(Session.id == key, *self._active(user_id, now))
+            .values(revoked_at=now, revoked_reason=ENDED_BY_OWNER)
+        )
+        return result.rowcount == 1
+
+    def end_others(self, user_id: uuid.UUID, current: uuid.UUID) -> int:
+        """End every active session of the user but ``current``; how many."""
+        now = self.clock()
+        result = self.db.execute(
+            sa.update(Session)
+            .where(Session.id != current, *self._active(user_id, now))
+            .values(revoked_at=now, revoked_reason=LOGOUT_OTHERS)
         )
         return result.rowcount

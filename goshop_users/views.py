@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import colander
 from pyramid.response import Response
 
 from goshop_common import clock
@@ -13,7 +14,7 @@ from goshop_common.web.clientip import client_network
 from goshop_common.web.errors import ApiError, error_response
 from goshop_common.web.openapi import BEARER
 from goshop_common.web.rest import JSON, Service, body_validator
-from goshop_common.web.schemas import normalise_email
+from goshop_common.web.schemas import StrictString, normalise_email
 from goshop_users import responses
 from goshop_users.accounts import Accounts, EmailTaken
 from goshop_users.schemas import LoginSchema, RefreshTokenSchema, RegisterSchema
@@ -26,6 +27,11 @@ me = Service(name="users_me", path="/v1/users/me", description="Who the access t
 refresh = Service(name="users_refresh", path="/v1/users/refresh", description="Rotate a refresh token.")
 logout = Service(name="users_logout", path="/v1/users/logout", description="End one session.")
 logout_all = Service(name="users_logout_all", path="/v1/users/logout_all", description="End every session.")
+sessions = Service(name="users_sessions", path="/v1/users/sessions", description="My sessions that are still active.")
+session = Service(name="users_session", path="/v1/users/sessions/{id}", description="One of my sessions.")
+logout_others = Service(
+    name="users_logout_others", path="/v1/users/logout_others", description="End every session but this one."
+)
 jwks = Service(name="jwks", path="/.well-known/jwks.json", description="Public keys that verify goshop tokens.")
 
 
@@ -101,7 +107,7 @@ def login_view(request):
     if user is None:
         raise ApiError(401, "invalid credentials")
     throttle.succeeded(reservation)
-    return _sessions(request).open(user).as_json()
+    return _sessions(request).open(user, request.user_agent, request.client_ip).as_json()
 
 
 @me.get(auth=BEARER, responses=responses.ME_RESPONSES)
@@ -141,6 +147,47 @@ def logout_view(request):
 def logout_all_view(request):
     claims = authenticated_claims(request, request.registry.token_verifier)
     return {"revoked": _sessions(request).revoke_all(uuid.UUID(claims["sub"]))}
+
+
+SESSION_ID = colander.SchemaNode(StrictString(), name="id", json_schema={"format": "uuid"})
+
+
+@sessions.get(auth=BEARER, responses=responses.SESSIONS_RESPONSES)
+def sessions_view(request):
+    claims = authenticated_claims(request, request.registry.token_verifier)
+    current = claims.get("sid")
+    return {
+        "sessions": [
+            {
+                "id": str(row.id),
+                "created_at": rfc3339(row.created_at),
+                "last_refreshed_at": rfc3339(row.rotated_at) if row.rotated_at else None,
+                "user_agent": row.user_agent,
+                "client_address": row.client_address,
+                "current": str(row.id) == current,
+            }
+            for row in _sessions(request).active(uuid.UUID(claims["sub"]))
+        ]
+    }
+
+
+@session.delete(auth=BEARER, path=(SESSION_ID,), responses=responses.END_SESSION)
+def end_session_view(request):
+    claims = authenticated_claims(request, request.registry.token_verifier)
+    if not _sessions(request).end(uuid.UUID(claims["sub"]), request.matchdict["id"]):
+        raise ApiError(404, "session not found")
+    return Response(status=204)
+
+
+@logout_others.post(auth=BEARER, responses=responses.LOGOUT_OTHERS)
+def logout_others_view(request):
+    claims = authenticated_claims(request, request.registry.token_verifier)
+    try:
+        current = uuid.UUID(claims["sid"])
+    except (KeyError, ValueError):
+        # An access token issued without a session: none of them is current.
+        raise ApiError(401, "invalid token") from None
+    return {"revoked": _sessions(request).end_others(uuid.UUID(claims["sub"]), current)}
 
 
 @jwks.get(responses=responses.JWKS_RESPONSES)

@@ -224,3 +224,23 @@ def test_the_readme_walkthrough_works_verbatim(stack):
     assert re.fullmatch(r"order [0-9a-f-]{36}: paid", lines[-3]), result.stdout
     assert lines[-2] == '{"revoked": 1}'
     assert lines[-1] == "401"
+
+
+def test_sessions_through_the_gateway_list_end_one_and_end_the_others(gw):
+    customer = sign_up(gw)
+    status, _, again = gw.request(
+        "POST", "/v1/users/login", {"email": customer["email"], "password": "long enough password"}
+    )
+    assert status == 200
+    status, _, body = gw.request("GET", "/v1/users/sessions", headers=customer["auth"])
+    assert status == 200, body
+    assert sorted(s["current"] for s in body["sessions"]) == [False, True]
+    # The address users saw is the one the gateway forwarded: the real peer.
+    assert {s["client_address"] for s in body["sessions"]} == {"127.0.0.1"}
+    other = next(s["id"] for s in body["sessions"] if not s["current"])
+    status, _, _ = gw.request("DELETE", f"/v1/users/sessions/{other}", headers=customer["auth"])
+    assert status == 204
+    status, _, body = gw.request("POST", "/v1/users/refresh", {"refresh_token": again["refresh_token"]})
+    assert (status, body) == (401, {"error": "invalid token"})
+    status, _, body = gw.request("POST", "/v1/users/logout_others", headers=customer["auth"])
+    assert (status, body) == (200, {"revoked": 0})

@@ -31,8 +31,18 @@ FIRST = "20250910121530"
 SECOND = "20250919114711"
 FIRST_FILE = f"{FIRST}_create_users.py"
 SECOND_FILE = f"{SECOND}_sessions_and_login_failures.py"
+THIRD = "20261201160000"
+THIRD_FILE = f"{THIRD}_session_devices.py"
+HEAD = THIRD
+FILES = [FIRST_FILE, SECOND_FILE, THIRD_FILE]
 FIRST_TABLES = {"users"}
 ALL_TABLES = {"users", "sessions", "login_failures"}
+
+
+def pending_from(applied: int) -> list[tuple[str, str]]:
+    """Every real revision's state when the first ``applied`` are applied."""
+    return [(name, "Applied" if n < applied else "Pending") for n, name in enumerate(FILES)]
+
 
 STATUS_LINE = re.compile(r"^\s+(Applied|Pending)\s+-- (\S+)$")
 
@@ -52,7 +62,7 @@ def migrations_copy(tmp_path) -> Iterator[Path]:
     copy = tmp_path / "migrations"
     shutil.copytree(REAL_MIGRATIONS, copy, ignore=shutil.ignore_patterns("__pycache__"))
     yield copy
-    assert real_revision_files() == [FIRST_FILE, SECOND_FILE]
+    assert real_revision_files() == FILES
 
 
 def real_revision_files() -> list[str]:
@@ -115,27 +125,27 @@ def insert_user(url: str, email: str) -> uuid.UUID:
 # --- status, up, down, reset ---------------------------------------------------
 
 
-def test_status_shows_both_revisions_pending_then_applied_after_up(fresh_db, capsys):
+def test_status_shows_every_revision_pending_then_applied_after_up(fresh_db, capsys):
     """Through ``main`` with capsys, the way a caller in the same process sees it."""
     assert main(["--database-url", fresh_db, "status"]) == 0
-    assert parse_status(capsys.readouterr().out) == [(FIRST_FILE, "Pending"), (SECOND_FILE, "Pending")]
+    assert parse_status(capsys.readouterr().out) == pending_from(0)
     assert tables(fresh_db) == set()
 
     assert main(["--database-url", fresh_db, "up"]) == 0
     capsys.readouterr()
 
     assert main(["--database-url", fresh_db, "status"]) == 0
-    assert parse_status(capsys.readouterr().out) == [(FIRST_FILE, "Applied"), (SECOND_FILE, "Applied")]
+    assert parse_status(capsys.readouterr().out) == pending_from(3)
     assert tables(fresh_db) == ALL_TABLES
 
 
 def test_status_lists_revisions_oldest_first_pending_then_applied_after_up(fresh_db):
-    assert states(fresh_db) == [(FIRST_FILE, "Pending"), (SECOND_FILE, "Pending")]
+    assert states(fresh_db) == pending_from(0)
     assert tables(fresh_db) == set()
 
     assert migrate(fresh_db, "up") == 0
 
-    assert states(fresh_db) == [(FIRST_FILE, "Applied"), (SECOND_FILE, "Applied")]
+    assert states(fresh_db) == pending_from(3)
     assert tables(fresh_db) == ALL_TABLES
 
 
@@ -151,19 +161,28 @@ def test_status_command_prints_every_revision_to_stdout(fresh_db):
     )
 
     assert result.returncode == 0, result.stderr
-    assert parse_status(result.stdout) == [(FIRST_FILE, "Pending"), (SECOND_FILE, "Pending")]
+    assert parse_status(result.stdout) == pending_from(0)
+
+
+def session_columns(url: str) -> set[str]:
+    rows = execute(
+        url,
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'users' AND table_name = 'sessions'",
+    )
+    return {name for (name,) in rows}
 
 
 def test_down_rolls_back_only_the_last_revision_and_up_reapplies_it(fresh_db):
     assert migrate(fresh_db, "up") == 0
 
     assert migrate(fresh_db, "down") == 0
-    assert tables(fresh_db) == FIRST_TABLES
-    assert states(fresh_db) == [(FIRST_FILE, "Applied"), (SECOND_FILE, "Pending")]
+    assert tables(fresh_db) == ALL_TABLES
+    assert not {"user_agent", "client_address"} & session_columns(fresh_db)
+    assert states(fresh_db) == pending_from(2)
 
     assert migrate(fresh_db, "up") == 0
-    assert tables(fresh_db) == ALL_TABLES
-    assert states(fresh_db) == [(FIRST_FILE, "Applied"), (SECOND_FILE, "Applied")]
+    assert {"user_agent", "client_address"} <= session_columns(fresh_db)
+    assert states(fresh_db) == pending_from(3)
 
 
 def test_reset_rolls_back_every_revision(fresh_db):
@@ -172,7 +191,7 @@ def test_reset_rolls_back_every_revision(fresh_db):
     assert migrate(fresh_db, "reset") == 0
     assert tables(fresh_db) == set()
     assert execute(fresh_db, "SELECT version_num FROM users.alembic_version") == []
-    assert states(fresh_db) == [(FIRST_FILE, "Pending"), (SECOND_FILE, "Pending")]
+    assert states(fresh_db) == pending_from(0)
 
 
 # --- up-to, down-to ------------------------------------------------------------
@@ -189,7 +208,7 @@ def test_down_to_a_version_keeps_that_version_applied(fresh_db):
 
     assert migrate(fresh_db, "down-to", FIRST) == 0
     assert tables(fresh_db) == FIRST_TABLES
-    assert states(fresh_db) == [(FIRST_FILE, "Applied"), (SECOND_FILE, "Pending")]
+    assert states(fresh_db) == pending_from(1)
 
 
 def test_down_to_zero_rolls_back_everything(fresh_db):
@@ -197,7 +216,7 @@ def test_down_to_zero_rolls_back_everything(fresh_db):
 
     assert migrate(fresh_db, "down-to", "0") == 0
     assert tables(fresh_db) == set()
-    assert states(fresh_db) == [(FIRST_FILE, "Pending"), (SECOND_FILE, "Pending")]
+    assert states(fresh_db) == pending_from(0)
 
 
 # --- redo ----------------------------------------------------------------------
@@ -206,13 +225,14 @@ def test_down_to_zero_rolls_back_everything(fresh_db):
 def test_redo_reapplies_only_the_last_revision(fresh_db):
     assert migrate(fresh_db, "up") == 0
     user_id = insert_user(fresh_db, "kept@example.com")
-    # A session row lives in the last revision's table: redo drops and
-    # recreates that table, so the row must be gone afterwards.
+    # The last revision added the session's user_agent column: redo drops and
+    # adds it again, so the row stays and its user agent is gone.
+    session_id = uuid.uuid4()
     execute(
         fresh_db,
-        "INSERT INTO users.sessions (id, user_id, current_jti, created_at, expires_at)"
-        " VALUES (:id, :user_id, :jti, now(), now() + interval '1 day')",
-        id=uuid.uuid4(),
+        "INSERT INTO users.sessions (id, user_id, current_jti, created_at, expires_at, user_agent)"
+        " VALUES (:id, :user_id, :jti, now(), now() + interval '1 day', 'curl/8')",
+        id=session_id,
         user_id=user_id,
         jti=uuid.uuid4(),
     )
@@ -220,9 +240,9 @@ def test_redo_reapplies_only_the_last_revision(fresh_db):
     assert migrate(fresh_db, "redo") == 0
 
     assert tables(fresh_db) == ALL_TABLES
-    assert states(fresh_db) == [(FIRST_FILE, "Applied"), (SECOND_FILE, "Applied")]
+    assert states(fresh_db) == pending_from(3)
     assert execute(fresh_db, "SELECT id, email FROM users.users") == [(user_id, "kept@example.com")]
-    assert execute(fresh_db, "SELECT count(*) FROM users.sessions") == [(0,)]
+    assert execute(fresh_db, "SELECT id, user_agent FROM users.sessions") == [(session_id, None)]
 
 
 # --- errors --------------------------------------------------------------------
@@ -303,8 +323,7 @@ def test_create_sql_writes_a_goose_file_that_up_and_down_apply(fresh_db, migrati
     assert migrate(fresh_db, "down", script_location=migrations_copy) == 0
     assert tables(fresh_db) == ALL_TABLES
     assert states(fresh_db, migrations_copy) == [
-        (FIRST_FILE, "Applied"),
-        (SECOND_FILE, "Applied"),
+        *pending_from(3),
         (f"{rev}_add_index.py", "Pending"),
     ]
 
@@ -317,7 +336,7 @@ def test_create_sql_revision_follows_the_previous_head(migrations_copy):
     assert sql_path == migrations_copy / "versions" / "20300102030405_add_index.sql"
     scripts = ScriptDirectory.from_config(config)
     assert scripts.get_current_head() == "20300102030405"
-    assert scripts.get_revision("20300102030405").down_revision == SECOND
+    assert scripts.get_revision("20300102030405").down_revision == HEAD
 
 
 def test_create_python_revision_follows_the_previous_head(fresh_db, migrations_copy, capsys):
@@ -331,7 +350,7 @@ def test_create_python_revision_follows_the_previous_head(fresh_db, migrations_c
 
     scripts = ScriptDirectory.from_config(alembic_config(ALEMBIC_INI, script_location=str(migrations_copy)))
     assert scripts.get_current_head() == rev
-    assert scripts.get_revision(rev).down_revision == SECOND
+    assert scripts.get_revision(rev).down_revision == HEAD
 
     # The generated (empty) revision runs.
     assert migrate(fresh_db, "up", script_location=migrations_copy) == 0
@@ -349,7 +368,7 @@ def test_create_twice_in_the_same_second_is_refused_and_leaves_a_usable_history(
         create(config, "second", second_kind, now=now)
 
     scripts = ScriptDirectory.from_config(config)
-    assert [rev.revision for rev in scripts.walk_revisions()] == ["20300102030405", SECOND, FIRST]
+    assert [rev.revision for rev in scripts.walk_revisions()] == ["20300102030405", THIRD, SECOND, FIRST]
 
 
 def test_create_rejects_an_unknown_kind_and_an_empty_name(migrations_copy, capsys):
@@ -359,7 +378,7 @@ def test_create_rejects_an_unknown_kind_and_an_empty_name(migrations_copy, capsy
     assert "unknown migration type 'bogus'" in capsys.readouterr().err
     assert migrate(url, "create", "!!!", script_location=migrations_copy) == 1
     assert "needs a name" in capsys.readouterr().err
-    assert sorted(path.name for path in (migrations_copy / "versions").glob("*.py")) == [FIRST_FILE, SECOND_FILE]
+    assert sorted(path.name for path in (migrations_copy / "versions").glob("*.py")) == FILES
 
 
 # --- plain Alembic -------------------------------------------------------------
@@ -385,7 +404,7 @@ def test_plain_alembic_upgrade_head_reads_goshop_database_url(fresh_db):
 
     assert result.returncode == 0, result.stderr
     assert tables(fresh_db) == ALL_TABLES
-    assert execute(fresh_db, "SELECT version_num FROM users.alembic_version") == [(SECOND,)]
+    assert execute(fresh_db, "SELECT version_num FROM users.alembic_version") == [(HEAD,)]
 
 
 def ini_for(migrations: Path, tmp_path: Path, service: str = "users") -> Path:
@@ -431,7 +450,7 @@ def test_plain_alembic_revision_gets_a_timestamp_id_without_a_database(migration
     result = revision("add column")
     assert result.returncode == 0, result.stderr
     (first,) = (migrations_copy / "versions").glob("*_add_column.py")
-    first_rev = assert_timestamp_revision(first, before, down_revision=SECOND)
+    first_rev = assert_timestamp_revision(first, before, down_revision=HEAD)
 
     # A second one, in the same second or not, gets an id of its own after it.
     result = revision("add another")
@@ -475,7 +494,7 @@ def test_alembic_revision_with_a_taken_rev_id_is_refused(migrations_copy, tmp_pa
 
     assert result.returncode != 0
     assert f"FAILED: a revision {SECOND} already exists" in result.stdout + result.stderr
-    assert sorted(path.name for path in (migrations_copy / "versions").glob("*.py")) == [FIRST_FILE, SECOND_FILE]
+    assert sorted(path.name for path in (migrations_copy / "versions").glob("*.py")) == FILES
 
 
 def test_migrate_create_python_never_connects(migrations_copy):
@@ -485,4 +504,4 @@ def test_migrate_create_python_never_connects(migrations_copy):
     assert migrate(unreachable_url(), "create", "add_column", script_location=migrations_copy) == 0
 
     (py_file,) = (migrations_copy / "versions").glob("*_add_column.py")
-    assert_timestamp_revision(py_file, before, down_revision=SECOND)
+    assert_timestamp_revision(py_file, before, down_revision=HEAD)
