@@ -82,6 +82,7 @@ sys.path.insert(0, str(ROOT))
 import _harness as h  # noqa: E402
 
 from goshop_devtools.postgres import free_port, port_bindable  # noqa: E402
+from goshop_devtools.waiting import poll_until  # noqa: E402
 
 WRK_THREADS = 2
 WRK_CONNECTIONS = 16
@@ -248,14 +249,10 @@ def start_floor(children: Children, kind: str) -> tuple[subprocess.Popen, int]:
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    value = poll_until(predicate, timeout, interval)
+    if not value:
+        raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+    return value
 
 
 def http_status(port: int, method: str, path: str) -> int | None:

@@ -100,7 +100,6 @@ class Upstreams:
                 prefix + path,
                 body=body or None,
                 headers=urllib3.HTTPHeaderDict(headers),
-                retries=self.retries,
                 redirect=False,
                 assert_same_host=False,
                 timeout=timeout or self.timeout,

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from goshop_common.db.session import make_engine
 from goshop_common.messaging.kafka import make_producer
 from goshop_common.settings import Settings
+from goshop_devtools.waiting import poll_until
 from goshop_orders import consumer as orders_consumer
 from goshop_outboxer.__main__ import build as build_outboxer
 from goshop_payments import consumer as payments_consumer
@@ -127,11 +128,7 @@ class SagaRuntime:
 
 
 def wait_until(predicate, timeout: float = 30, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{message} not reached after {timeout}s")
-        time.sleep(0.1)
+    value = poll_until(predicate, timeout)
+    if not value:
+        raise AssertionError(f"{message} not reached after {timeout}s")
+    return value

@@ -37,14 +37,22 @@ def scratch(settings):
     engine.dispose()
 
 
-def produce(bootstrap: str, count: int) -> list[str]:
+def produce(bootstrap: str, count: int, partitions: int | None = None) -> list[str]:
+    """``count`` events; on one key (one partition, in order, so they come in
+    one batch), or ``count`` on each of the first ``partitions``."""
     producer = make_producer(bootstrap)
-    ids = [str(uuid.uuid4()) for _ in range(count)]
-    for event_id in ids:
-        body = {"event_id": event_id, "event": STEP, "version": 1, "occurred_at": "2026-12-01T00:00:00Z"}
-        # One key: one partition, in order, so the events come in one batch.
-        value = json.dumps(body).encode()
-        producer.send(ORDERS_TOPIC, key=b"batch", value=value, headers=event_headers(STEP, event_id))
+    ids = []
+    for partition in range(partitions) if partitions else [None]:
+        for _ in range(count):
+            event_id = str(uuid.uuid4())
+            body = {"event_id": event_id, "event": STEP, "version": 1, "occurred_at": "2026-12-01T00:00:00Z"}
+            value = json.dumps(body).encode()
+            headers = event_headers(STEP, event_id)
+            if partition is None:
+                producer.send(ORDERS_TOPIC, key=b"batch", value=value, headers=headers)
+            else:
+                producer.send(ORDERS_TOPIC, value=value, partition=partition, headers=headers)
+            ids.append(event_id)
     producer.flush(10)
     producer.close(timeout=5)
     return ids
@@ -159,17 +167,7 @@ def test_every_partition_of_a_poll_has_its_offset_committed_after_its_batch(own_
 
     from goshop_common.messaging.kafka import PARTITIONS
 
-    producer = make_producer(own_broker.bootstrap)
-    ids = []
-    for partition in range(PARTITIONS):
-        for _ in range(2):
-            event_id = str(uuid.uuid4())
-            body = {"event_id": event_id, "event": STEP, "version": 1, "occurred_at": "2026-12-01T00:00:00Z"}
-            headers = event_headers(STEP, event_id)
-            producer.send(ORDERS_TOPIC, value=json.dumps(body).encode(), partition=partition, headers=headers)
-            ids.append(event_id)
-    producer.flush(10)
-    producer.close(timeout=5)
+    ids = produce(own_broker.bootstrap, 2, partitions=PARTITIONS)
     group = f"offsets-test-{uuid.uuid4().hex[:8]}"
     kafka = make_consumer(own_broker.bootstrap, group, [ORDERS_TOPIC])
     worker = EventConsumer("offsets-test", scratch, kafka, INBOX, record_effect)
