@@ -239,6 +239,14 @@ class Settings:
     idempotency_key_ttl: int = _setting("GOSHOP_IDEMPOTENCY_KEY_TTL_SECONDS", _positive_int, 24 * 3600, (ORDERS,))
     # The mock payment provider fails amounts divisible by this (0: never fails).
     payments_fail_divisor: int = _setting("GOSHOP_PAYMENTS_FAIL_DIVISOR", _non_negative_int, 5, (PAYMENTS_CONSUMER,))
+    # The payment timeout: the orders consumer cancels an order still new this
+    # long after it was placed (reason payment_timeout), looking this often.
+    order_payment_timeout: float = _setting(
+        "GOSHOP_ORDER_PAYMENT_TIMEOUT_SECONDS", _positive_float, 900.0, (ORDERS_CONSUMER,)
+    )
+    order_sweep_interval: float = _setting(
+        "GOSHOP_ORDER_SWEEP_INTERVAL_SECONDS", _positive_float, 5.0, (ORDERS_CONSUMER,)
+    )
     # Kafka consumer groups; a second deployment of the shop on one broker needs its own.
     orders_consumer_group: str = _setting("GOSHOP_ORDERS_CONSUMER_GROUP", _text, "goshop-orders", (ORDERS_CONSUMER,))
     payments_consumer_group: str = _setting(

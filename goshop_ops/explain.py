@@ -12,16 +12,19 @@ import urllib.parse
 import urllib.request
 
 from goshop_common.clock import rfc3339
-from goshop_common.messaging.events import ORDER_CREATED
+from goshop_common.messaging.events import ORDER_CANCELLED, ORDER_CREATED
 from goshop_ops.timeline import (
     EVENT_APPLIED,
     EVENT_PENDING,
     EVENT_PUBLISHED,
     PAYMENT_DECIDED,
+    PAYMENT_REFUNDED,
+    PAYMENT_VOIDED,
     STATUS_CHANGED,
     Entry,
     OrderTimeline,
 )
+from goshop_orders.read_contract import PAYMENT_TIMEOUT_REASON
 
 DEFAULT_QUESTION = "Why is this order in its current state?"
 # Ollama answers a non-streamed chat in one small JSON document.
@@ -80,9 +83,11 @@ class RulesExplainer:
             text = f"Order {order['id']} is {status}; {created}."
         return Answer(text, self.source)
 
-    @staticmethod
-    def _cancelled(timeline: OrderTimeline, created: str) -> str:
+    @classmethod
+    def _cancelled(cls, timeline: OrderTimeline, created: str) -> str:
         order = timeline.order
+        if order.get("reason") == PAYMENT_TIMEOUT_REASON:
+            return cls._timed_out(timeline, created)
         payment = timeline.first("payments", PAYMENT_DECIDED)
         changed = timeline.first("orders", STATUS_CHANGED)
         reason = order.get("reason") or (payment.detail.get("reason") if payment else None) or "no reason given"
@@ -92,6 +97,39 @@ class RulesExplainer:
         return (
             f"Order {order['id']} was cancelled: the payment failed ({reason}) at {_at(payment)}; "
             f"{created} and cancelled{when}."
+        )
+
+    @staticmethod
+    def _timed_out(timeline: OrderTimeline, created: str) -> str:
+        """Cancelled by the payment timeout, and what became of the money."""
+        order = timeline.order
+        changed = timeline.first("orders", STATUS_CHANGED)
+        when = f" at {_at(changed)}" if changed else ""
+        text = (
+            f"Order {order['id']} was cancelled{when} because no payment came in time ({PAYMENT_TIMEOUT_REASON}); "
+            f"{created}. "
+        )
+        refunded = timeline.first("payments", PAYMENT_REFUNDED)
+        if refunded is not None:
+            decided = timeline.first("payments", PAYMENT_DECIDED)
+            confirmed = f" at {_at(decided)}" if decided else ""
+            return text + (
+                f"Its payment was confirmed late{confirmed} and refunded at {_at(refunded)}: "
+                "the customer was not charged."
+            )
+        if timeline.first("payments", PAYMENT_VOIDED) is not None:
+            return text + "Payments had not charged it yet: its charge was voided, so it will never be taken."
+        payment = timeline.first("payments", PAYMENT_DECIDED)
+        if payment is None:
+            return text + "No payment was recorded for it."
+        if payment.detail.get("status") == "failed":
+            reason = payment.detail.get("reason") or "no reason given"
+            return text + f"Its payment failed later ({reason}) at {_at(payment)}: nothing was charged."
+        applied = timeline.first("payments", EVENT_APPLIED, event_type=ORDER_CANCELLED.name)
+        pending = "" if applied is None else " (payments has consumed the cancellation: see its log)"
+        return text + (
+            f"Its payment was confirmed at {_at(payment)} and is not refunded yet{pending}: payments refunds it "
+            "when it consumes the order.cancelled event."
         )
 
     @staticmethod
@@ -167,7 +205,10 @@ event to its outbox in one transaction; the outboxer publishes outbox rows to Ka
 with backoff and keeping the last error; the payments consumer applies order.created, decides
 the payment (confirmed, or failed with a reason) and queues payment.confirmed or payment.failed;
 the outboxer publishes that; the orders consumer applies it and moves the order to paid or
-cancelled. Nothing moves an order that is no longer new."""
+cancelled. Nothing moves an order that is no longer new. An order still new after the payment
+timeout is cancelled by orders with reason payment_timeout and an order.cancelled event;
+payments then refunds a payment it confirmed for it (payment.refunded, payment status
+refunded) or voids the charge if it had not made one."""
 
 
 class OllamaExplainer:

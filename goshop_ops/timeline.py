@@ -16,9 +16,11 @@ import uuid
 import sqlalchemy as sa
 
 from goshop_common.clock import rfc3339
+from goshop_common.messaging.events import ORDER_CANCELLED as ORDER_CANCELLED_EVENT
 from goshop_common.messaging.events import ORDER_CREATED as ORDER_CREATED_EVENT
+from goshop_common.messaging.events import PAYMENT_REFUNDED as PAYMENT_REFUNDED_EVENT
 from goshop_orders.read_contract import INITIAL_STATUS, ORDERS, ORDERS_INBOX, ORDERS_OUTBOX, order_as_json
-from goshop_payments.read_contract import PAYMENTS, PAYMENTS_INBOX, PAYMENTS_OUTBOX
+from goshop_payments.read_contract import PAYMENTS, PAYMENTS_INBOX, PAYMENTS_OUTBOX, REFUNDED, VOIDED
 
 # Entry kinds, in the saga's causal order.
 ORDER_CREATED = "order created"
@@ -27,6 +29,10 @@ EVENT_PUBLISHED = "event published"
 EVENT_APPLIED = "event applied"
 PAYMENT_DECIDED = "payment decided"
 STATUS_CHANGED = "status changed"
+# The compensation of an order cancelled by the payment timeout: a payment
+# taken is given back; one not taken yet is voided.
+PAYMENT_REFUNDED = "payment refunded"
+PAYMENT_VOIDED = "payment voided"
 
 # Times come from two clocks: the services' (order and payment rows) and the
 # database's (now() at transaction start: outbox and inbox rows). Within one
@@ -38,6 +44,16 @@ _RANK = {
     ("payments", PAYMENT_DECIDED): 3,
     ("orders", EVENT_APPLIED): 5,
     ("orders", STATUS_CHANGED): 6,
+    ("payments", PAYMENT_VOIDED): 9,
+    ("payments", PAYMENT_REFUNDED): 9,
+}
+# Entries about the compensation's events come after the status change.
+_RANK_OF_EVENT = {
+    ("outboxer", ORDER_CREATED_EVENT.name): 1,
+    ("outboxer", ORDER_CANCELLED_EVENT.name): 7,
+    ("payments", ORDER_CANCELLED_EVENT.name): 8,
+    ("outboxer", PAYMENT_REFUNDED_EVENT.name): 10,
+    ("orders", PAYMENT_REFUNDED_EVENT.name): 11,
 }
 
 
@@ -88,10 +104,9 @@ def in_time_order(entries) -> tuple[Entry, ...]:
 
 
 def _sort_key(entry: Entry) -> tuple:
-    if entry.source == "outboxer":
-        rank = 1 if entry.detail.get("event_type") == ORDER_CREATED_EVENT.name else 4
-    else:
-        rank = _RANK.get((entry.source, entry.event), 9)
+    rank = _RANK_OF_EVENT.get((entry.source, entry.detail.get("event_type")))
+    if rank is None:
+        rank = 4 if entry.source == "outboxer" else _RANK.get((entry.source, entry.event), 12)
     at = entry.at.astimezone(dt.UTC)
     return (at.replace(microsecond=at.microsecond // 1000 * 1000), rank)
 
@@ -128,7 +143,7 @@ class Timeline:
         entries += [_inbox_entry("payments", row) for row in self._inbox(PAYMENTS_INBOX, order_events)]
 
         payments = self.db.execute(sa.select(PAYMENTS).where(PAYMENTS.c.order_id == order_id)).mappings()
-        entries += [_payment_entry(row) for row in payments]
+        entries += [entry for row in payments for entry in _payment_entries(row)]
         payment_events = self._outbox(PAYMENTS_OUTBOX, key)
         entries += [_outbox_entry(row) for row in payment_events]
         entries += [_inbox_entry("orders", row) for row in self._inbox(ORDERS_INBOX, payment_events)]
@@ -152,7 +167,9 @@ class Timeline:
         return list(self.db.execute(sa.select(table).where(table.c.event_id.in_(event_ids))).mappings())
 
 
-def _payment_entry(row) -> Entry:
+def _payment_entries(row) -> list[Entry]:
+    """A payment's decision; a refunded one's refund after it (it was
+    confirmed when decided); a voided one's voiding, in place of a decision."""
     detail = {
         "payment_id": str(row["id"]),
         "status": row["status"],
@@ -160,7 +177,15 @@ def _payment_entry(row) -> Entry:
         "amount_cents": row["amount_cents"],
         "currency": row["currency"],
     }
-    return Entry(row["created_at"], "payments", PAYMENT_DECIDED, detail)
+    if row["status"] == VOIDED:
+        return [Entry(row["created_at"], "payments", PAYMENT_VOIDED, detail)]
+    if row["status"] != REFUNDED:
+        return [Entry(row["created_at"], "payments", PAYMENT_DECIDED, detail)]
+    decided = {**detail, "status": "confirmed", "reason": None}
+    return [
+        Entry(row["created_at"], "payments", PAYMENT_DECIDED, decided),
+        Entry(row["refunded_at"], "payments", PAYMENT_REFUNDED, detail),
+    ]
 
 
 def _outbox_entry(row) -> Entry:

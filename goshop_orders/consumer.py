@@ -2,8 +2,12 @@
 
 ``payment.confirmed`` moves a ``new`` order to ``paid``; ``payment.failed`` to
 ``cancelled`` with the provider's reason. Nothing moves an order that is no
-longer ``new``. Run with ``python -m goshop_orders.consumer`` (health and
-metrics on :8086, ``--port`` to move them).
+longer ``new``: a payment confirmed for an order the payment timeout cancelled
+already is refunded by payments (it answers the order.cancelled event).
+
+Beside the loop, the payment-timeout sweep (goshop_orders.sweeper) runs every
+``GOSHOP_ORDER_SWEEP_INTERVAL_SECONDS``. Run with ``python -m
+goshop_orders.consumer`` (health and metrics on :8086, ``--port`` to move them).
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import sqlalchemy as sa
 from goshop_common.clock import utcnow
 from goshop_common.messaging.consumer import Event, EventConsumer, build_consumer, run_consumer
 from goshop_common.messaging.events import PAYMENT_CONFIRMED, PAYMENT_FAILED, PAYMENTS_TOPIC
+from goshop_common.messaging.worker import Periodic
 from goshop_common.settings import ORDERS_CONSUMER, Settings
 from goshop_orders.models import CANCELLED, INBOX, PAID
 from goshop_orders.orders import Orders
+from goshop_orders.sweeper import PaymentTimeouts
 
 log = logging.getLogger("goshop.orders.consumer")
 
@@ -35,6 +41,8 @@ def apply_payment_event(db: sa.Connection, event: Event) -> None:
     reason = event.fields["reason"] if status == CANCELLED else None
     settled = Orders(db, utcnow).settle(order_id, status, reason)
     if not settled:
+        # Already cancelled by the payment timeout, say: payments refunds a
+        # confirmed payment when it reads that order's order.cancelled.
         log.warning(
             "order unknown or already settled",
             extra={"order_id": str(order_id), "event_id": str(event.event_id), "event": event.type},
@@ -53,8 +61,14 @@ def build(settings: Settings, **consumer_overrides) -> EventConsumer:
     )
 
 
+def payment_timeouts(settings: Settings, worker: EventConsumer) -> list[Periodic]:
+    """The payment-timeout sweep, on the consumer's own connection pool."""
+    sweeper = PaymentTimeouts(worker.engine, settings.order_payment_timeout, utcnow)
+    return [Periodic("payment-timeouts", settings.order_sweep_interval, sweeper.sweep)]
+
+
 def main(argv: list[str] | None = None) -> int:
-    return run_consumer(build, service=ORDERS_CONSUMER, port=8086, argv=argv)
+    return run_consumer(build, service=ORDERS_CONSUMER, port=8086, argv=argv, tasks=payment_timeouts)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ class Base(DeclarativeBase):
 
 class Order(Base):
     """One order: ``new`` until payments decides, then ``paid`` or
-    ``cancelled`` with the failed payment's ``reason``."""
+    ``cancelled`` with the failed payment's ``reason`` — or, when no payment
+    came in time, ``cancelled`` with ``payment_timeout`` (goshop_orders.sweeper)."""
 
     __tablename__ = "orders"
 
@@ -44,7 +45,12 @@ class Order(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
 
     # "My orders, newest first" walks this index and nothing else.
-    __table_args__ = (sa.Index("ix_orders_user_newest", "user_id", sa.text("created_at DESC"), sa.text("id DESC")),)
+    # The payment-timeout sweep (goshop_orders.sweeper) walks the new orders
+    # by age and nothing else: a settled order leaves this index.
+    __table_args__ = (
+        sa.Index("ix_orders_user_newest", "user_id", sa.text("created_at DESC"), sa.text("id DESC")),
+        sa.Index("ix_orders_new_by_age", "created_at", postgresql_where=sa.text("status = 'new'")),
+    )
 
     def as_json(self) -> dict:
         """The order as the API shows it (goshop_common.web.schemas.order_body)."""

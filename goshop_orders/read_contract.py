@@ -12,12 +12,15 @@ Readers use read-only transactions (``goshop_ops`` binds its sessions with
 """
 
 from goshop_orders.models import INBOX, NEW, OUTBOX, STATUSES, Order
+from goshop_orders.sweeper import PAYMENT_TIMEOUT
 
 #: orders.orders: id, user_id, amount_cents, currency, status, reason, created_at, updated_at.
 ORDERS = Order.__table__
-#: orders.outbox: the events orders wrote (order.created), with their publication state.
+#: orders.outbox: the events orders wrote (order.created, order.cancelled), with their publication state.
 ORDERS_OUTBOX = OUTBOX
 #: orders.inbox: the events the orders consumer applied (payment.*), by event id.
+#: The reason of an order the payment timeout cancelled.
+PAYMENT_TIMEOUT_REASON = PAYMENT_TIMEOUT
 ORDERS_INBOX = INBOX
 #: The status every order starts in, and every status an order can have.
 INITIAL_STATUS = NEW
@@ -30,4 +33,12 @@ def order_as_json(row) -> dict:
     return Order.as_json(row)
 
 
-__all__ = ["INITIAL_STATUS", "ORDERS", "ORDERS_INBOX", "ORDERS_OUTBOX", "ORDER_STATUSES", "order_as_json"]
+__all__ = [
+    "INITIAL_STATUS",
+    "ORDERS",
+    "ORDERS_INBOX",
+    "ORDERS_OUTBOX",
+    "ORDER_STATUSES",
+    "PAYMENT_TIMEOUT_REASON",
+    "order_as_json",
+]

@@ -18,6 +18,12 @@ SCHEMA = "payments"
 
 CONFIRMED = "confirmed"
 FAILED = "failed"
+# The compensations, when the order was cancelled without its payment (the
+# payment timeout): a taken charge is given back; one not yet asked for is
+# never taken.
+REFUNDED = "refunded"
+VOIDED = "voided"
+STATUSES = (CONFIRMED, FAILED, REFUNDED, VOIDED)
 
 
 class Base(DeclarativeBase):
@@ -28,7 +34,9 @@ class Base(DeclarativeBase):
 
 class Payment(Base):
     """The provider's decision on one order's charge: ``confirmed``, or
-    ``failed`` with its ``reason``."""
+    ``failed`` with its ``reason``; ``refunded`` (at ``refunded_at``) once its
+    order was cancelled, or ``voided`` when the order was cancelled before
+    payments was asked to charge it."""
 
     __tablename__ = "payments"
 
@@ -42,6 +50,7 @@ class Payment(Base):
     status: Mapped[str] = mapped_column(sa.Text)
     reason: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    refunded_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
 
     # Named explicitly: the naming convention's column_0_label would say
     # ix_payments_payments_user_id, and the migration created this name.
@@ -56,6 +65,7 @@ class Payment(Base):
             "status": self.status,
             "reason": self.reason,
             "created_at": rfc3339(self.created_at),
+            "refunded_at": rfc3339(self.refunded_at) if self.refunded_at else None,
         }
 
 

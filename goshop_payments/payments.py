@@ -1,4 +1,12 @@
-"""Deciding payments for new orders: the payments side of the saga."""
+"""Deciding payments for new orders, and giving them back for cancelled ones:
+the payments side of the saga.
+
+``order.created`` is charged once (one payment per order). ``order.cancelled``
+— orders gave up waiting for the payment — is compensated: a confirmed
+payment is refunded, once, with a ``payment.refunded`` event; an order not
+charged yet gets a ``voided`` payment, so that its ``order.created``, should
+it still come, charges nothing. A failed payment took no money: nothing to do.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +19,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session as DbSession
 
 from goshop_common.messaging.consumer import Event
-from goshop_common.messaging.events import ORDER_CREATED, PAYMENT_CONFIRMED, PAYMENT_FAILED
+from goshop_common.messaging.events import (
+    ORDER_CANCELLED,
+    ORDER_CREATED,
+    PAYMENT_CONFIRMED,
+    PAYMENT_FAILED,
+    PAYMENT_REFUNDED,
+)
 from goshop_common.messaging.outbox import add_event
-from goshop_payments.models import CONFIRMED, FAILED, OUTBOX, Payment
+from goshop_payments.models import CONFIRMED, FAILED, OUTBOX, REFUNDED, VOIDED, Payment
 from goshop_payments.provider import MockProvider
 
 # One charge per order: a second order.created for the same order inserts
@@ -24,18 +38,32 @@ _INSERT_PAYMENT = (
     .on_conflict_do_nothing(index_elements=[Payment.__table__.c.order_id])
     .returning(Payment.__table__.c.id)
 )
+_PAYMENTS = Payment.__table__
+# Only a confirmed payment is refunded, and only once: the second
+# order.cancelled (or a replay) finds it refunded already and changes nothing.
+_REFUND = (
+    sa.update(_PAYMENTS)
+    .where(_PAYMENTS.c.order_id == sa.bindparam("of_order"), _PAYMENTS.c.status == CONFIRMED)
+    .values(status=REFUNDED, reason=sa.bindparam("new_reason"), refunded_at=sa.bindparam("now"))
+    .returning(_PAYMENTS.c.id, _PAYMENTS.c.user_id, _PAYMENTS.c.amount_cents, _PAYMENTS.c.currency)
+)
 
 
 class PaymentDecider:
-    """Handler for ``order.created``: charge once, record, announce."""
+    """Handler of orders.events: charge once for ``order.created``, record,
+    announce; compensate ``order.cancelled`` (see the module docstring)."""
 
     def __init__(self, provider: MockProvider, clock: Callable[[], dt.datetime]):
         self.provider = provider
         self.clock = clock
 
     def __call__(self, db: sa.Connection, event: Event) -> None:
-        if event.type != ORDER_CREATED.name:
-            return
+        if event.type == ORDER_CREATED.name:
+            self.charge(db, event)
+        elif event.type == ORDER_CANCELLED.name:
+            self.compensate(db, event)
+
+    def charge(self, db: sa.Connection, event: Event) -> None:
         # Checked by the consumer against the contract: ids are UUIDs, the
         # amount a positive integer, the currency three capitals.
         order_id, user_id = event.fields["order_id"], event.fields["user_id"]
@@ -73,6 +101,43 @@ class PaymentDecider:
             status=status,
             reason=decision.reason,
         )
+
+    def compensate(self, db: sa.Connection, event: Event) -> None:
+        """The order was cancelled without its payment: refund a confirmed
+        one, void one not taken yet."""
+        order_id, reason, now = event.fields["order_id"], event.fields["reason"], self.clock()
+        refunded = db.execute(_REFUND, {"of_order": order_id, "new_reason": reason, "now": now}).first()
+        if refunded is not None:
+            self.provider.refund(refunded.amount_cents, refunded.currency)
+            add_event(
+                db,
+                OUTBOX,
+                PAYMENT_REFUNDED,
+                occurred_at=now,
+                request_id=event.request_id,
+                payment_id=refunded.id,
+                order_id=order_id,
+                user_id=refunded.user_id,
+                amount_cents=refunded.amount_cents,
+                currency=refunded.currency,
+                status=REFUNDED,
+                reason=reason,
+            )
+            return
+        # No confirmed payment. Either there is one that needs nothing (failed,
+        # refunded or voided already), or the order was never charged: a voided
+        # payment then takes its place, so a late order.created charges nothing.
+        values = {
+            "id": uuid.uuid4(),
+            "order_id": order_id,
+            "user_id": event.fields["user_id"],
+            "amount_cents": event.fields["amount_cents"],
+            "currency": event.fields["currency"],
+            "status": VOIDED,
+            "reason": reason,
+            "created_at": now,
+        }
+        db.execute(_INSERT_PAYMENT, values)
 
 
 def payments_for(db: DbSession, order_id: uuid.UUID, user_id: uuid.UUID) -> list[Payment]:

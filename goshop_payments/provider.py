@@ -1,7 +1,8 @@
 """The mock payment provider: deterministic, so the saga can be tested end to end.
 
 Amounts divisible by ``fail_divisor`` fail with ``insufficient_funds``; the
-rest are confirmed. ``fail_divisor=0`` confirms everything.
+rest are confirmed. ``fail_divisor=0`` confirms everything. A refund of a
+confirmed charge always succeeds.
 """
 
 from __future__ import annotations
@@ -31,3 +32,8 @@ class MockProvider:
         if self.fail_divisor and amount_cents % self.fail_divisor == 0:
             return Decision(False, INSUFFICIENT_FUNDS)
         return Decision(True)
+
+    def refund(self, amount_cents: int, currency: str) -> None:
+        """Give a confirmed charge back. The mock never refuses; a real
+        provider's refusal would raise, and the consumer would keep the
+        order.cancelled event (with the error) for an operator."""

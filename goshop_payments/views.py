@@ -11,7 +11,7 @@ from goshop_common.web.errors import ApiError
 from goshop_common.web.openapi import BEARER, SERVICE_UNAVAILABLE, Reply
 from goshop_common.web.rest import Service, querystring_validator
 from goshop_common.web.schemas import UUID_REGEX, Pattern, StrictString, body, field, list_of
-from goshop_payments.models import CONFIRMED, FAILED
+from goshop_payments.models import STATUSES
 from goshop_payments.payments import payments_for
 
 payments = Service(name="payments", path="/v1/payments", description="Payments of one of my orders.")
@@ -36,9 +36,10 @@ PAYMENTS = body(
             field("order_id", format="uuid"),
             field("amount_cents", colander.Integer(), minimum=1),
             field("currency", pattern="^[A-Z]{3}$"),
-            field("status", enum=[CONFIRMED, FAILED]),
+            field("status", enum=list(STATUSES)),
             field("reason", nullable=True),
             field("created_at", format="date-time"),
+            field("refunded_at", format="date-time", nullable=True),
         ),
     ),
 )

@@ -61,6 +61,7 @@ class SagaRuntime:
         self.outboxers = []
         self.payments = []
         self.orders = []
+        self.sweepers = []
         self._producers = []
 
     def add_outboxer(self):
@@ -83,6 +84,13 @@ class SagaRuntime:
         self.workers.append(Worker("orders", consumer.run, consumer.stop))
         return consumer
 
+    def add_sweeper(self):
+        """The payment-timeout sweep, as the orders consumer process runs it
+        beside its loop (goshop_orders.consumer.payment_timeouts)."""
+        [sweeper] = orders_consumer.payment_timeouts(self.settings, self.orders[0])
+        self.sweepers.append(sweeper.start())
+        return sweeper
+
     def start(self) -> SagaRuntime:
         self.add_outboxer()
         self.add_payments_consumer()
@@ -90,6 +98,8 @@ class SagaRuntime:
         return self
 
     def stop(self) -> None:
+        for sweeper in self.sweepers:
+            sweeper.stop()
         for worker in self.workers:
             worker.stop()
         for worker in self.workers:

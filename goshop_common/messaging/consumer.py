@@ -38,7 +38,7 @@ from goshop_common.messaging import events
 from goshop_common.messaging.inbox import first_delivery
 from goshop_common.messaging.kafka import broker_reachable, make_consumer
 from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
-from goshop_common.messaging.worker import configure_logging, health_app, on_sigterm, serve_in_background
+from goshop_common.messaging.worker import Periodic, configure_logging, health_app, on_sigterm, serve_in_background
 from goshop_common.observability.metrics import CONSUMER_EVENTS, CONSUMER_LAG, CONSUMER_OUTCOMES
 from goshop_common.settings import Settings, load_settings
 from goshop_common.web.health import ping_database
@@ -388,10 +388,17 @@ def build_consumer(
 
 
 def run_consumer(
-    build: Callable[[Settings], EventConsumer], *, service: str, port: int, argv: list[str] | None = None
+    build: Callable[[Settings], EventConsumer],
+    *,
+    service: str,
+    port: int,
+    argv: list[str] | None = None,
+    tasks: Callable[[Settings, EventConsumer], list[Periodic]] | None = None,
 ) -> int:
     """A consumer process's main: ``service``'s settings, JSON logs, health and
-    metrics on ``--port`` (``port`` by default), loop until SIGTERM."""
+    metrics on ``--port`` (``port`` by default), loop until SIGTERM. ``tasks``
+    makes the periodic tasks that run beside the loop, started before it and
+    stopped after it."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=port, help="health and metrics endpoints")
@@ -406,5 +413,10 @@ def run_consumer(
     app = health_app(settings, checks, service=f"{worker.name}-consumer", engine=worker.engine)
     serve_in_background(app, options.host, options.port)
     on_sigterm(worker.stop)
-    worker.run()
+    periodic = [task.start() for task in (tasks(settings, worker) if tasks else ())]
+    try:
+        worker.run()
+    finally:
+        for task in periodic:
+            task.stop()
     return 0

@@ -187,7 +187,33 @@ PAYMENT_FAILED = EventType(
     "The order's payment was refused; ``reason`` says why.",
 )
 
-EVENT_TYPES = {event_type.name: event_type for event_type in (ORDER_CREATED, PAYMENT_CONFIRMED, PAYMENT_FAILED)}
+# The compensations: an order whose payment did not come in time is
+# cancelled by the orders sweeper; payments answers with a refund when it had
+# taken the money (and voids the charge when it had not yet been asked).
+ORDER_CANCELLED = EventType(
+    "order.cancelled",
+    ORDERS_TOPIC,
+    _fields(
+        _uuid("order_id"),
+        _uuid("user_id"),
+        _amount(),
+        _currency(),
+        _one_of("status", "cancelled"),
+        _text("reason"),
+    ),
+    "A new order was cancelled by orders itself (``reason``: ``payment_timeout``); a payment taken for it is refunded.",
+)
+PAYMENT_REFUNDED = EventType(
+    "payment.refunded",
+    PAYMENTS_TOPIC,
+    _payment_fields("refunded", reason_nullable=False),
+    "A confirmed payment was given back because its order was cancelled; ``reason`` is the order's.",
+)
+
+EVENT_TYPES = {
+    event_type.name: event_type
+    for event_type in (ORDER_CREATED, ORDER_CANCELLED, PAYMENT_CONFIRMED, PAYMENT_FAILED, PAYMENT_REFUNDED)
+}
 
 
 def _deserialize(schema: colander.SchemaNode, body: dict, what: str) -> dict:

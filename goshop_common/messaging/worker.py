@@ -1,6 +1,6 @@
 """What every worker process does around its loop: settings, JSON logs,
-SIGTERM handling, and a small HTTP server for ``/live``, ``/ready`` and
-``/metrics``."""
+SIGTERM handling, a small HTTP server for ``/live``, ``/ready`` and
+``/metrics``, and periodic tasks beside the loop."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 import waitress
 from pyramid.config import Configurator
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from goshop_common.observability import logs
 from goshop_common.observability.metrics import add_metrics_endpoint
@@ -91,3 +92,41 @@ def serve_in_background(app, host: str, port: int) -> threading.Thread:
 def configure_logging(settings: Settings) -> None:
     logs.configure(settings.log_level, logs.JSON if settings.production else settings.log_format)
     logs.write_in_background()
+
+
+class Periodic:
+    """``task()`` now and then every ``interval`` seconds, in a thread of its
+    own, until ``stop``. A failure is logged and the task runs again at its
+    next turn: a database that is away is a warning, anything else an error
+    with its traceback. Nothing is retried sooner: the task is a sweep that
+    picks up whatever the failed run left."""
+
+    def __init__(self, name: str, interval: float, task: Callable[[], object]):
+        self.name = name
+        self.interval = interval
+        self.task = task
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def start(self) -> Periodic:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Let a run in progress finish (its transaction commits or rolls back), then end."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.task()
+            except (OperationalError, InterfaceError) as exc:
+                log.warning(
+                    "periodic task failed: database unavailable",
+                    extra={"task": self.name, "error": exc.__class__.__name__},
+                )
+            except Exception:
+                log.exception("periodic task failed", extra={"task": self.name})
+            self._stop.wait(self.interval)

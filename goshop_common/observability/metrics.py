@@ -78,6 +78,11 @@ DB_POOL_CONNECTIONS = Gauge(
     "goshop_db_pool_connections", "Pooled database connections, by state.", ["service", "state"], registry=REGISTRY
 )
 DB_POOL_SIZE = Gauge("goshop_db_pool_size", "The pool's configured size.", ["service"], registry=REGISTRY)
+ORDERS_TIMED_OUT = Counter(
+    "goshop_orders_payment_timeouts_total",
+    "Orders cancelled because their payment did not come in time (reason payment_timeout).",
+    registry=REGISTRY,
+)
 
 EXPORTED = (
     "goshop_http_requests_total",
@@ -90,6 +95,7 @@ EXPORTED = (
     "goshop_consumer_lag",
     "goshop_db_pool_connections",
     "goshop_db_pool_size",
+    "goshop_orders_payment_timeouts_total",
 )
 
 

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from goshop_devtools.postgres import free_port
+from goshop_devtools.waiting import poll_until
 from tests.e2e.conftest import Http, spawn, stop, wait_for
 from tests.support import new_customer
 
@@ -135,3 +136,40 @@ def test_the_outboxer_and_a_consumer_serve_their_metrics_over_http(worker_env, t
     assert set(backlog) == {"orders.outbox", "payments.outbox"}
     assert all(s.value >= 0 for s in outboxer["goshop_outbox_oldest_pending_age_seconds"])
     assert {s.labels["service"] for s in outboxer["goshop_db_pool_size"]} == {"outboxer"}
+
+
+def test_the_orders_consumer_process_times_out_an_unpaid_order_and_payments_refunds_it_late(
+    worker_env, tmp_path, testapp, orders_client, engine
+):
+    customer = new_customer(testapp)
+    env = {**worker_env, "GOSHOP_ORDER_PAYMENT_TIMEOUT_SECONDS": "1", "GOSHOP_ORDER_SWEEP_INTERVAL_SECONDS": "0.2"}
+    orders_port = free_port()
+    processes = {
+        "outboxer": spawn(["-m", "goshop_outboxer", "--port", str(free_port())], env, tmp_path / "outboxer.log"),
+        "orders": spawn(["-m", "goshop_orders.consumer", "--port", str(orders_port)], env, tmp_path / "orders.log"),
+    }
+
+    def state(sql, **params):
+        with engine.connect() as connection:
+            return connection.execute(sa.text(sql), params).all()
+
+    try:
+        order = orders_client.post_json("/v1/orders", {"amount_cents": 19901}, headers=customer["headers"]).json
+        poll_until(lambda: state("SELECT 1 FROM orders.orders WHERE id = :o AND status <> 'new'", o=order["id"]), 30)
+        assert [tuple(r) for r in state("SELECT status, reason FROM orders.orders WHERE id = :o", o=order["id"])] == [
+            ("cancelled", "payment_timeout")
+        ]
+        [timeouts] = scrape(orders_port)["goshop_orders_payment_timeouts_total"]
+        assert timeouts.value == 1
+
+        processes["payments"] = spawn(
+            ["-m", "goshop_payments.consumer", "--port", str(free_port())], env, tmp_path / "payments.log"
+        )
+        refunded = "SELECT 1 FROM payments.payments WHERE order_id = :o AND status = 'refunded'"
+        assert poll_until(lambda: state(refunded, o=order["id"]), 60), (tmp_path / "payments.log").read_text()[-2000:]
+    finally:
+        codes = {name: stop(process, signal.SIGTERM, timeout=30) for name, process in processes.items()}
+    assert codes == {"outboxer": 0, "orders": 0, "payments": 0}
+    assert [tuple(r) for r in state("SELECT status FROM orders.orders WHERE id = :o", o=order["id"])] == [
+        ("cancelled",)
+    ]
