@@ -27,9 +27,7 @@ def ended_sessions(keep: dt.timedelta) -> Rule:
     table = Session.__table__
     # Either end counts: a session revoked long ago but issued for 30 days
     # more is over as surely as one that ran out. Each side has its index.
-    return Rule(
-        table, keep, lambda cutoff: sa.or_(table.c.expires_at <= cutoff, table.c.revoked_at <= cutoff)
-    )
+    return Rule(table, keep, lambda cutoff: sa.or_(table.c.expires_at <= cutoff, table.c.revoked_at <= cutoff))
 
 
 def finished_login_failure_windows(window: dt.timedelta) -> Rule:

@@ -56,9 +56,7 @@ class Rule:
     def batch(self, now: dt.datetime, limit: int) -> sa.Delete:
         """The DELETE of one batch of at most ``limit`` expired rows at ``now``."""
         key = list(self.table.primary_key.columns)
-        chosen = (
-            sa.select(*key).where(self.expired(now - self.horizon)).limit(limit).with_for_update(skip_locked=True)
-        )
+        chosen = sa.select(*key).where(self.expired(now - self.horizon)).limit(limit).with_for_update(skip_locked=True)
         if len(key) == 1:
             return sa.delete(self.table).where(key[0].in_(chosen.scalar_subquery()))
         return sa.delete(self.table).where(sa.tuple_(*key).in_(chosen))
