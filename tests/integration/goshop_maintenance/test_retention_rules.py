@@ -175,9 +175,7 @@ def add_login_failures(engine, key: str, failures: int, window_started_at) -> No
     )
 
 
-def test_login_failure_counters_go_once_their_window_is_over_and_an_open_window_still_throttles(
-    clean_db, run_pass
-):
+def test_login_failure_counters_go_once_their_window_is_over_and_an_open_window_still_throttles(clean_db, run_pass):
     window = dt.timedelta(seconds=900)
     throttle = LoginThrottle(clean_db, 5, 50, 100, 900, clock=lambda: NOW)
     email, client = "victim@example.com", "192.0.2.7"
