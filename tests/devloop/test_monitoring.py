@@ -51,6 +51,7 @@ SCRAPE_TARGETS = {
     "ops:9085",
     "orders-consumer:8086",
     "payments-consumer:8087",
+    "maintenance:8088",
 }
 # The ports the internet reaches: nothing is scraped there.
 PUBLIC_PORTS = {"gateway": 8080, "users": 8081, "orders": 8082, "payments": 8083, "ops": 8085}
@@ -61,6 +62,7 @@ REQUIRED_ALERTS = {
     "HighHttp5xxRate",
     "OutboxPublishFailures",
     "ServiceDown",
+    "RetentionStalled",
 }
 
 CORRELATION_IDS = ("request_id", "order_id", "event_id")
@@ -255,6 +257,7 @@ def test_alert_expressions_use_only_exported_metrics():
         ("HighHttp5xxRate", ['goshop_http_requests_total{status=~"5.."}', "sum by (service)", "> 0.05"]),
         ("OutboxPublishFailures", ["rate(goshop_outbox_publish_failures_total[", "> 0"]),
         ("ServiceDown", ["up == 0"]),
+        ("RetentionStalled", ["time() - max by (table) (goshop_retention_last_success_timestamp_seconds) > 3600"]),
     ],
 )
 def test_each_alert_watches_its_signal(alert, needles):
