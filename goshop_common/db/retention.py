@@ -7,8 +7,8 @@ here knows a service.
 
 Each batch is a transaction of its own, short and bounded:
 
-    DELETE FROM t WHERE pk IN (
-        SELECT pk FROM t WHERE <expired> LIMIT :n FOR UPDATE SKIP LOCKED)
+    DELETE FROM t WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM t WHERE <expired> LIMIT :n FOR UPDATE SKIP LOCKED))
 
 - ``SKIP LOCKED``: a row a request is writing (a login-failure counter being
   incremented, say) is left for the next pass instead of waited for, and two
@@ -54,12 +54,22 @@ class Rule:
         return f"{self.table.schema}.{self.table.name}"
 
     def batch(self, now: dt.datetime, limit: int) -> sa.Delete:
-        """The DELETE of one batch of at most ``limit`` expired rows at ``now``."""
-        key = list(self.table.primary_key.columns)
-        chosen = sa.select(*key).where(self.expired(now - self.horizon)).limit(limit).with_for_update(skip_locked=True)
-        if len(key) == 1:
-            return sa.delete(self.table).where(key[0].in_(chosen.scalar_subquery()))
-        return sa.delete(self.table).where(sa.tuple_(*key).in_(chosen))
+        """The DELETE of one batch of at most ``limit`` expired rows at ``now``.
+
+        By ``ctid = ANY(ARRAY(...))``, not ``pk IN (...)``: for IN, the planner
+        joined the batch to the whole table (a sequential scan of every row,
+        each batch: 37 ms for 1,000 of 200,000 rows), where the array makes it
+        fetch the chosen rows by their address (a TID scan). The addresses
+        cannot move in between: the rows are locked by the same statement."""
+        ctid = sa.literal_column("ctid")
+        chosen = (
+            sa.select(ctid)
+            .select_from(self.table)
+            .where(self.expired(now - self.horizon))
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return sa.delete(self.table).where(ctid == sa.any_(sa.func.array(chosen.scalar_subquery())))
 
 
 def delete_batch(engine: sa.Engine, rule: Rule, now: dt.datetime, limit: int) -> int:
