@@ -16,7 +16,7 @@ from goshop_maintenance.__main__ import build
 from goshop_maintenance.rules import every_rule
 from goshop_orders.idempotency import IdempotencyKeys, Replay
 from goshop_orders.models import INBOX as ORDERS_INBOX
-from goshop_users.throttle import LoginThrottle, Throttled
+from goshop_users.throttle import LoginThrottle, Throttled, pair_key
 from tests.support import with_settings
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
@@ -182,7 +182,7 @@ def test_login_failure_counters_go_once_their_window_is_over_and_an_open_window_
     add_login_failures(clean_db, "client:198.51.100.1", 50, NOW - window - SECOND)
     add_login_failures(clean_db, "client:198.51.100.2", 50, NOW - window)
     # The pair key of (email, client), full and still in its window.
-    pair = throttle._limits(email, client)[0][0]
+    pair = pair_key(email, client)
     add_login_failures(clean_db, pair, 5, NOW - window + SECOND)
 
     run_pass()
