@@ -81,7 +81,9 @@ class Maintenance:
             except sa.exc.DBAPIError as exc:
                 if _database_away(exc):
                     if not self._away:
-                        log.warning("database unavailable; retrying", extra={"error": exc.orig.__class__.__name__})
+                        log.warning(
+                            "database unavailable; the pass stops here", extra={"error": exc.orig.__class__.__name__}
+                        )
                     self._away = True
                     return False
                 # One table's trouble (a migration holding its lock, say):

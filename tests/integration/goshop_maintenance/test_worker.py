@@ -36,7 +36,7 @@ def test_a_lost_database_is_reported_once_and_work_resumes_when_it_is_back(clean
         assert maintenance.pass_once() is True
 
     messages = [record.getMessage() for record in caplog.records]
-    assert messages.count("database unavailable; retrying") == 1
+    assert messages.count("database unavailable; the pass stops here") == 1
     assert "database is back" in messages
     assert not any(record.exc_info for record in caplog.records), "no traceback for a missing database"
     assert count(clean_db) == 0
