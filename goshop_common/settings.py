@@ -37,18 +37,7 @@ ORDERS_CONSUMER = "orders-consumer"
 PAYMENTS_CONSUMER = "payments-consumer"
 MIGRATE = "migrate"
 MAINTENANCE = "maintenance"
-SERVICES = (
-    USERS,
-    ORDERS,
-    PAYMENTS,
-    GATEWAY,
-    OPS,
-    OUTBOXER,
-    ORDERS_CONSUMER,
-    PAYMENTS_CONSUMER,
-    MIGRATE,
-    MAINTENANCE,
-)
+SERVICES = (USERS, ORDERS, PAYMENTS, GATEWAY, OPS, OUTBOXER, ORDERS_CONSUMER, PAYMENTS_CONSUMER, MIGRATE, MAINTENANCE)
 
 _ALL = SERVICES
 _HTTP = (USERS, ORDERS, PAYMENTS, GATEWAY, OPS)
@@ -290,12 +279,7 @@ class Settings:
     # The dedupe horizon: an inbox row must outlive every copy of its event
     # that a consumer could still read, so it must be longer than
     # broker_retention (load_settings refuses one that is not).
-    retention_inbox: int = _setting(
-        "GOSHOP_RETENTION_INBOX_SECONDS",
-        _positive_int,
-        30 * 24 * 3600,
-        (MAINTENANCE,),
-    )
+    retention_inbox: int = _setting("GOSHOP_RETENTION_INBOX_SECONDS", _positive_int, 30 * 24 * 3600, (MAINTENANCE,))
     # Sessions ended (expired or revoked) this long ago.
     retention_sessions: int = _setting(
         "GOSHOP_RETENTION_SESSIONS_SECONDS", _positive_int, 30 * 24 * 3600, (MAINTENANCE,)
