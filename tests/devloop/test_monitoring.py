@@ -57,12 +57,12 @@ SCRAPE_TARGETS = {
 PUBLIC_PORTS = {"gateway": 8080, "users": 8081, "orders": 8082, "payments": 8083, "ops": 8085}
 
 REQUIRED_ALERTS = {
+    "RetentionStalled",
     "OutboxBacklogGrowing",
     "ConsumerLagHigh",
     "HighHttp5xxRate",
     "OutboxPublishFailures",
     "ServiceDown",
-    "RetentionStalled",
 }
 
 CORRELATION_IDS = ("request_id", "order_id", "event_id")
@@ -249,6 +249,7 @@ def test_alert_expressions_use_only_exported_metrics():
 @pytest.mark.parametrize(
     ("alert", "needles"),
     [
+        ("RetentionStalled", ["time() - max by (table) (goshop_retention_last_success_timestamp_seconds) > 3600"]),
         (
             "OutboxBacklogGrowing",
             ["goshop_outbox_backlog", "deriv(goshop_outbox_backlog[", "goshop_outbox_oldest_pending_age_seconds"],
@@ -257,7 +258,6 @@ def test_alert_expressions_use_only_exported_metrics():
         ("HighHttp5xxRate", ['goshop_http_requests_total{status=~"5.."}', "sum by (service)", "> 0.05"]),
         ("OutboxPublishFailures", ["rate(goshop_outbox_publish_failures_total[", "> 0"]),
         ("ServiceDown", ["up == 0"]),
-        ("RetentionStalled", ["time() - max by (table) (goshop_retention_last_success_timestamp_seconds) > 3600"]),
     ],
 )
 def test_each_alert_watches_its_signal(alert, needles):
