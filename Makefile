@@ -125,7 +125,7 @@ IMAGE_SERVICES := users orders outboxer payments gateway opsassistant
 K8S_FILES_users := users-configmap users-deployment users-service users-migrate-job
 K8S_FILES_orders := orders-configmap orders-deployment orders-service orders-consumer-deployment orders-migrate-job
 K8S_FILES_payments := payments-configmap payments-deployment payments-service payments-consumer-deployment payments-migrate-job
-K8S_FILES_outboxer := outboxer-configmap outboxer-deployment
+K8S_FILES_outboxer := outboxer-configmap outboxer-deployment maintenance-configmap maintenance-deployment
 K8S_FILES_gateway := gateway-configmap gateway-deployment gateway-service
 K8S_FILES_opsassistant := opsassistant-configmap opsassistant-deployment opsassistant-service
 # A Job's pod template is immutable and a finished Job never runs again: delete it

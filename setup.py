@@ -86,6 +86,7 @@ setup(
             "goshop-orders-consumer = goshop_orders.consumer:main",
             "goshop-payments-consumer = goshop_payments.consumer:main",
             "goshop-outboxer = goshop_outboxer.__main__:main",
+            "goshop-maintenance = goshop_maintenance.__main__:main",
         ],
     },
 )

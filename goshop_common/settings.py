@@ -36,11 +36,12 @@ OUTBOXER = "outboxer"
 ORDERS_CONSUMER = "orders-consumer"
 PAYMENTS_CONSUMER = "payments-consumer"
 MIGRATE = "migrate"
-SERVICES = (USERS, ORDERS, PAYMENTS, GATEWAY, OPS, OUTBOXER, ORDERS_CONSUMER, PAYMENTS_CONSUMER, MIGRATE)
+MAINTENANCE = "maintenance"
+SERVICES = (USERS, ORDERS, PAYMENTS, GATEWAY, OPS, OUTBOXER, ORDERS_CONSUMER, PAYMENTS_CONSUMER, MIGRATE, MAINTENANCE)
 
 _ALL = SERVICES
 _HTTP = (USERS, ORDERS, PAYMENTS, GATEWAY, OPS)
-_DATABASE = (USERS, ORDERS, PAYMENTS, OPS, OUTBOXER, ORDERS_CONSUMER, PAYMENTS_CONSUMER, MIGRATE)
+_DATABASE = (USERS, ORDERS, PAYMENTS, OPS, OUTBOXER, ORDERS_CONSUMER, PAYMENTS_CONSUMER, MIGRATE, MAINTENANCE)
 _BROKER = (OUTBOXER, ORDERS_CONSUMER, PAYMENTS_CONSUMER)
 # Services that check users' access tokens (users itself holds the key).
 _VERIFIERS = (ORDERS, PAYMENTS, GATEWAY)
@@ -229,14 +230,20 @@ class Settings:
     )
     login_max_failures_per_client: int = _setting("GOSHOP_LOGIN_MAX_FAILURES_PER_CLIENT", _positive_int, 50, (USERS,))
     login_max_failures_per_email: int = _setting("GOSHOP_LOGIN_MAX_FAILURES_PER_EMAIL", _positive_int, 100, (USERS,))
-    login_failure_window: int = _setting("GOSHOP_LOGIN_FAILURE_WINDOW_SECONDS", _positive_int, 900, (USERS,))
+    # Also when the maintenance worker may delete a counter: once its window is over.
+    login_failure_window: int = _setting(
+        "GOSHOP_LOGIN_FAILURE_WINDOW_SECONDS", _positive_int, 900, (USERS, MAINTENANCE)
+    )
 
     # Orders and payments.
     default_currency: str = _setting("GOSHOP_DEFAULT_CURRENCY", _text, "RUB", (ORDERS, GATEWAY))
     order_max_amount_cents: int = _setting(
         "GOSHOP_ORDER_MAX_AMOUNT_CENTS", _positive_int, 100_000_000, (ORDERS, GATEWAY)
     )
-    idempotency_key_ttl: int = _setting("GOSHOP_IDEMPOTENCY_KEY_TTL_SECONDS", _positive_int, 24 * 3600, (ORDERS,))
+    # Also when the maintenance worker deletes a key: once orders would no longer replay it.
+    idempotency_key_ttl: int = _setting(
+        "GOSHOP_IDEMPOTENCY_KEY_TTL_SECONDS", _positive_int, 24 * 3600, (ORDERS, MAINTENANCE)
+    )
     # The mock payment provider fails amounts divisible by this (0: never fails).
     payments_fail_divisor: int = _setting("GOSHOP_PAYMENTS_FAIL_DIVISOR", _non_negative_int, 5, (PAYMENTS_CONSUMER,))
     # The payment timeout: the orders consumer cancels an order still new this
@@ -263,6 +270,28 @@ class Settings:
     outbox_poll_seconds: int = _setting("GOSHOP_OUTBOX_POLL_SECONDS", _positive_int, 5, (OUTBOXER,))
     outbox_backoff_base_ms: int = _setting("GOSHOP_OUTBOX_BACKOFF_BASE_MS", _positive_int, 500, (OUTBOXER,))
     outbox_backoff_cap_seconds: int = _setting("GOSHOP_OUTBOX_BACKOFF_CAP_SECONDS", _positive_int, 60, (OUTBOXER,))
+
+    # Retention (goshop_maintenance): how long rows nobody needs any more are
+    # kept before the maintenance worker deletes them, in small batches. The
+    # idempotency keys and login-failure counters go when orders and users
+    # stop reading them (idempotency_key_ttl, login_failure_window).
+    retention_interval: int = _setting("GOSHOP_RETENTION_INTERVAL_SECONDS", _positive_int, 300, (MAINTENANCE,))
+    retention_batch_size: int = _setting("GOSHOP_RETENTION_BATCH_SIZE", _positive_int, 1000, (MAINTENANCE,))
+    # Published outbox rows only: a pending or failing row stays however old it is.
+    retention_outbox: int = _setting("GOSHOP_RETENTION_OUTBOX_SECONDS", _positive_int, 7 * 24 * 3600, (MAINTENANCE,))
+    # The longest a record stays readable on the broker: Kafka keeps a segment
+    # until its newest record is retention.ms old, and a segment rolls after
+    # segment.ms, so a record can outlive retention.ms by up to segment.ms
+    # (7 d + 7 d with Kafka's defaults). Declared, not asked of the broker.
+    broker_retention: int = _setting("GOSHOP_BROKER_RETENTION_SECONDS", _positive_int, 14 * 24 * 3600, (MAINTENANCE,))
+    # The dedupe horizon: an inbox row must outlive every copy of its event
+    # that a consumer could still read, so it must be longer than
+    # broker_retention (load_settings refuses one that is not).
+    retention_inbox: int = _setting("GOSHOP_RETENTION_INBOX_SECONDS", _positive_int, 30 * 24 * 3600, (MAINTENANCE,))
+    # Sessions ended (expired or revoked) this long ago.
+    retention_sessions: int = _setting(
+        "GOSHOP_RETENTION_SESSIONS_SECONDS", _positive_int, 30 * 24 * 3600, (MAINTENANCE,)
+    )
 
     # The gateway's upstreams and how long it waits for them.
     users_url: str = _setting(
@@ -373,9 +402,23 @@ def load_settings(
             raise SettingsError(f"setting {source}: {exc}") from None
         given.add(spec.name)
     settings = Settings(**values)
+    _check_retention(settings)
     if settings.production:
         _check_production(settings, specs, given)
     return settings
+
+
+def _check_retention(settings: Settings) -> None:
+    """In every environment: an inbox horizon within the broker's retention
+    would let a consumer re-read an event whose inbox row is already gone."""
+    if settings.retention_inbox is None or settings.broker_retention is None:
+        return
+    if settings.retention_inbox <= settings.broker_retention:
+        raise SettingsError(
+            f"GOSHOP_RETENTION_INBOX_SECONDS ({settings.retention_inbox}) must be longer than "
+            f"GOSHOP_BROKER_RETENTION_SECONDS ({settings.broker_retention}): a duplicate still on the broker "
+            "would find its inbox row deleted"
+        )
 
 
 def _check_production(settings: Settings, specs: tuple[Spec, ...], given: set[str]) -> None:

@@ -105,6 +105,7 @@ PROCESSES = (
     Process("orders-consumer", "goshop_orders.consumer", port_offset=6),
     Process("payments-consumer", "goshop_payments.consumer", port_offset=7),
     Process("ops", "goshop_common.web.serve", (_ini("ops"),), port_offset=5),
+    Process("maintenance", "goshop_maintenance", port_offset=8),
     # Last: its /ready waits for every upstream's.
     Process("gateway", "goshop_common.web.serve", (_ini("gateway"),), port_offset=0),
 )

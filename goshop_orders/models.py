@@ -79,6 +79,9 @@ class IdempotencyKey(Base):
     response_body: Mapped[dict] = mapped_column(JSONB)
     created_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
 
+    # How retention finds the expired keys (goshop_orders.retention).
+    __table_args__ = (sa.Index("ix_idempotency_keys_created_at", "created_at"),)
+
 
 # In this schema, so an order and its event commit in one transaction, and
 # an event is recorded as applied in the same one as its effect.

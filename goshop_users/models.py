@@ -60,7 +60,12 @@ class Session(Base):
 
     # Named explicitly, as the migration named it: index=True would name it
     # after the naming convention's column_0_label, ix_users_sessions_user_id.
-    __table_args__ = (sa.Index("ix_sessions_user_id", "user_id"),)
+    # The two others are how retention finds ended sessions (goshop_users.retention).
+    __table_args__ = (
+        sa.Index("ix_sessions_user_id", "user_id"),
+        sa.Index("ix_sessions_expires_at", "expires_at"),
+        sa.Index("ix_sessions_revoked_at", "revoked_at", postgresql_where=sa.text("revoked_at IS NOT NULL")),
+    )
 
 
 class LoginFailure(Base):
@@ -74,3 +79,6 @@ class LoginFailure(Base):
     key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
     failures: Mapped[int] = mapped_column(sa.Integer)
     window_started_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+
+    # How retention finds the counters whose window is over (goshop_users.retention).
+    __table_args__ = (sa.Index("ix_login_failures_window_started_at", "window_started_at"),)

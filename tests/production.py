@@ -15,7 +15,7 @@ from tests.saga_runtime import wait_until
 from tests.support import PASSWORD
 
 HTTP_SERVICES = ("users", "orders", "payments", "ops", "gateway")
-WORKERS = ("outboxer", "orders-consumer", "payments-consumer")
+WORKERS = ("outboxer", "orders-consumer", "payments-consumer", "maintenance")
 
 
 def own_database(pg_server) -> str:
@@ -64,6 +64,7 @@ def production_env(
             "GOSHOP_OPS_URL": f"http://127.0.0.1:{ports['ops']}",
         },
         "migrate": {**production, **database},
+        "maintenance": {**production, **database},
         "outboxer": {**production, **database, **broker, "GOSHOP_OUTBOX_POLL_SECONDS": "1"},
         # Groups of their own: the broker is shared with other tests.
         "orders-consumer": {**production, **database, **broker, "GOSHOP_ORDERS_CONSUMER_GROUP": f"prod-o-{suffix}"},

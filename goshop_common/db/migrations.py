@@ -140,6 +140,23 @@ def run_migrations(metadata: sa.MetaData, schema: str) -> None:
     engine.dispose()
 
 
+def create_index_concurrently(op, name: str, schema: str, definition: str) -> None:
+    """``CREATE INDEX CONCURRENTLY`` ``schema.name`` ``ON schema.<definition>``,
+    for an index on a table that may already be large: writes go on while it
+    is built (a plain CREATE INDEX blocks them for as long as the build takes).
+
+    CONCURRENTLY cannot run in a transaction, so this commits what the
+    revision did so far and runs in autocommit, without the statement timeout
+    (a long build blocks nobody). A build that failed leaves an invalid index
+    of that name behind: it is dropped first, so running the revision again
+    repairs it."""
+    with op.get_context().autocommit_block():
+        op.execute("SET statement_timeout = 0")
+        op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema}.{name}")
+        op.execute(f"CREATE INDEX CONCURRENTLY {name} ON {schema}.{definition}")
+        op.execute(f"SET statement_timeout = '{STATEMENT_TIMEOUT}'")
+
+
 _SECTION = re.compile(r"^--\s*\+goose\s+(Up|Down)\s*$", re.IGNORECASE | re.MULTILINE)
 
 

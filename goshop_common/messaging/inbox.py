@@ -9,11 +9,14 @@ event carries, never by topic/partition/offset.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
+
+from goshop_common.db.retention import Rule
 
 
 def inbox_table(metadata: sa.MetaData) -> sa.Table:
@@ -26,6 +29,8 @@ def inbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("partition", sa.Integer, nullable=False),
         sa.Column("offset", sa.BigInteger, nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        # Retention's (create_inbox_retention_index_v1).
+        sa.Index("ix_inbox_received_at", "received_at"),
     )
 
 
@@ -44,6 +49,32 @@ def create_inbox_v1(op, schema: str) -> None:
         )
         """
     )
+
+
+def create_inbox_retention_index_v1(op, schema: str) -> None:
+    """Migration step (frozen): the rows by arrival, how retention finds the old ones."""
+    # Here, not at the top: alembic is for migrations, not every process that writes events.
+    from goshop_common.db.migrations import create_index_concurrently
+
+    create_index_concurrently(op, "ix_inbox_received_at", schema, "inbox (received_at)")
+
+
+def drop_inbox_retention_index_v1(op, schema: str) -> None:
+    op.execute(f"DROP INDEX IF EXISTS {schema}.ix_inbox_received_at")
+
+
+def retention_rule(table: sa.Table, horizon: dt.timedelta) -> Rule:
+    """Rows received more than ``horizon`` ago (goshop_common.db.retention).
+
+    The horizon is the dedupe horizon: once a row is gone, a copy of its
+    event is applied again. It must be longer than any copy can still arrive:
+    than the broker keeps a record (settings refuse an inbox horizon within
+    the declared broker retention; received_at is no earlier than the
+    record's produce time, so a row outlives its record on the broker). An
+    outbox row re-published after an outboxer crash is re-published within
+    seconds of the crash, not weeks, unless the broker stays away that long."""
+    received_at = table.c.received_at
+    return Rule(table, horizon, lambda cutoff: received_at <= cutoff)
 
 
 @functools.cache

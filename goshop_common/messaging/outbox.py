@@ -15,6 +15,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from goshop_common.db.retention import Rule
 from goshop_common.messaging.events import EventType
 
 NOTIFY_CHANNEL = "goshop_outbox"
@@ -43,6 +44,8 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         # The relay's pending-row indexes, as create_outbox_v1 made them.
         sa.Index("ix_outbox_pending_key", "key", "id", postgresql_where=sa.text("published_at IS NULL")),
         sa.Index("ix_outbox_pending_due", "next_attempt_at", "id", postgresql_where=sa.text("published_at IS NULL")),
+        # Retention's (create_outbox_retention_index_v1).
+        sa.Index("ix_outbox_published_at", "published_at", postgresql_where=sa.text("published_at IS NOT NULL")),
     )
 
 
@@ -97,6 +100,31 @@ def create_outbox_v1(op, schema: str) -> None:
 def drop_outbox_v1(op, schema: str) -> None:
     op.execute(f"DROP TABLE IF EXISTS {schema}.outbox")
     op.execute(f"DROP FUNCTION IF EXISTS {schema}.outbox_notify()")
+
+
+def create_outbox_retention_index_v1(op, schema: str) -> None:
+    """Migration step (frozen): the published rows by publication time, which
+    is how retention finds the old ones. Pending rows are not in it: they are
+    never deleted, and the relay has indexes of its own for them."""
+    # Here, not at the top: alembic is for migrations, not every process that writes events.
+    from goshop_common.db.migrations import create_index_concurrently
+
+    create_index_concurrently(
+        op, "ix_outbox_published_at", schema, "outbox (published_at) WHERE published_at IS NOT NULL"
+    )
+
+
+def drop_outbox_retention_index_v1(op, schema: str) -> None:
+    op.execute(f"DROP INDEX IF EXISTS {schema}.ix_outbox_published_at")
+
+
+def retention_rule(table: sa.Table, keep: dt.timedelta) -> Rule:
+    """Published rows older than ``keep`` (goshop_common.db.retention). Only
+    published ones: a pending or failing row is the only copy of its event,
+    however old it is. The ops timeline shows an order's events from these
+    rows, so an order older than ``keep`` is shown without them."""
+    published_at = table.c.published_at
+    return Rule(table, keep, lambda cutoff: sa.and_(published_at.is_not(None), published_at <= cutoff))
 
 
 def add_event(

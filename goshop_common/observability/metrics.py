@@ -74,6 +74,18 @@ CONSUMER_LAG = Gauge(
     ["consumer", "topic", "partition"],
     registry=REGISTRY,
 )
+RETENTION_DELETED = Counter(
+    "goshop_retention_deleted_total",
+    "Expired rows the maintenance worker deleted, by table.",
+    ["table"],
+    registry=REGISTRY,
+)
+RETENTION_LAST_SUCCESS = Gauge(
+    "goshop_retention_last_success_timestamp_seconds",
+    "When the maintenance worker last deleted a table's expired rows to the end (Unix time).",
+    ["table"],
+    registry=REGISTRY,
+)
 DB_POOL_CONNECTIONS = Gauge(
     "goshop_db_pool_connections", "Pooled database connections, by state.", ["service", "state"], registry=REGISTRY
 )
@@ -93,6 +105,8 @@ EXPORTED = (
     "goshop_outbox_publish_failures_total",
     "goshop_consumer_events_total",
     "goshop_consumer_lag",
+    "goshop_retention_deleted_total",
+    "goshop_retention_last_success_timestamp_seconds",
     "goshop_db_pool_connections",
     "goshop_db_pool_size",
     "goshop_orders_payment_timeouts_total",

@@ -1,5 +1,5 @@
 """The images as Kubernetes runs them: every process the manifests start (the
-five servers, the outboxer, both consumers, the three migrate Jobs), each from
+five servers, the outboxer, both consumers, the maintenance worker, the three migrate Jobs), each from
 its image with the manifest's own command, in production mode (the image's
 production.ini, ``GOSHOP_ENV=production``, a mounted signing key, secrets from
 the environment), as uid 10001 on a read-only root filesystem, against the
@@ -27,7 +27,12 @@ pytestmark = pytest.mark.slow
 KEY_IN_CONTAINER = "/run/secrets/goshop/jwt-signing-key.pem"
 # Deployment (or Job) name -> the production_env entry it is given.
 SERVERS = {"users": "users", "orders": "orders", "payments": "payments", "opsassistant": "ops", "gateway": "gateway"}
-WORKERS = {"outboxer": "outboxer", "orders-consumer": "orders-consumer", "payments-consumer": "payments-consumer"}
+WORKERS = {
+    "outboxer": "outboxer",
+    "orders-consumer": "orders-consumer",
+    "payments-consumer": "payments-consumer",
+    "maintenance": "maintenance",
+}
 JOBS = ("users-migrate", "orders-migrate", "payments-migrate")
 UID = "10001"
 

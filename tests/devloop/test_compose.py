@@ -39,17 +39,22 @@ APPS = {
     "ops": (8085, "opsassistant-app", "goshop-opsassistant:dev"),
     "orders-consumer": (8086, "orders-app", "goshop-orders:dev"),
     "payments-consumer": (8087, "payments-app", "goshop-payments:dev"),
+    "maintenance": (8088, "outboxer-app", "goshop-outboxer:dev"),
 }
 # HTTP service -> its internal port (/metrics): exposed on the compose network for
 # Prometheus, never published. The workers' metrics are on their one port.
 METRICS_PORTS = {"gateway": 9080, "users": 9081, "orders": 9082, "payments": 9083, "ops": 9085}
 MIGRATIONS = {
-    "users-migrate": ("users-app", "goshop_users.migrate", {"users"}),
-    "orders-migrate": ("orders-app", "goshop_orders.migrate", {"orders", "outboxer", "orders-consumer", "ops"}),
+    "users-migrate": ("users-app", "goshop_users.migrate", {"users", "maintenance"}),
+    "orders-migrate": (
+        "orders-app",
+        "goshop_orders.migrate",
+        {"orders", "outboxer", "orders-consumer", "ops", "maintenance"},
+    ),
     "payments-migrate": (
         "payments-app",
         "goshop_payments.migrate",
-        {"payments", "outboxer", "payments-consumer", "ops"},
+        {"payments", "outboxer", "payments-consumer", "ops", "maintenance"},
     ),
 }
 PROFILED = {

@@ -39,6 +39,8 @@ DEPLOYMENTS = {
     "outboxer": ("goshop-outboxer", "goshop_outboxer --host 0.0.0.0 --port 8084", 8084),
     "orders-consumer": ("goshop-orders", "goshop_orders.consumer --host 0.0.0.0 --port 8086", 8086),
     "payments-consumer": ("goshop-payments", "goshop_payments.consumer --host 0.0.0.0 --port 8087", 8087),
+    # Retention, from the outboxer's image (every image holds every package).
+    "maintenance": ("goshop-outboxer", "goshop_maintenance --host 0.0.0.0 --port 8088", 8088),
 }
 # Deployment -> its internal port (/metrics, detailed health): goshop.metrics_port
 # in its production.ini, a pod port on no Service. Workers serve theirs on their one port.
@@ -65,6 +67,8 @@ CONTRACT_FILES = [
     "goshop-secrets.yaml",
     "orders-consumer-deployment.yaml",
     "payments-consumer-deployment.yaml",
+    "maintenance-configmap.yaml",
+    "maintenance-deployment.yaml",
     *(f"{s}-migrate-job.yaml" for s in MIGRATIONS),
     "kustomization.yaml",
     "kind-config.yaml",
@@ -570,7 +574,7 @@ def test_every_worker_that_needs_kafka_or_the_database_gets_it():
     for name in ("orders", "payments", "outboxer", "orders-consumer", "payments-consumer"):
         env = _env_of(objects, deployments[name])
         assert {"GOSHOP_DATABASE_URL", "GOSHOP_KAFKA_BOOTSTRAP"} <= set(env), name
-    for name in ("users", "opsassistant"):
+    for name in ("users", "opsassistant", "maintenance"):
         assert "GOSHOP_DATABASE_URL" in _env_of(objects, deployments[name]), name
     assert "GOSHOP_OPS_TOKEN" in _env_of(objects, deployments["opsassistant"])
 

@@ -94,7 +94,7 @@ MANIFESTS = {
         "payments-consumer-deployment",
         "payments-migrate-job",
     ],
-    "outboxer": ["outboxer-configmap", "outboxer-deployment"],
+    "outboxer": ["outboxer-configmap", "outboxer-deployment", "maintenance-configmap", "maintenance-deployment"],
     "gateway": ["gateway-configmap", "gateway-deployment", "gateway-service"],
     "opsassistant": ["opsassistant-configmap", "opsassistant-deployment", "opsassistant-service"],
 }

@@ -51,11 +51,13 @@ SCRAPE_TARGETS = {
     "ops:9085",
     "orders-consumer:8086",
     "payments-consumer:8087",
+    "maintenance:8088",
 }
 # The ports the internet reaches: nothing is scraped there.
 PUBLIC_PORTS = {"gateway": 8080, "users": 8081, "orders": 8082, "payments": 8083, "ops": 8085}
 
 REQUIRED_ALERTS = {
+    "RetentionStalled",
     "OutboxBacklogGrowing",
     "ConsumerLagHigh",
     "HighHttp5xxRate",
@@ -247,6 +249,7 @@ def test_alert_expressions_use_only_exported_metrics():
 @pytest.mark.parametrize(
     ("alert", "needles"),
     [
+        ("RetentionStalled", ["time() - max by (table) (goshop_retention_last_success_timestamp_seconds) > 3600"]),
         (
             "OutboxBacklogGrowing",
             ["goshop_outbox_backlog", "deriv(goshop_outbox_backlog[", "goshop_outbox_oldest_pending_age_seconds"],

@@ -37,6 +37,7 @@ APP_WORKLOADS = {
     "payments",
     "payments-consumer",
     "outboxer",
+    "maintenance",
     "gateway",
     "opsassistant",
 }
@@ -502,6 +503,7 @@ def test_apps_wait_for_their_migrations(tilt):
     assert "payments-migrate" in deps["payments"]
     assert "payments-migrate" in deps["payments-consumer"]
     assert {"orders-migrate", "payments-migrate"} <= deps["outboxer"]
+    assert {"users-migrate", "orders-migrate", "payments-migrate"} <= deps["maintenance"]
     assert {"users", "orders", "payments"} <= deps["gateway"]
 
 
@@ -526,6 +528,7 @@ def test_port_forwards_are_make_runs_ports(tilt):
         "opsassistant": 8085,
         "orders-consumer": 8086,
         "payments-consumer": 8087,
+        "maintenance": 8088,
     }
     assert {name: forwards[name] for name in expected} == {n: [f"{p}:{p}"] for n, p in expected.items()}
 

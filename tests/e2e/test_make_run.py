@@ -256,7 +256,16 @@ def test_first_start_shows_its_progress_and_ends_with_urls_and_a_try_it_block(sh
         index = next((i for i, line in enumerate(runner_says) if i >= at and re.search(step, line)), None)
         assert index is not None, f"no {step!r} (in order) in:\n" + "\n".join(runner_says)
         at = index
-    for name in ("users", "orders", "payments", "outboxer", "ops", "orders-consumer", "payments-consumer"):
+    for name in (
+        "users",
+        "orders",
+        "payments",
+        "outboxer",
+        "ops",
+        "orders-consumer",
+        "payments-consumer",
+        "maintenance",
+    ):
         assert f"{name} ready in " in log
     block = log.split("try it:\n", 1)[1].splitlines()[:3]
     assert [line.split()[0] for line in block] == ["curl", "TOKEN=$(curl", "curl"]
@@ -338,7 +347,7 @@ def test_a_changed_source_file_reloads_only_the_processes_that_load_it(shop, gw)
 def test_ctrl_c_stops_every_process_within_3_seconds(shop):
     # Last of the shared shop's tests: it stops it.
     pids = [*shop.children(), shop.postgres_pid()]
-    assert len(pids) == 10, pids  # eight processes, the broker, PostgreSQL
+    assert len(pids) == 11, pids  # nine processes, the broker, PostgreSQL
     code, took = shop.signal_and_time(signal.SIGINT)
     assert code == 0, shop.log[-3000:]
     assert took < STOP_BUDGET, f"Ctrl-C took {took:.2f} s"
@@ -357,7 +366,7 @@ def test_a_killed_runner_takes_its_processes_along_and_the_next_start_clears_its
         first.wait_until_up()
         children = first.children()
         postgres = first.postgres_pid()
-        assert len(children) == 9, children  # eight processes and the broker
+        assert len(children) == 10, children  # nine processes and the broker
         os.kill(first.process.pid, signal.SIGKILL)
         first.process.wait()
         assert _wait_gone(children, STOP_BUDGET) == [], "children outlived the runner"

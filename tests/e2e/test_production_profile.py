@@ -2,8 +2,8 @@
 its ``production.ini`` (workers from the environment) under waitress, with
 ``GOSHOP_ENV=production``, a signing key file and secrets made here, outside
 the repository. Each process gets only the secrets it needs, so a process that
-asked for another's would not start. Two replicas each of the outboxer and both
-consumers run side by side.
+asked for another's would not start. Two replicas each of the outboxer, both
+consumers and the maintenance worker run side by side.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ WORKER_MODULES = {
     "outboxer": "goshop_outboxer",
     "orders-consumer": "goshop_orders.consumer",
     "payments-consumer": "goshop_payments.consumer",
+    "maintenance": "goshop_maintenance",
 }
 REPLICAS = 2
 
@@ -94,7 +95,7 @@ class ProductionShop:
 
 @pytest.fixture(scope="module")
 def shop(pg_server, kafka_broker, tmp_path_factory):
-    # One shop for the module: starting eleven processes is the slow part.
+    # One shop for the module: starting thirteen processes is the slow part.
     shop = ProductionShop(own_database(pg_server), kafka_broker.bootstrap, tmp_path_factory.mktemp("production"))
     shop.migrate()
     try:

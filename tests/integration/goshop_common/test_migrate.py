@@ -33,8 +33,11 @@ FIRST_FILE = f"{FIRST}_create_users.py"
 SECOND_FILE = f"{SECOND}_sessions_and_login_failures.py"
 THIRD = "20261201160000"
 THIRD_FILE = f"{THIRD}_session_devices.py"
-HEAD = THIRD
-FILES = [FIRST_FILE, SECOND_FILE, THIRD_FILE]
+FOURTH = "20261201192000"
+FOURTH_FILE = f"{FOURTH}_retention_indexes.py"
+HEAD = FOURTH
+FILES = [FIRST_FILE, SECOND_FILE, THIRD_FILE, FOURTH_FILE]
+EVERY = len(FILES)
 FIRST_TABLES = {"users"}
 ALL_TABLES = {"users", "sessions", "login_failures"}
 
@@ -135,7 +138,7 @@ def test_status_shows_every_revision_pending_then_applied_after_up(fresh_db, cap
     capsys.readouterr()
 
     assert main(["--database-url", fresh_db, "status"]) == 0
-    assert parse_status(capsys.readouterr().out) == pending_from(3)
+    assert parse_status(capsys.readouterr().out) == pending_from(EVERY)
     assert tables(fresh_db) == ALL_TABLES
 
 
@@ -145,7 +148,7 @@ def test_status_lists_revisions_oldest_first_pending_then_applied_after_up(fresh
 
     assert migrate(fresh_db, "up") == 0
 
-    assert states(fresh_db) == pending_from(3)
+    assert states(fresh_db) == pending_from(EVERY)
     assert tables(fresh_db) == ALL_TABLES
 
 
@@ -172,17 +175,33 @@ def session_columns(url: str) -> set[str]:
     return {name for (name,) in rows}
 
 
+def retention_indexes(url: str) -> set[str]:
+    """The indexes the last revision builds, as far as they exist and are valid."""
+    rows = execute(
+        url,
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'users' AND i.indisvalid AND c.relname IN"
+        " ('ix_sessions_expires_at', 'ix_sessions_revoked_at', 'ix_login_failures_window_started_at')",
+    )
+    return {name for (name,) in rows}
+
+
+RETENTION_INDEXES = {"ix_sessions_expires_at", "ix_sessions_revoked_at", "ix_login_failures_window_started_at"}
+
+
 def test_down_rolls_back_only_the_last_revision_and_up_reapplies_it(fresh_db):
     assert migrate(fresh_db, "up") == 0
 
     assert migrate(fresh_db, "down") == 0
     assert tables(fresh_db) == ALL_TABLES
-    assert not {"user_agent", "client_address"} & session_columns(fresh_db)
-    assert states(fresh_db) == pending_from(2)
+    assert retention_indexes(fresh_db) == set()
+    assert {"user_agent", "client_address"} <= session_columns(fresh_db)
+    assert states(fresh_db) == pending_from(EVERY - 1)
 
     assert migrate(fresh_db, "up") == 0
-    assert {"user_agent", "client_address"} <= session_columns(fresh_db)
-    assert states(fresh_db) == pending_from(3)
+    assert retention_indexes(fresh_db) == RETENTION_INDEXES
+    assert states(fresh_db) == pending_from(EVERY)
 
 
 def test_reset_rolls_back_every_revision(fresh_db):
@@ -225,8 +244,8 @@ def test_down_to_zero_rolls_back_everything(fresh_db):
 def test_redo_reapplies_only_the_last_revision(fresh_db):
     assert migrate(fresh_db, "up") == 0
     user_id = insert_user(fresh_db, "kept@example.com")
-    # The last revision added the session's user_agent column: redo drops and
-    # adds it again, so the row stays and its user agent is gone.
+    # The last revision built the retention indexes (concurrently, outside a
+    # transaction): redo drops and builds them again, and the rows stay.
     session_id = uuid.uuid4()
     execute(
         fresh_db,
@@ -240,9 +259,10 @@ def test_redo_reapplies_only_the_last_revision(fresh_db):
     assert migrate(fresh_db, "redo") == 0
 
     assert tables(fresh_db) == ALL_TABLES
-    assert states(fresh_db) == pending_from(3)
+    assert states(fresh_db) == pending_from(EVERY)
     assert execute(fresh_db, "SELECT id, email FROM users.users") == [(user_id, "kept@example.com")]
-    assert execute(fresh_db, "SELECT id, user_agent FROM users.sessions") == [(session_id, None)]
+    assert execute(fresh_db, "SELECT id, user_agent FROM users.sessions") == [(session_id, "curl/8")]
+    assert retention_indexes(fresh_db) == RETENTION_INDEXES
 
 
 # --- errors --------------------------------------------------------------------
@@ -323,7 +343,7 @@ def test_create_sql_writes_a_goose_file_that_up_and_down_apply(fresh_db, migrati
     assert migrate(fresh_db, "down", script_location=migrations_copy) == 0
     assert tables(fresh_db) == ALL_TABLES
     assert states(fresh_db, migrations_copy) == [
-        *pending_from(3),
+        *pending_from(EVERY),
         (f"{rev}_add_index.py", "Pending"),
     ]
 
@@ -368,7 +388,7 @@ def test_create_twice_in_the_same_second_is_refused_and_leaves_a_usable_history(
         create(config, "second", second_kind, now=now)
 
     scripts = ScriptDirectory.from_config(config)
-    assert [rev.revision for rev in scripts.walk_revisions()] == ["20300102030405", THIRD, SECOND, FIRST]
+    assert [rev.revision for rev in scripts.walk_revisions()] == ["20300102030405", FOURTH, THIRD, SECOND, FIRST]
 
 
 def test_create_rejects_an_unknown_kind_and_an_empty_name(migrations_copy, capsys):

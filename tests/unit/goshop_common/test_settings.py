@@ -33,6 +33,7 @@ PRODUCTION_ENV = {
     "orders-consumer": {"GOSHOP_DATABASE_URL": DB, "GOSHOP_KAFKA_BOOTSTRAP": "kafka:9092"},
     "payments-consumer": {"GOSHOP_DATABASE_URL": DB, "GOSHOP_KAFKA_BOOTSTRAP": "kafka:9092"},
     "migrate": {"GOSHOP_DATABASE_URL": DB},
+    "maintenance": {"GOSHOP_DATABASE_URL": DB},
 }
 
 
