@@ -1,7 +1,7 @@
 """retention: indexes that find expired idempotency keys, published outbox rows and old inbox rows
 
 Revision ID: 20261201190000
-Revises: 20251001090000
+Revises: 20261201180000
 Create Date: 2026-12-01 19:00:00
 """
 
@@ -12,7 +12,7 @@ from goshop_common.messaging.inbox import create_inbox_retention_index_v1, drop_
 from goshop_common.messaging.outbox import create_outbox_retention_index_v1, drop_outbox_retention_index_v1
 
 revision = "20261201190000"
-down_revision = "20251001090000"
+down_revision = "20261201180000"
 branch_labels = None
 depends_on = None
 

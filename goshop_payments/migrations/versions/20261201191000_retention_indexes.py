@@ -1,7 +1,7 @@
 """retention: indexes that find published outbox rows and old inbox rows
 
 Revision ID: 20261201191000
-Revises: 20251001091500
+Revises: 20261201180000
 Create Date: 2026-12-01 19:10:00
 """
 
@@ -11,7 +11,7 @@ from goshop_common.messaging.inbox import create_inbox_retention_index_v1, drop_
 from goshop_common.messaging.outbox import create_outbox_retention_index_v1, drop_outbox_retention_index_v1
 
 revision = "20261201191000"
-down_revision = "20251001091500"
+down_revision = "20261201180000"
 branch_labels = None
 depends_on = None
 
