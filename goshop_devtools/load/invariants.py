@@ -86,7 +86,7 @@ def status_violations(statuses: dict[str, int], errors: list[dict], idempotency:
     for error in errors:
         if error["error"].startswith("HTTP 5"):
             continue  # counted above
-        found.append(f"no other errors: {error['method']} {error['name']}: {error['error']} ({error['occurrences']} x)")
+        found.append(f"no other errors: {error['name']}: {error['error']} ({error['occurrences']} x)")
     return found
 
 

@@ -1,10 +1,11 @@
 """The customers ``make load`` simulates, as Locust runs them (``goshop_devtools.load``).
 
-Each simulated customer registers once, logs in and reads ``me``; then, with
-a think time between steps, it mostly checks out (a fresh Idempotency-Key;
-one time in five it sends the same request again, which must replay the same
-order) and polls the order's status until it is final, sometimes reads
-``me``, refreshes its tokens, or logs out and back in.
+Each simulated customer registers once, logs in, and walks every step once:
+reads ``me``, checks out, sends that checkout again with the same
+Idempotency-Key (which must replay the same order), polls the order's status
+until it is final, refreshes its tokens, logs out and back in. Then, with a
+think time between steps, it mostly checks out (a fresh key; one time in five
+replayed) and polls, and sometimes reads ``me``, refreshes, or logs out and in.
 
 Locust monkey-patches the process with gevent when it is imported, so this
 file runs only under ``locust`` in a process of its own, and imports nothing
@@ -98,7 +99,12 @@ class Customer(FastHttpUser):
         CUSTOMERS.append(self.record)
         if not self.login():
             raise StopUser
+        # A first visit walks every step once, so that each request type is
+        # in every run's figures however short; the tasks below then mix them.
         self.me()
+        self.checkout(replay=True)
+        self.refresh()
+        self.logout_and_login_again()
 
     def login(self) -> bool:
         account = {"email": self.record["email"], "password": self.record["password"]}
@@ -116,7 +122,7 @@ class Customer(FastHttpUser):
         self.call("GET", "/v1/users/me", "GET /v1/users/me", 200, headers=self.auth)
 
     @task(8)
-    def checkout(self):
+    def checkout(self, replay: bool = False):
         # Some amounts are multiples of 5: the mock provider declines those,
         # so both outcomes of the saga are in the mix.
         body = {"amount_cents": random.randint(100, 50000), "currency": "RUB"}
@@ -127,7 +133,7 @@ class Customer(FastHttpUser):
             return
         order_id = _json(response).get("id")
         self.record["orders"].append(order_id)
-        if random.random() < REPLAY_SHARE:
+        if replay or random.random() < REPLAY_SHARE:
             self.replay(body, headers, order_id)
         self.poll(order_id)
 
