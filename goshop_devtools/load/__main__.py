@@ -9,7 +9,7 @@ payment, and that no answer was a 5xx (goshop_devtools.load.invariants).
 
 Exit status: 0 when every invariant held, 1 when one did not (each is said),
 2 when the run was refused (a host not on loopback, a bound exceeded) or
-could not start (no shop answering, Locust failing).
+could not start (no shop answering, Locust failing), 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -202,8 +202,24 @@ def print_stats(report: dict, seconds: int, out=sys.stdout) -> None:
         )
 
 
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse_args(argv)
+    # SIGTERM (and SIGHUP) as Ctrl-C: Locust, in a session of its own, is
+    # stopped on the way out rather than left to run out its time.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
+    try:
+        return _main(options)
+    except KeyboardInterrupt as exc:
+        print(f"make load: interrupted ({exc or 'SIGINT'}): Locust stopped, no invariant checked", file=sys.stderr)
+        return 130
+
+
+def _main(options: argparse.Namespace) -> int:
     try:
         host = loopback_host(options.host)
         users = int(bounded("LOAD_USERS", options.users, 1, MAX_USERS, " (one client address: see the README)"))
