@@ -43,30 +43,23 @@ class Gateway:
     def __init__(self, url: str, timeout: float = 10.0):
         parsed = urllib.parse.urlsplit(url)
         connection_class = http.client.HTTPSConnection if parsed.scheme == "https" else http.client.HTTPConnection
-        self._connect = lambda: connection_class(parsed.hostname, parsed.port, timeout=timeout)
-        self.connection = self._connect()
+        self.connection = connection_class(parsed.hostname, parsed.port, timeout=timeout)
 
     def call(self, method: str, path: str, body=None, token: str | None = None) -> tuple[int, dict]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         payload = json.dumps(body).encode() if body is not None else None
-        for attempt in (1, 2):
-            try:
-                self.connection.request(method, path, body=payload, headers=headers)
-                response = self.connection.getresponse()
-                data = response.read()
-                break
-            except (ConnectionError, http.client.HTTPException):
-                # The server closed an idle keep-alive connection: once more, anew.
-                self.connection.close()
-                self.connection = self._connect()
-                if attempt == 2:
-                    raise
         try:
-            parsed = json.loads(data) if data else {}
-        except ValueError:
-            parsed = {}
+            self.connection.request(method, path, body=payload, headers=headers)
+            response = self.connection.getresponse()
+            data = response.read()
+        except (OSError, http.client.HTTPException):
+            # No answer: status 0, a violation wherever it is asked for. The
+            # next call connects anew (http.client reopens a closed connection).
+            self.connection.close()
+            return 0, {}
+        parsed = json.loads(data) if data else {}
         return response.status, parsed if isinstance(parsed, dict) else {}
 
     def close(self) -> None:

@@ -127,10 +127,13 @@ class Customer(FastHttpUser):
         # so both outcomes of the saga are in the mix.
         body = {"amount_cents": random.randint(100, 50000), "currency": "RUB"}
         headers = {**self.auth, "Idempotency-Key": f"load-{uuid.uuid4().hex}"}
+        # Unconfirmed until its answer comes: an error, or Locust's stop
+        # cutting the request off, may leave an order the customer never saw.
+        self.record["unconfirmed"] += 1
         response = self.call("POST", "/v1/checkout", "POST /v1/checkout", 201, json=body, headers=headers)
         if response is None:
-            self.record["unconfirmed"] += 1
             return
+        self.record["unconfirmed"] -= 1
         order_id = _json(response).get("id")
         self.record["orders"].append(order_id)
         if replay or random.random() < REPLAY_SHARE:

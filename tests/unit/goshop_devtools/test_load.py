@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import socket
 
 import pytest
 
-from goshop_devtools.load.__main__ import MAX_USERS, Refused, bounded, duration_seconds, loopback_host
+from goshop_devtools.load.__main__ import (
+    MAX_USERS,
+    Refused,
+    bounded,
+    duration_seconds,
+    loopback_host,
+    print_stats,
+    print_violations,
+)
 from goshop_devtools.load.invariants import status_violations
 
 
@@ -93,3 +102,47 @@ def test_an_unexpected_4xx_or_a_lost_answer_is_a_violation_of_its_own():
 def test_a_replay_that_gave_another_order_is_a_violation():
     found = status_violations({"201": 2}, [], ["key load-1: order a, then b"])
     assert found == ["idempotency: a replayed checkout gave another order (key load-1: order a, then b)"]
+
+
+def _entry(name: str, requests: int, failures: int = 0) -> dict:
+    return {"name": name, "method": name.split()[0], "requests": requests, "failures": failures, "rps": requests / 10}
+
+
+def test_the_figures_give_each_request_type_its_percentiles_then_throughput_and_error_rate():
+    report = {
+        "entries": [
+            {**_entry("POST /v1/checkout", 40, 1), "p50_ms": 21, "p99_ms": 1200},
+            {**_entry("GET /v1/users/me", 10), "p50_ms": 7, "p99_ms": 77},
+        ],
+        "total": {**_entry("all", 50, 1), "p50_ms": 14, "p99_ms": 1100},
+        "statuses": {"200": 10, "201": 39, "502": 1},
+    }
+    out = io.StringIO()
+    print_stats(report, 10, out)
+    lines = out.getvalue().splitlines()
+    assert lines[1].split() == ["request", "reqs", "fails", "req/s", "p50", "ms", "p99", "ms"]
+    assert lines[2].split() == ["POST", "/v1/checkout", "40", "1", "4.0", "21", "1,200"]
+    assert lines[3].split() == ["GET", "/v1/users/me", "10", "0", "1.0", "7", "77"]
+    assert lines[4].split() == ["all", "50", "1", "5.0", "14", "1,100"]
+    assert lines[6] == ("throughput 5.0 req/s over 10 s; error rate 2.00% (1 of 50); statuses 200: 10, 201: 39, 502: 1")
+    assert "429" not in out.getvalue()
+
+
+def test_throttled_logins_are_counted_and_explained():
+    report = {
+        "entries": [{**_entry("POST /v1/users/login", 4, 2), "p50_ms": 100, "p99_ms": 300}],
+        "total": {**_entry("all", 4, 2), "p50_ms": 100, "p99_ms": 300},
+        "statuses": {"200": 2, "429": 2},
+    }
+    out = io.StringIO()
+    print_stats(report, 10, out)
+    assert "2 x 429: the login throttle refused logins from this address" in out.getvalue()
+
+
+def test_violations_past_the_first_fifty_are_counted_not_listed():
+    out = io.StringIO()
+    print_violations([f"v{n}" for n in range(53)], out)
+    lines = out.getvalue().splitlines()
+    assert lines[1] == "FAILED: 53 invariant violation(s):"
+    assert lines[2:4] == ["  - v0", "  - v1"]
+    assert lines[-2:] == ["  - v49", "  ... and 3 more"]
