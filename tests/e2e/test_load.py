@@ -125,6 +125,34 @@ def test_an_order_whose_payment_is_gone_breaks_one_payment_each(stack, settings)
     assert outcome.violations == [f"one payment each: order {order['id']} (paid) has payments [], not one 'confirmed'"]
 
 
+def test_a_timed_out_order_holds_only_with_a_payment_that_kept_no_money(stack, settings):
+    account, order = paid_order(Http(stack.gateway))
+    gateway = Gateway(f"http://127.0.0.1:{stack.gateway}")
+    record = {**account, "orders": [order["id"]], "unconfirmed": 0}
+
+    def make(payment_status):
+        with psycopg2.connect(settings.database_url) as db, db.cursor() as cursor:
+            cursor.execute(
+                "UPDATE orders.orders SET status = 'cancelled', reason = 'payment_timeout' WHERE id = %s",
+                (order["id"],),
+            )
+            cursor.execute(
+                "UPDATE payments.payments SET status = %s WHERE order_id = %s", (payment_status, order["id"])
+            )
+        return check_orders(gateway, [record], settle_seconds=5).violations
+
+    try:
+        assert make("refunded") == []
+        assert make("voided") == []
+        kept = make("confirmed")
+    finally:
+        gateway.close()
+    assert kept == [
+        f"one payment each: order {order['id']} (cancelled) has payments ['confirmed'], "
+        "not one 'refunded' or 'voided' or 'failed'"
+    ]
+
+
 def test_a_5xx_during_the_load_fails_the_run(stack):
     # Stopped once the load runs: a shop that is not ready is refused at the start.
     driver = subprocess.Popen(
