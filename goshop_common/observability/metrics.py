@@ -39,7 +39,7 @@ UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # The ``outcome`` label's values. goshop_common.messaging.consumer makes each
 # series up front, so every one reads 0 before its first event.
-CONSUMER_OUTCOMES = ("consumed", "applied", "duplicate", "skipped", "retried")
+CONSUMER_OUTCOMES = ("consumed", "applied", "duplicate", "parked", "retried")
 
 HTTP_REQUESTS = Counter(
     "goshop_http_requests_total",
@@ -68,6 +68,14 @@ CONSUMER_EVENTS = Counter(
     ["consumer", "outcome"],
     registry=REGISTRY,
 )
+# ``reason`` is a class (goshop_common.messaging.deadletters.REASONS), never
+# the error's text, so the series stay few.
+EVENTS_PARKED = Counter(
+    "goshop_events_parked_total",
+    "Poison events a consumer parked on <topic>.dlq, by the topic they came from and reason class.",
+    ["consumer", "topic", "reason"],
+    registry=REGISTRY,
+)
 CONSUMER_LAG = Gauge(
     "goshop_consumer_lag",
     "Records on an assigned partition not yet fetched: highwater minus position.",
@@ -87,6 +95,7 @@ EXPORTED = (
     "goshop_outbox_published_total",
     "goshop_outbox_publish_failures_total",
     "goshop_consumer_events_total",
+    "goshop_events_parked_total",
     "goshop_consumer_lag",
     "goshop_db_pool_connections",
     "goshop_db_pool_size",
