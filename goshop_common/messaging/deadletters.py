@@ -244,7 +244,7 @@ def _records(bootstrap: str, topics: Iterable[str], timeout: float) -> list:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise KafkaError(f"dead letters not read within {timeout}s")
-            for tp, batch in reader.poll(timeout_ms=int(min(left, 0.5) * 1000)).items():
+            for batch in reader.poll(timeout_ms=int(min(left, 0.5) * 1000)).values():
                 records += batch
             for tp in ends:
                 ends[tp] = max(ends[tp], reader.highwater(tp) or 0)
