@@ -40,6 +40,7 @@ from goshop_common.messaging.kafka import make_producer, make_reader
 from goshop_common.settings import OPS, load_settings
 
 SUFFIX = events.DEAD_LETTER_SUFFIX
+DEAD_LETTER_TOPICS = events.DEAD_LETTER_TOPICS
 
 # The reasons a record is parked, as the goshop_events_parked_total
 # ``reason`` label counts them: a few fixed values, never the free text.
