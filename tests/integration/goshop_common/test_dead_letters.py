@@ -150,8 +150,18 @@ def test_each_kind_of_poison_is_parked_with_its_headers_and_the_partition_carrie
     assert (crashed.event_id, crashed.event_type) == (crashing["event_id"], "order.created")
 
 
+@pytest.fixture
+def events_broker():
+    """A second broker of the test's own, for the events, while own_broker
+    takes the dead letters (and is stopped to refuse them)."""
+    from tests.plugins.broker import _started_broker
+
+    with _started_broker() as broker:
+        yield broker
+
+
 def test_a_broker_refusing_the_parked_copy_leaves_the_offset_uncommitted_and_loses_nothing(
-    kafka_broker,
+    events_broker,
     own_broker,
     scratch,
 ):
@@ -162,7 +172,7 @@ def test_a_broker_refusing_the_parked_copy_leaves_the_offset_uncommitted_and_los
         "delivery_timeout_ms": 1500,
         "bootstrap_timeout_ms": 4000,
     }
-    producer = make_producer(kafka_broker.bootstrap)
+    producer = make_producer(events_broker.bootstrap)
     before, crashing, after = order_created(), order_created(), order_created()
     first = send_event(producer, before)
     send_event(producer, crashing)
@@ -174,7 +184,7 @@ def test_a_broker_refusing_the_parked_copy_leaves_the_offset_uncommitted_and_los
         dlq_producer_ready = make_producer(own_broker.bootstrap)  # the broker is up when the producer starts
         dlq_producer_ready.close(timeout=5)
         worker = Worker(
-            kafka_broker.bootstrap,
+            events_broker.bootstrap,
             scratch,
             group,
             name,
@@ -185,14 +195,14 @@ def test_a_broker_refusing_the_parked_copy_leaves_the_offset_uncommitted_and_los
         own_broker.stop()
         wait_until(lambda: worker.stats.retries >= 2, timeout=40, message="parking retried")
         assert worker.stats.parked == 0
-        assert committed(kafka_broker.bootstrap, group) in (None, first)
+        assert committed(events_broker.bootstrap, group) in (None, first)
         # Retried, the batch applies nothing twice.
         assert recorded(scratch, EFFECTS) == {before["event_id"], after["event_id"]}
 
         own_broker.start()
         ensure_topics(own_broker.bootstrap)
         wait_until(lambda: worker.stats.parked >= 1, timeout=40, message="parked once the broker is back")
-        wait_until(lambda: committed(kafka_broker.bootstrap, group) == last + 1, timeout=20, message="offset moved")
+        wait_until(lambda: committed(events_broker.bootstrap, group) == last + 1, timeout=20, message="offset moved")
     finally:
         if worker is not None:
             worker.stop()
