@@ -379,7 +379,7 @@ class EventConsumer:
                 "offset": record.offset,
                 "reason": str(exc),
             }
-            return _parked(record, exc.reason, str(exc), "parking event that breaks the contract", fields)
+            return _parked(record, exc.reason, str(exc), "parking event the contract refuses", fields)
         fields = {
             "consumer": self.name,
             "event_id": str(event.event_id),

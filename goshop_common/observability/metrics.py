@@ -64,7 +64,7 @@ OUTBOX_PUBLISH_FAILURES = Counter(
 )
 CONSUMER_EVENTS = Counter(
     "goshop_consumer_events_total",
-    "Events a consumer handled, by outcome (retried counts batches put back for a database outage).",
+    "Events a consumer handled, by outcome (retried: batches put back for a database outage or a refused park).",
     ["consumer", "outcome"],
     registry=REGISTRY,
 )
