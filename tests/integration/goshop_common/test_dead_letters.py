@@ -289,3 +289,26 @@ def _read_back(bootstrap, offset):
         ]
     finally:
         reader.close()
+
+
+def test_the_command_lists_parked_events_and_replays_one(own_broker, monkeypatch, capsys):
+    producer = make_producer(own_broker.bootstrap)
+    offset = send(producer, b"not json")
+    [record] = _read_back(own_broker.bootstrap, offset)
+    DeadLetters("cli", producer).park([(record, deadletters.MALFORMED, "not JSON")])
+    producer.close(timeout=5)
+    monkeypatch.setenv("GOSHOP_KAFKA_BOOTSTRAP", own_broker.bootstrap)
+
+    assert deadletters.main(["list"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    listed = json.loads(line)
+    assert (listed["consumer"], listed["offset"], listed["replayed"]) == ("cli", offset, False)
+
+    assert deadletters.main(["replay", "--dlq-topic", DLQ, "--offset", str(listed["dlq_offset"])]) == 0
+    replayed = json.loads(capsys.readouterr().out)
+    assert replayed["replayed_to"]["topic"] == ORDERS_TOPIC
+    (entry,) = read_parked(own_broker.bootstrap, [DLQ])
+    assert entry.as_json()["replayed"] is True
+
+    assert deadletters.main(["replay", "--dlq-topic", DLQ, "--offset", "999"]) == 1
+    assert "nothing parked" in capsys.readouterr().err
