@@ -124,7 +124,9 @@ def make_reader(bootstrap: str, **overrides) -> KafkaConsumer:
     """A consumer in no group, to ``assign`` and ``seek``: it commits nothing
     and disturbs no group's members (goshop_common.messaging.deadletters)."""
     limits = {key: CONSUMER_DEFAULTS[key] for key in ("request_timeout_ms", "bootstrap_timeout_ms")}
-    config = {**limits, "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS, **overrides}
+    # Asking a topic's partitions must never create it (with Tansu's default count).
+    config = {**limits, "allow_auto_create_topics": False, "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS}
+    config.update(overrides)
     return _construct(KafkaConsumer, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **config)
 
 

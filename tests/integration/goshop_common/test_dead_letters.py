@@ -312,3 +312,14 @@ def test_the_command_lists_parked_events_and_replays_one(own_broker, monkeypatch
 
     assert deadletters.main(["replay", "--dlq-topic", DLQ, "--offset", "999"]) == 1
     assert "nothing parked" in capsys.readouterr().err
+
+
+def test_listing_a_dead_letter_topic_that_does_not_exist_finds_nothing_and_creates_nothing(own_broker):
+    from goshop_common.messaging.kafka import make_reader
+
+    assert read_parked(own_broker.bootstrap, ["not-made-yet.events.dlq"]) == []
+    reader = make_reader(own_broker.bootstrap)
+    try:
+        assert "not-made-yet.events.dlq" not in reader.topics()
+    finally:
+        reader.close()
