@@ -130,7 +130,7 @@ ROUTES = (
     Route(
         upstream="ops",
         name="ops_parked_event_replay",
-        path="/v1/ops/parked/{dlq_topic}/{offset}/replay",
+        path="/v1/ops/parked/{dlq_topic}/{partition}/{offset}/replay",
         description="Put a parked event back for the consumer that parked it (operators only).",
         methods={"POST": "operator"},
     ),

@@ -101,6 +101,7 @@ EXPLAIN = {
 # --- Parked events (goshop_common.messaging.deadletters) ----------------------
 
 DLQ_TOPIC = colander.SchemaNode(StrictString(), name="dlq_topic", json_schema={"enum": list(DEAD_LETTER_TOPICS)})
+DLQ_PARTITION = colander.SchemaNode(colander.Integer(), name="partition", json_schema={"minimum": 0})
 DLQ_OFFSET = colander.SchemaNode(colander.Integer(), name="offset", json_schema={"minimum": 0})
 
 

@@ -25,6 +25,7 @@ from goshop_ops.explain import LlmUnavailable
 from goshop_ops.operators import require_operator
 from goshop_ops.schemas import (
     DLQ_OFFSET,
+    DLQ_PARTITION,
     DLQ_TOPIC,
     EXPLAIN,
     ORDER_ID,
@@ -120,7 +121,7 @@ parked = Service(
 )
 replay = Service(
     name="ops_parked_event_replay",
-    path="/v1/ops/parked/{dlq_topic}/{offset}/replay",
+    path="/v1/ops/parked/{dlq_topic}/{partition}/{offset}/replay",
     description="Put a parked event back for the consumer that parked it (operators only).",
 )
 
@@ -128,6 +129,11 @@ PARKED_NOT_FOUND = "parked event not found"
 # Under the gateway's upstream read timeout (10 s), so that a broker that
 # does not answer is ops' 503, not the gateway's 504.
 BROKER_TIMEOUT_SECONDS = 5.0
+
+
+def _is_number(text: str) -> bool:
+    # ASCII digits only: str.isdigit() is also true of "٣" and "²".
+    return text.isascii() and text.isdigit()
 
 
 def _broker_unavailable(exc: KafkaError) -> ApiError:
@@ -145,18 +151,20 @@ def parked_view(request):
     return {"parked": [entry.as_json() for entry in found]}
 
 
-@replay.post(validators=(require_operator,), auth=OPERATOR, path=(DLQ_TOPIC, DLQ_OFFSET), responses=REPLAY)
+@replay.post(
+    validators=(require_operator,), auth=OPERATOR, path=(DLQ_TOPIC, DLQ_PARTITION, DLQ_OFFSET), responses=REPLAY
+)
 def replay_view(request):
     """The one ops route with an effect: a record produced to the broker. It
     is not a state change of ops (which owns no table) that an outbox would
     keep atomic with one; the answer comes once the broker has the copy and
     the marker, and the consumer's inbox makes a repeated replay a no-op."""
-    topic, offset = request.matchdict["dlq_topic"], request.matchdict["offset"]
-    if topic not in deadletters.DEAD_LETTER_TOPICS or not offset.isascii() or not offset.isdigit():
+    topic, partition, offset = (request.matchdict[name] for name in ("dlq_topic", "partition", "offset"))
+    if topic not in deadletters.DEAD_LETTER_TOPICS or not all(_is_number(n) for n in (partition, offset)):
         raise ApiError(404, PARKED_NOT_FOUND)
     bootstrap = request.registry.goshop_settings.kafka_bootstrap
     try:
-        entry = deadletters.find_parked(bootstrap, topic, int(offset), timeout=BROKER_TIMEOUT_SECONDS)
+        entry = deadletters.find_parked(bootstrap, topic, int(partition), int(offset), timeout=BROKER_TIMEOUT_SECONDS)
         producer = make_producer(bootstrap)
         try:
             done = deadletters.replay(producer, entry, timeout=BROKER_TIMEOUT_SECONDS)
@@ -172,6 +180,7 @@ def replay_view(request):
             "event_id": entry.event_id,
             "consumer": entry.consumer,
             "dlq_topic": topic,
+            "dlq_partition": entry.dlq_partition,
             "dlq_offset": entry.dlq_offset,
         },
     )

@@ -19,7 +19,7 @@ listing knows; no table is needed, so ops stays a reader of other services'
 schemas.
 
 ``python -m goshop_common.messaging.deadletters list`` and ``replay
---dlq-topic T --offset N`` do the same as the ops API's ``/v1/ops/parked``.
+--dlq-topic T --partition P --offset N`` do the same as the ops API's ``/v1/ops/parked``.
 """
 
 from __future__ import annotations
@@ -259,12 +259,13 @@ def read_parked(bootstrap: str, topics: Iterable[str] | None = None, timeout: fl
     default), oldest first, copies folded into one entry and replays marked."""
     topics = list(events.DEAD_LETTER_TOPICS if topics is None else topics)
     parked: dict[tuple, ParkedEvent] = {}
-    by_position: dict[tuple[str, int], ParkedEvent] = {}
+    # Offsets are a partition's: (topic, partition, offset) names a record.
+    by_position: dict[tuple[str, int, int], ParkedEvent] = {}
     markers = []
     for record in sorted(_records(bootstrap, topics, timeout), key=lambda r: (r.topic, r.partition, r.offset)):
         headers = _text_headers(record.headers)
         if REPLAY_OF_HEADER in headers:
-            markers.append((record.topic, headers))
+            markers.append((record.topic, record.partition, headers))
             continue
         if ERROR_HEADER not in headers:
             continue  # not something goshop parked
@@ -289,9 +290,10 @@ def read_parked(bootstrap: str, topics: Iterable[str] | None = None, timeout: fl
         )
         first = parked.setdefault(entry.identity, entry)
         first.dlq_offsets.append(record.offset)
-        by_position[(record.topic, record.offset)] = first
-    for topic, headers in markers:
-        target = by_position.get((topic, _as_int(headers.get(REPLAY_OF_HEADER))))
+        by_position[(record.topic, record.partition, record.offset)] = first
+    for topic, partition, headers in markers:
+        # A marker is written to the partition of the record it replayed.
+        target = by_position.get((topic, partition, _as_int(headers.get(REPLAY_OF_HEADER))))
         if target is not None:
             target.replayed_at.append(headers.get(REPLAYED_AT_HEADER, ""))
     return list(parked.values())
@@ -301,14 +303,17 @@ class NotParked(LookupError):
     """No parked record at that dead-letter topic and offset."""
 
 
-def find_parked(bootstrap: str, dlq_topic: str, offset: int, timeout: float = READ_TIMEOUT_SECONDS) -> ParkedEvent:
-    """The parked event whose record (or one of whose copies) is at ``offset``."""
+def find_parked(
+    bootstrap: str, dlq_topic: str, partition: int, offset: int, timeout: float = READ_TIMEOUT_SECONDS
+) -> ParkedEvent:
+    """The parked event whose record (or one of whose copies) is at
+    ``partition`` and ``offset`` of ``dlq_topic``."""
     if dlq_topic not in events.DEAD_LETTER_TOPICS:
         raise NotParked(f"{dlq_topic} is not a dead-letter topic")
     for entry in read_parked(bootstrap, [dlq_topic], timeout):
-        if offset in entry.dlq_offsets:
+        if entry.dlq_partition == partition and offset in entry.dlq_offsets:
             return entry
-    raise NotParked(f"nothing parked at {dlq_topic} offset {offset}")
+    raise NotParked(f"nothing parked at {dlq_topic} partition {partition} offset {offset}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,7 +340,7 @@ def replay(producer, entry: ParkedEvent, timeout: float = 10.0) -> Replay:
     a replay of an event that was applied after all, a no-op. The marker is
     written after the copy is acknowledged: if it is lost, the listing does
     not say "replayed", and replaying again is harmless."""
-    source = f"{entry.dlq_topic}:{entry.dlq_offset}"
+    source = f"{entry.dlq_topic}:{entry.dlq_partition}:{entry.dlq_offset}"
     headers = [
         (name, value) for name, value in entry.original_headers if name not in (REPLAY_SOURCE_HEADER, REPLAY_FOR_HEADER)
     ]
@@ -360,12 +365,13 @@ def replay(producer, entry: ParkedEvent, timeout: float = 10.0) -> Replay:
 
 def main(argv: list[str] | None = None) -> int:
     """``list`` prints every parked event as JSON lines; ``replay`` puts one
-    back (``--dlq-topic``, ``--offset``) and prints where."""
+    back (``--dlq-topic``, ``--partition``, ``--offset``) and prints where."""
     parser = argparse.ArgumentParser(prog="python -m goshop_common.messaging.deadletters")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="every parked event, one JSON object a line")
     again = commands.add_parser("replay", help="put one parked event back for its consumer")
     again.add_argument("--dlq-topic", required=True, choices=events.DEAD_LETTER_TOPICS)
+    again.add_argument("--partition", required=True, type=int)
     again.add_argument("--offset", required=True, type=int)
     options = parser.parse_args(argv)
     bootstrap = load_settings(service=OPS).kafka_bootstrap
@@ -374,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(entry.as_json()))
         return 0
     try:
-        entry = find_parked(bootstrap, options.dlq_topic, options.offset)
+        entry = find_parked(bootstrap, options.dlq_topic, options.partition, options.offset)
     except NotParked as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -226,9 +226,9 @@ def test_a_replayed_event_applies_once_after_the_fix_and_a_second_replay_is_a_no
 
     fixed = Worker(own_broker.bootstrap, scratch, group, name)  # the same consumer, its bug fixed
     try:
-        replay(producer, find_parked(own_broker.bootstrap, DLQ, entry.dlq_offset))
+        replay(producer, find_parked(own_broker.bootstrap, DLQ, entry.dlq_partition, entry.dlq_offset))
         wait_until(lambda: fixed.stats.applied >= 1, timeout=30, message="replay applied")
-        replay(producer, find_parked(own_broker.bootstrap, DLQ, entry.dlq_offset))
+        replay(producer, find_parked(own_broker.bootstrap, DLQ, entry.dlq_partition, entry.dlq_offset))
         wait_until(lambda: fixed.stats.duplicates >= 1, timeout=30, message="second replay seen")
     finally:
         fixed.stop()
@@ -257,9 +257,9 @@ def test_a_replay_for_one_consumer_is_passed_over_by_another(own_broker, scratch
 
 def test_a_parked_record_that_is_not_there_cannot_be_replayed(own_broker):
     with pytest.raises(deadletters.NotParked):
-        find_parked(own_broker.bootstrap, DLQ, 12345)
+        find_parked(own_broker.bootstrap, DLQ, PARTITION, 12345)
     with pytest.raises(deadletters.NotParked):
-        find_parked(own_broker.bootstrap, ORDERS_TOPIC, 0)
+        find_parked(own_broker.bootstrap, ORDERS_TOPIC, PARTITION, 0)
 
 
 def test_a_record_parked_twice_is_listed_once(own_broker):
@@ -273,7 +273,7 @@ def test_a_record_parked_twice_is_listed_once(own_broker):
     producer.close(timeout=5)
     (entry,) = read_parked(own_broker.bootstrap, [DLQ])
     assert (entry.offset, len(entry.dlq_offsets)) == (offset, 2)
-    assert find_parked(own_broker.bootstrap, DLQ, entry.dlq_offsets[1]).identity == entry.identity
+    assert find_parked(own_broker.bootstrap, DLQ, PARTITION, entry.dlq_offsets[1]).identity == entry.identity
 
 
 def _read_back(bootstrap, offset):
@@ -304,13 +304,26 @@ def test_the_command_lists_parked_events_and_replays_one(own_broker, monkeypatch
     listed = json.loads(line)
     assert (listed["consumer"], listed["offset"], listed["replayed"]) == ("cli", offset, False)
 
-    assert deadletters.main(["replay", "--dlq-topic", DLQ, "--offset", str(listed["dlq_offset"])]) == 0
+    assert (
+        deadletters.main(
+            [
+                "replay",
+                "--dlq-topic",
+                DLQ,
+                "--partition",
+                str(listed["dlq_partition"]),
+                "--offset",
+                str(listed["dlq_offset"]),
+            ]
+        )
+        == 0
+    )
     replayed = json.loads(capsys.readouterr().out)
     assert replayed["replayed_to"]["topic"] == ORDERS_TOPIC
     (entry,) = read_parked(own_broker.bootstrap, [DLQ])
     assert entry.as_json()["replayed"] is True
 
-    assert deadletters.main(["replay", "--dlq-topic", DLQ, "--offset", "999"]) == 1
+    assert deadletters.main(["replay", "--dlq-topic", DLQ, "--partition", "1", "--offset", "999"]) == 1
     assert "nothing parked" in capsys.readouterr().err
 
 
@@ -323,3 +336,22 @@ def test_listing_a_dead_letter_topic_that_does_not_exist_finds_nothing_and_creat
         assert "not-made-yet.events.dlq" not in reader.topics()
     finally:
         reader.close()
+
+
+def test_records_at_the_same_offset_of_two_partitions_are_told_apart(own_broker):
+    from types import SimpleNamespace
+
+    producer = make_producer(own_broker.bootstrap)
+    letters = DeadLetters("partitions", producer)
+    # Each the first of its dead-letter partition: both at offset 0.
+    for partition in (0, 2):
+        record = SimpleNamespace(
+            topic=ORDERS_TOPIC, partition=partition, offset=7, key=b"k", value=b"not json", headers=[]
+        )
+        letters.park([(record, deadletters.MALFORMED, "not JSON")])
+    second = find_parked(own_broker.bootstrap, DLQ, 2, 0)
+    assert (second.partition, second.dlq_offset) == (2, 0)
+    replay(producer, second)
+    producer.close(timeout=5)
+    replayed = {entry.dlq_partition: bool(entry.replayed_at) for entry in read_parked(own_broker.bootstrap, [DLQ])}
+    assert replayed == {0: False, 2: True}

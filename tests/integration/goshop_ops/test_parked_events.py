@@ -72,7 +72,7 @@ def mine(response, consumer: str) -> list[dict]:
     return [entry for entry in response.json["parked"] if entry["consumer"] == consumer]
 
 
-CALLS = [("GET", "/v1/ops/parked"), ("POST", f"/v1/ops/parked/{DLQ}/0/replay")]
+CALLS = [("GET", "/v1/ops/parked"), ("POST", f"/v1/ops/parked/{DLQ}/0/0/replay")]
 
 
 def call(client, method, path, headers, status):
@@ -113,16 +113,31 @@ def test_the_operator_lists_a_parked_event_with_where_it_came_from_and_why(ops_c
 @pytest.mark.parametrize(
     "path",
     [
-        "/v1/ops/parked/orders.events/0/replay",  # not a dead-letter topic
-        "/v1/ops/parked/nope.dlq/0/replay",
-        f"/v1/ops/parked/{DLQ}/abc/replay",
-        f"/v1/ops/parked/{DLQ}/-1/replay",
-        f"/v1/ops/parked/{DLQ}/1.5/replay",
-        f"/v1/ops/parked/{DLQ}/%D9%A3/replay",  # an Arabic-Indic three: a digit, not an offset
-        f"/v1/ops/parked/{DLQ}/{10**30}/replay",
-        f"/v1/ops/parked/{DLQ}/999999999/replay",  # nothing parked there
+        "/v1/ops/parked/orders.events/0/0/replay",  # not a dead-letter topic
+        "/v1/ops/parked/nope.dlq/0/0/replay",
+        f"/v1/ops/parked/{DLQ}/0/abc/replay",
+        f"/v1/ops/parked/{DLQ}/0/-1/replay",
+        f"/v1/ops/parked/{DLQ}/0/1.5/replay",
+        f"/v1/ops/parked/{DLQ}/0/%D9%A3/replay",  # an Arabic-Indic three: a digit, not an offset
+        f"/v1/ops/parked/{DLQ}/0/{10**30}/replay",
+        f"/v1/ops/parked/{DLQ}/0/999999999/replay",  # nothing parked there
+        f"/v1/ops/parked/{DLQ}/x/0/replay",
+        f"/v1/ops/parked/{DLQ}/-1/0/replay",
+        f"/v1/ops/parked/{DLQ}/99/0/replay",  # no such partition
     ],
-    ids=["plain-topic", "unknown-topic", "letters", "negative", "fraction", "unicode-digit", "huge", "absent"],
+    ids=[
+        "plain-topic",
+        "unknown-topic",
+        "letters",
+        "negative",
+        "fraction",
+        "unicode-digit",
+        "huge",
+        "absent",
+        "partition-letters",
+        "partition-negative",
+        "partition-absent",
+    ],
 )
 def test_a_replay_of_nothing_parked_there_is_a_json_404(ops_client, path):
     assert ops_client.post(path, headers=OPERATOR, status=404).json == {"error": "parked event not found"}
@@ -132,7 +147,9 @@ def test_the_listing_says_a_replayed_event_was_replayed(ops_client, kafka_broker
     consumer = f"ops-marked-{uuid.uuid4().hex[:8]}"
     park_one(kafka_broker.bootstrap, consumer)
     (entry,) = mine(ops_client.get("/v1/ops/parked", headers=OPERATOR), consumer)
-    answer = ops_client.post(f"/v1/ops/parked/{DLQ}/{entry['dlq_offset']}/replay", headers=OPERATOR, status=202).json
+    answer = ops_client.post(
+        f"/v1/ops/parked/{DLQ}/{entry['dlq_partition']}/{entry['dlq_offset']}/replay", headers=OPERATOR, status=202
+    ).json
     assert answer["parked"]["dlq_offset"] == entry["dlq_offset"]
     assert (answer["replayed_to"]["topic"], answer["replayed_to"]["partition"]) == (ORDERS_TOPIC, 0)
     (listed,) = mine(ops_client.get("/v1/ops/parked", headers=OPERATOR), consumer)
@@ -216,7 +233,7 @@ def test_an_event_replayed_twice_through_ops_is_applied_once_after_the_fix(
         client = web_client(app)
         (entry,) = client.get("/v1/ops/parked", headers=OPERATOR).json["parked"]
         assert (entry["event_id"], entry["error"]) == (body["event_id"], "RuntimeError: a bug")
-        replay = f"/v1/ops/parked/{DLQ}/{entry['dlq_offset']}/replay"
+        replay = f"/v1/ops/parked/{DLQ}/{entry['dlq_partition']}/{entry['dlq_offset']}/replay"
         client.post(replay, headers=OPERATOR, status=202)
         wait_until(lambda: worker.stats.applied >= 1, timeout=30, message="replay applied")
         client.post(replay, headers=OPERATOR, status=202)
