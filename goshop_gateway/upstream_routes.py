@@ -120,4 +120,18 @@ ROUTES = (
         methods={"POST": "operator"},
         waits_for_llm=True,
     ),
+    Route(
+        upstream="ops",
+        name="ops_parked_events",
+        path="/v1/ops/parked",
+        description="Events the consumers parked on the dead-letter topics (operators only).",
+        methods={"GET": "operator"},
+    ),
+    Route(
+        upstream="ops",
+        name="ops_parked_event_replay",
+        path="/v1/ops/parked/{dlq_topic}/{partition}/{offset}/replay",
+        description="Put a parked event back for the consumer that parked it (operators only).",
+        methods={"POST": "operator"},
+    ),
 )

@@ -3,10 +3,13 @@ it in plain words.
 
     GET  /v1/ops/orders/{id}/timeline            JSON; ?format=markdown for text/markdown
     POST /v1/ops/orders/{id}/explain             {"question": "..."} (optional)
+    GET  /v1/ops/parked                          events the consumers parked (dead letters)
+    POST /v1/ops/parked/{dlq_topic}/{partition}/{offset}/replay   put one back for its consumer
 
 Operators only: ``Authorization: Bearer $GOSHOP_OPS_TOKEN`` (goshop_ops.operators).
 Answers come from Ollama when ``OLLAMA_URL`` is set, from rules otherwise
-(goshop_ops.explain). It reads the orders and payments schemas and writes nothing.
+(goshop_ops.explain). It reads the orders and payments schemas and writes nothing
+there; a replay is its one effect, records produced to the broker.
 """
 
 from __future__ import annotations

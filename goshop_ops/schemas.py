@@ -6,7 +6,8 @@ from typing import ClassVar
 
 import colander
 
-from goshop_common.web.openapi import SERVICE_UNAVAILABLE, Reply, error
+from goshop_common.messaging.events import DEAD_LETTER_TOPICS
+from goshop_common.web.openapi import RETRY_AFTER, SERVICE_UNAVAILABLE, Reply, error
 from goshop_common.web.schemas import StrictString, body, field, list_of, order_body, strict_string_node
 from goshop_orders.read_contract import ORDER_STATUSES as STATUSES
 
@@ -94,4 +95,65 @@ EXPLAIN = {
         body("llm_unavailable", field("error", enum=["llm unavailable"]), field("reason"), _timeline()),
     ),
     503: SERVICE_UNAVAILABLE,
+}
+
+
+# --- Parked events (goshop_common.messaging.deadletters) ----------------------
+
+DLQ_TOPIC = colander.SchemaNode(StrictString(), name="dlq_topic", json_schema={"enum": list(DEAD_LETTER_TOPICS)})
+DLQ_PARTITION = colander.SchemaNode(colander.Integer(), name="partition", json_schema={"minimum": 0})
+DLQ_OFFSET = colander.SchemaNode(colander.Integer(), name="offset", json_schema={"minimum": 0})
+
+
+def _nullable(name: str, typ=None) -> colander.SchemaNode:
+    return field(name, typ, nullable=True)
+
+
+def _parked(name: str = "parked_event") -> colander.SchemaNode:
+    return body(
+        name,
+        field("dlq_topic", enum=list(DEAD_LETTER_TOPICS)),
+        field("dlq_partition", colander.Integer()),
+        field("dlq_offset", colander.Integer()),
+        field("consumer"),
+        field("topic"),
+        field("partition", colander.Integer()),
+        field("offset", colander.Integer()),
+        field("reason"),
+        field("error"),
+        _nullable("parked_at"),
+        _nullable("event_id"),
+        _nullable("event_type"),
+        _nullable("replay_of"),
+        field("copies", colander.Integer()),
+        field("replayed", colander.Boolean()),
+        list_of("replayed_at", field("at")),
+    )
+
+
+PARKED_NOT_FOUND = error("parked event not found")
+BROKER_UNAVAILABLE = error("broker unavailable: the dead-letter topics could not be read or written", RETRY_AFTER)
+PARKED = {
+    200: Reply(
+        "Every parked event, oldest first per dead-letter partition; one entry for a record parked more than once.",
+        body("parked_events", list_of("parked", _parked())),
+    ),
+    503: BROKER_UNAVAILABLE,
+}
+REPLAY = {
+    202: Reply(
+        "Put back on its topic for the consumer that parked it, which applies it through its inbox (once).",
+        body(
+            "replay",
+            _parked("parked"),
+            body(
+                "replayed_to",
+                field("topic"),
+                field("partition", colander.Integer()),
+                field("offset", colander.Integer()),
+            ),
+        ),
+    ),
+    404: PARKED_NOT_FOUND,
+    503: BROKER_UNAVAILABLE,
 }

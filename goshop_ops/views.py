@@ -1,24 +1,40 @@
-"""The ops API: an order's timeline, and an explanation of it.
+"""The ops API: an order's timeline, and an explanation of it; the events
+consumers parked, and their replay.
 
-Both need the operator's token (goshop_ops.operators). Neither writes: the
-timeline is read in a short read-only transaction of its own, so no
-connection is held while an LLM thinks.
+Every route needs the operator's token (goshop_ops.operators). None writes to
+the database: the timeline is read in a short read-only transaction of its
+own, so no connection is held while an LLM thinks. Parked events are read
+from, and replayed through, the broker (goshop_common.messaging.deadletters).
 """
 
 from __future__ import annotations
 
 import logging
 
+from kafka.errors import KafkaError
 from pyramid.response import Response
 
 from goshop_common.db.session import SESSION_ENVIRON_KEY
+from goshop_common.messaging import deadletters
+from goshop_common.messaging.kafka import make_producer
 from goshop_common.web.errors import ApiError
 from goshop_common.web.openapi import OPERATOR
 from goshop_common.web.responses import json_response
 from goshop_common.web.rest import Service, body_validator, querystring_validator
 from goshop_ops.explain import LlmUnavailable
 from goshop_ops.operators import require_operator
-from goshop_ops.schemas import EXPLAIN, ORDER_ID, TIMELINE, ExplainSchema, TimelineQuery
+from goshop_ops.schemas import (
+    DLQ_OFFSET,
+    DLQ_PARTITION,
+    DLQ_TOPIC,
+    EXPLAIN,
+    ORDER_ID,
+    PARKED,
+    REPLAY,
+    TIMELINE,
+    ExplainSchema,
+    TimelineQuery,
+)
 from goshop_ops.timeline import OrderTimeline, Timeline, parse_order_id
 
 log = logging.getLogger("goshop.ops")
@@ -94,3 +110,78 @@ def explain_view(request):
         body["model"] = answer.model
     body["timeline"] = found.as_json()
     return body
+
+
+# --- Parked events ----------------------------------------------------------
+
+parked = Service(
+    name="ops_parked_events",
+    path="/v1/ops/parked",
+    description="Events the consumers parked on the dead-letter topics (operators only).",
+)
+replay = Service(
+    name="ops_parked_event_replay",
+    path="/v1/ops/parked/{dlq_topic}/{partition}/{offset}/replay",
+    description="Put a parked event back for the consumer that parked it (operators only).",
+)
+
+PARKED_NOT_FOUND = "parked event not found"
+# Under the gateway's upstream read timeout (10 s), so that a broker that
+# does not answer is ops' 503, not the gateway's 504.
+BROKER_TIMEOUT_SECONDS = 5.0
+
+
+def _is_number(text: str) -> bool:
+    # ASCII digits only: str.isdigit() is also true of "٣" and "²".
+    return text.isascii() and text.isdigit()
+
+
+def _broker_unavailable(exc: KafkaError) -> ApiError:
+    log.warning("broker unavailable", extra={"error": exc.__class__.__name__})
+    return ApiError(503, "broker unavailable", headers={"Retry-After": "5"})
+
+
+@parked.get(validators=(require_operator,), auth=OPERATOR, responses=PARKED)
+def parked_view(request):
+    bootstrap = request.registry.goshop_settings.kafka_bootstrap
+    try:
+        found = deadletters.read_parked(bootstrap, timeout=BROKER_TIMEOUT_SECONDS)
+    except KafkaError as exc:
+        raise _broker_unavailable(exc) from None
+    return {"parked": [entry.as_json() for entry in found]}
+
+
+@replay.post(
+    validators=(require_operator,), auth=OPERATOR, path=(DLQ_TOPIC, DLQ_PARTITION, DLQ_OFFSET), responses=REPLAY
+)
+def replay_view(request):
+    """The one ops route with an effect: a record produced to the broker. It
+    is not a state change of ops (which owns no table) that an outbox would
+    keep atomic with one; the answer comes once the broker has the copy and
+    the marker, and the consumer's inbox makes a repeated replay a no-op."""
+    topic, partition, offset = (request.matchdict[name] for name in ("dlq_topic", "partition", "offset"))
+    if topic not in deadletters.DEAD_LETTER_TOPICS or not all(_is_number(n) for n in (partition, offset)):
+        raise ApiError(404, PARKED_NOT_FOUND)
+    bootstrap = request.registry.goshop_settings.kafka_bootstrap
+    try:
+        entry = deadletters.find_parked(bootstrap, topic, int(partition), int(offset), timeout=BROKER_TIMEOUT_SECONDS)
+        producer = make_producer(bootstrap)
+        try:
+            done = deadletters.replay(producer, entry, timeout=BROKER_TIMEOUT_SECONDS)
+        finally:
+            producer.close(timeout=2)
+    except deadletters.NotParked:
+        raise ApiError(404, PARKED_NOT_FOUND) from None
+    except KafkaError as exc:
+        raise _broker_unavailable(exc) from None
+    log.info(
+        "parked event replayed",
+        extra={
+            "event_id": entry.event_id,
+            "consumer": entry.consumer,
+            "dlq_topic": topic,
+            "dlq_partition": entry.dlq_partition,
+            "dlq_offset": entry.dlq_offset,
+        },
+    )
+    return json_response(done.as_json(), 202)

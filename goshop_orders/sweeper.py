@@ -29,18 +29,21 @@ PAYMENT_TIMEOUT = "payment_timeout"
 BATCH_SIZE = 100
 
 _ORDERS = Order.__table__
+# A locking CTE is run once, whatever plan the update gets: as a plain IN
+# (subquery), a plan that rescans it could lock a second batch.
 _OVERDUE = (
     sa.select(_ORDERS.c.id)
     .where(_ORDERS.c.status == NEW, _ORDERS.c.created_at < sa.bindparam("cutoff"))
     .order_by(_ORDERS.c.created_at)
     .limit(sa.bindparam("batch_size"))
     .with_for_update(skip_locked=True)
+    .cte("overdue")
 )
-# The outer status test holds even for a row settled between the subquery's
+# The outer status test holds even for a row settled between the CTE's
 # snapshot and its lock: PostgreSQL re-reads a locked row before updating it.
 _CANCEL_OVERDUE = (
     sa.update(_ORDERS)
-    .where(_ORDERS.c.id.in_(_OVERDUE.scalar_subquery()), _ORDERS.c.status == NEW)
+    .where(_ORDERS.c.id.in_(sa.select(_OVERDUE.c.id)), _ORDERS.c.status == NEW)
     .values(status=CANCELLED, reason=PAYMENT_TIMEOUT, updated_at=sa.bindparam("now"))
     .returning(_ORDERS.c.id, _ORDERS.c.user_id, _ORDERS.c.amount_cents, _ORDERS.c.currency)
 )

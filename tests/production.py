@@ -54,7 +54,7 @@ def production_env(
         "users": {**production, **database, "GOSHOP_JWT_PRIVATE_KEY_FILE": key_file},
         "orders": {**production, **database, **jwks},
         "payments": {**production, **database, **jwks},
-        "ops": {**production, **database, "GOSHOP_OPS_TOKEN": ops_token},
+        "ops": {**production, **database, **broker, "GOSHOP_OPS_TOKEN": ops_token},
         "gateway": {
             **production,
             **jwks,

@@ -5,10 +5,13 @@ new event and records its id in the inbox; only after that transaction
 commits is the Kafka offset committed. A crash in between
 redelivers the batch, and the inbox turns the redelivery into no-ops.
 
-An event that cannot be applied — malformed JSON, missing fields, an unknown
-order — is logged and skipped, so one poison message never stalls its
-partition. A database that is down is the opposite case: nothing is skipped,
-the batch is retried from its first offset after a pause.
+An event that can never be applied — malformed JSON, a type the contract
+does not know, fields breaking the contract, a handler that refuses it or
+fails on it — is parked on ``<topic>.dlq`` (goshop_common.messaging.deadletters)
+and logged, so one poison message never stalls its partition, and can be
+replayed once fixed. The offset moves past it only once the broker has the
+parked copy. A database that is down is the opposite case: nothing is
+parked, the batch is retried from its first offset after a pause.
 
 Each consumer process serves ``/live``, ``/ready`` and ``/metrics`` on
 ``--port``: what it did with each event, and how far behind it is.
@@ -34,12 +37,13 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from goshop_common.db.listen import Listener
 from goshop_common.db.session import make_engine
-from goshop_common.messaging import events
+from goshop_common.messaging import deadletters, events
+from goshop_common.messaging.deadletters import DeadLetters
 from goshop_common.messaging.inbox import first_delivery
-from goshop_common.messaging.kafka import broker_reachable, make_consumer
+from goshop_common.messaging.kafka import broker_reachable, make_consumer, make_producer
 from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
 from goshop_common.messaging.worker import Periodic, configure_logging, health_app, on_sigterm, serve_in_background
-from goshop_common.observability.metrics import CONSUMER_EVENTS, CONSUMER_LAG, CONSUMER_OUTCOMES
+from goshop_common.observability.metrics import CONSUMER_EVENTS, CONSUMER_LAG, CONSUMER_OUTCOMES, EVENTS_PARKED
 from goshop_common.settings import Settings, load_settings
 from goshop_common.web.health import ping_database
 
@@ -58,14 +62,20 @@ TRANSIENT = (OperationalError, InterfaceError)
 
 
 class PoisonEvent(Exception):
-    """The event can never be applied; log it and move on."""
+    """The event can never be applied: park it and move on. ``reason`` is
+    its class (deadletters.REASONS); a handler raising it says INAPPLICABLE."""
+
+    def __init__(self, message: str, reason: str = deadletters.INAPPLICABLE):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
 class Event:
     """A consumed event: its envelope, its body as sent, and — for a type the
     contract knows — its ``fields`` as read by the contract (UUIDs as
-    ``uuid.UUID``). ``fields`` is None for a type the contract does not know."""
+    ``uuid.UUID``). A type the contract does not know never gets this far:
+    it is parked (``fields`` stays optional for handlers written before)."""
 
     event_id: uuid.UUID
     type: str
@@ -93,16 +103,23 @@ def _headers(record) -> dict[str, str]:
 
 def parse(record) -> Event:
     """The event in a Kafka record, checked against the contract; PoisonEvent
-    if it breaks it (so no handler ever sees a malformed event)."""
+    if it breaks it (so no handler ever sees a malformed event), or if its
+    type is not one the contract knows: a newer producer's, parked until
+    this consumer learns it and the event is replayed."""
     try:
         body = json.loads(record.value)
     except (TypeError, ValueError, RecursionError):
-        raise PoisonEvent("not JSON") from None
+        raise PoisonEvent("not JSON", deadletters.MALFORMED) from None
     try:
         envelope = events.read_envelope(body)
+    except events.InvalidEvent as exc:
+        raise PoisonEvent(str(exc), deadletters.MALFORMED) from None
+    try:
         fields = events.read_fields(envelope.type, record.topic, body)
     except events.InvalidEvent as exc:
-        raise PoisonEvent(str(exc)) from None
+        raise PoisonEvent(str(exc), deadletters.CONTRACT) from None
+    if fields is None:
+        raise PoisonEvent(f"unknown event type {envelope.type!r}", deadletters.UNKNOWN_TYPE)
     return Event(
         envelope.event_id,
         envelope.type,
@@ -123,7 +140,7 @@ _STAT_OF_OUTCOME = {
     "consumed": "consumed",
     "applied": "applied",
     "duplicate": "duplicates",
-    "skipped": "skipped",
+    "parked": "parked",
     "retried": "retries",
 }
 
@@ -138,26 +155,35 @@ class ConsumerStats:
     consumed: int = 0
     applied: int = 0
     duplicates: int = 0
-    skipped: int = 0
+    parked: int = 0
     retries: int = 0
+    topics: tuple[str, ...] = ()
     _series: dict = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Every outcome's series exists from the start, at 0, so a rate over
         # it is defined before the first event.
         self._series = {outcome: CONSUMER_EVENTS.labels(self.consumer, outcome) for outcome in CONSUMER_OUTCOMES}
+        for topic in self.topics:
+            for reason in deadletters.REASONS:
+                EVENTS_PARKED.labels(self.consumer, topic, reason)
 
     def count(self, outcome: str) -> None:
         attribute = _STAT_OF_OUTCOME[outcome]
         setattr(self, attribute, getattr(self, attribute) + 1)
         self._series[outcome].inc()
 
+    def count_parked(self, topic: str, reason: str) -> None:
+        self.count("parked")
+        EVENTS_PARKED.labels(self.consumer, topic, reason).inc()
+
 
 class EventConsumer:
     """Runs ``handler`` for every new event of ``consumer``'s topics.
 
     ``handler(db, event)`` applies the event in ``db``'s transaction; it raises
-    PoisonEvent for an event that can never apply. It never commits.
+    PoisonEvent for an event that can never apply. It never commits. Poison
+    events are parked through ``dead_letters``.
     """
 
     def __init__(
@@ -168,6 +194,8 @@ class EventConsumer:
         inbox: sa.Table,
         handler: Handler,
         doorbell: Listener | None = None,
+        *,
+        dead_letters: DeadLetters,
     ):
         self.name = name
         self.engine = engine
@@ -175,7 +203,8 @@ class EventConsumer:
         self.inbox = inbox
         self.handler = handler
         self.doorbell = doorbell
-        self.stats = ConsumerStats(name)
+        self.dead_letters = dead_letters
+        self.stats = ConsumerStats(name, topics=tuple(sorted(consumer.subscription() or ())))
         self._lagging: set[tuple[str, str]] = set()
         self._stop = threading.Event()
 
@@ -218,6 +247,7 @@ class EventConsumer:
         finally:
             self._forget_lag(self._lagging)
             self.consumer.close(autocommit=False)
+            self.dead_letters.close()
             if self.doorbell is not None:
                 self.doorbell.close()
 
@@ -267,7 +297,12 @@ class EventConsumer:
         statements and nothing more. Should any handler fail, that
         transaction is rolled back and the batch runs again with each event
         in a savepoint of its own, so that the failing event alone is
-        skipped. Outcomes are counted and logged once the batch commits."""
+        parked. Outcomes are counted and logged once the batch commits.
+
+        Then the poison records are parked, and the offset is committed only
+        once the broker has acknowledged every parked copy: if it refuses
+        one, the batch is run again (its applied events are duplicates by
+        then, and a record parked twice is listed once)."""
         try:
             try:
                 outcomes = self._apply_batch(records, isolated=False)
@@ -283,10 +318,34 @@ class EventConsumer:
             self.consumer.seek(partition, records[0].offset)
             self._stop.wait(RETRY_PAUSE_SECONDS)
             return
+        poison = [outcome for outcome in outcomes if outcome.name == "parked"]
         for outcome in outcomes:
-            self.stats.count("consumed")
-            self.stats.count(outcome.name)
-            log.log(outcome.level, outcome.message, extra=outcome.fields, exc_info=outcome.exc_info)
+            if outcome.name != "parked":
+                self.stats.count("consumed")
+                self.stats.count(outcome.name)
+                log.log(outcome.level, outcome.message, extra=outcome.fields, exc_info=outcome.exc_info)
+        if poison:
+            try:
+                self.dead_letters.park([(o.record, o.reason, o.error) for o in poison])
+            except KafkaError as exc:
+                # Not parked, so not passed: nothing is lost by trying again.
+                self.stats.count("retried")
+                log.warning(
+                    "parking failed; retrying batch",
+                    extra={
+                        "consumer": self.name,
+                        "topic": partition.topic,
+                        "partition": partition.partition,
+                        "error": exc.__class__.__name__,
+                    },
+                )
+                self.consumer.seek(partition, records[0].offset)
+                self._stop.wait(RETRY_PAUSE_SECONDS)
+                return
+            for outcome in poison:
+                self.stats.count("consumed")
+                self.stats.count_parked(outcome.record.topic, outcome.reason)
+                log.log(outcome.level, outcome.message, extra=outcome.fields, exc_info=outcome.exc_info)
         try:
             self.consumer.commit({partition: OffsetAndMetadata(records[-1].offset + 1, "", -1)})
         except KafkaError as exc:
@@ -304,6 +363,12 @@ class EventConsumer:
         so a record that fails rolls back only its own work, never its
         neighbours'; otherwise a failure is _HandlerFailed, for the batch to
         run again isolated."""
+        replay_for = _header(record, deadletters.REPLAY_FOR_HEADER)
+        if replay_for is not None and replay_for != self.name:
+            # Another consumer's parked event, put back for it alone: this
+            # consumer saw the original at its own offset already.
+            fields = {"consumer": self.name, "topic": record.topic, "offset": record.offset, "replay_for": replay_for}
+            return Outcome("duplicate", logging.INFO, "replay for another consumer passed over", fields)
         try:
             event = parse(record)
         except PoisonEvent as exc:
@@ -314,7 +379,7 @@ class EventConsumer:
                 "offset": record.offset,
                 "reason": str(exc),
             }
-            return Outcome("skipped", logging.ERROR, "skipping malformed event", fields)
+            return _parked(record, exc.reason, str(exc), "parking event the contract refuses", fields)
         fields = {
             "consumer": self.name,
             "event_id": str(event.event_id),
@@ -341,15 +406,17 @@ class EventConsumer:
                 raise _HandlerFailed from exc
             savepoint.rollback()
             if isinstance(exc, PoisonEvent):
-                return Outcome(
-                    "skipped", logging.ERROR, "skipping event that cannot apply", {**fields, "reason": str(exc)}
-                )
-            # A bug in a handler must not stall the partition either; the log
-            # carries the traceback and the event id to replay it by hand.
-            return Outcome(
-                "skipped",
-                logging.ERROR,
-                "skipping event whose handler failed",
+                reason = str(exc)
+                fields = {**fields, "reason": reason}
+                return _parked(record, exc.reason, reason, "parking event that cannot apply", fields)
+            # A bug in a handler must not stall the partition either: parked
+            # with the exception's class and message, to replay once fixed;
+            # the log carries the traceback.
+            return _parked(
+                record,
+                deadletters.HANDLER_ERROR,
+                f"{type(exc).__name__}: {exc}",
+                "parking event whose handler failed",
                 fields,
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
@@ -367,6 +434,25 @@ class Outcome:
     message: str
     fields: dict
     exc_info: tuple | None = None
+    # A parked record: the record itself, its reason class and error text.
+    record: object = None
+    reason: str | None = None
+    error: str | None = None
+
+
+def _parked(record, reason: str, error: str, message: str, fields: dict, exc_info=None) -> Outcome:
+    fields = {**fields, "park_reason": reason, "dlq_topic": deadletters.dead_letter_topic(record.topic)}
+    return Outcome("parked", logging.ERROR, message, fields, exc_info, record, reason, error)
+
+
+def _header(record, name: str) -> str | None:
+    for key, value in record.headers or ():
+        if key == name:
+            try:
+                return value.decode() if isinstance(value, bytes) else str(value)
+            except UnicodeDecodeError:
+                return None
+    return None
 
 
 class _HandlerFailed(Exception):
@@ -376,15 +462,16 @@ class _HandlerFailed(Exception):
 def build_consumer(
     settings: Settings, name: str, group: str, topics: list[str], inbox: sa.Table, handler: Handler, **overrides
 ) -> EventConsumer:
-    """An EventConsumer with its own small connection pool, Kafka consumer and
-    doorbell (see EventConsumer.run)."""
+    """An EventConsumer with its own small connection pool, Kafka consumer,
+    doorbell (see EventConsumer.run) and dead-letter producer."""
     engine = make_engine(settings, pool_size=2, max_overflow=0)
     # Short: a fetch is sent when there is something to fetch, and one still
     # in flight when the doorbell rings holds the next one back this long.
     overrides.setdefault("fetch_max_wait_ms", DOORBELL_FETCH_WAIT_MS)
     consumer = make_consumer(settings.kafka_bootstrap, group, topics, **overrides)
     doorbell = Listener(settings.database_url, PUBLISHED_CHANNEL, f"goshop-{name}-consumer-doorbell")
-    return EventConsumer(name, engine, consumer, inbox, handler, doorbell)
+    dead_letters = DeadLetters(name, make_producer(settings.kafka_bootstrap))
+    return EventConsumer(name, engine, consumer, inbox, handler, doorbell, dead_letters=dead_letters)
 
 
 def run_consumer(

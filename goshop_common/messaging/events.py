@@ -35,6 +35,14 @@ READABLE_VERSIONS = frozenset({1})
 ORDERS_TOPIC = "orders.events"
 PAYMENTS_TOPIC = "payments.events"
 TOPICS = (ORDERS_TOPIC, PAYMENTS_TOPIC)
+# Where a consumer parks a topic's poison records (goshop_common.messaging.deadletters).
+DEAD_LETTER_SUFFIX = ".dlq"
+DEAD_LETTER_TOPICS = tuple(f"{topic}{DEAD_LETTER_SUFFIX}" for topic in TOPICS)
+
+
+def dead_letter_topic(topic: str) -> str:
+    return f"{topic}{DEAD_LETTER_SUFFIX}"
+
 
 # What the relay puts in Kafka headers, so a consumer (or a person with
 # kcat) can route or trace a record without parsing its JSON.

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
-from goshop_common.messaging.events import TOPICS
+from goshop_common.messaging.events import DEAD_LETTER_TOPICS, TOPICS
 
 log = logging.getLogger("goshop.kafka")
 
@@ -120,6 +120,16 @@ def make_consumer(bootstrap: str, group_id: str, topics: Iterable[str], **overri
     return _construct(KafkaConsumer, *topics, bootstrap_servers=bootstrap, group_id=group_id, **config)
 
 
+def make_reader(bootstrap: str, **overrides) -> KafkaConsumer:
+    """A consumer in no group, to ``assign`` and ``seek``: it commits nothing
+    and disturbs no group's members (goshop_common.messaging.deadletters)."""
+    limits = {key: CONSUMER_DEFAULTS[key] for key in ("request_timeout_ms", "bootstrap_timeout_ms")}
+    # Asking a topic's partitions must never create it (with Tansu's default count).
+    config = {**limits, "allow_auto_create_topics": False, "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS}
+    config.update(overrides)
+    return _construct(KafkaConsumer, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **config)
+
+
 def _admin(bootstrap: str, timeout: float) -> KafkaAdminClient:
     timeout_ms = max(int(timeout * 1000), 1000)
     return _construct(
@@ -144,7 +154,7 @@ def _partition_counts(admin: KafkaAdminClient, topics: Sequence[str]) -> dict[st
 
 def ensure_topics(
     bootstrap: str,
-    topics: Sequence[str] = TOPICS,
+    topics: Sequence[str] = TOPICS + DEAD_LETTER_TOPICS,
     partitions: int = PARTITIONS,
     timeout: float = 30,
 ) -> None:

@@ -39,7 +39,7 @@ UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # The ``outcome`` label's values. goshop_common.messaging.consumer makes each
 # series up front, so every one reads 0 before its first event.
-CONSUMER_OUTCOMES = ("consumed", "applied", "duplicate", "skipped", "retried")
+CONSUMER_OUTCOMES = ("consumed", "applied", "duplicate", "parked", "retried")
 
 HTTP_REQUESTS = Counter(
     "goshop_http_requests_total",
@@ -64,8 +64,16 @@ OUTBOX_PUBLISH_FAILURES = Counter(
 )
 CONSUMER_EVENTS = Counter(
     "goshop_consumer_events_total",
-    "Events a consumer handled, by outcome (retried counts batches put back for a database outage).",
+    "Events a consumer handled, by outcome (retried: batches put back for a database outage or a refused park).",
     ["consumer", "outcome"],
+    registry=REGISTRY,
+)
+# ``reason`` is a class (goshop_common.messaging.deadletters.REASONS), never
+# the error's text, so the series stay few.
+EVENTS_PARKED = Counter(
+    "goshop_events_parked_total",
+    "Poison events a consumer parked on <topic>.dlq, by the topic they came from and reason class.",
+    ["consumer", "topic", "reason"],
     registry=REGISTRY,
 )
 CONSUMER_LAG = Gauge(
@@ -104,6 +112,7 @@ EXPORTED = (
     "goshop_outbox_published_total",
     "goshop_outbox_publish_failures_total",
     "goshop_consumer_events_total",
+    "goshop_events_parked_total",
     "goshop_consumer_lag",
     "goshop_retention_deleted_total",
     "goshop_retention_last_success_timestamp_seconds",

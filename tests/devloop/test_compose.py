@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from goshop_common.messaging.events import TOPICS
+from goshop_common.messaging.events import DEAD_LETTER_TOPICS, TOPICS
 from goshop_common.messaging.kafka import PARTITIONS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -305,11 +305,12 @@ def test_kafka_advertises_the_listener_services_use(services):
     assert "healthcheck" in services["kafka"]
 
 
-def test_kafka_init_creates_the_topics_the_code_uses(services):
+def test_kafka_init_creates_the_topics_and_dead_letter_topics_the_code_uses(services):
     spec = services["kafka-init"]
     script = " ".join(spec["command"]) if isinstance(spec["command"], list) else spec["command"]
-    for topic in TOPICS:
-        assert topic in script
+    # Words, not substrings: "orders.events" is in "orders.events.dlq".
+    words = set(script.replace(";", " ").split())
+    assert set(TOPICS + DEAD_LETTER_TOPICS) <= words
     assert f"--partitions {PARTITIONS}" in script
     assert "--if-not-exists" in script
     assert _depends_on(spec) == {"kafka": "service_healthy"}

@@ -587,14 +587,15 @@ def test_the_dev_secret_is_marked_development_only():
     assert secret["metadata"]["annotations"]["goshop.dev/development-only"] == "true"
 
 
-def test_the_dev_overlay_creates_both_topics_with_three_partitions():
+def test_the_dev_overlay_creates_the_topics_and_their_dead_letter_topics_with_three_partitions():
     (job,) = [o for o in rendered("dev") if o["kind"] == "Job" and o["metadata"]["name"] == "kafka-topics"]
     script = " ".join(pod_spec(job)["containers"][0]["command"])
-    from goshop_common.messaging.events import TOPICS
+    from goshop_common.messaging.events import DEAD_LETTER_TOPICS, TOPICS
     from goshop_common.messaging.kafka import PARTITIONS
 
-    for topic in TOPICS:
-        assert topic in script
+    # Words, not substrings: "orders.events" is in "orders.events.dlq".
+    words = set(script.replace(";", " ").split())
+    assert set(TOPICS + DEAD_LETTER_TOPICS) <= words
     assert f"--partitions {PARTITIONS}" in script
 
 

@@ -63,6 +63,7 @@ REQUIRED_ALERTS = {
     "HighHttp5xxRate",
     "OutboxPublishFailures",
     "ServiceDown",
+    "EventsParked",
 }
 
 CORRELATION_IDS = ("request_id", "order_id", "event_id")
@@ -274,6 +275,7 @@ def test_alert_expressions_use_only_exported_metrics():
         ("HighHttp5xxRate", ['goshop_http_requests_total{status=~"5.."}', "sum by (service)", "> 0.05"]),
         ("OutboxPublishFailures", ["rate(goshop_outbox_publish_failures_total[", "> 0"]),
         ("ServiceDown", ["up == 0"]),
+        ("EventsParked", ["increase(goshop_events_parked_total[15m])", "> 0"]),
     ],
 )
 def test_each_alert_watches_its_signal(alert, needles):

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
+from goshop_common.messaging.deadletters import REASONS
 from goshop_devtools.postgres import free_port
 from goshop_devtools.waiting import poll_until
 from tests.e2e.conftest import Http, spawn, stop, wait_for
@@ -128,7 +129,15 @@ def test_the_outboxer_and_a_consumer_serve_their_metrics_over_http(worker_env, t
     outcomes = {
         s.labels["outcome"] for s in consumer["goshop_consumer_events_total"] if s.labels["consumer"] == "payments"
     }
-    assert outcomes == {"consumed", "applied", "duplicate", "skipped", "retried"}
+    assert outcomes == {"consumed", "applied", "duplicate", "parked", "retried"}
+    # Every parked series is there at 0 before the first poison event, so the
+    # EventsParked alert's increase() sees the first one.
+    parked = {
+        (s.labels["topic"], s.labels["reason"]): s.value
+        for s in consumer["goshop_events_parked_total"]
+        if s.labels["consumer"] == "payments"
+    }
+    assert parked == {("orders.events", reason): 0.0 for reason in REASONS}
     assert {s.labels["service"] for s in consumer["goshop_db_pool_size"]} == {"payments-consumer"}
     assert {s.labels["route"] for s in consumer["goshop_http_requests_total"]} >= {"ready"}
 

@@ -29,8 +29,9 @@ def contract_users_app(settings, users_app):
 
 
 @pytest.fixture(scope="module")
-def contract_ops_app(service_settings):
-    app = make_ops_app(service_settings, ollama_url="")
+def contract_ops_app(service_settings, kafka_broker):
+    # The tests' broker, never a developer's on the default address.
+    app = make_ops_app(service_settings, ollama_url="", kafka_bootstrap=kafka_broker.bootstrap)
     yield app
     app.registry.dbengine.dispose()
 

@@ -1,6 +1,7 @@
 """A consumer's batch over the real broker and database: one plain transaction
 while every handler succeeds, savepoints per event only to isolate a failure."""
 
+import datetime as dt
 import json
 import threading
 import time
@@ -11,7 +12,8 @@ import sqlalchemy as sa
 
 from goshop_common.db.session import make_engine
 from goshop_common.messaging.consumer import EventConsumer
-from goshop_common.messaging.events import ORDERS_TOPIC, event_headers
+from goshop_common.messaging.deadletters import DeadLetters
+from goshop_common.messaging.events import ORDER_CREATED, ORDERS_TOPIC, event_headers
 from goshop_common.messaging.inbox import inbox_table
 from goshop_common.messaging.kafka import make_consumer, make_producer
 from tests.saga_runtime import wait_until
@@ -20,8 +22,7 @@ SCHEMA = "consumer_batch_test"
 METADATA = sa.MetaData(schema=SCHEMA)
 INBOX = inbox_table(METADATA)
 EFFECTS = sa.Table("effects", METADATA, sa.Column("event_id", sa.Uuid, primary_key=True))
-# A type the contract does not know: consumers pass it to their handler as is.
-STEP = "test.step"
+AT = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -44,10 +45,10 @@ def produce(bootstrap: str, count: int, partitions: int | None = None) -> list[s
     ids = []
     for partition in range(partitions) if partitions else [None]:
         for _ in range(count):
-            event_id = str(uuid.uuid4())
-            body = {"event_id": event_id, "event": STEP, "version": 1, "occurred_at": "2026-12-01T00:00:00Z"}
+            body = order_created()
+            event_id = body["event_id"]
             value = json.dumps(body).encode()
-            headers = event_headers(STEP, event_id)
+            headers = event_headers(ORDER_CREATED.name, event_id)
             if partition is None:
                 producer.send(ORDERS_TOPIC, key=b"batch", value=value, headers=headers)
             else:
@@ -58,11 +59,23 @@ def produce(bootstrap: str, count: int, partitions: int | None = None) -> list[s
     return ids
 
 
+def order_created() -> dict:
+    return ORDER_CREATED.build(
+        AT, order_id=uuid.uuid4(), user_id=uuid.uuid4(), amount_cents=100, currency="RUB", status="new"
+    )
+
+
+def dead_letters(bootstrap: str, name: str) -> DeadLetters:
+    return DeadLetters(name, make_producer(bootstrap))
+
+
 def consume(bootstrap: str, engine: sa.Engine, handler, expected: int) -> tuple[EventConsumer, list[str]]:
     statements: list[str] = []
     sa.event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql))
     kafka = make_consumer(bootstrap, f"batch-test-{uuid.uuid4().hex[:8]}", [ORDERS_TOPIC])
-    worker = EventConsumer("batch-test", engine, kafka, INBOX, handler)
+    worker = EventConsumer(
+        "batch-test", engine, kafka, INBOX, handler, dead_letters=dead_letters(bootstrap, "batch-test")
+    )
     thread = threading.Thread(target=worker.run, kwargs={"poll_timeout_ms": 100})
     thread.start()
     try:
@@ -86,11 +99,11 @@ def test_a_batch_whose_handlers_all_succeed_takes_no_savepoint(own_broker, scrat
 
     worker, statements = consume(own_broker.bootstrap, scratch, handler, 3)
     assert recorded(scratch, EFFECTS) == recorded(scratch, INBOX) == set(ids)
-    assert (worker.stats.consumed, worker.stats.applied, worker.stats.skipped) == (3, 3, 0)
+    assert (worker.stats.consumed, worker.stats.applied, worker.stats.parked) == (3, 3, 0)
     assert not [sql for sql in statements if "SAVEPOINT" in sql.upper()]
 
 
-def test_a_failing_handler_is_skipped_alone_and_its_neighbours_are_applied_once(own_broker, scratch):
+def test_a_failing_handler_is_parked_alone_and_its_neighbours_are_applied_once(own_broker, scratch):
     first, failing, last = produce(own_broker.bootstrap, 3)
 
     def handler(db, event):
@@ -102,7 +115,7 @@ def test_a_failing_handler_is_skipped_alone_and_its_neighbours_are_applied_once(
     # Its effect and its inbox row went with its savepoint: it can be replayed.
     assert recorded(scratch, EFFECTS) == recorded(scratch, INBOX) == {first, last}
     # Counted once, after the batch that committed, not for the run rolled back.
-    assert (worker.stats.consumed, worker.stats.applied, worker.stats.skipped) == (3, 2, 1)
+    assert (worker.stats.consumed, worker.stats.applied, worker.stats.parked) == (3, 2, 1)
     assert [sql for sql in statements if sql.upper().startswith("SAVEPOINT")]
 
 
@@ -116,7 +129,9 @@ def consume_with_doorbell(bootstrap, engine, settings, handler):
 
     kafka = make_consumer(bootstrap, f"doorbell-test-{uuid.uuid4().hex[:8]}", [ORDERS_TOPIC], fetch_max_wait_ms=10)
     doorbell = Listener(settings.database_url, PUBLISHED_CHANNEL, "doorbell-test")
-    worker = EventConsumer("doorbell-test", engine, kafka, INBOX, handler, doorbell)
+    worker = EventConsumer(
+        "doorbell-test", engine, kafka, INBOX, handler, doorbell, dead_letters=dead_letters(bootstrap, "doorbell-test")
+    )
     thread = threading.Thread(target=worker.run)
     thread.start()
     wait_until(lambda: bool(kafka.assignment()), timeout=30, message="partitions assigned")
@@ -170,7 +185,9 @@ def test_every_partition_of_a_poll_has_its_offset_committed_after_its_batch(own_
     ids = produce(own_broker.bootstrap, 2, partitions=PARTITIONS)
     group = f"offsets-test-{uuid.uuid4().hex[:8]}"
     kafka = make_consumer(own_broker.bootstrap, group, [ORDERS_TOPIC])
-    worker = EventConsumer("offsets-test", scratch, kafka, INBOX, record_effect)
+    worker = EventConsumer(
+        "offsets-test", scratch, kafka, INBOX, record_effect, dead_letters=dead_letters(own_broker.bootstrap, "offsets")
+    )
     thread = threading.Thread(target=worker.run, kwargs={"poll_timeout_ms": 100})
     thread.start()
     try:

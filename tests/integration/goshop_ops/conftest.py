@@ -19,9 +19,9 @@ def make_ops_app(service_settings, **changes):
 
 
 @pytest.fixture(scope="session")
-def ops_app(service_settings):
-    """The ops app answering by rules (no OLLAMA_URL)."""
-    app = make_ops_app(service_settings, ollama_url="")
+def ops_app(service_settings, kafka_broker):
+    """The ops app answering by rules (no OLLAMA_URL), on the tests' broker."""
+    app = make_ops_app(service_settings, ollama_url="", kafka_bootstrap=kafka_broker.bootstrap)
     yield app
     app.registry.dbengine.dispose()
 

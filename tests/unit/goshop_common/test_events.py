@@ -174,10 +174,26 @@ def test_a_field_added_by_a_newer_producer_is_ignored_not_refused():
     assert event.body["coupon"] == "FREE"
 
 
-def test_an_event_type_the_contract_does_not_know_reaches_the_handler_without_fields():
+def test_an_event_type_the_contract_does_not_know_is_poison_to_park_until_consumers_learn_it():
     body = {**_without(order_created(), "order_id"), "event": "order.gift_wrapped"}
-    event = parse(record(body))
-    assert (event.type, event.fields) == ("order.gift_wrapped", None)
+    with pytest.raises(PoisonEvent) as poison:
+        parse(record(body))
+    assert (poison.value.reason, str(poison.value)) == ("unknown_type", "unknown event type 'order.gift_wrapped'")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b"not json", "malformed"),
+        (b'{"event": "order.created"}', "malformed"),
+        (json.dumps({**order_created(), "amount_cents": "lots"}).encode(), "contract"),
+    ],
+    ids=["not-json", "no-envelope", "breaks-schema"],
+)
+def test_poison_says_its_reason_class_for_the_parked_counter(value, reason):
+    with pytest.raises(PoisonEvent) as poison:
+        parse(record(value))
+    assert poison.value.reason == reason
 
 
 def test_undecodable_headers_are_dropped_not_fatal():

@@ -21,6 +21,7 @@ TOKEN = re.compile(r"""(GOSHOP_OPS_TOKEN|GOSHOP_JWT_SECRET)["']?\s*[:=]\s*["']?(
 URL_PASSWORD = re.compile(r"postgres(?:ql)?(?:\+\w+)?://[^:/@\s]+:([^@\s/]+)@")
 PASSWORD = re.compile(r"""POSTGRES_PASSWORD["']?\s*[:=]\s*["']?([^"'\s]+)""")
 PRODUCTION = {"GOSHOP_ENV": "production", "GOSHOP_DATABASE_URL": "postgresql://shop:vault-value@db/goshop"}
+BROKER = {"GOSHOP_KAFKA_BOOTSTRAP": "kafka:9092"}
 
 
 def _committed_text() -> dict[str, str]:
@@ -50,7 +51,7 @@ def test_the_scan_finds_the_committed_development_secrets():
 @pytest.mark.parametrize("value", sorted(_found(TOKEN, 2)))
 def test_production_refuses_each_committed_token(value):
     with pytest.raises(SettingsError, match="GOSHOP_OPS_TOKEN"):
-        load_settings({}, environ={**PRODUCTION, "GOSHOP_OPS_TOKEN": value}, service="ops")
+        load_settings({}, environ={**PRODUCTION, **BROKER, "GOSHOP_OPS_TOKEN": value}, service="ops")
     with pytest.raises(SettingsError, match="GOSHOP_JWT_SECRET"):
         load_settings(
             {}, environ={**PRODUCTION, "GOSHOP_JWT_ALGORITHM": "HS256", "GOSHOP_JWT_SECRET": value}, service="users"

@@ -22,7 +22,7 @@ PRODUCTION_ENV = {
     "users": {"GOSHOP_DATABASE_URL": DB},
     "orders": {"GOSHOP_DATABASE_URL": DB},
     "payments": {"GOSHOP_DATABASE_URL": DB},
-    "ops": {"GOSHOP_DATABASE_URL": DB, "GOSHOP_OPS_TOKEN": OPS},
+    "ops": {"GOSHOP_DATABASE_URL": DB, "GOSHOP_OPS_TOKEN": OPS, "GOSHOP_KAFKA_BOOTSTRAP": "kafka:9092"},
     "gateway": {
         "GOSHOP_USERS_URL": "http://users:8081",
         "GOSHOP_ORDERS_URL": "http://orders:8082",
