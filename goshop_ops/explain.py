@@ -164,12 +164,13 @@ class RulesExplainer:
         if received is None and payment is None:
             return (
                 f"its order.created event was published at {_at(created_event)}, but payments has not consumed "
-                "it yet, so there is no payment yet: the payments consumer is behind or not running."
+                "it yet, so there is no payment yet: the payments consumer is behind or not running, or parked "
+                "the event as poison (GET /v1/ops/parked)."
             )
         if payment is None:
             return (
                 f"payments consumed its order.created event at {_at(received)} but recorded no payment "
-                "(the event was skipped as inapplicable): see the payments consumer's log."
+                "for it: see the payments consumer's log."
             )
         if payment.detail.get("status") == "confirmed":
             decision = f"the payment was confirmed at {_at(payment)}"
@@ -188,7 +189,8 @@ class RulesExplainer:
         if applied is None:
             return (
                 f"{decision} and its {event_type} event was published at {_at(payment_event)}, but orders has not "
-                "consumed it yet: the orders consumer is behind or not running."
+                "consumed it yet: the orders consumer is behind or not running, or parked the event as poison "
+                "(GET /v1/ops/parked)."
             )
         return (
             f"{decision} and orders consumed the {event_type} event at {_at(applied)}, yet the order did not "
@@ -208,7 +210,8 @@ the outboxer publishes that; the orders consumer applies it and moves the order 
 cancelled. Nothing moves an order that is no longer new. An order still new after the payment
 timeout is cancelled by orders with reason payment_timeout and an order.cancelled event;
 payments then refunds a payment it confirmed for it (payment.refunded, payment status
-refunded) or voids the charge if it had not made one."""
+refunded) or voids the charge if it had not made one. A consumer parks an event it cannot apply
+on <topic>.dlq, where an operator can list and replay it."""
 
 
 class OllamaExplainer:
