@@ -15,7 +15,7 @@ import zope.sqlalchemy
 from sqlalchemy.engine import make_url
 from zope.sqlalchemy.datamanager import STATUS_CHANGED
 
-from goshop_common.db.session import SESSION_ENVIRON_KEY
+from goshop_common.db.session import SESSION_ENVIRON_KEY, make_engine
 from goshop_common.settings import Settings
 
 # What the migrations made: every table of every schema that keeps an Alembic
@@ -274,3 +274,21 @@ class CannedServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def scratch_schema(settings: Settings, metadata: sa.MetaData):
+    """An engine on a schema of the test's own (``metadata.schema``) holding
+    ``metadata``'s tables, dropped afterwards: for consumers whose inbox and
+    effects are no service's."""
+    engine = make_engine(settings)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {metadata.schema} CASCADE"))
+        connection.execute(sa.text(f"CREATE SCHEMA {metadata.schema}"))
+        metadata.create_all(connection)
+    try:
+        yield engine
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA {metadata.schema} CASCADE"))
+        engine.dispose()

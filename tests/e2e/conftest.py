@@ -76,3 +76,21 @@ def child_env(settings):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOSHOP_")}
     env.update({"GOSHOP_DATABASE_URL": settings.database_url, "GOSHOP_DEV_DIR": settings.dev_dir})
     return env
+
+
+@pytest.fixture(scope="module")
+def stack(settings, service_settings, kafka_broker, tmp_path_factory):
+    """The whole shop as separate processes on free ports (tests.e2e.stack),
+    one per test module that asks for it."""
+    from tests.e2e.stack import Stack  # it imports this module's helpers
+
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "GOSHOP_DATABASE_URL": settings.database_url,
+        "GOSHOP_DEV_DIR": settings.dev_dir,
+        "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+    }
+    shop = Stack(env, tmp_path_factory.mktemp("stack")).start_all()
+    yield shop
+    codes = shop.stop_all()
+    assert set(codes.values()) == {0}, codes

@@ -14,21 +14,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.e2e.conftest import ROOT, Http, wait_for
-from tests.e2e.stack import Stack
-
-
-@pytest.fixture(scope="module")
-def stack(settings, service_settings, kafka_broker, tmp_path_factory):
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "GOSHOP_DATABASE_URL": settings.database_url,
-        "GOSHOP_DEV_DIR": settings.dev_dir,
-        "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
-    }
-    shop = Stack(env, tmp_path_factory.mktemp("stack")).start_all()
-    yield shop
-    codes = shop.stop_all()
-    assert set(codes.values()) == {0}, codes
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,6 @@ import uuid
 from pathlib import Path
 
 import psycopg2
-import pytest
 
 from goshop_devtools.lifeline import command_line
 from goshop_devtools.load.__main__ import LOCUSTFILE
@@ -23,7 +22,6 @@ from goshop_devtools.load.invariants import Gateway, check_orders
 from goshop_devtools.postgres import free_port
 from goshop_devtools.waiting import poll_until
 from tests.e2e.conftest import ROOT, Http
-from tests.e2e.stack import Stack
 
 REQUEST_TYPES = (
     "POST /v1/users/register",
@@ -35,20 +33,6 @@ REQUEST_TYPES = (
     "POST /v1/users/refresh",
     "POST /v1/users/logout",
 )
-
-
-@pytest.fixture(scope="module")
-def stack(settings, service_settings, kafka_broker, tmp_path_factory):
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "GOSHOP_DATABASE_URL": settings.database_url,
-        "GOSHOP_DEV_DIR": settings.dev_dir,
-        "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
-    }
-    shop = Stack(env, tmp_path_factory.mktemp("stack")).start_all()
-    yield shop
-    codes = shop.stop_all()
-    assert set(codes.values()) == {0}, codes
 
 
 def command(host: str, *args: str) -> dict:

@@ -10,13 +10,13 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from goshop_common.db.session import make_engine
 from goshop_common.messaging.consumer import EventConsumer
 from goshop_common.messaging.deadletters import DeadLetters
 from goshop_common.messaging.events import ORDER_CREATED, ORDERS_TOPIC, event_headers
 from goshop_common.messaging.inbox import inbox_table
 from goshop_common.messaging.kafka import make_consumer, make_producer
 from tests.saga_runtime import wait_until
+from tests.support import scratch_schema
 
 SCHEMA = "consumer_batch_test"
 METADATA = sa.MetaData(schema=SCHEMA)
@@ -27,15 +27,8 @@ AT = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
 @pytest.fixture
 def scratch(settings):
-    engine = make_engine(settings)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-        connection.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
-        METADATA.create_all(connection)
-    yield engine
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA {SCHEMA} CASCADE"))
-    engine.dispose()
+    with scratch_schema(settings, METADATA) as engine:
+        yield engine
 
 
 def produce(bootstrap: str, count: int, partitions: int | None = None) -> list[str]:

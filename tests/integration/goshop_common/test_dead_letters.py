@@ -11,7 +11,6 @@ import pytest
 import sqlalchemy as sa
 from kafka import KafkaConsumer, TopicPartition
 
-from goshop_common.db.session import make_engine
 from goshop_common.messaging import deadletters
 from goshop_common.messaging.consumer import EventConsumer
 from goshop_common.messaging.deadletters import DeadLetters, find_parked, read_parked, replay
@@ -21,6 +20,7 @@ from goshop_common.messaging.kafka import ensure_topics, make_consumer, make_pro
 from goshop_common.observability.metrics import REGISTRY
 from tests.integration.goshop_common.test_consumer_batches import order_created, recorded
 from tests.saga_runtime import wait_until
+from tests.support import scratch_schema
 
 SCHEMA = "dead_letters_test"
 METADATA = sa.MetaData(schema=SCHEMA)
@@ -34,15 +34,8 @@ BUG = "a bug in the handler"
 
 @pytest.fixture
 def scratch(settings):
-    engine = make_engine(settings)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-        connection.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
-        METADATA.create_all(connection)
-    yield engine
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA {SCHEMA} CASCADE"))
-    engine.dispose()
+    with scratch_schema(settings, METADATA) as engine:
+        yield engine
 
 
 def send(producer, value: bytes, headers=()) -> int:

@@ -11,7 +11,6 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from goshop_common.db.session import make_engine
 from goshop_common.messaging import deadletters
 from goshop_common.messaging.consumer import EventConsumer
 from goshop_common.messaging.deadletters import DeadLetters
@@ -20,7 +19,7 @@ from goshop_common.messaging.inbox import inbox_table
 from goshop_common.messaging.kafka import make_consumer, make_producer
 from tests.integration.goshop_ops.conftest import OPERATOR, OPS_TOKEN, make_ops_app
 from tests.saga_runtime import wait_until
-from tests.support import bearer
+from tests.support import bearer, scratch_schema
 
 DLQ = f"{ORDERS_TOPIC}.dlq"
 SCHEMA = "ops_parked_test"
@@ -177,15 +176,8 @@ def test_a_broker_that_does_not_answer_is_a_503_not_a_500(service_settings, web_
 
 @pytest.fixture
 def scratch(settings):
-    engine = make_engine(settings)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-        connection.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
-        METADATA.create_all(connection)
-    yield engine
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA {SCHEMA} CASCADE"))
-    engine.dispose()
+    with scratch_schema(settings, METADATA) as engine:
+        yield engine
 
 
 def _worker(bootstrap, engine, group, handler):
