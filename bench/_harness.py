@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import http.client
+import importlib
 import json
 import logging
 import os
@@ -102,10 +103,10 @@ def background_load(seconds: float = 1.0) -> str:
 
 
 @contextlib.contextmanager
-def migrated_postgres() -> Iterator[str]:
-    """A non-durable embedded Postgres in a temp dir with the users migrations
-    applied; yields its URL and destroys it on exit."""
-    from goshop_users.migrate import main as migrate
+def migrated_postgres(service: str = "users") -> Iterator[str]:
+    """A non-durable embedded Postgres in a temp dir with ``service``'s
+    migrations applied; yields its URL and destroys it on exit."""
+    migrate = importlib.import_module(f"goshop_{service}.migrate").main
 
     tmp = Path(tempfile.mkdtemp(prefix="goshop-bench-pg-"))
     postgres = EmbeddedPostgres(tmp / "data", free_port(), durable=False)

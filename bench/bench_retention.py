@@ -14,12 +14,9 @@ every deleted row's lock until it commits. Medians of ROUNDS rounds.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +30,6 @@ import _harness as h
 from goshop_common.db.retention import delete_batch
 from goshop_common.db.session import sqlalchemy_url
 from goshop_common.messaging.inbox import retention_rule
-from goshop_devtools.postgres import EmbeddedPostgres, free_port
 from goshop_orders.models import INBOX
 
 ROUNDS = 3
@@ -42,22 +38,6 @@ BATCH = 1000
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 HORIZON = dt.timedelta(days=30)
 RULE = retention_rule(INBOX, HORIZON)
-
-
-@contextlib.contextmanager
-def orders_postgres():
-    from goshop_orders.migrate import main as migrate
-
-    tmp = Path(tempfile.mkdtemp(prefix="goshop-bench-pg-"))
-    postgres = EmbeddedPostgres(tmp / "data", free_port(), durable=False)
-    try:
-        postgres.start()
-        if migrate(["--database-url", postgres.url, "up"]) != 0:
-            raise RuntimeError("migrations failed")
-        yield postgres.url
-    finally:
-        postgres.destroy()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def fill(engine: sa.Engine) -> None:
@@ -102,7 +82,7 @@ def one_delete(engine: sa.Engine) -> float:
 
 def main() -> int:
     h.quiet_logging()
-    with orders_postgres() as url:
+    with h.migrated_postgres("orders") as url:
         engine = sa.create_engine(sqlalchemy_url(url), pool_size=2)
         rates, baselines, durations = [], [], []
         for _ in range(ROUNDS):
