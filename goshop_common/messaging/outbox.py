@@ -105,8 +105,9 @@ def create_outbox_v1(op, schema: str) -> None:
 
 def add_outbox_trace_context_v2(op, schema: str) -> None:
     """Migration step (frozen): the ``traceparent`` each row's event was
-    created in. Nullable and without a default, so adding it rewrites no row
-    and a previous release, which never writes it, keeps working."""
+    created in. A new service's outbox is create_outbox_v1, then this.
+    Nullable and without a default, so adding it rewrites no row and a
+    previous release, which never writes it, keeps working."""
     op.execute(f"ALTER TABLE {schema}.outbox ADD COLUMN traceparent text")
 
 

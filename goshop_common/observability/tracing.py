@@ -49,6 +49,24 @@ from goshop_common.web.clientip import peer_is_trusted
 log = logging.getLogger("goshop.tracing")
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+# The SDK's variables goshop documents (README "Tracing") and its deployment
+# files may set; the SDK reads each of them itself.
+OTEL_VARIABLES = (
+    *ENDPOINT_VARIABLES,
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_SERVICE_NAME",
+    "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_TRACES_SAMPLER",
+    "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_BSP_SCHEDULE_DELAY",
+    "OTEL_BSP_MAX_QUEUE_SIZE",
+    "OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
+    "OTEL_PROPAGATORS",
+    "OTEL_SEMCONV_STABILITY_OPT_IN",
+    "OTEL_SDK_DISABLED",
+)
 # The headers by which a caller hands over its trace (W3C Trace Context and Baggage).
 CONTEXT_HEADERS = ("traceparent", "tracestate", "baggage")
 _CONTEXT_ENVIRON_KEYS = tuple("HTTP_" + name.upper() for name in CONTEXT_HEADERS)

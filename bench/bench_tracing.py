@@ -1,0 +1,242 @@
+"""What tracing costs: in-process ``GET /v1/users/me`` and ``POST /v1/orders``
+with tracing off (the code as shipped, no OTLP endpoint) against the same
+code before tracing existed, and with tracing on.
+
+    .venv/bin/python bench/bench_tracing.py          # BENCH_ROUNDS=5, BENCH_BASELINE_REF=<commit>
+
+Three builds, each in processes of its own (the tracer provider and the
+instrumentations are per process), interleaved round by round:
+
+- **no hooks**: the source of the commit before
+  ``goshop_common/observability/tracing.py`` was added (``git archive``, on
+  ``PYTHONPATH`` ahead of the editable install), or ``BENCH_BASELINE_REF``;
+- **off**: this tree, no ``OTEL_EXPORTER_OTLP_ENDPOINT``;
+- **on**: this tree, exporting over OTLP/HTTP to a receiver in this process
+  that accepts and drops the spans.
+
+Each child builds the users and orders apps as their entry points do, on one
+migrated PostgreSQL, logs as a service does (JSON lines, written by the
+background writer, to /dev/null), and calls the WSGI apps directly (no
+sockets): the figure is CPU per request of the whole child (its exporter
+thread included), median of the rounds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import _harness as h
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+ME_REQUESTS = 2000
+ORDER_REQUESTS = 800
+WARM_UP = 200
+TRACING_MODULE = "goshop_common/observability/tracing.py"
+GIT = shutil.which("git") or "git"
+
+
+# --- the child: one build, one round ---------------------------------------------
+
+
+def child(database_url: str, dev_dir: str) -> None:
+    import webob
+    from cryptography.hazmat.primitives import serialization
+
+    from goshop_common.observability import logs
+    from goshop_common.settings import load_settings
+    from goshop_orders import make_app as orders_app
+    from goshop_users import make_app as users_app
+
+    logs.configure("INFO")
+    logs.write_in_background()
+    environ = {"GOSHOP_ENV": "test", "GOSHOP_DATABASE_URL": database_url, "GOSHOP_DEV_DIR": dev_dir}
+    users = users_app(load_settings({}, environ=environ, service="users"))
+    key = Path(dev_dir) / "users-public.pem"
+    key.write_bytes(
+        users.registry.signing_key.public_key.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    orders = orders_app(
+        load_settings({}, environ={**environ, "GOSHOP_JWT_PUBLIC_KEY_FILE": str(key)}, service="orders")
+    )
+
+    def call(app, method, path, body=None, headers=None, expect=200):
+        request = webob.Request.blank(path, method=method, headers=headers or {}, remote_addr="127.0.0.1")
+        if body is not None:
+            request.body = json.dumps(body).encode()
+            request.content_type = "application/json"
+        response = request.get_response(app)
+        assert response.status_code == expect, (path, response.status, response.text[:200])
+        return response
+
+    account = {"email": f"bench-{os.getpid()}-{time.time_ns()}@example.com", "password": "long enough password"}
+    call(users, "POST", "/v1/users/register", account, expect=201)
+    token = json.loads(call(users, "POST", "/v1/users/login", account).body)["access_token"]
+    auth = {"Authorization": f"Bearer {token}"}
+
+    def measure(app, method, path, count, body=None, expect=200) -> float:
+        for _ in range(WARM_UP):
+            call(app, method, path, body, auth, expect)
+        cpu = time.process_time()
+        for _ in range(count):
+            call(app, method, path, body, auth, expect)
+        return (time.process_time() - cpu) / count * 1e6
+
+    figures = {
+        "me": measure(users, "GET", "/v1/users/me", ME_REQUESTS),
+        "orders": measure(orders, "POST", "/v1/orders", ORDER_REQUESTS, {"amount_cents": 19901}, expect=201),
+    }
+    # The exporter's last batch is part of the cost of tracing on.
+    from opentelemetry import trace
+
+    provider = trace.get_tracer_provider()
+    if hasattr(provider, "force_flush"):
+        cpu = time.process_time()
+        provider.force_flush()
+        figures["flush_us_per_request"] = (time.process_time() - cpu) / (ME_REQUESTS + ORDER_REQUESTS) * 1e6
+    print(json.dumps(figures), flush=True)
+
+
+# --- the parent ------------------------------------------------------------------
+
+
+def baseline_ref() -> str:
+    ref = os.environ.get("BENCH_BASELINE_REF")
+    if ref:
+        return ref
+    added = subprocess.run(
+        [GIT, "log", "--diff-filter=A", "--format=%H", "--", TRACING_MODULE],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if not added:
+        raise SystemExit(f"{TRACING_MODULE} is not committed yet: set BENCH_BASELINE_REF")
+    return f"{added[-1]}^"
+
+
+def export_tree(ref: str, into: Path) -> None:
+    """The goshop packages of ``ref``, without touching the repository's worktrees."""
+    archive = subprocess.run([GIT, "archive", "--format=tar", ref], cwd=ROOT, capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        members = [m for m in tar.getmembers() if m.name.split("/")[0].startswith("goshop_")]
+        tar.extractall(into, members=members, filter="data")
+
+
+@contextlib.contextmanager
+def otlp_sink():
+    """Accepts OTLP/HTTP exports and drops them; yields (port, counter)."""
+    received = {"requests": 0, "bytes": 0}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received["requests"] += 1
+            received["bytes"] += len(body)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1], received
+    finally:
+        server.shutdown()
+
+
+@contextlib.contextmanager
+def migrated_shop_database():
+    from goshop_devtools.postgres import EmbeddedPostgres, free_port
+
+    tmp = Path(tempfile.mkdtemp(prefix="goshop-bench-tracing-"))
+    postgres = EmbeddedPostgres(tmp / "data", free_port(), durable=False)
+    try:
+        postgres.start()
+        for service in ("users", "orders"):
+            migrate = [sys.executable, "-m", f"goshop_{service}.migrate", "--database-url", postgres.url, "up"]
+            subprocess.run(migrate, cwd=ROOT, check=True, capture_output=True)
+        yield postgres.url, tmp
+    finally:
+        postgres.destroy()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_child(build: str, database_url: str, dev_dir: Path, baseline: Path, otlp_port: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOSHOP_", "OTEL_"))}
+    if build == "no hooks":
+        env["PYTHONPATH"] = str(baseline)
+    if build == "on":
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{otlp_port}"
+    args = [sys.executable, __file__, "--child", database_url, str(dev_dir)]
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        raise RuntimeError(f"{build}: {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    print(h.background_load(), flush=True)
+    ref = baseline_ref()
+    builds = ("no hooks", "off", "on")
+    results: dict[str, list[dict]] = {build: [] for build in builds}
+    with tempfile.TemporaryDirectory(prefix="goshop-bench-baseline-") as baseline, otlp_sink() as (port, received):
+        export_tree(ref, Path(baseline))
+        check = subprocess.run(
+            [sys.executable, "-c", "import goshop_common; print(goshop_common.__file__)"],
+            env={**os.environ, "PYTHONPATH": baseline},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert check.stdout.startswith(baseline), f"the baseline build is not the one imported: {check.stdout}"
+        print(f"no hooks = {ref} ({ROUNDS} rounds, builds interleaved)", flush=True)
+        with migrated_shop_database() as (url, tmp):
+            load = h.MachineLoad(expected_other=0.6).start()
+            for round_ in range(ROUNDS):
+                for build in builds:
+                    dev_dir = tmp / f"dev-{round_}-{build.replace(' ', '-')}"
+                    dev_dir.mkdir()
+                    results[build].append(run_child(build, url, dev_dir, Path(baseline), port))
+            print(load.summary())
+        print(f"exported while on: {received['requests']} OTLP requests, {received['bytes'] / 1e6:.1f} MB")
+
+    def med(build: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[build])
+
+    for key, name in (("me", "GET /v1/users/me"), ("orders", "POST /v1/orders")):
+        base = med("no hooks", key)
+        for build in ("off", "on"):
+            h.report(f"{name}, tracing {build} (CPU/request)", med(build, key), "us", "no hooks", base)
+    flush = [r.get("flush_us_per_request", 0.0) for r in results["on"]]
+    print(f"tracing on: the last export's flush adds {statistics.median(flush):.1f} us/request (not included above)")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2], sys.argv[3])
+    else:
+        main()
