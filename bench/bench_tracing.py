@@ -39,7 +39,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if sys.argv[1:2] != ["--child"]:
+    # A child imports goshop from its build: the baseline's PYTHONPATH, else
+    # the editable install (this tree).
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _harness as h
 
@@ -192,7 +195,8 @@ def run_child(build: str, database_url: str, dev_dir: Path, baseline: Path, otlp
     if build == "on":
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{otlp_port}"
     args = [sys.executable, __file__, "--child", database_url, str(dev_dir)]
-    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    # Not from the repository's root: "" on sys.path would import this tree.
+    result = subprocess.run(args, cwd=dev_dir, env=env, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         raise RuntimeError(f"{build}: {result.stderr[-2000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -208,6 +212,7 @@ def main() -> None:
         check = subprocess.run(
             [sys.executable, "-c", "import goshop_common; print(goshop_common.__file__)"],
             env={**os.environ, "PYTHONPATH": baseline},
+            cwd=baseline,
             capture_output=True,
             text=True,
             check=True,

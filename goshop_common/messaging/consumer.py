@@ -313,7 +313,8 @@ class EventConsumer:
             "messaging.destination.name": record.topic,
             "messaging.operation.type": "process",
             "messaging.operation.name": "process",
-            "messaging.consumer.group.name": self.name,
+            "messaging.consumer.group.name": getattr(self.consumer, "config", {}).get("group_id") or self.name,
+            "goshop.consumer": self.name,
             "messaging.destination.partition.id": str(record.partition),
             "messaging.kafka.offset": record.offset,
         }
