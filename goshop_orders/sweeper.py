@@ -95,8 +95,10 @@ class PaymentTimeouts:
         with self.engine.begin() as db:
             rows = db.execute(_CANCEL_OVERDUE, values).all()
             checkouts = self._checkout_traces(db, rows)
+            traces = {}
             for row in rows:
-                with self._cancellation_span(row.id, checkouts.get(str(row.id)), started):
+                with self._cancellation_span(row.id, checkouts.get(str(row.id)), started) as span:
+                    traces[row.id] = {} if span is None else tracing.ids_of(span)
                     add_event(
                         db,
                         OUTBOX,
@@ -109,10 +111,10 @@ class PaymentTimeouts:
                         status=CANCELLED,
                         reason=PAYMENT_TIMEOUT,
                     )
+        # After the commit, outside the spans: each line names its cancellation's trace.
         for row in rows:
-            log.warning(
-                "order cancelled: no payment in time", extra={"order_id": str(row.id), "reason": PAYMENT_TIMEOUT}
-            )
+            fields = {"order_id": str(row.id), "reason": PAYMENT_TIMEOUT, **traces[row.id]}
+            log.warning("order cancelled: no payment in time", extra=fields)
         ORDERS_TIMED_OUT.inc(len(rows))
         return len(rows)
 

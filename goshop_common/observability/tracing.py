@@ -96,25 +96,24 @@ def tracer() -> trace.Tracer:
     return trace.get_tracer(TRACER_NAME)
 
 
-def configure(service: str, *, exporter=None) -> bool:
-    """Turn tracing on for this process if an endpoint is set (or, for tests,
-    ``exporter`` is given): True when it is on. Once per process; later calls
-    return what the first decided. ``service`` names the process when
+def configure(service: str) -> bool:
+    """Turn tracing on for this process if an endpoint is set: True when it
+    is on. Once per process; later calls return what the first decided. ``service`` names the process when
     ``OTEL_SERVICE_NAME`` (or ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``)
     does not: ``goshop-<service>``."""
     global _enabled
     with _lock:
         if _enabled:
             return True
-        if exporter is None and not wanted():
+        if not wanted():
             return False
-        _install(service, exporter)
+        _install(service)
         _enabled = True
     log.info("tracing on", extra={"service": service})
     return True
 
 
-def _install(service: str, exporter) -> None:
+def _install(service: str) -> None:
     # Imported here: a process that does not trace never loads the SDK.
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -131,11 +130,10 @@ def _install(service: str, exporter) -> None:
     # default), as the SDK builds it, behind WorkOutsideRequests.
     configured = TracerProvider(resource=resource, shutdown_on_exit=False).sampler
     provider = TracerProvider(resource=resource, sampler=WorkOutsideRequests(configured))
-    if exporter is None:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter()
-    provider.add_span_processor(BatchSpanProcessor(exporter))
+    # Endpoint, headers, timeout and compression from OTEL_EXPORTER_OTLP_*.
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     _instrument_libraries()
     _add_trace_ids_to_log_records()

@@ -68,6 +68,9 @@ def test_a_timed_out_order_is_cancelled_and_refunded_in_a_trace_linked_to_its_ch
     assert timeout.trace_id != checkout.trace_id
     assert timeout.links == (checkout.trace_id,)
 
+    cancelled = [line for line in shop.log("orders-consumer").splitlines() if "no payment in time" in line]
+    assert [json.loads(line[line.index("{") :])["trace_id"] for line in cancelled] == [timeout.trace_id]
+
     shop.start("payments-consumer")
 
     def refunded():
