@@ -12,7 +12,9 @@ instrumentations are per process), interleaved round by round:
   ``PYTHONPATH`` ahead of the editable install), or ``BENCH_BASELINE_REF``;
 - **off**: this tree, no ``OTEL_EXPORTER_OTLP_ENDPOINT``;
 - **on**: this tree, exporting over OTLP/HTTP to a receiver in this process
-  that accepts and drops the spans.
+  that accepts and drops the spans;
+- **on, none sampled**: the same with ``OTEL_TRACES_SAMPLER=parentbased_traceidratio``
+  at 0: instrumented, but no request kept.
 
 Each child builds the users and orders apps as their entry points do, on one
 migrated PostgreSQL, logs as a service does (JSON lines, written by the
@@ -199,8 +201,11 @@ def run_child(build: str, database_url: str, dev_dir: Path, baseline: Path, otlp
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOSHOP_", "OTEL_"))}
     if build == "no hooks":
         env["PYTHONPATH"] = str(baseline)
-    if build == "on":
+    if build.startswith("on"):
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{otlp_port}"
+    if build == "on, none sampled":
+        env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+        env["OTEL_TRACES_SAMPLER_ARG"] = "0"
     args = [sys.executable, __file__, "--child", database_url, str(dev_dir)]
     # Not from the repository's root: "" on sys.path would import this tree.
     result = subprocess.run(args, cwd=dev_dir, env=env, capture_output=True, text=True, timeout=600)
@@ -212,7 +217,7 @@ def run_child(build: str, database_url: str, dev_dir: Path, baseline: Path, otlp
 def main() -> None:
     print(h.background_load(), flush=True)
     ref = baseline_ref()
-    builds = ("no hooks", "off", "on")
+    builds = ("no hooks", "off", "on", "on, none sampled")
     results: dict[str, list[dict]] = {build: [] for build in builds}
     with tempfile.TemporaryDirectory(prefix="goshop-bench-baseline-") as baseline, otlp_sink() as (port, received):
         export_tree(ref, Path(baseline))
@@ -232,7 +237,7 @@ def main() -> None:
             for round_ in range(ROUNDS):
                 # Each round in another order: the orders table grows with
                 # every child, which must not always slow the same build.
-                for build in builds[round_ % 3 :] + builds[: round_ % 3]:
+                for build in builds[round_ % len(builds) :] + builds[: round_ % len(builds)]:
                     dev_dir = tmp / f"dev-{round_}-{build.replace(' ', '-')}"
                     dev_dir.mkdir()
                     results[build].append(run_child(build, url, dev_dir, Path(baseline), port))
@@ -244,7 +249,7 @@ def main() -> None:
 
     for key, name in (("me", "GET /v1/users/me"), ("orders", "POST /v1/orders")):
         base = med("no hooks", key)
-        for build in ("off", "on"):
+        for build in builds[1:]:
             h.report(f"{name}, tracing {build} (CPU/request)", med(build, key), "us", "no hooks", base)
             # Each round's own ratio (its builds ran back to back): the noise.
             ratios = sorted(r[key] / b[key] for r, b in zip(results[build], results["no hooks"], strict=True))
