@@ -2,10 +2,12 @@
 with tracing off (the code as shipped, no OTLP endpoint) against the same
 code before tracing existed, and with tracing on.
 
-    .venv/bin/python bench/bench_tracing.py          # BENCH_ROUNDS=5, BENCH_BASELINE_REF=<commit>
+    .venv/bin/python bench/bench_tracing.py          # BENCH_ROUNDS=40, BENCH_BASELINE_REF=<commit>
 
-Three builds, each in processes of its own (the tracer provider and the
-instrumentations are per process), interleaved round by round:
+Four builds, each in a process of its own (the tracer provider and the
+instrumentations are per process), all started first and then driven in
+turn, one short batch each per round, so that whatever else the box does
+falls on every build alike:
 
 - **no hooks**: the source of the commit before
   ``goshop_common/observability/tracing.py`` was added (``git archive``, on
@@ -20,8 +22,8 @@ Each child builds the users and orders apps as their entry points do, on one
 migrated PostgreSQL, logs as a service does (JSON lines, written by the
 background writer, to /dev/null), and calls the WSGI apps directly (no
 sockets): the figure is CPU per request of the whole child (its exporter
-thread included), the least of five batches in a child, median of the
-rounds; each round's own ratios are printed too, to show the noise.
+thread included), the median over the rounds, and the median and quartiles of
+each round's ratio to the baseline's batch run just before or after it.
 """
 
 from __future__ import annotations
@@ -50,10 +52,9 @@ if sys.argv[1:2] != ["--child"]:
 import _harness as h
 
 ROOT = Path(__file__).resolve().parent.parent
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
-ME_REQUESTS = 3000
-ORDER_REQUESTS = 1000
-BATCHES = 5
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "40"))
+# Requests per batch: about a tenth of a second of CPU each.
+BATCH = {"me": 400, "orders": 60}
 WARM_UP = 200
 TRACING_MODULE = "goshop_common/observability/tracing.py"
 GIT = shutil.which("git") or "git"
@@ -99,32 +100,30 @@ def child(database_url: str, dev_dir: str) -> None:
     token = json.loads(call(users, "POST", "/v1/users/login", account).body)["access_token"]
     auth = {"Authorization": f"Bearer {token}"}
 
-    def measure(app, method, path, count, body=None, expect=200) -> float:
-        """CPU per request, the least of BATCHES batches: a burst of another
-        job on the box inflates a batch, never deflates one."""
+    endpoints = {
+        "me": (users, "GET", "/v1/users/me", None, 200),
+        "orders": (orders, "POST", "/v1/orders", {"amount_cents": 19901}, 201),
+    }
+    for app, method, path, body, expect in endpoints.values():
         for _ in range(WARM_UP):
             call(app, method, path, body, auth, expect)
-        figures = []
-        for _ in range(BATCHES):
-            cpu = time.process_time()
-            for _ in range(count // BATCHES):
-                call(app, method, path, body, auth, expect)
-            figures.append((time.process_time() - cpu) / (count // BATCHES) * 1e6)
-        return min(figures)
-
-    figures = {
-        "me": measure(users, "GET", "/v1/users/me", ME_REQUESTS),
-        "orders": measure(orders, "POST", "/v1/orders", ORDER_REQUESTS, {"amount_cents": 19901}, expect=201),
-    }
-    # The exporter's last batch is part of the cost of tracing on.
+    print(json.dumps({"ready": True}), flush=True)
+    # One batch per command ("me 300"), answered with its CPU per request:
+    # the parent drives every build's child in turn, so that what else the
+    # box is doing falls on all of them alike.
+    # Traced, the batch's spans are exported before its CPU is read: their
+    # encoding and sending are part of what tracing costs.
     from opentelemetry import trace
 
-    provider = trace.get_tracer_provider()
-    if hasattr(provider, "force_flush"):
+    flush = getattr(trace.get_tracer_provider(), "force_flush", lambda: None)
+    for line in sys.stdin:
+        endpoint, count = line.split()
+        app, method, path, body, expect = endpoints[endpoint]
         cpu = time.process_time()
-        provider.force_flush()
-        figures["flush_us_per_request"] = (time.process_time() - cpu) / (ME_REQUESTS + ORDER_REQUESTS) * 1e6
-    print(json.dumps(figures), flush=True)
+        for _ in range(int(count)):
+            call(app, method, path, body, auth, expect)
+        flush()
+        print(json.dumps({"us": (time.process_time() - cpu) / int(count) * 1e6}), flush=True)
 
 
 # --- the parent ------------------------------------------------------------------
@@ -197,28 +196,53 @@ def migrated_shop_database():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_child(build: str, database_url: str, dev_dir: Path, baseline: Path, otlp_port: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOSHOP_", "OTEL_"))}
-    if build == "no hooks":
-        env["PYTHONPATH"] = str(baseline)
-    if build.startswith("on"):
-        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{otlp_port}"
-    if build == "on, none sampled":
-        env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
-        env["OTEL_TRACES_SAMPLER_ARG"] = "0"
-    args = [sys.executable, __file__, "--child", database_url, str(dev_dir)]
-    # Not from the repository's root: "" on sys.path would import this tree.
-    result = subprocess.run(args, cwd=dev_dir, env=env, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        raise RuntimeError(f"{build}: {result.stderr[-2000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+class Child:
+    """One build's process, set up once and driven batch by batch."""
+
+    def __init__(self, build: str, database_url: str, dev_dir: Path, baseline: Path, otlp_port: int):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GOSHOP_", "OTEL_"))}
+        if build == "no hooks":
+            env["PYTHONPATH"] = str(baseline)
+        if build.startswith("on"):
+            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{otlp_port}"
+        if build == "on, none sampled":
+            env["OTEL_TRACES_SAMPLER"] = "parentbased_traceidratio"
+            env["OTEL_TRACES_SAMPLER_ARG"] = "0"
+        dev_dir.mkdir()
+        self.build = build
+        # Not from the repository's root: "" on sys.path would import this tree.
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--child", database_url, str(dev_dir)],
+            cwd=dev_dir,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self._answer()
+
+    def _answer(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.build}: the child died (exit {self.process.wait()})")
+        return json.loads(line)
+
+    def batch(self, endpoint: str, count: int) -> float:
+        self.process.stdin.write(f"{endpoint} {count}\n")
+        self.process.stdin.flush()
+        return self._answer()["us"]
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
 
 def main() -> None:
     print(h.background_load(), flush=True)
     ref = baseline_ref()
     builds = ("no hooks", "off", "on", "on, none sampled")
-    results: dict[str, list[dict]] = {build: [] for build in builds}
+    results: dict[str, dict[str, list[float]]] = {build: {"me": [], "orders": []} for build in builds}
     with tempfile.TemporaryDirectory(prefix="goshop-bench-baseline-") as baseline, otlp_sink() as (port, received):
         export_tree(ref, Path(baseline))
         check = subprocess.run(
@@ -232,30 +256,32 @@ def main() -> None:
         assert check.stdout.startswith(baseline), f"the baseline build is not the one imported: {check.stdout}"
         print(f"no hooks = {ref} ({ROUNDS} rounds, builds interleaved)", flush=True)
         with migrated_shop_database() as (url, tmp):
+            children = [Child(build, url, tmp / f"dev-{n}", Path(baseline), port) for n, build in enumerate(builds)]
             # The children are other processes: about one core of them, and Postgres.
             load = h.MachineLoad(expected_other=1.4).start()
-            for round_ in range(ROUNDS):
-                # Each round in another order: the orders table grows with
-                # every child, which must not always slow the same build.
-                for build in builds[round_ % len(builds) :] + builds[: round_ % len(builds)]:
-                    dev_dir = tmp / f"dev-{round_}-{build.replace(' ', '-')}"
-                    dev_dir.mkdir()
-                    results[build].append(run_child(build, url, dev_dir, Path(baseline), port))
+            try:
+                for round_ in range(ROUNDS):
+                    # Each round in another order: the orders table grows with
+                    # every order, which must not always slow the same build.
+                    order = children[round_ % len(children) :] + children[: round_ % len(children)]
+                    for endpoint, count in BATCH.items():
+                        for child_ in order:
+                            results[child_.build][endpoint].append(child_.batch(endpoint, count))
+            finally:
+                for child_ in children:
+                    child_.close()
             print(load.summary())
         print(f"exported while on: {received['requests']} OTLP requests, {received['bytes'] / 1e6:.1f} MB")
 
-    def med(build: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[build])
-
     for key, name in (("me", "GET /v1/users/me"), ("orders", "POST /v1/orders")):
-        base = med("no hooks", key)
+        base = statistics.median(results["no hooks"][key])
         for build in builds[1:]:
-            h.report(f"{name}, tracing {build} (CPU/request)", med(build, key), "us", "no hooks", base)
-            # Each round's own ratio (its builds ran back to back): the noise.
-            ratios = sorted(r[key] / b[key] for r, b in zip(results[build], results["no hooks"], strict=True))
-            print(f"    per round: {' '.join(f'{ratio:.2f}' for ratio in ratios)}")
-    flush = [r.get("flush_us_per_request", 0.0) for r in results["on"]]
-    print(f"tracing on: the last export's flush adds {statistics.median(flush):.1f} us/request (not included above)")
+            figure = statistics.median(results[build][key])
+            h.report(f"{name}, tracing {build} (CPU/request)", figure, "us", "no hooks", base)
+            # Each round's batches ran back to back: their ratios, paired, show the noise.
+            ratios = sorted(r / b for r, b in zip(results[build][key], results["no hooks"][key], strict=True))
+            low, _, high = statistics.quantiles(ratios, n=4)
+            print(f"    paired by round: median {statistics.median(ratios):.3f}, quartiles {low:.2f}-{high:.2f}")
 
 
 if __name__ == "__main__":
