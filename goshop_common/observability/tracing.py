@@ -34,6 +34,7 @@ trace always starts there; the services trust the gateway.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -238,6 +239,9 @@ class TracedApp:
         return self._traced(environ, start_response)
 
 
+# A service's peers are few (the gateway's pods, an ingress): each address is
+# parsed and checked once, not on every request.
+@functools.lru_cache(maxsize=1024)
 def continues_trace(remote_addr: str | None, trusted: tuple[str, ...]) -> bool:
     """Whether a request from ``remote_addr`` may hand over its trace: the
     peer is a trusted proxy (the gateway for a service, an ingress for the
