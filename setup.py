@@ -14,6 +14,16 @@ RUNTIME = [
     "cryptography==50.0.2",
     "hupper==1.12.1",
     "kafka-python==3.0.12",
+    # Traces (goshop_common.observability.tracing), off unless an OTLP endpoint
+    # is set. The SDK is 1.45.1, not 1.45.2: 1.45.2 wants semantic-conventions
+    # 0.66b2 and every 0.66b1 instrumentation pins 0.66b1.
+    "opentelemetry-api==1.45.1",
+    "opentelemetry-sdk==1.45.1",
+    "opentelemetry-exporter-otlp-proto-http==1.45.1",
+    "opentelemetry-instrumentation-kafka-python==0.66b1",
+    "opentelemetry-instrumentation-sqlalchemy==0.66b1",
+    "opentelemetry-instrumentation-urllib3==0.66b1",
+    "opentelemetry-instrumentation-wsgi==0.66b1",
     # kafka-python checks every record batch's CRC32C; without this C
     # implementation it computes it in pure Python (~7% of a consumer's CPU).
     "crc32c==2.9.post0",
@@ -63,6 +73,9 @@ DEV = [
     "import-linter==2.16",
     # The OpenAPI documents against the code (tests/integration/contract).
     "openapi-spec-validator==0.9.0",
+    # The tests' OTLP/HTTP receiver decodes ExportTraceServiceRequest with it
+    # (the exporter needs it at run time too; named here for what tests import).
+    "opentelemetry-proto==1.45.1",
     "schemathesis==4.32.5",
     "WebTest==3.0.7",
 ]

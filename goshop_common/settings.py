@@ -10,6 +10,9 @@ A process loads only its own section (``load_settings(service="orders")``):
 settings it does not use are ``None``, so code that reaches for another
 service's setting fails in the tests instead of quietly reading a default,
 and production demands only the secrets that process really needs.
+
+OpenTelemetry's ``OTEL_*`` variables are not here on purpose: the SDK reads
+them itself, by its own rules (goshop_common.observability.tracing says why).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import urllib3
 from pyramid.response import Response
 
 from goshop_common.auth.tokens import authenticated_claims, require_access_token
+from goshop_common.observability.tracing import CONTEXT_HEADERS
 from goshop_common.web.errors import error_response
 from goshop_common.web.health import OK, live
 from goshop_common.web.openapi import BEARER, error, proxied
@@ -29,9 +30,13 @@ READY_TIMEOUT = urllib3.Timeout(connect=1.0, read=2.0)
 
 
 # Set by the gateway alone: whatever a client sent under these names is dropped,
-# so an upstream never reads a client's own claim about its address or scheme.
+# so an upstream never reads a client's own claim about its address or scheme,
+# nor its trace context: a traced gateway sends its own (the urllib3
+# instrumentation, continuing the client's only from a trusted proxy:
+# goshop_common.observability.tracing), an untraced one none.
 FORWARDING_HEADERS = frozenset(
     {
+        *CONTEXT_HEADERS,
         "x-request-id",
         "forwarded",
         "x-forwarded-for",

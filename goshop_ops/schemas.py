@@ -64,6 +64,10 @@ def _timeline() -> colander.SchemaNode:
         field("source", enum=["orders", "payments", "outboxer"]),
         field("event"),
         body("detail"),
+        # Only for a step the shop traced: the trace id to open in the trace backend.
+        colander.SchemaNode(
+            StrictString(), name="trace_id", missing=colander.drop, json_schema={"pattern": "^[0-9a-f]{32}$"}
+        ),
     )
     return body("timeline", order_body(STATUSES), list_of("entries", entry), field("markdown"))
 

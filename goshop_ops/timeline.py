@@ -1,6 +1,11 @@
 """An order's saga as one time-ordered list, read from the orders and
 payments schemas: what happened to the order, and where it stands.
 
+An entry from an outbox or inbox row carries the ``trace_id`` it was written
+in, when the shop traced it (goshop_common.observability.tracing): where to
+open that step in the trace backend. A checkout's entries share one; a
+payment timeout's cancellation and what followed it have their own.
+
 Only reads, through the read contracts of orders and payments
 (goshop_orders.read_contract, goshop_payments.read_contract). The entries
 come from four tables written by three kinds of process (the orders
@@ -19,6 +24,7 @@ from goshop_common.clock import rfc3339
 from goshop_common.messaging.events import ORDER_CANCELLED as ORDER_CANCELLED_EVENT
 from goshop_common.messaging.events import ORDER_CREATED as ORDER_CREATED_EVENT
 from goshop_common.messaging.events import PAYMENT_REFUNDED as PAYMENT_REFUNDED_EVENT
+from goshop_common.observability.tracing import trace_id_of
 from goshop_orders.read_contract import INITIAL_STATUS, ORDERS, ORDERS_INBOX, ORDERS_OUTBOX, order_as_json
 from goshop_payments.read_contract import PAYMENTS, PAYMENTS_INBOX, PAYMENTS_OUTBOX, REFUNDED, VOIDED
 
@@ -65,9 +71,14 @@ class Entry:
     source: str  # "orders", "payments" or "outboxer"
     event: str
     detail: dict
+    # The trace the row was written in, when it was traced.
+    trace_id: str | None = None
 
     def as_json(self) -> dict:
-        return {"at": rfc3339(self.at), "source": self.source, "event": self.event, "detail": self.detail}
+        entry = {"at": rfc3339(self.at), "source": self.source, "event": self.event, "detail": self.detail}
+        if self.trace_id is not None:
+            entry["trace_id"] = self.trace_id
+        return entry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,11 +209,12 @@ def _outbox_entry(row) -> Entry:
         "attempts": row["attempts"],
         "queued_at": rfc3339(row["created_at"]),
     }
+    trace_id = trace_id_of(row["traceparent"])
     if row["published_at"] is not None:
-        return Entry(row["published_at"], "outboxer", EVENT_PUBLISHED, detail)
+        return Entry(row["published_at"], "outboxer", EVENT_PUBLISHED, detail, trace_id)
     detail["last_error"] = row["last_error"]
     detail["next_attempt_at"] = rfc3339(row["next_attempt_at"])
-    return Entry(row["created_at"], "outboxer", EVENT_PENDING, detail)
+    return Entry(row["created_at"], "outboxer", EVENT_PENDING, detail, trace_id)
 
 
 def _inbox_entry(source: str, row) -> Entry:
@@ -217,6 +229,7 @@ def _inbox_entry(source: str, row) -> Entry:
             "partition": row["partition"],
             "offset": row["offset"],
         },
+        trace_id_of(row["traceparent"]),
     )
 
 
@@ -239,11 +252,12 @@ def markdown(order: dict, entries) -> str:
         f"- amount: {order['amount_cents']} {order['currency']} (minor units)",
         f"- created: {order['created_at']}, last updated: {order['updated_at']}",
         "",
-        "| at | source | event | detail |",
-        "|---|---|---|---|",
+        "| at | source | event | detail | trace |",
+        "|---|---|---|---|---|",
     ]
     for entry in entries:
         lines.append(
-            f"| {rfc3339(entry.at)} | {entry.source} | {_cell(entry.event)} | {_cell(_detail_text(entry.detail))} |"
+            f"| {rfc3339(entry.at)} | {entry.source} | {_cell(entry.event)} | {_cell(_detail_text(entry.detail))} "
+            f"| {entry.trace_id or ''} |"
         )
     return "\n".join(lines) + "\n"

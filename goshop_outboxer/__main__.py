@@ -15,6 +15,7 @@ from goshop_common.db.session import make_engine
 from goshop_common.messaging.kafka import broker_reachable, make_producer
 from goshop_common.messaging.outbox import outbox_table
 from goshop_common.messaging.worker import configure_logging, health_app, on_sigterm, serve_in_background
+from goshop_common.observability import tracing
 from goshop_common.observability.metrics import OUTBOXES
 from goshop_common.settings import Settings, load_settings
 from goshop_common.web.health import ping_database
@@ -72,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     settings = load_settings(service="outboxer")
     configure_logging(settings)
+    # Before the engine and the producer: both are instrumented as they are made.
+    tracing.configure("outboxer")
     engine = make_engine(settings, pool_size=2, max_overflow=1)
     checks = {
         "database": lambda: ping_database(engine) >= 0,

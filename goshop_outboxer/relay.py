@@ -9,10 +9,21 @@ publishes those rows again later: consumers drop the copies by event id.
 Only the oldest pending row of each key is eligible, so a key's events reach
 Kafka in the order they were written, and a row that keeps failing holds back
 its own key only.
+
+Traced (goshop_common.observability.tracing), each claimed row is relayed in
+the trace its event was created in (the row's ``traceparent``): a ``relay
+<schema>.outbox`` span, child of the event's ``create`` span, holding the
+batch's ``claim``, the row's ``send <topic>`` (kafka-python's
+instrumentation, which puts the send's context in the record's headers for
+the consumer) and the batch's ``mark``. A batch serves several traces at
+once, so its claim and mark appear in each; they are timed as they happened
+(the claim is made before the rows, and so their traces, are known). A pass
+that claims nothing makes no span.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -22,10 +33,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from kafka.errors import KafkaTimeoutError
+from opentelemetry import trace
+from opentelemetry.trace import StatusCode
 
 from goshop_common.clock import utcnow
 from goshop_common.messaging.events import event_headers
 from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
+from goshop_common.observability import tracing
 from goshop_common.observability.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED
 
 log = logging.getLogger("goshop.outboxer")
@@ -121,6 +135,7 @@ class Relay:
                 outbox.c.payload,
                 outbox.c.request_id,
                 outbox.c.attempts,
+                outbox.c.traceparent,
             )
             .where(outbox.c.published_at.is_(None), outbox.c.next_attempt_at <= sa.bindparam("now"), head_of_key)
             .order_by(outbox.c.id)
@@ -131,23 +146,31 @@ class Relay:
     def relay_once(self) -> int:
         """One batch. Returns how many rows it claimed (0: nothing is due)."""
         now = self.clock()
+        spans = None
         with self.engine.begin() as connection:
+            claim_started = tracing.now_ns()
             rows = self._claim(connection, now)
             if not rows:
                 return 0
-            sent = self._send(rows)
+            if tracing.enabled():
+                spans = RelaySpans(self.name, rows, claim_started)
+            sent = self._send(rows, spans)
             self._flush()
             delivered, failed = self._settle(sent)
+            mark_started = tracing.now_ns()
             self._mark_published(connection, delivered)
             self._mark_failed(connection, failed, now)
             # Delivered with the commit, so a consumer woken by it finds the
             # records in Kafka and the rows marked.
             for topic in sorted({row.topic for row in delivered}):
                 connection.execute(self._published_notify, {"topic": topic})
-        self._record(delivered, failed)
+            if spans is not None:
+                spans.marked(mark_started, len(delivered), len(failed))
+        trace_ids = {} if spans is None else spans.end(failed)
+        self._record(delivered, failed, trace_ids)
         return len(rows)
 
-    def _send(self, rows) -> list[tuple[Any, Any, Exception | None]]:
+    def _send(self, rows, spans: RelaySpans | None = None) -> list[tuple[Any, Any, Exception | None]]:
         """Hand each row to the producer: (row, future, None), or (row, None, error) if it refused."""
         sent: list[tuple[Any, Any, Exception | None]] = []
         blocked: KafkaTimeoutError | None = None
@@ -158,12 +181,13 @@ class Relay:
                 sent.append((row, None, blocked))
                 continue
             try:
-                future = self.producer.send(
-                    row.topic,
-                    key=row.key.encode(),
-                    value=json.dumps(row.payload, separators=(",", ":")).encode(),
-                    headers=event_headers(row.event_type, str(row.event_id), row.request_id),
-                )
+                with contextlib.nullcontext() if spans is None else spans.sending(row):
+                    future = self.producer.send(
+                        row.topic,
+                        key=row.key.encode(),
+                        value=json.dumps(row.payload, separators=(",", ":")).encode(),
+                        headers=event_headers(row.event_type, str(row.event_id), row.request_id),
+                    )
             except KafkaTimeoutError as exc:  # no metadata or no buffer within max_block_ms
                 blocked = exc
                 sent.append((row, None, exc))
@@ -217,8 +241,10 @@ class Relay:
                 )
             )
 
-    def _record(self, delivered, failed) -> None:
-        """Stats, metrics and logs, after the commit: only what the database now says happened."""
+    def _record(self, delivered, failed, trace_ids: dict | None = None) -> None:
+        """Stats, metrics and logs, after the commit: only what the database now
+        says happened. ``trace_ids``: each traced row's ``trace_id`` and ``span_id``."""
+        trace_ids = trace_ids or {}
         self.stats.published += len(delivered)
         self.stats.failed += len(failed)
         self._published.inc(len(delivered))
@@ -233,6 +259,7 @@ class Relay:
                     "order_id": row.key,
                     "request_id": row.request_id,
                     "topic": row.topic,
+                    **trace_ids.get(row.id, {}),
                 },
             )
         if failed:
@@ -255,3 +282,68 @@ class Relay:
             self.may_have_backoff = False
             return None
         return max(0.0, (due - self.clock()).total_seconds())
+
+
+class RelaySpans:
+    """The spans of one claimed batch: for each row, a ``relay`` span in the
+    row's own trace (a new trace for a row created untraced) with the batch's
+    ``claim`` and, later, ``mark`` timed inside it. See the module docstring."""
+
+    def __init__(self, table: str, rows, claim_started: int):
+        claimed = tracing.now_ns()
+        self.table = table
+        self.tracer = tracing.tracer()
+        self.spans: dict[int, trace.Span] = {}
+        for row in rows:
+            span = self.tracer.start_span(
+                f"relay {table}",
+                context=tracing.context_from(row.traceparent),
+                start_time=claim_started,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": row.topic,
+                    "messaging.message.id": str(row.event_id),
+                    "goshop.outbox.table": table,
+                    "goshop.outbox.attempt": row.attempts + 1,
+                },
+            )
+            self.spans[row.id] = span
+            self._child(span, "claim", "SELECT", claim_started, claimed, {"messaging.batch.message_count": len(rows)})
+
+    def _child(self, parent: trace.Span, step: str, operation: str, start: int, end: int, attributes: dict) -> None:
+        child = self.tracer.start_span(
+            f"{step} {self.table}",
+            context=trace.set_span_in_context(parent),
+            start_time=start,
+            attributes={
+                "db.system.name": "postgresql",
+                "db.operation.name": operation,
+                "db.collection.name": self.table,
+                **attributes,
+            },
+        )
+        child.end(end_time=end)
+
+    def sending(self, row):
+        """The row's relay span as the current one: the send is its child."""
+        return trace.use_span(self.spans[row.id], end_on_exit=False)
+
+    def marked(self, started: int, published: int, failed: int) -> None:
+        ended = tracing.now_ns()
+        for span in self.spans.values():
+            attributes = {"goshop.outbox.published": published, "goshop.outbox.failed": failed}
+            self._child(span, "mark", "UPDATE", started, ended, attributes)
+
+    def end(self, failed) -> dict[int, dict[str, str]]:
+        """End every relay span after the commit, a failed row's as an error;
+        returns each row's trace and span ids, for its log line."""
+        errors = {row.id: error for row, error in failed}
+        ids = {}
+        for row_id, span in self.spans.items():
+            error = errors.get(row_id)
+            if error is not None:
+                span.record_exception(error)
+                span.set_status(StatusCode.ERROR, f"{error.__class__.__name__}: will retry")
+            span.end()
+            ids[row_id] = tracing.ids_of(span)
+        return ids

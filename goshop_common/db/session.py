@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from zope.sqlalchemy.datamanager import STATUS_CHANGED, join_transaction
 
+from goshop_common.observability import tracing
 from goshop_common.settings import Settings
 
 # Stable constraint names, so migrations can name what they drop.
@@ -64,6 +65,7 @@ def make_engine(settings: Settings, **overrides) -> sa.Engine:
     options.update(overrides)
     engine = sa.create_engine(sqlalchemy_url(settings.database_url), **options)
     _ping_connections_that_sat_idle(engine)
+    tracing.instrument_engine(engine)
     return engine
 
 

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
+from opentelemetry import propagate
+from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from goshop_common.db.listen import Listener
@@ -43,6 +45,7 @@ from goshop_common.messaging.inbox import first_delivery
 from goshop_common.messaging.kafka import broker_reachable, make_consumer, make_producer
 from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
 from goshop_common.messaging.worker import Periodic, configure_logging, health_app, on_sigterm, serve_in_background
+from goshop_common.observability import tracing
 from goshop_common.observability.metrics import CONSUMER_EVENTS, CONSUMER_LAG, CONSUMER_OUTCOMES, EVENTS_PARKED
 from goshop_common.settings import Settings, load_settings
 from goshop_common.web.health import ping_database
@@ -356,7 +359,37 @@ class EventConsumer:
     def _apply_batch(self, records, *, isolated: bool) -> list[Outcome]:
         # Core, on one connection: handlers and the inbox only execute statements.
         with self.engine.begin() as db:
-            return [self._apply(db, record, isolated) for record in records]
+            apply = self._apply_traced if tracing.enabled() else self._apply
+            return [apply(db, record, isolated) for record in records]
+
+    def _apply_traced(self, db: sa.Connection, record, isolated: bool) -> Outcome:
+        """``_apply`` in a ``process <topic>`` span that continues the trace
+        the record's headers carry (the outboxer's send); the outcome's log
+        line, written after the batch commits, names that trace."""
+        headers = _headers(record)
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.destination.name": record.topic,
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.consumer.group.name": getattr(self.consumer, "config", {}).get("group_id") or self.name,
+            "goshop.consumer": self.name,
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.kafka.offset": record.offset,
+        }
+        if events.ID_HEADER in headers:
+            attributes["messaging.message.id"] = headers[events.ID_HEADER]
+        if isinstance(record.key, bytes):
+            attributes["messaging.kafka.message.key"] = record.key.decode(errors="replace")
+        with tracing.tracer().start_as_current_span(
+            f"process {record.topic}", context=propagate.extract(headers), kind=SpanKind.CONSUMER, attributes=attributes
+        ) as span:
+            outcome = self._apply(db, record, isolated)
+            span.set_attribute("goshop.consumer.outcome", outcome.name)
+            if outcome.name == "parked":
+                span.set_status(StatusCode.ERROR, outcome.message)
+        outcome.fields.update(tracing.ids_of(span))
+        return outcome
 
     def _apply(self, db: sa.Connection, record, isolated: bool) -> Outcome:
         """One record. ``isolated``: in a savepoint of the batch's transaction,
@@ -492,6 +525,8 @@ def run_consumer(
     options = parser.parse_args(argv)
     settings = load_settings(service=service)
     configure_logging(settings)
+    # Before build: its engine and consumer are instrumented as they are made.
+    tracing.configure(service)
     worker = build(settings)
     checks = {
         "database": lambda: ping_database(worker.engine) >= 0,

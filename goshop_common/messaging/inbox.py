@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
 
 from goshop_common.db.retention import Rule
+from goshop_common.observability import tracing
 
 
 def inbox_table(metadata: sa.MetaData) -> sa.Table:
@@ -31,6 +32,8 @@ def inbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         # Retention's (create_inbox_retention_index_v1).
         sa.Index("ix_inbox_received_at", "received_at"),
+        # The trace context of the span that applied the event (add_inbox_trace_context_v2).
+        sa.Column("traceparent", sa.Text),
     )
 
 
@@ -77,6 +80,17 @@ def retention_rule(table: sa.Table, horizon: dt.timedelta) -> Rule:
     return Rule(table, horizon, lambda cutoff: received_at <= cutoff)
 
 
+def add_inbox_trace_context_v2(op, schema: str) -> None:
+    """Migration step (frozen): the ``traceparent`` of the consumer span that
+    applied each event. Nullable, no default: no row is rewritten, and the
+    previous release, which never writes it, keeps working."""
+    op.execute(f"ALTER TABLE {schema}.inbox ADD COLUMN traceparent text")
+
+
+def drop_inbox_trace_context_v2(op, schema: str) -> None:
+    op.execute(f"ALTER TABLE {schema}.inbox DROP COLUMN IF EXISTS traceparent")
+
+
 @functools.cache
 def _record(table: sa.Table):
     # Built once per table and given its values at execute time: SQLAlchemy
@@ -89,6 +103,16 @@ def _record(table: sa.Table):
 def first_delivery(
     db, table: sa.Table, event_id: uuid.UUID, event_type: str, topic: str, partition: int, offset: int
 ) -> bool:
-    """Record the event; True when this is its first delivery, False for a duplicate."""
+    """Record the event; True when this is its first delivery, False for a
+    duplicate. Traced, that decision is a span of its own (``inbox
+    <schema>.inbox``, ``goshop.inbox.first_delivery``), and the row keeps the
+    trace context it was applied in."""
     values = {"event_id": event_id, "event_type": event_type, "topic": topic, "partition": partition, "offset": offset}
-    return db.execute(_record(table), values).first() is not None
+    if not tracing.enabled():
+        return db.execute(_record(table), values).first() is not None
+    with tracing.tracer().start_as_current_span(f"inbox {table.schema}.{table.name}") as span:
+        values["traceparent"] = tracing.current_traceparent()
+        first = db.execute(_record(table), values).first() is not None
+        span.set_attribute("goshop.inbox.first_delivery", first)
+        span.set_attribute("messaging.message.id", str(event_id))
+    return first

@@ -4,6 +4,11 @@ announcing it in one transaction; the outboxer relays the row to Kafka later.
 Nothing is sent to Kafka from a request or a consumer. A rolled-back
 transaction therefore emits nothing, and a committed one always emits,
 however long the broker is away.
+
+When the process traces, each row keeps the ``traceparent`` of the span
+that created its event (a ``create <topic>`` span, child of the request's or
+the consumed event's): the outboxer sends the event in that trace, so one
+checkout stays one trace across Kafka. NULL when the process does not trace.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ import functools
 import uuid
 
 import sqlalchemy as sa
+from opentelemetry.trace import SpanKind
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 from goshop_common.db.retention import Rule
 from goshop_common.messaging.events import EventType
+from goshop_common.observability import tracing
 
 NOTIFY_CHANNEL = "goshop_outbox"
 # Rung by the outboxer as it marks rows published, its payload the topic:
@@ -41,6 +48,8 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("last_error", sa.Text),
+        # The W3C trace context of the event's creation (add_outbox_trace_context_v2).
+        sa.Column("traceparent", sa.Text),
         # The relay's pending-row indexes, as create_outbox_v1 made them.
         sa.Index("ix_outbox_pending_key", "key", "id", postgresql_where=sa.text("published_at IS NULL")),
         sa.Index("ix_outbox_pending_due", "next_attempt_at", "id", postgresql_where=sa.text("published_at IS NULL")),
@@ -95,6 +104,18 @@ def create_outbox_v1(op, schema: str) -> None:
         f"CREATE TRIGGER outbox_notify AFTER INSERT ON {schema}.outbox "
         f"FOR EACH STATEMENT EXECUTE FUNCTION {schema}.outbox_notify()"
     )
+
+
+def add_outbox_trace_context_v2(op, schema: str) -> None:
+    """Migration step (frozen): the ``traceparent`` each row's event was
+    created in. A new service's outbox is create_outbox_v1, then this.
+    Nullable and without a default, so adding it rewrites no row and a
+    previous release, which never writes it, keeps working."""
+    op.execute(f"ALTER TABLE {schema}.outbox ADD COLUMN traceparent text")
+
+
+def drop_outbox_trace_context_v2(op, schema: str) -> None:
+    op.execute(f"ALTER TABLE {schema}.outbox DROP COLUMN IF EXISTS traceparent")
 
 
 def drop_outbox_v1(op, schema: str) -> None:
@@ -156,9 +177,25 @@ def add_event(
         # these times.
         "created_at": occurred_at,
     }
-    # One statement per table, its values given at execute time
-    # (goshop_common.messaging.inbox._record says why).
-    db.execute(_insert(table), values)
+    if not tracing.enabled():
+        # One statement per table, its values given at execute time
+        # (goshop_common.messaging.inbox._record says why).
+        db.execute(_insert(table), values)
+        return body
+    attributes = {
+        "messaging.system": "kafka",
+        "messaging.destination.name": event_type.topic,
+        "messaging.operation.type": "create",
+        "messaging.operation.name": "create",
+        "messaging.message.id": body["event_id"],
+        "messaging.kafka.message.key": values["key"],
+        "goshop.event.type": event_type.name,
+    }
+    with tracing.tracer().start_as_current_span(
+        f"create {event_type.topic}", kind=SpanKind.PRODUCER, attributes=attributes
+    ):
+        values["traceparent"] = tracing.current_traceparent()
+        db.execute(_insert(table), values)
     return body
 
 

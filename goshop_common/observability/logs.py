@@ -31,7 +31,15 @@ _DIM = "\033[2m"
 
 
 def _extras(record: logging.LogRecord) -> dict:
-    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    """The ``extra=`` fields, then — when the record was made inside a traced
+    span (goshop_common.observability.tracing) and says no other — its
+    ``trace_id`` and ``span_id``."""
+    fields = {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+    trace_id = getattr(record, "_trace_id", None)
+    if trace_id is not None and "trace_id" not in fields:
+        fields["trace_id"] = trace_id
+        fields["span_id"] = record._span_id
+    return fields
 
 
 @functools.lru_cache(maxsize=4)
@@ -105,6 +113,8 @@ class ConsoleFormatter(logging.Formatter):
             line += f" {fields['duration_ms']:.0f} ms"
         if "request_id" in fields:
             line += self._paint(_DIM, f" rid={fields['request_id']}")
+        if "trace_id" in fields:
+            line += self._paint(_DIM, f" trace={fields['trace_id']}")
         return line
 
 

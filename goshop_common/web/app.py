@@ -9,6 +9,7 @@ process's metrics port, which no Service or Ingress routes to.
 
 import logging
 
+from goshop_common.observability import tracing
 from goshop_common.observability.metrics import add_metrics_endpoint
 from goshop_common.web.health import add_live_route
 from goshop_common.web.rest import JsonRenderer
@@ -112,13 +113,18 @@ def make_service_app(
     (labelled ``service``), its database (with the seed's /live, /ready and
     /v1/db/ping) unless ``database=False``, the service's own ``includes``, its
     scanned ``views`` and its OpenAPI document. The public app; its internal
-    one (``/metrics`` and the like) is ``app.registry.goshop_internal_app``."""
+    one (``/metrics`` and the like) is ``app.registry.goshop_internal_app``.
+    Traced when the process traces (goshop_common.observability.tracing); the
+    internal app never is."""
     from pyramid.config import Configurator
 
+    # Before the database's engine is made, so that it is instrumented.
+    tracing.configure(service)
     with Configurator(settings=dict(ini or {})) as config:
         config.registry.goshop_settings = settings
         config.registry.goshop_service = service
         config.include("goshop_common.web")
+        config.include("goshop_common.observability.tracing")
         config.include("goshop_common.observability.metrics")
         if database:
             config.include("goshop_common.db")
@@ -131,4 +137,4 @@ def make_service_app(
     app = config.make_wsgi_app()
     one_request_class(app)
     app.registry.goshop_internal_app = make_internal_app(app.registry)
-    return app
+    return tracing.traced_app(app, settings)

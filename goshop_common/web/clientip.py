@@ -59,6 +59,14 @@ def _is_trusted(address: Address, trusted: tuple[str, ...]) -> bool:
     return any(address in network for network in _networks(trusted) if network.version == address.version)
 
 
+def peer_is_trusted(remote_addr: str | None, trusted: tuple[str, ...]) -> bool:
+    """Whether the peer itself is a trusted proxy: what it says of the
+    request (a trace it continues, goshop_common.observability.tracing) is
+    believed as its X-Forwarded-For is."""
+    address = parse_address(remote_addr)
+    return address is not None and _is_trusted(address, trusted)
+
+
 def client_ip(remote_addr: str | None, forwarded_for: str | None, trusted: tuple[str, ...]) -> str | None:
     """The canonical address of the client, or None when the peer has none.
 

@@ -278,7 +278,20 @@ def test_app_service_environment_points_at_compose_hosts(services, name):
     assert (jwks.hostname, jwks.port) == ("users", 8081)
 
 
+@pytest.mark.parametrize("name", [*APPS, *MIGRATIONS])
+def test_app_service_sends_its_traces_to_the_compose_jaeger(services, name):
+    endpoint = urlsplit(services[name]["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"])
+    assert (endpoint.hostname, endpoint.port) == ("jaeger", 4318)
+
+
 # --- infrastructure -------------------------------------------------------------
+
+
+def test_jaeger_runs_with_the_infra_pinned_by_tag_and_publishes_its_ui(services):
+    jaeger = services["jaeger"]
+    assert not jaeger.get("profiles"), "the services export to it: it must run whenever they do"
+    assert re.fullmatch(r"jaegertracing/jaeger:\d+\.\d+\.\d+", jaeger["image"])
+    assert _published(jaeger) == {16686: 16686, 4318: 4318}
 
 
 def test_postgres_matches_the_seed(services):

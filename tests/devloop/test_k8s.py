@@ -519,9 +519,11 @@ def _env_of(objects, workload):
 
 @ALL_TARGETS
 def test_every_goshop_setting_is_known_and_parses(target):
+    from goshop_common.observability.tracing import OTEL_VARIABLES
     from goshop_common.settings import SPECS, load_settings
 
-    known = {spec.env for spec in SPECS} | {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"}
+    # OpenTelemetry's own variables are the SDK's to read, not goshop settings.
+    known = {spec.env for spec in SPECS} | {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", *OTEL_VARIABLES}
     objects = rendered(target)
     for workload in [*of_kind(objects, "Deployment"), *of_kind(objects, "Job")]:
         if not pod_spec(workload)["containers"][0]["image"].startswith("goshop-"):
@@ -577,6 +579,19 @@ def test_every_worker_that_needs_kafka_or_the_database_gets_it():
     for name in ("users", "opsassistant", "maintenance"):
         assert "GOSHOP_DATABASE_URL" in _env_of(objects, deployments[name]), name
     assert "GOSHOP_OPS_TOKEN" in _env_of(objects, deployments["opsassistant"])
+
+
+def test_the_dev_overlay_sends_every_goshop_processs_traces_to_its_jaeger():
+    objects = rendered("dev")
+    services = by_name(objects, "Service")
+    assert 4318 in [p["port"] for p in services["jaeger"]["spec"]["ports"]]
+    for workload in of_kind(objects, "Deployment"):
+        if pod_spec(workload)["containers"][0]["image"].startswith("goshop-"):
+            assert _env_of(objects, workload).get("OTEL_EXPORTER_OTLP_ENDPOINT") == "http://jaeger:4318", name_of(
+                workload
+            )
+    (jaeger,) = pod_spec(by_name(objects, "Deployment")["jaeger"])["containers"]
+    assert re.fullmatch(r"jaegertracing/jaeger:\d+\.\d+\.\d+", jaeger["image"]), "pinned by tag"
 
 
 def test_the_dev_secret_is_marked_development_only():

@@ -533,6 +533,12 @@ def test_port_forwards_are_make_runs_ports(tilt):
     assert {name: forwards[name] for name in expected} == {n: [f"{p}:{p}"] for n, p in expected.items()}
 
 
+def test_the_cluster_infras_jaeger_ui_is_forwarded_to_localhost(cluster):
+    forwards = {kwargs["workload"]: kwargs["port_forwards"] for kwargs in cluster.of("k8s_resource")}
+    assert forwards["jaeger"] == ["16686:16686"]
+    assert forwards["postgres"] == []
+
+
 def test_deployed_app_processes_reload_on_synced_code(cluster):
     _rendered(cluster)
     for obj in _deployed(cluster):

@@ -11,6 +11,7 @@ import uuid
 
 import jwt
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.e2e.conftest import ROOT, Http, wait_for
@@ -150,6 +151,34 @@ def test_one_request_id_follows_a_checkout_through_every_process(gw, stack):
     settle(gw, customer, order["id"])
     for name in ("gateway", "orders", "outboxer", "payments-consumer", "orders-consumer"):
         assert request_id in stack.log(name), name
+
+
+def test_an_untraced_shop_stores_and_sends_no_trace_context(gw, stack, engine):
+    # No OTEL_EXPORTER_OTLP_ENDPOINT here: a client's traceparent goes nowhere.
+    customer = sign_up(gw)
+    request_id = f"untraced-{uuid.uuid4().hex[:12]}"
+    headers = {**customer["auth"], "X-Request-ID": request_id, "traceparent": f"00-{'4b' * 16}-{'ab' * 8}-01"}
+    status, _, order = gw.request("POST", "/v1/checkout", {"amount_cents": 7001, "currency": "RUB"}, headers=headers)
+    assert status == 201, order
+    assert settle(gw, customer, order["id"])["status"] == "paid"
+    with engine.connect() as connection:
+        stored = connection.execute(
+            sa.text(
+                """
+                SELECT o.event_type, o.traceparent, i.traceparent AS applied_in
+                FROM (SELECT * FROM orders.outbox UNION ALL SELECT * FROM payments.outbox) o
+                LEFT JOIN (SELECT * FROM orders.inbox UNION ALL SELECT * FROM payments.inbox) i USING (event_id)
+                WHERE o.key = :order
+                """
+            ),
+            {"order": order["id"]},
+        ).all()
+    assert sorted(row.event_type for row in stored) == ["order.created", "payment.confirmed"]
+    assert {(row.traceparent, row.applied_in) for row in stored} == {(None, None)}
+    for name in ("gateway", "orders", "outboxer", "payments-consumer", "orders-consumer"):
+        lines = [line for line in stack.log(name).splitlines() if request_id in line]
+        assert lines, name
+        assert not [line for line in lines if "trace_id" in line or "4b4b4b4b" in line], name
 
 
 def test_bodies_over_one_megabyte_are_refused_at_the_edge(gw, stack):

@@ -130,3 +130,28 @@ def test_an_explanation_needs_no_body(saga, ops_client, orders_client, customer)
 def test_an_unknown_order_has_no_timeline(ops_client):
     response = timeline(ops_client, uuid.uuid4(), status=404)
     assert response.json == {"error": "order not found"}
+
+
+def test_each_step_shows_the_trace_it_was_written_in_and_an_untraced_step_none(
+    saga, ops_client, orders_client, customer
+):
+    order = settled_order(saga, orders_client, customer, 19901)
+    # This saga runs untraced (no OTLP endpoint): no step names a trace.
+    assert not [entry for entry in timeline(ops_client, order["id"]).json["entries"] if "trace_id" in entry]
+
+    # Rows as a traced shop writes them: the order.created row with its
+    # creation's traceparent, payments' inbox row with the span that applied it.
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with saga.engine.begin() as connection:
+        event_id = connection.execute(
+            sa.text("UPDATE orders.outbox SET traceparent = :tp WHERE key = :k RETURNING event_id"),
+            {"tp": f"00-{trace_id}-00f067aa0ba902b7-01", "k": order["id"]},
+        ).scalar_one()
+        connection.execute(
+            sa.text("UPDATE payments.inbox SET traceparent = :tp WHERE event_id = :e"),
+            {"tp": f"00-{trace_id}-b7ad6b7169203331-01", "e": event_id},
+        )
+    body = timeline(ops_client, order["id"]).json
+    traced = {(entry["source"], entry["event"]) for entry in body["entries"] if entry.get("trace_id") == trace_id}
+    assert traced == {("outboxer", "event published"), ("payments", "event applied")}
+    assert f"| {trace_id} |" in body["markdown"]

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from goshop_common.messaging.kafka import ensure_topics, make_producer
-from goshop_common.messaging.outbox import create_outbox_v1, outbox_table
+from goshop_common.messaging.outbox import add_outbox_trace_context_v2, create_outbox_v1, outbox_table
 from goshop_common.settings import SettingsError, load_settings
 from goshop_outboxer.__main__ import build
 from goshop_outboxer.worker import outbox_listener
@@ -26,7 +26,10 @@ def schema(engine):
     name = f"extra_{uuid.uuid4().hex[:8]}"
     with engine.begin() as connection:
         connection.exec_driver_sql(f"CREATE SCHEMA {name}")
-        create_outbox_v1(SimpleNamespace(execute=connection.exec_driver_sql), name)
+        # Every step a service's migrations take to make its outbox.
+        op = SimpleNamespace(execute=connection.exec_driver_sql)
+        create_outbox_v1(op, name)
+        add_outbox_trace_context_v2(op, name)
     yield name
     with engine.begin() as connection:
         connection.exec_driver_sql(f"DROP SCHEMA {name} CASCADE")

@@ -42,19 +42,33 @@ def test_a_later_millisecond_comes_later_whatever_the_kind():
     assert in_time_order([created, changed]) == (changed, created)
 
 
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_an_entry_shows_its_trace_id_only_when_the_step_was_traced():
+    assert "trace_id" not in Entry(T0, "orders", "order created", {}).as_json()
+    assert Entry(T0, "outboxer", "event published", {}, TRACE_ID).as_json()["trace_id"] == TRACE_ID
+
+
 def test_markdown_names_the_order_and_its_status_and_tabulates_the_entries():
     entries = (
         Entry(T0, "orders", "order created", {"amount_cents": 19900, "currency": "RUB"}),
-        Entry(T0, "outboxer", "event pending", {"event_type": "order.created", "last_error": "a | b\nc", "x": None}),
+        Entry(
+            T0,
+            "outboxer",
+            "event pending",
+            {"event_type": "order.created", "last_error": "a | b\nc", "x": None},
+            TRACE_ID,
+        ),
     )
     text = markdown(ORDER, entries)
     lines = text.splitlines()
     assert lines[0] == f"# Order {ORDER['id']}"
     assert "- status: **cancelled (insufficient_funds)**" in lines
-    assert "| 2026-11-25T06:28:27.249Z | orders | order created | amount_cents=19900, currency=RUB |" in lines
+    assert "| 2026-11-25T06:28:27.249Z | orders | order created | amount_cents=19900, currency=RUB |  |" in lines
     # Pipes escaped and line breaks flattened: one row per entry; empty details left out.
     assert (
-        "| 2026-11-25T06:28:27.249Z | outboxer | event pending | event_type=order.created, last_error=a \\| b c |"
-        in (lines)
+        "| 2026-11-25T06:28:27.249Z | outboxer | event pending | event_type=order.created, last_error=a \\| b c "
+        f"| {TRACE_ID} |" in (lines)
     )
     assert OrderTimeline(ORDER, entries).as_json()["markdown"] == text
