@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from goshop_common.db.session import make_engine
 from goshop_common.messaging.worker import configure_logging, health_app, on_sigterm, serve_in_background
+from goshop_common.observability import tracing
 from goshop_common.settings import MAINTENANCE, Settings, load_settings
 from goshop_common.web.health import ping_database
 from goshop_maintenance.rules import every_rule
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     settings = load_settings(service=MAINTENANCE)
     configure_logging(settings)
+    tracing.configure(MAINTENANCE)
     # One connection deletes, one answers /ready.
     engine = make_engine(settings, pool_size=2, max_overflow=0)
     maintenance = build(settings, engine)

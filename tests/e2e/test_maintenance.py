@@ -131,3 +131,29 @@ def test_without_a_database_the_worker_says_so_on_ready_and_keeps_trying_quietly
     assert code == 0, log[-2000:]
     assert "Traceback" not in log
     assert log.count("database unavailable") == 1, log[-2000:]
+
+
+def test_a_traced_pass_is_a_trace_per_table_with_its_deletes_inside(clean_db, maintenance_env):
+    from tests.otlp import otlp_receiver
+
+    add_inbox_rows(clean_db, "payments", 15, "40 days")
+    with otlp_receiver() as (receiver, port):
+        env = {**maintenance_env, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"}
+        result = subprocess.run(
+            [sys.executable, "-m", "goshop_maintenance", "--once"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        [root] = receiver.find(name="retention payments.inbox")
+        spans = receiver.trace(root.trace_id)
+    assert root.service == "goshop-maintenance"
+    assert (root.parent_id, root.attributes["goshop.retention.deleted"]) == (None, 15)
+    deletes = [s for s in spans if s.kind == "client" and s.name.startswith("DELETE")]
+    # Batches of 7: 7, 7, 1.
+    assert len(deletes) == 3
+    assert {s.parent_id for s in deletes} == {root.span_id}
