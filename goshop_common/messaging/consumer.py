@@ -329,7 +329,9 @@ class EventConsumer:
                 log.log(outcome.level, outcome.message, extra=outcome.fields, exc_info=outcome.exc_info)
         if poison:
             try:
-                self.dead_letters.park([(o.record, o.reason, o.error) for o in poison])
+                self.dead_letters.park(
+                    [(o.record, o.reason, o.error) for o in poison], traces=[o.trace_context for o in poison]
+                )
             except KafkaError as exc:
                 # Not parked, so not passed: nothing is lost by trying again.
                 self.stats.count("retried")
@@ -389,7 +391,7 @@ class EventConsumer:
             if outcome.name == "parked":
                 span.set_status(StatusCode.ERROR, outcome.message)
         outcome.fields.update(tracing.ids_of(span))
-        return outcome
+        return dataclasses.replace(outcome, trace_context=span.get_span_context())
 
     def _apply(self, db: sa.Connection, record, isolated: bool) -> Outcome:
         """One record. ``isolated``: in a savepoint of the batch's transaction,
@@ -471,6 +473,8 @@ class Outcome:
     record: object = None
     reason: str | None = None
     error: str | None = None
+    # The record's ``process`` span, when traced: its parked copy is sent in it.
+    trace_context: object = None
 
 
 def _parked(record, reason: str, error: str, message: str, fields: dict, exc_info=None) -> Outcome:

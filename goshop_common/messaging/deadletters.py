@@ -37,6 +37,7 @@ from kafka.errors import KafkaError
 
 from goshop_common.messaging import events
 from goshop_common.messaging.kafka import make_producer, make_reader
+from goshop_common.observability import tracing
 from goshop_common.settings import OPS, load_settings
 
 SUFFIX = events.DEAD_LETTER_SUFFIX
@@ -107,21 +108,27 @@ class DeadLetters:
         self.consumer = consumer
         self.producer = producer
 
-    def park(self, parked: Sequence[tuple[object, str, str]], timeout: float = 10.0) -> None:
+    def park(
+        self, parked: Sequence[tuple[object, str, str]], timeout: float = 10.0, traces: Sequence | None = None
+    ) -> None:
         """Produce every ``(record, reason, error)`` to its dead-letter topic,
         in the record's partition, and wait until the broker has every one.
         Raises KafkaError if any is refused: the caller must not commit the
-        offset past them."""
-        futures = [
-            self.producer.send(
-                dead_letter_topic(record.topic),
-                key=record.key,
-                value=record.value,
-                headers=parked_headers(record, self.consumer, reason, error),
-                partition=record.partition,
-            )
-            for record, reason, error in parked
-        ]
+        offset past them. ``traces``, one span context (or None) per record:
+        each copy is sent in that span's trace (the consumer's ``process``
+        span), never as a trace of its own."""
+        futures = []
+        for (record, reason, error), span_context in zip(parked, traces or [None] * len(parked), strict=True):
+            with tracing.within(span_context):
+                futures.append(
+                    self.producer.send(
+                        dead_letter_topic(record.topic),
+                        key=record.key,
+                        value=record.value,
+                        headers=parked_headers(record, self.consumer, reason, error),
+                        partition=record.partition,
+                    )
+                )
         for future in futures:
             future.get(timeout=timeout)
 

@@ -34,6 +34,7 @@ trace always starts there; the services trust the gateway.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -297,6 +298,22 @@ def current_traceparent() -> str | None:
     carrier: dict[str, str] = {}
     _W3C.inject(carrier)
     return carrier.get("traceparent")
+
+
+@contextlib.contextmanager
+def within(span_context: trace.SpanContext | None):
+    """Make the span ``span_context`` names current (a span that may have
+    ended already), so that what starts inside is its child: a consumer's
+    parked copy is sent after its ``process`` span, in that span's trace.
+    Nothing when tracing is off or there is no such span."""
+    if not _enabled or span_context is None or not span_context.is_valid:
+        yield
+        return
+    token = otel_context.attach(trace.set_span_in_context(trace.NonRecordingSpan(span_context)))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def context_from(traceparent: str | None):

@@ -212,6 +212,37 @@ def test_a_trusted_callers_trace_is_continued_and_an_untrusted_callers_is_not(gw
     assert receiver.trace(ignored) == []
 
 
+def test_a_parked_copy_is_sent_in_its_records_process_span_never_as_a_trace_of_its_own(stack, receiver, kafka_broker):
+    from goshop_common.messaging.events import ORDERS_TOPIC
+    from goshop_common.messaging.kafka import make_producer
+
+    key = f"poison-{uuid.uuid4().hex[:8]}".encode()
+    producer = make_producer(kafka_broker.bootstrap)
+    try:
+        producer.send(ORDERS_TOPIC, key=key, value=b"not json").get(10)
+    finally:
+        producer.close(timeout=5)
+
+    def parked_send():
+        return [
+            span
+            for span in receiver.find(service="goshop-payments-consumer", kind="producer")
+            if span.attributes.get("messaging.destination.name") == f"{ORDERS_TOPIC}.dlq"
+            and span.attributes.get("messaging.kafka.message.key") in (key.decode(), None)
+        ]
+
+    assert poll_until(parked_send, 30), "no send of the parked copy was exported"
+    processes = {
+        span.span_id: span
+        for span in receiver.find(service="goshop-payments-consumer", kind="consumer")
+        if span.attributes.get("messaging.kafka.message.key") == key.decode()
+    }
+    [process] = processes.values()
+    assert process.attributes["goshop.consumer.outcome"] == "parked"
+    sends = [span for span in parked_send() if span.trace_id == process.trace_id]
+    assert [span.parent_id for span in sends] == [process.span_id]
+
+
 def test_probes_and_polling_are_not_traced(stack, receiver):
     deadline = time.monotonic() + 1
     while time.monotonic() < deadline:
