@@ -45,6 +45,19 @@ def add_inbox_rows(engine, schema: str, count: int, age: str) -> None:
         )
 
 
+def run_once(env: dict) -> subprocess.CompletedProcess:
+    """``python -m goshop_maintenance --once``, as a CronJob runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "goshop_maintenance", "--once"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def inbox_count(engine, schema: str) -> int:
     with engine.connect() as connection:
         return connection.execute(sa.text(f"SELECT count(*) FROM {schema}.inbox")).scalar_one()
@@ -83,15 +96,7 @@ def test_once_runs_one_pass_and_exits_0(clean_db, maintenance_env):
     add_inbox_rows(clean_db, "payments", 15, "40 days")
     add_inbox_rows(clean_db, "payments", 2, "1 day")
 
-    result = subprocess.run(
-        [sys.executable, "-m", "goshop_maintenance", "--once"],
-        cwd=ROOT,
-        env=maintenance_env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_once(maintenance_env)
 
     assert result.returncode == 0, result.stderr[-2000:]
     assert inbox_count(clean_db, "payments") == 2
@@ -100,15 +105,7 @@ def test_once_runs_one_pass_and_exits_0(clean_db, maintenance_env):
 def test_once_without_a_database_exits_1_without_a_traceback(maintenance_env):
     env = {**maintenance_env, "GOSHOP_DATABASE_URL": f"postgresql://goshop:goshop@127.0.0.1:{free_port()}/goshop"}
 
-    result = subprocess.run(
-        [sys.executable, "-m", "goshop_maintenance", "--once"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_once(env)
 
     assert result.returncode == 1
     assert "database unavailable" in result.stderr
@@ -139,15 +136,7 @@ def test_a_traced_pass_is_a_trace_per_table_with_its_deletes_inside(clean_db, ma
     add_inbox_rows(clean_db, "payments", 15, "40 days")
     with otlp_receiver() as (receiver, port):
         env = {**maintenance_env, "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"}
-        result = subprocess.run(
-            [sys.executable, "-m", "goshop_maintenance", "--once"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_once(env)
         assert result.returncode == 0, result.stderr[-2000:]
         [root] = receiver.find(name="retention payments.inbox")
         spans = receiver.trace(root.trace_id)
