@@ -82,6 +82,7 @@ sys.path.insert(0, str(ROOT))
 import _harness as h  # noqa: E402
 
 from goshop_devtools.postgres import free_port, port_bindable  # noqa: E402
+from goshop_devtools.run import PROCESSES  # noqa: E402
 from goshop_devtools.waiting import poll_until  # noqa: E402
 
 WRK_THREADS = 2
@@ -102,17 +103,9 @@ ORDER_TIMEOUT = 15.0
 STOP_TIMEOUT = 20.0
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 
-# The service processes (goshop_devtools.run.PROCESSES), by port offset from the base port.
-PORT_OFFSETS = {
-    "gateway": 0,
-    "users": 1,
-    "orders": 2,
-    "payments": 3,
-    "outboxer": 4,
-    "ops": 5,
-    "orders-consumer": 6,
-    "payments-consumer": 7,
-}
+# The service processes make run starts, by port offset from the base port:
+# every one of them is counted (the maintenance worker came later and was not).
+PORT_OFFSETS = {process.name: process.port_offset for process in PROCESSES}
 HTTP_SERVICES = ("gateway", "users", "orders", "payments", "ops")
 METRICS_PORT_SHIFT = 1000
 
