@@ -27,6 +27,9 @@ class Stack:
         # ports too, as the inis' 908x may be a running shop's.
         self.metrics_ports = {name: free_port() for name in ("gateway", "users", "orders", "payments", "ops")}
         self.env = {
+            # Coverage's subprocess measurement rides this environment
+            # (.coveragerc: patch = subprocess); the rest of ours stays out.
+            **{name: value for name, value in os.environ.items() if name.startswith("COVERAGE_")},
             **env,
             "GOSHOP_JWKS_URL": f"http://127.0.0.1:{self.ports['users']}/.well-known/jwks.json",
             "GOSHOP_USERS_URL": f"http://127.0.0.1:{self.ports['users']}",
