@@ -4,7 +4,7 @@ it may write.
 The ops assistant explains an order's saga from the orders service's own
 tables. Rather than reach into ``goshop_orders.models``, it reads these names
 — the one import from this package that the import contract allows
-(``[tool.importlinter]`` in setup.cfg). A change to anything listed here is a
+(``.importlinter``). A change to anything listed here is a
 change to that contract: the ops tests say what depends on it.
 
 Readers use read-only transactions (``goshop_ops`` binds its sessions with
