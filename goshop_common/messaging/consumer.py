@@ -94,16 +94,6 @@ class Event:
         return self.headers.get(events.REQUEST_ID_HEADER)
 
 
-def _headers(record) -> dict[str, str]:
-    headers = {}
-    for name, value in record.headers or ():
-        try:
-            headers[name] = value.decode() if isinstance(value, bytes) else str(value)
-        except UnicodeDecodeError:
-            continue
-    return headers
-
-
 def parse(record) -> Event:
     """The event in a Kafka record, checked against the contract; PoisonEvent
     if it breaks it (so no handler ever sees a malformed event), or if its
@@ -130,7 +120,7 @@ def parse(record) -> Event:
         record.topic,
         record.partition,
         record.offset,
-        _headers(record),
+        events.text_headers(record.headers),
         fields,
     )
 
@@ -368,7 +358,7 @@ class EventConsumer:
         """``_apply`` in a ``process <topic>`` span that continues the trace
         the record's headers carry (the outboxer's send); the outcome's log
         line, written after the batch commits, names that trace."""
-        headers = _headers(record)
+        headers = events.text_headers(record.headers)
         attributes = {
             "messaging.system": "kafka",
             "messaging.destination.name": record.topic,
@@ -398,7 +388,7 @@ class EventConsumer:
         so a record that fails rolls back only its own work, never its
         neighbours'; otherwise a failure is _HandlerFailed, for the batch to
         run again isolated."""
-        replay_for = _header(record, deadletters.REPLAY_FOR_HEADER)
+        replay_for = events.text_headers(record.headers).get(deadletters.REPLAY_FOR_HEADER)
         if replay_for is not None and replay_for != self.name:
             # Another consumer's parked event, put back for it alone: this
             # consumer saw the original at its own offset already.
@@ -480,16 +470,6 @@ class Outcome:
 def _parked(record, reason: str, error: str, message: str, fields: dict, exc_info=None) -> Outcome:
     fields = {**fields, "park_reason": reason, "dlq_topic": deadletters.dead_letter_topic(record.topic)}
     return Outcome("parked", logging.ERROR, message, fields, exc_info, record, reason, error)
-
-
-def _header(record, name: str) -> str | None:
-    for key, value in record.headers or ():
-        if key == name:
-            try:
-                return value.decode() if isinstance(value, bytes) else str(value)
-            except UnicodeDecodeError:
-                return None
-    return None
 
 
 class _HandlerFailed(Exception):

@@ -53,6 +53,7 @@ HANDLER_ERROR = "handler_error"  # its handler raised: a bug
 REASONS = (MALFORMED, UNKNOWN_TYPE, CONTRACT, INAPPLICABLE, HANDLER_ERROR)
 
 # Headers a parked record carries besides its own.
+HEADER_PREFIX = "dlq-"
 ERROR_HEADER = "dlq-error"  # what was wrong, in words (an exception's class and message)
 REASON_HEADER = "dlq-reason"  # one of REASONS
 CONSUMER_HEADER = "dlq-consumer"
@@ -84,10 +85,15 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def own_headers(headers) -> list[tuple[str, bytes]]:
+    """A record's headers without the ``dlq-*`` ones a parking added."""
+    return [(name, value) for name, value in headers or () if not name.startswith(HEADER_PREFIX)]
+
+
 def parked_headers(record, consumer: str, reason: str, error: str) -> list[tuple[str, bytes]]:
     """The record's own headers, then the dead-letter ones (any ``dlq-*`` it
     already had, from an earlier parking, replaced)."""
-    own = [(name, value) for name, value in record.headers or () if not name.startswith("dlq-")]
+    own = own_headers(record.headers)
     added = {
         ERROR_HEADER: error[:ERROR_MAX_CHARS],
         REASON_HEADER: reason,
@@ -169,7 +175,7 @@ class ParkedEvent:
 
     @property
     def original_headers(self) -> list[tuple[str, bytes]]:
-        return [(name, value) for name, value in self.headers if not name.startswith("dlq-")]
+        return own_headers(self.headers)
 
     def as_json(self) -> dict:
         return {
@@ -190,16 +196,6 @@ class ParkedEvent:
             "replayed": bool(self.replayed_at),
             "replayed_at": self.replayed_at,
         }
-
-
-def _text_headers(headers) -> dict[str, str]:
-    decoded = {}
-    for name, value in headers or ():
-        try:
-            decoded[name] = value.decode() if isinstance(value, bytes) else str(value)
-        except UnicodeDecodeError:
-            continue
-    return decoded
 
 
 def _as_int(value: str | None, default: int = -1) -> int:
@@ -270,7 +266,7 @@ def read_parked(bootstrap: str, topics: Iterable[str] | None = None, timeout: fl
     by_position: dict[tuple[str, int, int], ParkedEvent] = {}
     markers = []
     for record in sorted(_records(bootstrap, topics, timeout), key=lambda r: (r.topic, r.partition, r.offset)):
-        headers = _text_headers(record.headers)
+        headers = events.text_headers(record.headers)
         if REPLAY_OF_HEADER in headers:
             markers.append((record.topic, record.partition, headers))
             continue

@@ -265,6 +265,18 @@ def read_fields(event_type: str, topic: str, body: dict) -> dict | None:
     return _deserialize(contract.fields, body, event_type)
 
 
+def text_headers(headers) -> dict[str, str]:
+    """Kafka headers (name, bytes) as text, by name; a value that is not
+    UTF-8 is left out (not ours to read)."""
+    decoded = {}
+    for name, value in headers or ():
+        try:
+            decoded[name] = value.decode() if isinstance(value, bytes) else str(value)
+        except UnicodeDecodeError:
+            continue
+    return decoded
+
+
 def event_headers(event_type: str, event_id: str | uuid.UUID, request_id: str | None = None) -> list[tuple[str, bytes]]:
     """Kafka headers for an event: its type, its id and, when known, the
     request that caused it."""
