@@ -26,10 +26,12 @@ import json
 import time
 import urllib.parse
 
+from goshop_orders.read_contract import PAYMENT_TIMEOUT_REASON
+
 FINAL = {"paid": "confirmed", "cancelled": "failed"}
 # An order cancelled because its payment did not come in time: its payment, if
 # taken late, was given back; if not taken yet, it never will be.
-TIMED_OUT = "payment_timeout"
+TIMED_OUT = PAYMENT_TIMEOUT_REASON
 TIMED_OUT_PAYMENTS = ("refunded", "voided", "failed")
 PAGE = 100
 
