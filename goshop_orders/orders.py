@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session as DbSession
 
 from goshop_common.messaging.events import ORDER_CREATED
-from goshop_common.messaging.outbox import add_event
+from goshop_common.messaging.outbox import add_event_with
 from goshop_orders.models import NEW, OUTBOX, Order
 
 
@@ -48,7 +48,10 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
 
 _ORDERS = Order.__table__
 _ORDER_COLUMNS = ("id", "user_id", "amount_cents", "currency", "status", "created_at", "updated_at")
-_INSERT_ORDER = _ORDERS.insert()
+# With its order.created event, in one statement (add_event_with).
+_INSERT_ORDER = (
+    _ORDERS.insert().values({column: sa.bindparam(column) for column in _ORDER_COLUMNS}).returning(_ORDERS.c.id)
+)
 # Only a new order moves; the values are bound at execute time, so the
 # statement is built and compiled once.
 _SETTLE = (
@@ -79,11 +82,11 @@ class Orders:
             updated_at=now,
         )
         # Core: the row is written once here and answered from ``order``,
-        # which the ORM has no reason to track (nor to flush before the
-        # outbox insert).
-        self.db.execute(_INSERT_ORDER, {column: getattr(order, column) for column in _ORDER_COLUMNS})
-        add_event(
+        # which the ORM has no reason to track (nor to flush first).
+        add_event_with(
             self.db,
+            _INSERT_ORDER,
+            {column: getattr(order, column) for column in _ORDER_COLUMNS},
             OUTBOX,
             ORDER_CREATED,
             occurred_at=now,

@@ -26,19 +26,21 @@ from goshop_common.messaging.events import (
     PAYMENT_FAILED,
     PAYMENT_REFUNDED,
 )
-from goshop_common.messaging.outbox import add_event
+from goshop_common.messaging.outbox import add_event, add_event_with
 from goshop_payments.models import CONFIRMED, FAILED, OUTBOX, REFUNDED, VOIDED, Payment
 from goshop_payments.provider import MockProvider
 
 # One charge per order: a second order.created for the same order inserts
 # nothing. Core, on the table, with its values given at execute time: the ORM
 # buys nothing for a row that is written once and never loaded here.
-_INSERT_PAYMENT = (
-    insert(Payment.__table__)
-    .on_conflict_do_nothing(index_elements=[Payment.__table__.c.order_id])
-    .returning(Payment.__table__.c.id)
-)
 _PAYMENTS = Payment.__table__
+_PAYMENT_COLUMNS = ("id", "order_id", "user_id", "amount_cents", "currency", "status", "reason", "created_at")
+_INSERT_PAYMENT = (
+    insert(_PAYMENTS)
+    .values({column: sa.bindparam(column) for column in _PAYMENT_COLUMNS})
+    .on_conflict_do_nothing(index_elements=[_PAYMENTS.c.order_id])
+    .returning(_PAYMENTS.c.id)
+)
 # Only a confirmed payment is refunded, and only once: the second
 # order.cancelled (or a replay) finds it refunded already and changes nothing.
 _REFUND = (
@@ -82,13 +84,13 @@ class PaymentDecider:
             "reason": decision.reason,
             "created_at": now,
         }
-        inserted = db.execute(_INSERT_PAYMENT, values).first()
-        if inserted is None:
-            # The order already has its payment (an order.created with another
-            # event id for the same order): one charge per order, no second event.
-            return
-        add_event(
+        # The event is queued only with a payment: a second order.created for
+        # the same order (another event id) inserts nothing, so it charges
+        # once and announces once.
+        add_event_with(
             db,
+            _INSERT_PAYMENT,
+            values,
             OUTBOX,
             PAYMENT_CONFIRMED if decision.confirmed else PAYMENT_FAILED,
             occurred_at=now,

@@ -162,6 +162,43 @@ def add_event(
     The event is built by the contract (goshop_common.messaging.events), so a
     field the contract does not allow fails here, inside the transaction that
     would otherwise have committed it."""
+    body, values = _event_row(table, event_type, occurred_at, request_id, fields)
+    # One statement per table, its values given at execute time
+    # (goshop_common.messaging.inbox._record says why).
+    _created(event_type, values, lambda row: db.execute(_insert(table), row))
+    return body
+
+
+def add_event_with(
+    db,
+    change: sa.Insert | sa.Update,
+    change_values: dict,
+    table: sa.Table,
+    event_type: EventType,
+    *,
+    occurred_at: dt.datetime,
+    request_id: str | None = None,
+    **fields,
+) -> bool:
+    """``change`` (an INSERT or UPDATE ... RETURNING, built once, its values
+    bound at execute time from ``change_values``) and the event announcing it,
+    as one statement: the event's row is written for each row the change
+    returns, so a change that touched nothing (ON CONFLICT DO NOTHING, a WHERE
+    that matched no row) queues nothing. True when the event was queued.
+
+    One round trip and one execution where add_event after the change took
+    two; the event is built by the contract just the same."""
+    _body, values = _event_row(table, event_type, occurred_at, request_id, fields)
+
+    def write(row: dict) -> bool:
+        statement = _insert_with(table, change, "traceparent" in row)
+        bound = {**change_values, **{_EVENT_PARAM + name: value for name, value in row.items()}}
+        return db.execute(statement, bound).first() is not None
+
+    return _created(event_type, values, write)
+
+
+def _event_row(table: sa.Table, event_type: EventType, occurred_at: dt.datetime, request_id, fields) -> tuple:
     body = event_type.build(occurred_at, **fields)
     values = {
         "event_id": uuid.UUID(body["event_id"]),
@@ -177,17 +214,20 @@ def add_event(
         # these times.
         "created_at": occurred_at,
     }
+    return body, values
+
+
+def _created(event_type: EventType, values: dict, write):
+    """``write(values)``; when the process traces, inside the event's
+    ``create <topic>`` span, whose context the row keeps as its traceparent."""
     if not tracing.enabled():
-        # One statement per table, its values given at execute time
-        # (goshop_common.messaging.inbox._record says why).
-        db.execute(_insert(table), values)
-        return body
+        return write(values)
     attributes = {
         "messaging.system": "kafka",
         "messaging.destination.name": event_type.topic,
         "messaging.operation.type": "create",
         "messaging.operation.name": "create",
-        "messaging.message.id": body["event_id"],
+        "messaging.message.id": str(values["event_id"]),
         "messaging.kafka.message.key": values["key"],
         "goshop.event.type": event_type.name,
     }
@@ -195,8 +235,23 @@ def add_event(
         f"create {event_type.topic}", kind=SpanKind.PRODUCER, attributes=attributes
     ):
         values["traceparent"] = tracing.current_traceparent()
-        db.execute(_insert(table), values)
-    return body
+        return write(values)
+
+
+_EVENT_COLUMNS = ("event_id", "topic", "key", "event_type", "payload", "request_id", "created_at")
+# The event's values are bound under this prefix, clear of the change's own names.
+_EVENT_PARAM = "outbox_"
+
+
+@functools.cache
+def _insert_with(table: sa.Table, change, traced: bool):
+    # WITH change AS (<change> RETURNING ...) INSERT INTO outbox (...)
+    # SELECT <the event's values> FROM change: built and compiled once per
+    # (outbox, change, traced), like _insert.
+    columns = [*_EVENT_COLUMNS, "traceparent"] if traced else list(_EVENT_COLUMNS)
+    done = change.cte("change")
+    rows = sa.select(*(sa.bindparam(_EVENT_PARAM + name, type_=table.c[name].type) for name in columns))
+    return sa.insert(table).from_select(columns, rows.select_from(done)).add_cte(done).returning(table.c.event_id)
 
 
 @functools.cache
