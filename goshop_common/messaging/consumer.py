@@ -41,7 +41,7 @@ from goshop_common.db.listen import Listener
 from goshop_common.db.session import make_engine
 from goshop_common.messaging import deadletters, events
 from goshop_common.messaging.deadletters import DeadLetters
-from goshop_common.messaging.inbox import first_delivery
+from goshop_common.messaging.inbox import first_deliveries, first_delivery
 from goshop_common.messaging.kafka import broker_reachable, make_consumer, make_producer
 from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
 from goshop_common.messaging.worker import Periodic, configure_logging, health_app, on_sigterm, serve_in_background
@@ -128,6 +128,19 @@ def parse(record) -> Event:
 Handler = Callable[[sa.Connection, Event], None]
 
 
+def apply_all(handler: Handler, db: sa.Connection, batch: list[Event]) -> None:
+    """Every event of ``batch``, in order, in ``db``'s transaction: by the
+    handler's ``apply_all(db, events)`` when it has one (a handler that
+    writes a run of events in one statement), otherwise one by one. Either
+    must leave the database as applying each event alone, in order, would."""
+    many = getattr(handler, "apply_all", None)
+    if many is not None:
+        many(db, batch)
+        return
+    for event in batch:
+        handler(db, event)
+
+
 # The ConsumerStats attribute that counts each outcome of CONSUMER_OUTCOMES.
 _STAT_OF_OUTCOME = {
     "consumed": "consumed",
@@ -175,7 +188,8 @@ class EventConsumer:
     """Runs ``handler`` for every new event of ``consumer``'s topics.
 
     ``handler(db, event)`` applies the event in ``db``'s transaction; it raises
-    PoisonEvent for an event that can never apply. It never commits. Poison
+    PoisonEvent for an event that can never apply. It never commits. It may
+    also apply a batch at once (``apply_all``, see that function). Poison
     events are parked through ``dead_letters``.
     """
 
@@ -286,8 +300,10 @@ class EventConsumer:
     def _process(self, partition, records) -> None:
         """Apply one partition's batch in one transaction, then commit its offset.
 
-        The batch first runs as one plain transaction: an event costs its own
-        statements and nothing more. Should any handler fail, that
+        The batch first runs as one plain transaction: the inbox rows of all
+        its events are one statement, and a handler with ``apply_all`` writes
+        a run of events in a statement or two (untraced; a traced batch runs
+        event by event, each in its span). Should any handler fail, that
         transaction is rolled back and the batch runs again with each event
         in a savepoint of its own, so that the failing event alone is
         parked. Outcomes are counted and logged once the batch commits.
@@ -351,8 +367,42 @@ class EventConsumer:
     def _apply_batch(self, records, *, isolated: bool) -> list[Outcome]:
         # Core, on one connection: handlers and the inbox only execute statements.
         with self.engine.begin() as db:
-            apply = self._apply_traced if tracing.enabled() else self._apply
-            return [apply(db, record, isolated) for record in records]
+            if tracing.enabled():
+                return [self._apply_traced(db, record, isolated) for record in records]
+            if isolated:
+                return [self._apply(db, record, isolated) for record in records]
+            return self._apply_together(db, records)
+
+    def _apply_together(self, db: sa.Connection, records) -> list[Outcome]:
+        """The plain run of an untraced batch: the inbox rows of all its
+        events in one statement, then the first deliveries' effects (by the
+        handler's apply_all). The outcomes are _apply's, record by record; a
+        handler failure is _HandlerFailed, as there."""
+        outcomes: list[Outcome | None] = []
+        screened = []
+        for record in records:
+            early = self._screen(record)
+            if isinstance(early, Outcome):
+                outcomes.append(early)
+            else:
+                screened.append((len(outcomes), *early))
+                outcomes.append(None)
+        first = first_deliveries(db, self.inbox, [event for _index, event, _fields in screened])
+        batch = []
+        for index, event, fields in screened:
+            if event.event_id in first:
+                first.discard(event.event_id)  # a second copy in the batch is a duplicate
+                batch.append(event)
+                outcomes[index] = Outcome("applied", logging.INFO, "event applied", fields)
+            else:
+                outcomes[index] = Outcome("duplicate", logging.INFO, "duplicate event ignored", fields)
+        try:
+            apply_all(self.handler, db, batch)
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            raise _HandlerFailed from exc
+        return outcomes
 
     def _apply_traced(self, db: sa.Connection, record, isolated: bool) -> Outcome:
         """``_apply`` in a ``process <topic>`` span that continues the trace
@@ -383,11 +433,10 @@ class EventConsumer:
         outcome.fields.update(tracing.ids_of(span))
         return dataclasses.replace(outcome, trace_context=span.get_span_context())
 
-    def _apply(self, db: sa.Connection, record, isolated: bool) -> Outcome:
-        """One record. ``isolated``: in a savepoint of the batch's transaction,
-        so a record that fails rolls back only its own work, never its
-        neighbours'; otherwise a failure is _HandlerFailed, for the batch to
-        run again isolated."""
+    def _screen(self, record) -> Outcome | tuple[Event, dict]:
+        """What a record is before any statement: another consumer's replay
+        (passed over) or poison (parked), as an Outcome; otherwise its event
+        and the fields of its log line."""
         replay_for = events.text_headers(record.headers).get(deadletters.REPLAY_FOR_HEADER)
         if replay_for is not None and replay_for != self.name:
             # Another consumer's parked event, put back for it alone: this
@@ -415,6 +464,17 @@ class EventConsumer:
             "partition": event.partition,
             "offset": event.offset,
         }
+        return event, fields
+
+    def _apply(self, db: sa.Connection, record, isolated: bool) -> Outcome:
+        """One record. ``isolated``: in a savepoint of the batch's transaction,
+        so a record that fails rolls back only its own work, never its
+        neighbours'; otherwise a failure is _HandlerFailed, for the batch to
+        run again isolated."""
+        early = self._screen(record)
+        if isinstance(early, Outcome):
+            return early
+        event, fields = early
         savepoint = db.begin_nested() if isolated else None
         try:
             if not first_delivery(

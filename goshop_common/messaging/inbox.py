@@ -14,7 +14,7 @@ import functools
 import uuid
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
 
 from goshop_common.db.retention import Rule
 from goshop_common.observability import tracing
@@ -116,3 +116,39 @@ def first_delivery(
         span.set_attribute("goshop.inbox.first_delivery", first)
         span.set_attribute("messaging.message.id", str(event_id))
     return first
+
+
+@functools.cache
+def _record_all(table: sa.Table):
+    # One statement for a whole batch, whatever its size: the rows come as
+    # one array per column (unnest), so the statement is built and compiled
+    # once, like _record.
+    columns = ("event_id", "event_type", "topic", "partition", "offset")
+    arrays = (
+        sa.func.unnest(*(sa.bindparam(f"{name}s", type_=ARRAY(table.c[name].type)) for name in columns))
+        .table_valued(*columns)
+        .render_derived("delivered")
+    )
+    return (
+        insert(table)
+        .from_select(list(columns), sa.select(*arrays.c))
+        .on_conflict_do_nothing(index_elements=[table.c.event_id])
+        .returning(table.c.event_id)
+    )
+
+
+def first_deliveries(db, table: sa.Table, events) -> set[uuid.UUID]:
+    """Record every event of a batch in one statement; the ids of those
+    delivered for the first time. An id the batch carries twice is recorded
+    once, and returned once: its first copy is the one to apply. Untraced
+    batches only (first_delivery is the traced, one-event form)."""
+    if not events:
+        return set()
+    values = {
+        "event_ids": [event.event_id for event in events],
+        "event_types": [event.type for event in events],
+        "topics": [event.topic for event in events],
+        "partitions": [event.partition for event in events],
+        "offsets": [event.offset for event in events],
+    }
+    return set(db.execute(_record_all(table), values).scalars())

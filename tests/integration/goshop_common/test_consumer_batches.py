@@ -112,6 +112,90 @@ def test_a_failing_handler_is_parked_alone_and_its_neighbours_are_applied_once(o
     assert [sql for sql in statements if sql.upper().startswith("SAVEPOINT")]
 
 
+def send(bootstrap: str, bodies: list[dict]) -> None:
+    """These events, in this order, on one key (one partition, one batch)."""
+    producer = make_producer(bootstrap)
+    for body in bodies:
+        headers = event_headers(ORDER_CREATED.name, body["event_id"])
+        producer.send(ORDERS_TOPIC, key=b"batch", value=json.dumps(body).encode(), headers=headers)
+    producer.flush(10)
+    producer.close(timeout=5)
+
+
+def inbox_inserts(statements: list[str]) -> list[str]:
+    return [sql for sql in statements if sql.startswith(f"INSERT INTO {SCHEMA}.inbox")]
+
+
+def test_a_plain_batch_records_every_inbox_row_in_one_statement(own_broker, scratch):
+    ids = produce(own_broker.bootstrap, 5)
+    worker, statements = consume(own_broker.bootstrap, scratch, record_effect, 5)
+    assert recorded(scratch, EFFECTS) == recorded(scratch, INBOX) == set(ids)
+    assert worker.stats.applied == 5
+    # Five events came in one poll; however they were split into batches,
+    # each batch wrote its inbox rows in one statement.
+    assert 1 <= len(inbox_inserts(statements)) < 5
+
+
+def test_an_event_twice_in_one_batch_is_applied_once(own_broker, scratch):
+    first, second = order_created(), order_created()
+    send(own_broker.bootstrap, [first, second, first])
+    worker, _statements = consume(own_broker.bootstrap, scratch, record_effect, 3)
+    assert recorded(scratch, EFFECTS) == recorded(scratch, INBOX) == {first["event_id"], second["event_id"]}
+    assert (worker.stats.applied, worker.stats.duplicates, worker.stats.parked) == (2, 1, 0)
+
+
+class Together:
+    """A handler that takes a batch at once, and says what it was given."""
+
+    def __init__(self):
+        self.batches: list[list[str]] = []
+
+    def __call__(self, db, event):
+        self.apply_all(db, [event])
+
+    def apply_all(self, db, batch):
+        self.batches.append([str(event.event_id) for event in batch])
+        if batch:
+            db.execute(EFFECTS.insert(), [{"event_id": event.event_id} for event in batch])
+
+
+def test_a_handler_that_takes_a_batch_gets_its_first_deliveries_in_order(own_broker, scratch):
+    bodies = [order_created() for _ in range(3)]
+    with scratch.begin() as db:  # the second was applied before
+        db.execute(
+            INBOX.insert(),
+            {
+                "event_id": uuid.UUID(bodies[1]["event_id"]),
+                "event_type": ORDER_CREATED.name,
+                "topic": ORDERS_TOPIC,
+                "partition": 0,
+                "offset": 0,
+            },
+        )
+    send(own_broker.bootstrap, bodies)
+    handler = Together()
+    worker, _statements = consume(own_broker.bootstrap, scratch, handler, 3)
+    applied = [event_id for batch in handler.batches for event_id in batch]
+    assert applied == [bodies[0]["event_id"], bodies[2]["event_id"]]
+    assert (worker.stats.applied, worker.stats.duplicates) == (2, 1)
+
+
+def test_a_batch_handler_that_fails_is_run_event_by_event_and_only_the_bad_one_is_parked(own_broker, scratch):
+    bodies = [order_created() for _ in range(3)]
+    bad = bodies[1]["event_id"]
+
+    class FailsOnOne(Together):
+        def apply_all(self, db, batch):
+            if any(str(event.event_id) == bad for event in batch):
+                raise RuntimeError("a bug in the handler")
+            super().apply_all(db, batch)
+
+    send(own_broker.bootstrap, bodies)
+    worker, _statements = consume(own_broker.bootstrap, scratch, FailsOnOne(), 3)
+    assert recorded(scratch, EFFECTS) == recorded(scratch, INBOX) == {bodies[0]["event_id"], bodies[2]["event_id"]}
+    assert (worker.stats.applied, worker.stats.parked) == (2, 1)
+
+
 def record_effect(db, event):
     db.execute(EFFECTS.insert(), {"event_id": event.event_id})
 
