@@ -31,22 +31,38 @@ log = logging.getLogger("goshop.orders.consumer")
 OUTCOMES = {PAYMENT_CONFIRMED.name: PAID, PAYMENT_FAILED.name: CANCELLED}
 
 
-def apply_payment_event(db: sa.Connection, event: Event) -> None:
-    """Settle the order a payment event is about. The consumer has already
-    checked the event against the contract, so its fields are sound."""
-    status = OUTCOMES.get(event.type)
-    if status is None:
-        return  # another event type on the topic: not ours to act on
-    order_id = event.fields["order_id"]
-    reason = event.fields["reason"] if status == CANCELLED else None
-    settled = Orders(db, utcnow).settle(order_id, status, reason)
-    if not settled:
-        # Already cancelled by the payment timeout, say: payments refunds a
-        # confirmed payment when it reads that order's order.cancelled.
-        log.warning(
-            "order unknown or already settled",
-            extra={"order_id": str(order_id), "event_id": str(event.event_id), "event": event.type},
-        )
+class PaymentOutcomes:
+    """The handler of payments.events: settle the order each payment event is
+    about. The consumer has already checked the events against the contract,
+    so their fields are sound. A batch (``apply_all``) is settled in one
+    statement (Orders.settle_all), as applying its events one by one would."""
+
+    def __init__(self, clock=utcnow):
+        self.clock = clock
+
+    def __call__(self, db: sa.Connection, event: Event) -> None:
+        self.apply_all(db, [event])
+
+    def apply_all(self, db: sa.Connection, batch: list[Event]) -> None:
+        # Another event type on the topic (payment.refunded) is not ours to act on.
+        ours = [event for event in batch if event.type in OUTCOMES]
+        settlements = []
+        for event in ours:
+            status = OUTCOMES[event.type]
+            settlements.append(
+                (event.fields["order_id"], status, event.fields["reason"] if status == CANCELLED else None)
+            )
+        settled = Orders(db, self.clock).settle_all(settlements)
+        for event, (order_id, _status, _reason) in zip(ours, settlements, strict=True):
+            if order_id in settled:
+                settled.discard(order_id)  # the order's first settlement; a later one finds it settled
+                continue
+            # Already cancelled by the payment timeout, say: payments refunds a
+            # confirmed payment when it reads that order's order.cancelled.
+            log.warning(
+                "order unknown or already settled",
+                extra={"order_id": str(order_id), "event_id": str(event.event_id), "event": event.type},
+            )
 
 
 def build(settings: Settings, **consumer_overrides) -> EventConsumer:
@@ -56,7 +72,7 @@ def build(settings: Settings, **consumer_overrides) -> EventConsumer:
         settings.orders_consumer_group,
         [PAYMENTS_TOPIC],
         INBOX,
-        apply_payment_event,
+        PaymentOutcomes(),
         **consumer_overrides,
     )
 

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session as DbSession
 
 from goshop_common.messaging.events import ORDER_CREATED
@@ -52,12 +53,23 @@ _ORDER_COLUMNS = ("id", "user_id", "amount_cents", "currency", "status", "create
 _INSERT_ORDER = (
     _ORDERS.insert().values({column: sa.bindparam(column) for column in _ORDER_COLUMNS}).returning(_ORDERS.c.id)
 )
-# Only a new order moves; the values are bound at execute time, so the
-# statement is built and compiled once.
-_SETTLE = (
+# Only a new order moves. The values are bound at execute time, as arrays
+# (one per column), so the statement is built and compiled once, whatever
+# the number of settlements (the first for each order: settle_all says why).
+_SETTLING = (
+    sa.func.unnest(
+        sa.bindparam("order_ids", type_=ARRAY(_ORDERS.c.id.type)),
+        sa.bindparam("statuses", type_=ARRAY(_ORDERS.c.status.type)),
+        sa.bindparam("reasons", type_=ARRAY(_ORDERS.c.reason.type)),
+    )
+    .table_valued("order_id", "status", "reason")
+    .render_derived("settling")
+)
+_SETTLE_ALL = (
     sa.update(_ORDERS)
-    .where(_ORDERS.c.id == sa.bindparam("order_id"), _ORDERS.c.status == NEW)
-    .values(status=sa.bindparam("new_status"), reason=sa.bindparam("new_reason"), updated_at=sa.bindparam("now"))
+    .where(_ORDERS.c.id == _SETTLING.c.order_id, _ORDERS.c.status == NEW)
+    .values(status=_SETTLING.c.status, reason=_SETTLING.c.reason, updated_at=sa.bindparam("now"))
+    .returning(_ORDERS.c.id)
 )
 
 
@@ -126,5 +138,23 @@ class Orders:
     def settle(self, order_id: uuid.UUID, status: str, reason: str | None) -> bool:
         """Move a ``new`` order to ``status``; False when the order is unknown or
         already settled (transitions happen only from ``new``)."""
-        values = {"order_id": order_id, "new_status": status, "new_reason": reason, "now": self.clock()}
-        return self.db.execute(_SETTLE, values).rowcount == 1
+        return order_id in self.settle_all([(order_id, status, reason)])
+
+    def settle_all(self, settlements: list[tuple[uuid.UUID, str, str | None]]) -> set[uuid.UUID]:
+        """``settle`` for each (order_id, status, reason), in order, as one
+        statement; the ids of the orders that moved. Only the first
+        settlement of an order can move it (it is ``new`` no more after),
+        so a later one for the same order is left out of the statement,
+        which could otherwise pick either."""
+        first: dict[uuid.UUID, tuple[str, str | None]] = {}
+        for order_id, status, reason in settlements:
+            first.setdefault(order_id, (status, reason))
+        if not first:
+            return set()
+        values = {
+            "order_ids": list(first),
+            "statuses": [status for status, _reason in first.values()],
+            "reasons": [reason for _status, reason in first.values()],
+            "now": self.clock(),
+        }
+        return set(self.db.execute(_SETTLE_ALL, values).scalars())
