@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import Session as DbSession
 
 from goshop_common.messaging.consumer import Event
@@ -26,7 +26,7 @@ from goshop_common.messaging.events import (
     PAYMENT_FAILED,
     PAYMENT_REFUNDED,
 )
-from goshop_common.messaging.outbox import add_event, add_event_with
+from goshop_common.messaging.outbox import Announcement, add_event, add_event_with, add_events_with
 from goshop_payments.models import CONFIRMED, FAILED, OUTBOX, REFUNDED, VOIDED, Payment
 from goshop_payments.provider import MockProvider
 
@@ -38,6 +38,20 @@ _PAYMENT_COLUMNS = ("id", "order_id", "user_id", "amount_cents", "currency", "st
 _INSERT_PAYMENT = (
     insert(_PAYMENTS)
     .values({column: sa.bindparam(column) for column in _PAYMENT_COLUMNS})
+    .on_conflict_do_nothing(index_elements=[_PAYMENTS.c.order_id])
+    .returning(_PAYMENTS.c.id)
+)
+# A run of charges at once: the same, its values bound as one array a column.
+_CHARGING = (
+    sa.func.unnest(
+        *(sa.bindparam(f"all_{column}", type_=ARRAY(_PAYMENTS.c[column].type)) for column in _PAYMENT_COLUMNS)
+    )
+    .table_valued(*_PAYMENT_COLUMNS)
+    .render_derived("charging")
+)
+_INSERT_PAYMENTS = (
+    insert(_PAYMENTS)
+    .from_select(list(_PAYMENT_COLUMNS), sa.select(*_CHARGING.c))
     .on_conflict_do_nothing(index_elements=[_PAYMENTS.c.order_id])
     .returning(_PAYMENTS.c.id)
 )
@@ -65,7 +79,52 @@ class PaymentDecider:
         elif event.type == ORDER_CANCELLED.name:
             self.compensate(db, event)
 
+    def apply_all(self, db: sa.Connection, batch: list[Event]) -> None:
+        """The batch in order, each run of order.created events charged in
+        one statement (charge_all); anything else one by one."""
+        run: list[Event] = []
+        for event in batch:
+            if event.type == ORDER_CREATED.name:
+                run.append(event)
+                continue
+            self.charge_all(db, run)
+            run = []
+            self(db, event)
+        self.charge_all(db, run)
+
     def charge(self, db: sa.Connection, event: Event) -> None:
+        payment, announced = self._decide(event)
+        # The event is queued only with a payment: a second order.created for
+        # the same order (another event id) inserts nothing, so it charges
+        # once and announces once.
+        add_event_with(
+            db,
+            _INSERT_PAYMENT,
+            payment,
+            OUTBOX,
+            announced.event_type,
+            occurred_at=announced.occurred_at,
+            request_id=announced.request_id,
+            **announced.fields,
+        )
+
+    def charge_all(self, db: sa.Connection, run: list[Event]) -> None:
+        """``charge`` for each order.created of ``run``, in one statement. The
+        first event of an order is the one decided: one by one, a later one
+        would find the order paid for and insert nothing."""
+        decided = {}
+        for event in run:
+            if event.fields["order_id"] not in decided:
+                decided[event.fields["order_id"]] = self._decide(event)
+        if not decided:
+            return
+        payments = [payment for payment, _announcement in decided.values()]
+        values = {f"all_{column}": [payment[column] for payment in payments] for column in _PAYMENT_COLUMNS}
+        add_events_with(db, _INSERT_PAYMENTS, values, OUTBOX, [announcement for _p, announcement in decided.values()])
+
+    def _decide(self, event: Event) -> tuple[dict, Announcement]:
+        """The provider's decision on an order.created: the payment row, and
+        its event, due when the row is inserted."""
         # Checked by the consumer against the contract: ids are UUIDs, the
         # amount a positive integer, the currency three capitals.
         order_id, user_id = event.fields["order_id"], event.fields["user_id"]
@@ -74,7 +133,7 @@ class PaymentDecider:
         now = self.clock()
         payment_id = uuid.uuid4()
         status = CONFIRMED if decision.confirmed else FAILED
-        values = {
+        payment = {
             "id": payment_id,
             "order_id": order_id,
             "user_id": user_id,
@@ -84,25 +143,17 @@ class PaymentDecider:
             "reason": decision.reason,
             "created_at": now,
         }
-        # The event is queued only with a payment: a second order.created for
-        # the same order (another event id) inserts nothing, so it charges
-        # once and announces once.
-        add_event_with(
-            db,
-            _INSERT_PAYMENT,
-            values,
-            OUTBOX,
-            PAYMENT_CONFIRMED if decision.confirmed else PAYMENT_FAILED,
-            occurred_at=now,
-            request_id=event.request_id,
-            payment_id=payment_id,
-            order_id=order_id,
-            user_id=user_id,
-            amount_cents=amount,
-            currency=currency,
-            status=status,
-            reason=decision.reason,
-        )
+        fields = {
+            "payment_id": payment_id,
+            "order_id": order_id,
+            "user_id": user_id,
+            "amount_cents": amount,
+            "currency": currency,
+            "status": status,
+            "reason": decision.reason,
+        }
+        event_type = PAYMENT_CONFIRMED if decision.confirmed else PAYMENT_FAILED
+        return payment, Announcement(payment_id, event_type, now, event.request_id, fields)
 
     def compensate(self, db: sa.Connection, event: Event) -> None:
         """The order was cancelled without its payment: refund a confirmed

@@ -16,10 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from opentelemetry.trace import SpanKind
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 
 from goshop_common.db.retention import Rule
 from goshop_common.messaging.events import EventType
@@ -198,6 +199,38 @@ def add_event_with(
     return _created(event_type, values, write)
 
 
+class Announcement(NamedTuple):
+    """An event add_events_with queues when its change returned ``value``."""
+
+    value: object
+    event_type: EventType
+    occurred_at: dt.datetime
+    request_id: str | None
+    fields: dict
+
+
+def add_events_with(db, change, change_values: dict, table: sa.Table, events: list[Announcement]) -> set:
+    """add_event_with for a batch: ``change`` (an INSERT or UPDATE ...
+    RETURNING one column, its values bound at execute time, as arrays for
+    unnest, say) and each Announcement's event when the change returned its
+    ``value``: one statement, whatever the batch's size. Returns the values
+    that had their event queued.
+
+    For untraced processes: a traced one queues each event in a ``create``
+    span of its own (add_event_with), so the consumer hands it no batches."""
+    if not events:
+        return set()
+    if tracing.enabled():
+        raise RuntimeError("add_events_with queues no trace context; a traced process queues events one by one")
+    rows = [_event_row(table, e.event_type, e.occurred_at, e.request_id, e.fields)[1] for e in events]
+    values = {_EVENT_PARAM + "values": [event.value for event in events]}
+    for name in _EVENT_COLUMNS:
+        values[f"{_EVENT_PARAM}{name}s"] = [row[name] for row in rows]
+    statement = _insert_each_with(table, change, type(events[0].value))
+    queued = set(db.execute(statement, {**change_values, **values}).scalars())
+    return {event.value for event, row in zip(events, rows, strict=True) if row["event_id"] in queued}
+
+
 def _event_row(table: sa.Table, event_type: EventType, occurred_at: dt.datetime, request_id, fields) -> tuple:
     body = event_type.build(occurred_at, **fields)
     values = {
@@ -252,6 +285,30 @@ def _insert_with(table: sa.Table, change, traced: bool):
     done = change.cte("change")
     rows = sa.select(*(sa.bindparam(_EVENT_PARAM + name, type_=table.c[name].type) for name in columns))
     return sa.insert(table).from_select(columns, rows.select_from(done)).add_cte(done).returning(table.c.event_id)
+
+
+_ARRAY_OF = {uuid.UUID: UUID(as_uuid=True), str: sa.Text(), int: sa.BigInteger()}
+
+
+@functools.cache
+def _insert_each_with(table: sa.Table, change, value_type: type):
+    # WITH change AS (<change> RETURNING v) INSERT INTO outbox (...) SELECT
+    # the events FROM unnest(<one array a column>) JOIN change ON the value:
+    # built and compiled once per (outbox, change), like _insert.
+    done = change.cte("change")
+    queued = (
+        sa.func.unnest(
+            sa.bindparam(_EVENT_PARAM + "values", type_=ARRAY(_ARRAY_OF[value_type])),
+            *(sa.bindparam(f"{_EVENT_PARAM}{name}s", type_=ARRAY(table.c[name].type)) for name in _EVENT_COLUMNS),
+        )
+        .table_valued("value", *_EVENT_COLUMNS)
+        .render_derived("queued")
+    )
+    [returned] = done.c
+    rows = sa.select(*(queued.c[name] for name in _EVENT_COLUMNS)).select_from(
+        queued.join(done, queued.c.value == returned)
+    )
+    return sa.insert(table).from_select(list(_EVENT_COLUMNS), rows).add_cte(done).returning(table.c.event_id)
 
 
 @functools.cache
