@@ -150,7 +150,7 @@ class _Connection:
         try:
             self.parser.feed_data(chunk)
         except httptools.HttpParserError:
-            # Garbage after a whole answer spoils the connection, not the answer.
+            # Bytes after a whole answer spoil the connection, not the answer.
             if not self.complete:
                 raise
             self.reusable = False
@@ -168,8 +168,9 @@ class _Connection:
 
     def on_message_begin(self) -> None:
         if self.complete:
-            # Bytes after the answer answer nothing this client asked.
-            self.reusable = False
+            # Bytes after the answer answer nothing this client asked: the
+            # parse stops here (feed_data raises), the connection is not kept.
+            raise httptools.HttpParserError("bytes after the answer")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))

@@ -393,11 +393,29 @@ def test_a_read_timeout_on_a_kept_connection_is_a_504_and_the_request_is_not_sen
     assert (users.connections, len(requests)) == (1, 2)
 
 
-def test_a_longer_read_timeout_for_one_call_waits_longer(upstream):
-    users = upstream(lambda connection: (_read_request(connection), time.sleep(0.5), connection.sendall(OK)))
-    upstreams = client(users.url, read_timeout=0.2)
+def test_a_longer_read_timeout_for_one_call_waits_longer_on_the_same_connection(upstream):
+    def answers_late_after_the_first(connection):
+        for index in itertools.count():
+            if not _read_request(connection):
+                return
+            time.sleep(0.5 if index else 0)
+            connection.sendall(OK)
+
+    users = upstream(answers_late_after_the_first)
+    upstreams = client(users.url, read_timeout=0.3)
+    assert upstreams.request("users", "GET", "/x", [], None).body == b"ok"
     response = upstreams.request("users", "GET", "/x", [], None, timeout=Timeout(connect=1, read=2))
-    assert response.body == b"ok"
+    assert (response.body, users.connections) == (b"ok", 1)
+    # The next call waits the client's own read timeout again.
+    with pytest.raises(UpstreamFailure) as failure:
+        upstreams.request("users", "GET", "/x", [], None)
+    assert failure.value.status == 504
+
+
+@pytest.mark.parametrize("url", ["https://users:8443", "users:8081", "http://"])
+def test_an_upstream_url_that_is_not_plain_http_is_refused_at_start(url):
+    with pytest.raises(ValueError, match="an upstream URL is"):
+        Upstreams({"users": url}, connect_timeout=1, read_timeout=1)
 
 
 def test_a_port_nobody_listens_on_is_a_502():
@@ -479,3 +497,12 @@ def test_a_real_waitress_upstream_gets_the_method_path_headers_and_body_on_one_c
     assert [s["body"] for s in seen] == ['{"n": 0}', '{"n": 1}', '{"n": 2}']
     assert len({s["peer"] for s in seen}) == 1, "kept alive"
     assert [h for h in responses[0].headers if h[0] == "Set-Cookie"] == [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]
+
+
+@pytest.mark.parametrize("surplus", [OK, b"garbage"], ids=["an answer", "garbage"])
+def test_bytes_after_an_answer_spoil_its_connection_not_the_answer(upstream, surplus):
+    users = upstream(answers(OK + surplus, OK))
+    upstreams = client(users.url)
+    for _ in range(2):
+        assert upstreams.request("users", "GET", "/x", [], None).body == b"ok"
+    assert users.connections == 2
