@@ -45,6 +45,10 @@ _METHODS_EXPECTING_BODY = frozenset({"POST", "PUT", "PATCH"})
 # character may split the request line.
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _RECV_BYTES = 65536
+# What a call can fail with: the socket's errors (timeouts, refusals, resets,
+# the closes above) and an answer that is not HTTP/1.1, a 101 included (the
+# gateway asks no upgrade: Upgrade is hop-by-hop).
+_BROKEN = (OSError, httptools.HttpParserError, httptools.HttpParserUpgrade)
 
 
 class UpstreamFailure(Exception):
@@ -142,8 +146,12 @@ class _Connection:
         if head:
             # llhttp cannot be told an answer to HEAD has no body: it would
             # wait for the body its Content-Length announces. A new parser
-            # for the next answer.
+            # for the next answer; none at all after an upstream that sent a
+            # body anyway, whose framing is not to be trusted.
             self.parser = httptools.HttpResponseParser(self)
+            if self.body:
+                self.reusable = False
+                self.body = []
         return UpstreamResponse(parser.get_status_code(), end_to_end_items(self.headers), b"".join(self.body))
 
     def _feed(self, chunk: bytes) -> None:
@@ -311,7 +319,7 @@ class Upstreams:
             return self._traced(pool, upstream, method, path, headers, body, timeout or self.timeout)
         try:
             return pool.request(method, path, headers, body, timeout or self.timeout)
-        except (OSError, httptools.HttpParserError) as exc:
+        except _BROKEN as exc:
             raise _failure(upstream, exc) from None
 
     def _traced(self, pool: _Upstream, upstream: str, method: str, path: str, headers, body, timeout):
@@ -334,7 +342,7 @@ class Upstreams:
             propagate.inject(carrier)
             try:
                 response = pool.request(method, path, [*headers, *carrier.items()], body, timeout)
-            except (OSError, httptools.HttpParserError) as exc:
+            except _BROKEN as exc:
                 failure = _failure(upstream, exc)
                 span.set_attribute("error.type", type(exc).__qualname__)
                 span.set_status(Status(StatusCode.ERROR, failure.message))

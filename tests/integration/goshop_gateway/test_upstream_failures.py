@@ -257,6 +257,13 @@ def test_answers_to_head_and_204_and_304_have_no_body_and_keep_their_connection(
     assert (upstreams.request("users", "GET", "/x", [], None).body, users.connections) == (b"ok", 1)
 
 
+def test_a_body_sent_to_head_anyway_is_dropped_with_its_connection(upstream):
+    users = upstream(answers(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", OK))
+    upstreams = client(users.url)
+    assert upstreams.request("users", "HEAD", "/x", [], None).body == b""
+    assert (upstreams.request("users", "GET", "/x", [], None).body, users.connections) == (b"ok", 2)
+
+
 def test_an_informational_answer_is_skipped_for_the_one_after_it(upstream):
     users = upstream(answers(b"HTTP/1.1 100 Continue\r\n\r\n" + OK))
     response = client(users.url).request("users", "POST", "/x", [], b"{}")
@@ -365,8 +372,13 @@ def test_an_upstream_that_closes_mid_answer_is_a_502(upstream):
     assert users.connections == 1
 
 
-def test_an_answer_that_is_not_http_is_a_502(upstream):
-    users = upstream(answers(b"SSH-2.0-OpenSSH_9.6\r\n"))
+@pytest.mark.parametrize(
+    "answer",
+    [b"SSH-2.0-OpenSSH_9.6\r\n", b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"],
+    ids=["not http", "an upgrade nobody asked"],
+)
+def test_an_answer_that_is_not_http_1_1_is_a_502(upstream, answer):
+    users = upstream(answers(answer))
     with pytest.raises(UpstreamFailure) as failure:
         client(users.url).request("users", "GET", "/x", [], None)
     assert (failure.value.status, failure.value.message) == (502, "upstream unavailable")
