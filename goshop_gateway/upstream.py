@@ -326,6 +326,7 @@ class Upstreams:
         """``request`` in a client span, its context sent along (W3C
         ``traceparent``): what the urllib3 instrumentation did, with the
         stable HTTP conventions' names."""
+        # Imported here: an untraced gateway never loads the propagators.
         from opentelemetry import propagate
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
