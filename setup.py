@@ -22,7 +22,6 @@ RUNTIME = [
     "opentelemetry-exporter-otlp-proto-http==1.45.1",
     "opentelemetry-instrumentation-kafka-python==0.66b1",
     "opentelemetry-instrumentation-sqlalchemy==0.66b1",
-    "opentelemetry-instrumentation-urllib3==0.66b1",
     "opentelemetry-instrumentation-wsgi==0.66b1",
     # kafka-python checks every record batch's CRC32C; without this C
     # implementation it computes it in pure Python (~7% of a consumer's CPU).
@@ -34,8 +33,9 @@ RUNTIME = [
     "pyramid_tm==2.6",
     "SQLAlchemy==2.1.9",
     "transaction==5.1",
-    # The gateway's pooled, keep-alive client for its upstreams.
-    "urllib3==2.8.0",
+    # The gateway's client for its upstreams parses their answers with it
+    # (llhttp, in C): goshop_gateway.upstream.
+    "httptools==0.9.0",
     "waitress==3.0.2",
     "zope.sqlalchemy==4.1",
     # Cornice 6.1 and Pyramid import pkg_resources: setuptools 82 removed it and
@@ -78,6 +78,9 @@ DEV = [
     "opentelemetry-proto==1.45.1",
     "schemathesis==4.32.5",
     "WebTest==3.0.7",
+    # bench/bench_upstream.py's baseline: the gateway's upstream client before
+    # goshop_gateway.upstream replaced it (the OTLP exporter's requests needs it too).
+    "urllib3==2.8.0",
 ]
 
 setup(

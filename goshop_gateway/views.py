@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 
-import urllib3
 from pyramid.response import Response
 
 from goshop_common.auth.tokens import authenticated_claims, require_access_token
@@ -23,16 +22,16 @@ from goshop_common.web.requestlog import REQUEST_ID_HEADER
 from goshop_common.web.rest import JSON, Service, body_validator
 from goshop_gateway.routes import Route
 from goshop_gateway.schemas import CheckoutSchema
-from goshop_gateway.upstream import UpstreamFailure, end_to_end
+from goshop_gateway.upstream import Timeout, UpstreamFailure, end_to_end
 from goshop_gateway.upstream_routes import ROUTES
 
-READY_TIMEOUT = urllib3.Timeout(connect=1.0, read=2.0)
+READY_TIMEOUT = Timeout(connect=1.0, read=2.0)
 
 
 # Set by the gateway alone: whatever a client sent under these names is dropped,
 # so an upstream never reads a client's own claim about its address or scheme,
-# nor its trace context: a traced gateway sends its own (the urllib3
-# instrumentation, continuing the client's only from a trusted proxy:
+# nor its trace context: a traced gateway sends its own (its upstream client's
+# span, continuing the client's only from a trusted proxy:
 # goshop_common.observability.tracing), an untraced one none.
 FORWARDING_HEADERS = frozenset(
     {
@@ -79,8 +78,8 @@ def forward(request, upstream: str, method: str, path: str, body: bytes | None, 
     return _respond(result)
 
 
-def llm_timeout(settings) -> urllib3.Timeout:
-    return urllib3.Timeout(
+def llm_timeout(settings) -> Timeout:
+    return Timeout(
         connect=settings.upstream_connect_timeout, read=settings.upstream_read_timeout + settings.ollama_timeout
     )
 

@@ -3,11 +3,12 @@
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``)
 turns it on: the process builds the SDK's tracer provider, exports its spans
 over OTLP/HTTP, and installs the kept instrumentations — WSGI for the public
-app (named after the matched Pyramid route here), SQLAlchemy, urllib3 (the
-gateway's upstream calls) and kafka-python (the outboxer's sends). The
-hand-written spans are only where no instrumentation exists: the outbox's
-create, the relay's claim/send/mark (goshop_outboxer.relay), the consumer's
-process and inbox decision, the payment-timeout sweep.
+app (named after the matched Pyramid route here), SQLAlchemy and
+kafka-python (the outboxer's sends). The hand-written spans are only where no
+instrumentation exists: the gateway's upstream calls (its own client,
+goshop_gateway.upstream), the outbox's create, the relay's claim/send/mark
+(goshop_outboxer.relay), the consumer's process and inbox decision, the
+payment-timeout sweep.
 
 The ``OTEL_*`` variables are the SDK's own, read by the SDK as documented for
 every OpenTelemetry SDK (``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
@@ -143,9 +144,7 @@ def _install(service: str) -> None:
 
 def _instrument_libraries() -> None:
     from opentelemetry.instrumentation.kafka import KafkaInstrumentor
-    from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
 
-    URLLib3Instrumentor().instrument()
     KafkaInstrumentor().instrument(produce_hook=_name_send_span)
 
 

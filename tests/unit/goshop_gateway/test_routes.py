@@ -86,7 +86,7 @@ def test_any_other_route_is_forwarded_to_its_upstream_on_the_same_path(gateway, 
     [(upstream, forwarded_method, forwarded_path, timeout)] = gateway.app.registry.upstreams.calls
     assert (upstream, forwarded_method, forwarded_path) == (route.upstream, method, path)
     # The read timeout of a route that waits for an LLM is the gateway's plus the LLM's.
-    assert (timeout.read_timeout if timeout else None) == (3.0 if route.waits_for_llm else None)
+    assert (timeout.read if timeout else None) == (3.0 if route.waits_for_llm else None)
 
 
 def test_an_unknown_method_on_an_upstream_route_is_a_405_at_the_edge(gateway):
