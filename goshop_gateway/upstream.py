@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import select
 import socket
 import threading
 from urllib.parse import urlsplit
@@ -41,6 +42,8 @@ RECOMPUTED = frozenset({"content-length", "host", "date", "server"})
 _DROPPED = HOP_BY_HOP | RECOMPUTED
 # Sent with a Content-Length even without a body, as urllib3 and http.client do.
 _METHODS_EXPECTING_BODY = frozenset({"POST", "PUT", "PATCH"})
+# Safe to send twice (RFC 9110 9.2.2): the effect of two is the effect of one.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # What http.client refuses in a request target: no whitespace or control
 # character may split the request line.
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
@@ -203,6 +206,10 @@ class _Connection:
         else:
             self.complete = True
 
+    def dropped(self) -> bool:
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return bool(readable)
+
     def close(self) -> None:
         self.sock.close()
 
@@ -228,18 +235,31 @@ class _Upstream:
     def request(self, method: str, path: str, headers, body: bytes | None, timeout: Timeout) -> UpstreamResponse:
         data = self._encode(method, path, headers, body)
         head = method == "HEAD"
-        with self.lock:
-            connection = self.idle.pop() if self.idle else None
+        connection = self._idle()
         if connection is not None:
             try:
                 return self._exchange(connection, data, head, timeout.read)
             except _ClosedBeforeAnswer:
-                # The upstream had closed this idle connection before the
-                # request reached it (its idle timeout, a restart): sent again,
-                # once, on a new connection, as urllib3 did. Never after a
+                # The upstream closed the connection as the request went out
+                # (its idle timeout, a restart): it may or may not have read
+                # the request. Sent again, once, on a new connection only when
+                # doing it twice is harmless (RFC 9110 9.2.2); a POST is the
+                # client's to retry, with its Idempotency-Key. Never after a
                 # byte of an answer, nor after a read timeout.
-                pass
+                if method not in _IDEMPOTENT:
+                    raise
         return self._exchange(self._connect(timeout), data, head, timeout.read)
+
+    def _idle(self) -> _Connection | None:
+        """The most recent idle connection the upstream has not closed, if any:
+        one that is readable while idle has an end of stream (or bytes
+        nobody asked for) waiting, and is dropped, as urllib3 does."""
+        while True:
+            with self.lock:
+                connection = self.idle.pop() if self.idle else None
+            if connection is None or not connection.dropped():
+                return connection
+            connection.close()
 
     def _exchange(self, connection: _Connection, data: bytes, head: bool, read_timeout: float) -> UpstreamResponse:
         try:

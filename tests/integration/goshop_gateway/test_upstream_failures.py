@@ -323,7 +323,7 @@ def test_a_line_break_or_space_that_would_split_the_request_is_refused_before_se
 
 
 @pytest.mark.parametrize("closing", [socket.socket.close, reset], ids=["closed", "reset"])
-def test_a_request_on_an_idle_connection_the_upstream_closed_is_sent_again_on_a_new_one(upstream, closing):
+def test_an_idle_connection_the_upstream_closed_is_not_used_and_the_request_goes_on_a_new_one(upstream, closing):
     requests = []
 
     def answers_once_then_closes_when_idle(connection):
@@ -339,6 +339,38 @@ def test_a_request_on_an_idle_connection_the_upstream_closed_is_sent_again_on_a_
     time.sleep(0.3)
     assert upstreams.request("users", "POST", "/v1/users/login", [], b"{}").body == b"ok"
     assert (users.connections, len(requests)) == (2, 2)
+
+
+def reads_the_second_request_and_closes(requests):
+    def behaviour(connection):
+        _read_request(connection)
+        requests.append(1)
+        connection.sendall(OK)
+        if _read_request(connection):  # as an idle timeout may, just as a request arrives
+            requests.append(1)
+
+    return behaviour
+
+
+def test_a_post_whose_kept_connection_closes_unanswered_is_a_502_and_not_sent_twice(upstream):
+    requests = []
+    users = upstream(reads_the_second_request_and_closes(requests))
+    upstreams = client(users.url)
+    assert upstreams.request("users", "GET", "/x", [], None).status == 200
+    with pytest.raises(UpstreamFailure) as failure:
+        upstreams.request("users", "POST", "/v1/orders", [], b"{}")
+    assert failure.value.status == 502
+    # The upstream may have acted on it: sending it again could make a second order.
+    assert (users.connections, len(requests)) == (1, 2)
+
+
+def test_a_get_whose_kept_connection_closes_unanswered_is_sent_again_on_a_new_one(upstream):
+    requests = []
+    users = upstream(reads_the_second_request_and_closes(requests))
+    upstreams = client(users.url)
+    assert upstreams.request("users", "GET", "/x", [], None).status == 200
+    assert upstreams.request("users", "GET", "/y", [], None).status == 200
+    assert (users.connections, len(requests)) == (2, 3)
 
 
 def test_an_upstream_that_resets_mid_answer_is_a_502_and_the_request_is_not_sent_again(upstream):
