@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +34,7 @@ import sqlalchemy as sa
 from kafka.errors import KafkaTimeoutError
 from opentelemetry import trace
 from opentelemetry.trace import StatusCode
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from goshop_common.clock import utcnow
 from goshop_common.messaging.events import event_headers
@@ -100,12 +100,22 @@ class Relay:
         # its own). Unknown at start: a row may have failed before a restart.
         self.may_have_backoff = True
         self._claim_query = self._claim_statement()
-        self._published_notify = sa.select(sa.func.pg_notify(PUBLISHED_CHANNEL, sa.bindparam("topic")))
         self._next_due_query = sa.select(sa.func.min(table.c.next_attempt_at)).where(
             table.c.published_at.is_(None), self._head_of_key()
         )
-        self._mark_published_statement = (
-            table.update().where(table.c.id.in_(sa.bindparam("ids", expanding=True))).values(published_at=sa.func.now())
+        # The rows marked and, delivered with the commit, the doorbell rung
+        # for each topic they went to: one statement. A consumer woken by it
+        # finds the records in Kafka and the rows marked.
+        marked = (
+            table.update()
+            .where(table.c.id == sa.any_(sa.bindparam("ids", type_=ARRAY(table.c.id.type))))
+            .values(published_at=sa.func.now())
+            .returning(table.c.topic)
+            .cte("marked")
+        )
+        topics = sa.select(marked.c.topic).distinct().subquery("topics")
+        self._mark_published_statement = sa.select(sa.func.pg_notify(PUBLISHED_CHANNEL, topics.c.topic)).select_from(
+            topics
         )
 
     def _head_of_key(self):
@@ -132,7 +142,8 @@ class Relay:
                 outbox.c.topic,
                 outbox.c.key,
                 outbox.c.event_type,
-                outbox.c.payload,
+                # As text: sent as PostgreSQL wrote it, never parsed here and written again.
+                sa.cast(outbox.c.payload, sa.Text).label("payload"),
                 outbox.c.request_id,
                 outbox.c.attempts,
                 outbox.c.traceparent,
@@ -160,10 +171,6 @@ class Relay:
             mark_started = tracing.now_ns()
             self._mark_published(connection, delivered)
             self._mark_failed(connection, failed, now)
-            # Delivered with the commit, so a consumer woken by it finds the
-            # records in Kafka and the rows marked.
-            for topic in sorted({row.topic for row in delivered}):
-                connection.execute(self._published_notify, {"topic": topic})
             if spans is not None:
                 spans.marked(mark_started, len(delivered), len(failed))
         trace_ids = {} if spans is None else spans.end(failed)
@@ -185,7 +192,7 @@ class Relay:
                     future = self.producer.send(
                         row.topic,
                         key=row.key.encode(),
-                        value=json.dumps(row.payload, separators=(",", ":")).encode(),
+                        value=row.payload.encode(),
                         headers=event_headers(row.event_type, str(row.event_id), row.request_id),
                     )
             except KafkaTimeoutError as exc:  # no metadata or no buffer within max_block_ms
@@ -222,7 +229,7 @@ class Relay:
 
     def _mark_published(self, connection, delivered) -> None:
         if delivered:
-            connection.execute(self._mark_published_statement, {"ids": [row.id for row in delivered]})
+            connection.execute(self._mark_published_statement, {"ids": [row.id for row in delivered]}).all()
 
     def _mark_failed(self, connection, failed, now: dt.datetime) -> None:
         """Count the attempt, keep the error for operators, and push the row's next try back exponentially."""
