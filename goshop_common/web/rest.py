@@ -6,9 +6,12 @@ Cornice stays behind this module: views import ``Service`` and
 
 from __future__ import annotations
 
+import re
+
+import colander
 import cornice
 from cornice.renderer import CorniceRenderer
-from cornice.validators import colander_body_validator, colander_querystring_validator
+from cornice.validators import colander_querystring_validator
 
 from goshop_common.web.errors import error_response
 
@@ -138,11 +141,63 @@ def body_validator(request, schema=None, **kwargs):
         request.errors.status = 415
         return
     try:
-        colander_body_validator(request, schema=_bound(schema, request), **kwargs)
+        body = _body_cstruct(request)
     except RecursionError:
         # json.loads gives up on deeply nested arrays with RecursionError,
         # which is not the ValueError Cornice expects.
         request.errors.add("body", "", "Invalid JSON: nested too deeply")
+        return
+    bound = _bound(schema, request)
+    if body is _REFUSED:
+        # Cornice then validated an empty request, whose body is missing: so
+        # its error comes with the body's "Required", as it always did.
+        request.errors.add("body", "", request.localizer.translate(bound.missing_msg))
+        return
+    try:
+        validated = bound.deserialize(body)
+    except colander.Invalid as exc:
+        for name, message in exc.asdict(translate=request.localizer.translate).items():
+            request.errors.add("body", _field(name, bound.name), message)
+        return
+    request.validated.update(validated)
+
+
+# Cornice's colander_body_validator, minus what it does per request and
+# nobody reads: it defines a schema class (a metaclass and all) around the
+# body's, and collects the URL, query string, headers and cookies for it
+# (extract_cstruct), a sixth of the gateway's CPU on a checkout. The body is
+# read, refused and reported as Cornice does, to the message.
+_REFUSED = object()
+_FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
+_JSONISH = re.compile("^application/(.*?)json$")
+
+
+def _field(name: str, top: str) -> str:
+    """An error's field, as Cornice names it: its path below the body, the
+    body's own name left out (Cornice's body node is named ``body``)."""
+    if not top:
+        return name
+    return "" if name == top else name.removeprefix(f"{top}.")
+
+
+def _body_cstruct(request):
+    """The body as extract_cstruct reads it, or _REFUSED with the error added."""
+    content_type = request.content_type
+    if content_type in _FORMS:
+        return request.POST.mixed()
+    if content_type and not _JSONISH.match(content_type):
+        return request.body
+    if not request.body:
+        return {}
+    try:
+        body = request.json_body
+    except ValueError as exc:
+        request.errors.add("body", "", f"Invalid JSON: {exc}")
+        return _REFUSED
+    if not hasattr(body, "items") and not isinstance(body, list):
+        request.errors.add("body", "", "Should be a JSON object or an array")
+        return _REFUSED
+    return body
 
 
 def querystring_validator(request, schema=None, **kwargs):
