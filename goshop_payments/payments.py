@@ -143,15 +143,9 @@ class PaymentDecider:
             "reason": decision.reason,
             "created_at": now,
         }
-        fields = {
-            "payment_id": payment_id,
-            "order_id": order_id,
-            "user_id": user_id,
-            "amount_cents": amount,
-            "currency": currency,
-            "status": status,
-            "reason": decision.reason,
-        }
+        # The event says what the row says, the payment's id by its own name.
+        fields = {name: payment[name] for name in _PAYMENT_COLUMNS if name not in ("id", "created_at")}
+        fields["payment_id"] = payment_id
         event_type = PAYMENT_CONFIRMED if decision.confirmed else PAYMENT_FAILED
         return payment, Announcement(payment_id, event_type, now, event.request_id, fields)
 
