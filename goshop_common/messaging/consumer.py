@@ -60,6 +60,12 @@ DOORBELL_IDLE_SECONDS = 1.0
 # see one such fetch answered.
 DOORBELL_FETCH_WAIT_MS = 10
 DOORBELL_POLL_MS = 25
+# Polls that may come back empty after a ring before the consumer waits for
+# the next one: a fetch already in flight when the ring came is answered
+# empty at its deadline, and the fetch that finds the rung records can land
+# after the first poll's end (it did once in a thousand orders, and the
+# order then waited out DOORBELL_IDLE_SECONDS).
+DOORBELL_RUNG_POLLS = 4
 # Errors that say "the database is unreachable right now", not "this event is bad".
 TRANSIENT = (OperationalError, InterfaceError)
 
@@ -235,6 +241,7 @@ class EventConsumer:
         hop cost half of fetch_max_wait_ms on average, and a shorter wait
         meant more idle fetches. Here a fetch is sent when there is something
         to fetch."""
+        rung_polls = 0
         try:
             while not self._stop.is_set():
                 assigned = self.doorbell is not None and bool(self.consumer.assignment())
@@ -249,8 +256,12 @@ class EventConsumer:
                 for partition, records in batches.items():
                     self._process(partition, records)
                 self._observe_lag()
-                if assigned and not batches:
-                    self._wait_for_ring()
+                if batches or not assigned:
+                    rung_polls = 0
+                elif rung_polls:
+                    rung_polls -= 1  # rung: its records may be a fetch away
+                elif self._wait_for_ring():
+                    rung_polls = DOORBELL_RUNG_POLLS
         finally:
             self._forget_lag(self._lagging)
             self.consumer.close(autocommit=False)
@@ -258,19 +269,20 @@ class EventConsumer:
             if self.doorbell is not None:
                 self.doorbell.close()
 
-    def _wait_for_ring(self) -> None:
-        """Until the outboxer says it published to one of our topics, a stop,
-        or DOORBELL_IDLE_SECONDS: a record some other producer wrote, or a ring
-        missed while the database was away, is fetched then."""
+    def _wait_for_ring(self) -> bool:
+        """Until the outboxer says it published to one of our topics (True), a
+        stop, or DOORBELL_IDLE_SECONDS: a record some other producer wrote, or
+        a ring missed while the database was away, is fetched then."""
         topics = self.consumer.subscription() or set()
         deadline = time.monotonic() + DOORBELL_IDLE_SECONDS
         while not self._stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
-                return
+                return False
             # Short slices, so that a stop request is noticed quickly.
             if self.doorbell.wait(min(left, 0.5)) & topics:
-                return
+                return True
+        return False
 
     def _observe_lag(self) -> None:
         """Set the lag of each assigned partition whose highwater is known (it

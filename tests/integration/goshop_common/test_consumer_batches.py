@@ -240,6 +240,32 @@ def test_a_waiting_consumer_fetches_when_the_outboxer_rings_for_its_topic(own_br
     assert not thread.is_alive()
 
 
+def test_records_that_land_just_after_the_ring_are_fetched_without_waiting_for_another(
+    own_broker, scratch, settings, monkeypatch
+):
+    from goshop_common.messaging import consumer as consumer_module
+
+    # Left alone, the consumer would not look again for a minute.
+    monkeypatch.setattr(consumer_module, "DOORBELL_IDLE_SECONDS", 60.0)
+    producer = make_producer(own_broker.bootstrap)
+    worker, thread = consume_with_doorbell(own_broker.bootstrap, scratch, settings, record_effect)
+    try:
+        time.sleep(0.5)  # into its wait for the ring
+        body = order_created()
+        # The ring first, the record a poll later: as when the fetch that
+        # finds the rung records is answered after the first poll's end.
+        ring(scratch, ORDERS_TOPIC)
+        time.sleep(consumer_module.DOORBELL_POLL_MS / 1000 * 1.5)
+        headers = event_headers(ORDER_CREATED.name, body["event_id"])
+        producer.send(ORDERS_TOPIC, key=b"late", value=json.dumps(body).encode(), headers=headers)
+        producer.flush(10)
+        wait_until(lambda: recorded(scratch, EFFECTS) == {body["event_id"]}, timeout=5, message="late event applied")
+    finally:
+        producer.close(timeout=5)
+        worker.stop()
+        thread.join(10)
+
+
 def test_a_record_nobody_rang_for_is_fetched_at_the_consumers_own_look(own_broker, scratch, settings, monkeypatch):
     from goshop_common.messaging import consumer as consumer_module
 
