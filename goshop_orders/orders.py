@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session as DbSession
 
+from goshop_common.db.arrays import array_rows, array_values
 from goshop_common.messaging.events import ORDER_CREATED
 from goshop_common.messaging.outbox import add_event_with
 from goshop_orders.models import NEW, OUTBOX, Order
@@ -56,14 +56,11 @@ _INSERT_ORDER = (
 # Only a new order moves. The values are bound at execute time, as arrays
 # (one per column), so the statement is built and compiled once, whatever
 # the number of settlements (the first for each order: settle_all says why).
-_SETTLING = (
-    sa.func.unnest(
-        sa.bindparam("order_ids", type_=ARRAY(_ORDERS.c.id.type)),
-        sa.bindparam("statuses", type_=ARRAY(_ORDERS.c.status.type)),
-        sa.bindparam("reasons", type_=ARRAY(_ORDERS.c.reason.type)),
-    )
-    .table_valued("order_id", "status", "reason")
-    .render_derived("settling")
+_SETTLEMENT = ("order_id", "status", "reason")
+_SETTLING = array_rows(
+    "settling",
+    {"order_id": _ORDERS.c.id.type, "status": _ORDERS.c.status.type, "reason": _ORDERS.c.reason.type},
+    "all_",
 )
 _SETTLE_ALL = (
     sa.update(_ORDERS)
@@ -151,10 +148,8 @@ class Orders:
             first.setdefault(order_id, (status, reason))
         if not first:
             return set()
-        values = {
-            "order_ids": list(first),
-            "statuses": [status for status, _reason in first.values()],
-            "reasons": [reason for _status, reason in first.values()],
-            "now": self.clock(),
-        }
+        rows = [
+            {"order_id": order_id, "status": status, "reason": reason} for order_id, (status, reason) in first.items()
+        ]
+        values = {**array_values(rows, _SETTLEMENT, "all_"), "now": self.clock()}
         return set(self.db.execute(_SETTLE_ALL, values).scalars())

@@ -15,9 +15,10 @@ import uuid
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session as DbSession
 
+from goshop_common.db.arrays import array_rows, array_values
 from goshop_common.messaging.consumer import Event
 from goshop_common.messaging.events import (
     ORDER_CANCELLED,
@@ -42,13 +43,7 @@ _INSERT_PAYMENT = (
     .returning(_PAYMENTS.c.id)
 )
 # A run of charges at once: the same, its values bound as one array a column.
-_CHARGING = (
-    sa.func.unnest(
-        *(sa.bindparam(f"all_{column}", type_=ARRAY(_PAYMENTS.c[column].type)) for column in _PAYMENT_COLUMNS)
-    )
-    .table_valued(*_PAYMENT_COLUMNS)
-    .render_derived("charging")
-)
+_CHARGING = array_rows("charging", {column: _PAYMENTS.c[column].type for column in _PAYMENT_COLUMNS}, "all_")
 _INSERT_PAYMENTS = (
     insert(_PAYMENTS)
     .from_select(list(_PAYMENT_COLUMNS), sa.select(*_CHARGING.c))
@@ -119,7 +114,7 @@ class PaymentDecider:
         if not decided:
             return
         payments = [payment for payment, _announcement in decided.values()]
-        values = {f"all_{column}": [payment[column] for payment in payments] for column in _PAYMENT_COLUMNS}
+        values = array_values(payments, _PAYMENT_COLUMNS, "all_")
         add_events_with(db, _INSERT_PAYMENTS, values, OUTBOX, [announcement for _p, announcement in decided.values()])
 
     def _decide(self, event: Event) -> tuple[dict, Announcement]:

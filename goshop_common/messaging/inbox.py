@@ -14,8 +14,9 @@ import functools
 import uuid
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import ARRAY, UUID, insert
+from sqlalchemy.dialects.postgresql import UUID, insert
 
+from goshop_common.db.arrays import array_rows, array_values
 from goshop_common.db.retention import Rule
 from goshop_common.observability import tracing
 
@@ -118,20 +119,16 @@ def first_delivery(
     return first
 
 
+_DELIVERED = ("event_id", "event_type", "topic", "partition", "offset")
+
+
 @functools.cache
 def _record_all(table: sa.Table):
-    # One statement for a whole batch, whatever its size: the rows come as
-    # one array per column (unnest), so the statement is built and compiled
-    # once, like _record.
-    columns = ("event_id", "event_type", "topic", "partition", "offset")
-    arrays = (
-        sa.func.unnest(*(sa.bindparam(f"{name}s", type_=ARRAY(table.c[name].type)) for name in columns))
-        .table_valued(*columns)
-        .render_derived("delivered")
-    )
+    # One statement for a whole batch, whatever its size (goshop_common.db.arrays).
+    delivered = array_rows("delivered", {name: table.c[name].type for name in _DELIVERED}, "all_")
     return (
         insert(table)
-        .from_select(list(columns), sa.select(*arrays.c))
+        .from_select(list(_DELIVERED), sa.select(*delivered.c))
         .on_conflict_do_nothing(index_elements=[table.c.event_id])
         .returning(table.c.event_id)
     )
@@ -144,11 +141,8 @@ def first_deliveries(db, table: sa.Table, events) -> set[uuid.UUID]:
     batches only (first_delivery is the traced, one-event form)."""
     if not events:
         return set()
-    values = {
-        "event_ids": [event.event_id for event in events],
-        "event_types": [event.type for event in events],
-        "topics": [event.topic for event in events],
-        "partitions": [event.partition for event in events],
-        "offsets": [event.offset for event in events],
-    }
-    return set(db.execute(_record_all(table), values).scalars())
+    rows = [
+        {"event_id": e.event_id, "event_type": e.type, "topic": e.topic, "partition": e.partition, "offset": e.offset}
+        for e in events
+    ]
+    return set(db.execute(_record_all(table), array_values(rows, _DELIVERED, "all_")).scalars())

@@ -20,8 +20,9 @@ from typing import NamedTuple
 
 import sqlalchemy as sa
 from opentelemetry.trace import SpanKind
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from goshop_common.db.arrays import array_rows, array_values
 from goshop_common.db.retention import Rule
 from goshop_common.messaging.events import EventType
 from goshop_common.observability import tracing
@@ -223,11 +224,11 @@ def add_events_with(db, change, change_values: dict, table: sa.Table, events: li
     if tracing.enabled():
         raise RuntimeError("add_events_with queues no trace context; a traced process queues events one by one")
     rows = [_event_row(table, e.event_type, e.occurred_at, e.request_id, e.fields)[1] for e in events]
-    values = {_EVENT_PARAM + "values": [event.value for event in events]}
-    for name in _EVENT_COLUMNS:
-        values[f"{_EVENT_PARAM}{name}s"] = [row[name] for row in rows]
+    for event, row in zip(events, rows, strict=True):
+        row["value"] = event.value
     statement = _insert_each_with(table, change, type(events[0].value))
-    queued = set(db.execute(statement, {**change_values, **values}).scalars())
+    bound = {**change_values, **array_values(rows, ("value", *_EVENT_COLUMNS), _EVENT_PARAM)}
+    queued = set(db.execute(statement, bound).scalars())
     return {event.value for event, row in zip(events, rows, strict=True) if row["event_id"] in queued}
 
 
@@ -287,6 +288,7 @@ def _insert_with(table: sa.Table, change, traced: bool):
     return sa.insert(table).from_select(columns, rows.select_from(done)).add_cte(done).returning(table.c.event_id)
 
 
+# The array type of add_events_with's values, by their Python type.
 _ARRAY_OF = {uuid.UUID: UUID(as_uuid=True), str: sa.Text(), int: sa.BigInteger()}
 
 
@@ -296,14 +298,8 @@ def _insert_each_with(table: sa.Table, change, value_type: type):
     # the events FROM unnest(<one array a column>) JOIN change ON the value:
     # built and compiled once per (outbox, change), like _insert.
     done = change.cte("change")
-    queued = (
-        sa.func.unnest(
-            sa.bindparam(_EVENT_PARAM + "values", type_=ARRAY(_ARRAY_OF[value_type])),
-            *(sa.bindparam(f"{_EVENT_PARAM}{name}s", type_=ARRAY(table.c[name].type)) for name in _EVENT_COLUMNS),
-        )
-        .table_valued("value", *_EVENT_COLUMNS)
-        .render_derived("queued")
-    )
+    columns = {"value": _ARRAY_OF[value_type], **{name: table.c[name].type for name in _EVENT_COLUMNS}}
+    queued = array_rows("queued", columns, _EVENT_PARAM)
     [returned] = done.c
     rows = sa.select(*(queued.c[name] for name in _EVENT_COLUMNS)).select_from(
         queued.join(done, queued.c.value == returned)
