@@ -24,6 +24,17 @@ from goshop_outboxer.worker import Outboxer, outbox_listener
 
 log = logging.getLogger("goshop.outboxer")
 
+# The relay's claim finds the pending rows through the outbox's partial
+# indexes, where every published row leaves an entry behind until VACUUM
+# removes it. A bitmap scan visits each of those rows in the heap, pass after
+# pass: under steady load a claim went from 0.6 to 2 ms in 20 s (5,000 dead
+# entries; autovacuum looks once a minute). A plain index scan marks the
+# entries it finds dead, so the next pass skips them: 0.2 ms throughout.
+# The planner prefers the bitmap scan for the few rows it expects, so the
+# outboxer's connections are told not to use one (their only other
+# statements are the backlog gauges' and the readiness ping).
+RELAY_SERVER_SETTINGS = {"enable_bitmapscan": "off"}
+
 
 def outbox_tables(schemas) -> list[sa.Table]:
     """The outbox table of each schema: the outboxer knows the outbox's shape
@@ -75,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     # Before the engine and the producer: both are instrumented as they are made.
     tracing.configure("outboxer")
-    engine = make_engine(settings, pool_size=2, max_overflow=1)
+    engine = make_engine(settings, server_settings=RELAY_SERVER_SETTINGS, pool_size=2, max_overflow=1)
     checks = {
         "database": lambda: ping_database(engine) >= 0,
         "broker": lambda: broker_reachable(settings.kafka_bootstrap),

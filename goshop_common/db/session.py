@@ -40,9 +40,12 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def make_engine(settings: Settings, **overrides) -> sa.Engine:
+def make_engine(settings: Settings, server_settings: dict[str, str] | None = None, **overrides) -> sa.Engine:
     """The process's engine; ``overrides`` replace any option (the workers
-    ask for a smaller pool)."""
+    ask for a smaller pool). ``server_settings`` are PostgreSQL settings for
+    every connection of the engine, on top of the statement timeout (the
+    outboxer's planner choice, say)."""
+    server = {"statement_timeout": str(settings.db_statement_timeout_ms), **(server_settings or {})}
     options = {
         "pool_size": settings.db_pool_size,
         # Up to twice the pool under a burst; the extra connections close
@@ -57,7 +60,7 @@ def make_engine(settings: Settings, **overrides) -> sa.Engine:
         # has the timeout, whatever session or worker runs it.
         "connect_args": {
             "connect_timeout": settings.db_connect_timeout,
-            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            "options": " ".join(f"-c {name}={value}" for name, value in server.items()),
             # What pg_stat_activity shows for these connections.
             "application_name": "goshop",
         },
