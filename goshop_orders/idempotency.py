@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session as DbSession
 
 from goshop_orders.models import IdempotencyKey
 
@@ -57,12 +56,29 @@ def request_fingerprint(body: dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_KEYS = IdempotencyKey.__table__
+_THIS_KEY = (_KEYS.c.user_id == sa.bindparam("user_id"), _KEYS.c.key == sa.bindparam("key"))
+# Core statements, built once, their values bound at execute time.
+_TRY_LOCK = sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtextextended(sa.bindparam("lock_key"), 0)))
+_FIND = sa.select(_KEYS.c.request_hash, _KEYS.c.response_status, _KEYS.c.response_body, _KEYS.c.created_at).where(
+    *_THIS_KEY
+)
+_FORGET = _KEYS.delete().where(*_THIS_KEY)
+_KEEP = _KEYS.insert().values(
+    {
+        column: sa.bindparam(column)
+        for column in ("user_id", "key", "request_hash", "response_status", "response_body", "created_at")
+    }
+)
+
+
 class IdempotencyKeys:
     """The Idempotency-Key rows of the orders schema: ``begin`` before an
-    order is created, ``complete`` after, both in the order's transaction.
-    A key is kept ``ttl_seconds`` from its first use."""
+    order is created, ``complete`` after, both in the order's transaction
+    (``db``: its Connection, or a Session). A key is kept ``ttl_seconds``
+    from its first use."""
 
-    def __init__(self, db: DbSession, clock: Callable[[], dt.datetime], ttl_seconds: int):
+    def __init__(self, db: sa.Connection | sa.orm.Session, clock: Callable[[], dt.datetime], ttl_seconds: int):
         self.db = db
         self.clock = clock
         self.ttl = dt.timedelta(seconds=ttl_seconds)
@@ -74,17 +90,14 @@ class IdempotencyKeys:
         # Try, never wait: a concurrent duplicate is told 409 at once. The lock
         # is the transaction's, so it goes with the commit or rollback. Two keys
         # whose 64-bit hashes collide can only cost each other a spurious 409.
-        locked = self.db.execute(
-            sa.select(sa.func.pg_try_advisory_xact_lock(sa.func.hashtextextended(f"{user_id}:{key}", 0)))
-        ).scalar_one()
+        locked = self.db.execute(_TRY_LOCK, {"lock_key": f"{user_id}:{key}"}).scalar_one()
         if not locked:
             raise KeyInFlight(key)
-        row = self.db.get(IdempotencyKey, (user_id, key))
+        row = self.db.execute(_FIND, {"user_id": user_id, "key": key}).first()
         if row is not None and row.created_at <= self.clock() - self.ttl:
-            self.db.delete(row)  # expired: the key may be used afresh
-            # Now, not at commit: the DELETE must reach the database before
+            # Expired: the key may be used afresh. Deleted now, before
             # complete() inserts a row with the same primary key.
-            self.db.flush()
+            self.db.execute(_FORGET, {"user_id": user_id, "key": key})
             row = None
         if row is None:
             return None
@@ -95,13 +108,14 @@ class IdempotencyKeys:
     def complete(self, user_id: uuid.UUID, key: str, fingerprint: str, status: int, body: dict) -> None:
         """Keep the answer for the key. In the order's transaction: if that rolls
         back, there is neither an order nor a key, and a retry starts afresh."""
-        self.db.add(
-            IdempotencyKey(
-                user_id=user_id,
-                key=key,
-                request_hash=fingerprint,
-                response_status=status,
-                response_body=body,
-                created_at=self.clock(),
-            )
+        self.db.execute(
+            _KEEP,
+            {
+                "user_id": user_id,
+                "key": key,
+                "request_hash": fingerprint,
+                "response_status": status,
+                "response_body": body,
+                "created_at": self.clock(),
+            },
         )

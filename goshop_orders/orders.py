@@ -74,7 +74,7 @@ class Orders:
     """The orders of the request's (or the consumer's) transaction: creating
     one with its event, reading a customer's own, settling one by the saga."""
 
-    def __init__(self, db: DbSession, clock: Callable[[], dt.datetime]):
+    def __init__(self, db: sa.Connection | DbSession, clock: Callable[[], dt.datetime]):
         self.db = db
         self.clock = clock
 

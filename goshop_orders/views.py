@@ -6,6 +6,7 @@ import uuid
 
 from goshop_common.auth.tokens import request_claims, require_access_token
 from goshop_common.clock import utcnow
+from goshop_common.db.session import own_transaction, request_bind
 from goshop_common.web.errors import ApiError
 from goshop_common.web.openapi import BEARER, SERVICE_UNAVAILABLE, Reply, error
 from goshop_common.web.responses import json_response
@@ -71,29 +72,33 @@ def create_order_view(request):
     user_id = _user_id(request)
     data = request.validated
     key = request.headers.get(HEADER)
-    keys = IdempotencyKeys(request.dbsession, utcnow, request.registry.goshop_settings.idempotency_key_ttl)
-    fingerprint = request_fingerprint({"amount_cents": data["amount_cents"], "currency": data["currency"]})
-    if key is not None:
-        if not valid_key(key):
-            raise ApiError(400, "Idempotency-Key must be 1-255 visible ASCII characters")
-        try:
-            replay = keys.begin(user_id, key, fingerprint)
-        except KeyInFlight:
-            raise ApiError(409, "a request with this Idempotency-Key is in progress") from None
-        except KeyReused:
-            raise ApiError(422, "Idempotency-Key was already used with a different request") from None
-        if replay is not None:
-            return json_response(
-                replay.body,
-                replay.status,
-                {"Location": f"/v1/orders/{replay.body['id']}", "Idempotent-Replayed": "true"},
-            )
-    created = Orders(request.dbsession, utcnow).create(
-        user_id, data["amount_cents"], data["currency"], request_id=getattr(request, "request_id", None)
-    )
-    body = created.as_json()
-    if key is not None:
-        keys.complete(user_id, key, fingerprint, 201, body)
+    if key is not None and not valid_key(key):
+        raise ApiError(400, "Idempotency-Key must be 1-255 visible ASCII characters")
+    # Core, in a transaction of the view's own (goshop_common.db.session says
+    # why), committed before the answer is made: a 201 is never sent for an
+    # order that is not in the database. Raising rolls it all back.
+    with own_transaction(request_bind(request)) as db:
+        if key is not None:
+            keys = IdempotencyKeys(db, utcnow, request.registry.goshop_settings.idempotency_key_ttl)
+            fingerprint = request_fingerprint({"amount_cents": data["amount_cents"], "currency": data["currency"]})
+            try:
+                replay = keys.begin(user_id, key, fingerprint)
+            except KeyInFlight:
+                raise ApiError(409, "a request with this Idempotency-Key is in progress") from None
+            except KeyReused:
+                raise ApiError(422, "Idempotency-Key was already used with a different request") from None
+            if replay is not None:
+                return json_response(
+                    replay.body,
+                    replay.status,
+                    {"Location": f"/v1/orders/{replay.body['id']}", "Idempotent-Replayed": "true"},
+                )
+        created = Orders(db, utcnow).create(
+            user_id, data["amount_cents"], data["currency"], request_id=getattr(request, "request_id", None)
+        )
+        body = created.as_json()
+        if key is not None:
+            keys.complete(user_id, key, fingerprint, 201, body)
     return json_response(body, 201, {"Location": f"/v1/orders/{created.id}"})
 
 

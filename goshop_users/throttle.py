@@ -26,24 +26,24 @@ forgets the pair and gives the reservation back on the others.
 The throttle's transactions are its own, not the request's: they run on the
 engine. A test that hands the request its own session (``environ[
 "goshop.dbsession"]``, goshop_common.db.session) on a connection it rolls back
-has them run on that connection instead, each one a savepoint of its own, so
+has them run on that connection instead (goshop_common.db.session.request_bind
+and own_transaction), each one a savepoint of its own, so
 that a reservation still outlives the request's rollback and the test's
 rollback still undoes it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from goshop_common.db.session import SESSION_ENVIRON_KEY
+from goshop_common.db.session import own_transaction
 from goshop_users.models import LoginFailure
 
 # A client without an address (never over TCP) shares one budget rather than
@@ -87,15 +87,6 @@ class Reservation:
     windows: dict[str, dt.datetime]
 
 
-def throttle_bind(request) -> sa.Engine | sa.Connection:
-    """Where a request's reservations run: the app's engine, or the connection
-    of the session a test handed in (see the module's docstring)."""
-    injected = request.environ.get(SESSION_ENVIRON_KEY)
-    if injected is not None and isinstance(injected.bind, sa.Connection):
-        return injected.bind
-    return request.registry.dbengine
-
-
 class LoginThrottle:
     def __init__(
         self,
@@ -112,18 +103,6 @@ class LoginThrottle:
         self.max_per_email = max_per_email
         self.window = dt.timedelta(seconds=window_seconds)
         self.clock = clock
-
-    @contextlib.contextmanager
-    def _own_transaction(self) -> Iterator[tuple[sa.Connection, sa.Transaction]]:
-        """A short transaction of the throttle's own: committed when the block
-        ends, rolled back when it raises. On an Engine it is a connection's
-        transaction; on a Connection (a test's), a savepoint."""
-        if isinstance(self.engine, sa.Connection):
-            with self.engine.begin_nested() as transaction:
-                yield self.engine, transaction
-            return
-        with self.engine.connect() as connection, connection.begin() as transaction:
-            yield connection, transaction
 
     def _limits(self, email: str, client: str) -> list[tuple[str, int]]:
         # The order is the lock order of every transaction on these rows.
@@ -143,7 +122,8 @@ class LoginThrottle:
         window_open = table.c.window_started_at + self.window > now
         windows: dict[str, dt.datetime] = {}
         waits: list[float] = []
-        with self._own_transaction() as (connection, transaction):
+        # Raising Throttled in the block rolls the reservations back.
+        with own_transaction(self.engine) as connection:
             for key, limit in self._limits(email, client):
                 statement = (
                     insert(table)
@@ -162,7 +142,6 @@ class LoginThrottle:
                 if failures > limit:
                     waits.append((started + self.window - now).total_seconds())
             if waits:
-                transaction.rollback()
                 raise Throttled(max(1, math.ceil(max(waits))))
         return Reservation(pair=pair_key(email, client), windows=windows)
 
@@ -171,7 +150,7 @@ class LoginThrottle:
         reserved attempt back to the client and email keys (in their window
         only; one that has restarted since does not hold it)."""
         table = LoginFailure.__table__
-        with self._own_transaction() as (connection, _transaction):
+        with own_transaction(self.engine) as connection:
             for key, started in reservation.windows.items():
                 if key == reservation.pair:
                     connection.execute(sa.delete(table).where(table.c.key == key))

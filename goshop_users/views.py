@@ -10,6 +10,7 @@ from pyramid.response import Response
 
 from goshop_common import clock
 from goshop_common.auth.tokens import REFRESH, InvalidToken, authenticated_claims
+from goshop_common.db.session import request_bind
 from goshop_common.web.clientip import client_network
 from goshop_common.web.errors import ApiError, error_response
 from goshop_common.web.openapi import BEARER
@@ -19,7 +20,7 @@ from goshop_users import responses
 from goshop_users.accounts import Accounts, EmailTaken
 from goshop_users.schemas import LoginSchema, RefreshTokenSchema, RegisterSchema
 from goshop_users.sessions import RefreshRejected, Sessions
-from goshop_users.throttle import LoginThrottle, Throttled, throttle_bind
+from goshop_users.throttle import LoginThrottle, Throttled
 
 register = Service(name="users_register", path="/v1/users/register", description="Create an account.")
 login = Service(name="users_login", path="/v1/users/login", description="Exchange a password for tokens.")
@@ -64,7 +65,7 @@ def _throttle(request) -> LoginThrottle:
     # The engine, not request.dbsession: a reservation commits on its own,
     # before the password is verified, so no row lock spans argon2.
     return LoginThrottle(
-        throttle_bind(request),
+        request_bind(request),
         max_per_email_and_client=settings.login_max_failures_per_email_and_client,
         max_per_client=settings.login_max_failures_per_client,
         max_per_email=settings.login_max_failures_per_email,

@@ -158,7 +158,8 @@ class SavepointSeam:
     aborts (the view raised) rolls its savepoint back, and its work is gone
     as it would be in production. Work done outside the request's session —
     the login throttle's reservations — runs on the same connection in
-    savepoints of its own (goshop_users.throttle.throttle_bind).
+    savepoints of its own (goshop_common.db.session.request_bind), as is the
+    order POST's own transaction.
 
     What one transaction cannot give: PostgreSQL's now() is the start of the
     test's transaction for every request, and a transaction-scoped advisory
