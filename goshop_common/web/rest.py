@@ -6,6 +6,7 @@ Cornice stays behind this module: views import ``Service`` and
 
 from __future__ import annotations
 
+import json
 import re
 
 import colander
@@ -133,7 +134,9 @@ def body_validator(request, schema=None, **kwargs):
     deferred validators can read settings (password length, money bounds)."""
     if schema is None:
         return
-    if request.body and request.content_type not in JSON:
+    # Read once: each read of request.body seeks and reads the body again.
+    raw = request.body
+    if raw and request.content_type not in JSON:
         # Cornice would parse a form body (and fail with a 500 on a multipart
         # type without a boundary); goshop's bodies are JSON only, even where
         # a view takes no content_type (to allow an empty body).
@@ -141,7 +144,7 @@ def body_validator(request, schema=None, **kwargs):
         request.errors.status = 415
         return
     try:
-        body = _body_cstruct(request)
+        body = _body_cstruct(request, raw)
     except RecursionError:
         # json.loads gives up on deeply nested arrays with RecursionError,
         # which is not the ValueError Cornice expects.
@@ -180,17 +183,19 @@ def _field(name: str, top: str) -> str:
     return "" if name == top else name.removeprefix(f"{top}.")
 
 
-def _body_cstruct(request):
-    """The body as extract_cstruct reads it, or _REFUSED with the error added."""
+def _body_cstruct(request, raw: bytes):
+    """The body (``raw``, as read) as extract_cstruct reads it, or _REFUSED
+    with the error added."""
     content_type = request.content_type
     if content_type in _FORMS:
         return request.POST.mixed()
     if content_type and not _JSONISH.match(content_type):
-        return request.body
-    if not request.body:
+        return raw
+    if not raw:
         return {}
     try:
-        body = request.json_body
+        # As webob's request.json_body, without reading the body again.
+        body = json.loads(raw.decode(request.charset))
     except ValueError as exc:
         request.errors.add("body", "", f"Invalid JSON: {exc}")
         return _REFUSED
