@@ -6,6 +6,7 @@ import datetime as dt
 import re
 import uuid
 from collections.abc import Callable
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as DbSession
@@ -70,6 +71,23 @@ _SETTLE_ALL = (
 )
 
 
+class PlacedOrder(NamedTuple):
+    """An order just created, as ``create`` wrote it: the row's columns, for
+    the answer, without an ORM instance that nothing would track."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    amount_cents: int
+    currency: str
+    status: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    reason: str | None = None
+
+    def as_json(self) -> dict:
+        return Order.as_json(self)
+
+
 class Orders:
     """The orders of the request's (or the consumer's) transaction: creating
     one with its event, reading a customer's own, settling one by the saga."""
@@ -78,20 +96,13 @@ class Orders:
         self.db = db
         self.clock = clock
 
-    def create(self, user_id: uuid.UUID, amount_cents: int, currency: str, request_id: str | None = None) -> Order:
+    def create(
+        self, user_id: uuid.UUID, amount_cents: int, currency: str, request_id: str | None = None
+    ) -> PlacedOrder:
         """The order and its ``order.created`` event, in the caller's transaction."""
         now = self.clock()
-        order = Order(
-            id=uuid.uuid4(),
-            user_id=user_id,
-            amount_cents=amount_cents,
-            currency=currency,
-            status=NEW,
-            created_at=now,
-            updated_at=now,
-        )
-        # Core: the row is written once here and answered from ``order``,
-        # which the ORM has no reason to track (nor to flush first).
+        order = PlacedOrder(uuid.uuid4(), user_id, amount_cents, currency, NEW, now, now)
+        # Core: the row is written once here and answered from ``order``.
         add_event_with(
             self.db,
             _INSERT_ORDER,
