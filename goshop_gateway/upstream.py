@@ -85,6 +85,29 @@ def end_to_end(headers) -> list[tuple[str, str]]:
     return end_to_end_items(list(headers.items()))
 
 
+# The two headers WSGI keeps without an HTTP_ prefix (PEP 3333), and the
+# names webob gives their HTTP_ twins (which a server never sets).
+_UNPREFIXED = {
+    "CONTENT_TYPE": "Content-Type",
+    "CONTENT_LENGTH": "Content-Length",
+    "HTTP_CONTENT_TYPE": "Content_Type",
+    "HTTP_CONTENT_LENGTH": "Content_Length",
+}
+
+
+def request_headers(environ: dict) -> list[tuple[str, str]]:
+    """A WSGI request's headers as (name, value) pairs, named as webob's
+    ``request.headers`` names them (``HTTP_X_REQUEST_ID`` is
+    ``X-Request-Id``), without its per-key view of the whole environ."""
+    items = []
+    for key, value in environ.items():
+        if key in _UNPREFIXED:
+            items.append((_UNPREFIXED[key], value))
+        elif key.startswith("HTTP_"):
+            items.append((key[5:].replace("_", "-").title(), value))
+    return items
+
+
 def end_to_end_items(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """``end_to_end`` of (name, value) pairs, in their order, repeated names kept apart."""
     named = set()

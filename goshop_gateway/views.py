@@ -22,7 +22,7 @@ from goshop_common.web.requestlog import REQUEST_ID_HEADER
 from goshop_common.web.rest import JSON, Service, body_validator
 from goshop_gateway.routes import Route
 from goshop_gateway.schemas import CheckoutSchema
-from goshop_gateway.upstream import Timeout, UpstreamFailure, end_to_end
+from goshop_gateway.upstream import Timeout, UpstreamFailure, end_to_end_items, request_headers
 from goshop_gateway.upstream_routes import ROUTES
 
 READY_TIMEOUT = Timeout(connect=1.0, read=2.0)
@@ -52,7 +52,9 @@ def forward_headers(request) -> list[tuple[str, str]]:
     """The headers an upstream gets. The gateway is the edge: X-Forwarded-For
     is one address, the client it believes (request.client_ip: the peer, or
     what a trusted proxy such as the ingress says), never the client's chain."""
-    headers = [(n, v) for n, v in end_to_end(request.headers) if n.lower() not in FORWARDING_HEADERS]
+    headers = [
+        (n, v) for n, v in end_to_end_items(request_headers(request.environ)) if n.lower() not in FORWARDING_HEADERS
+    ]
     headers.append((REQUEST_ID_HEADER, request.request_id))
     if request.client_ip:
         headers.append(("X-Forwarded-For", request.client_ip))

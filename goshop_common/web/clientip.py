@@ -34,6 +34,9 @@ def _networks(trusted: tuple[str, ...]):
     return tuple(ipaddress.ip_network(entry, strict=False) for entry in trusted)
 
 
+# Pure and called for every request with the same few peers and proxies:
+# parsed once each (bounded, so a client's made-up hops cannot grow it).
+@functools.lru_cache(maxsize=1024)
 def parse_address(raw: str | None) -> Address | None:
     """One hop of X-Forwarded-For (or a peer address) as an address, or None
     when it is not one. Accepts ``1.2.3.4``, ``1.2.3.4:80``, ``2001:db8::1``,

@@ -1,4 +1,6 @@
-from goshop_gateway.upstream import end_to_end
+from webob.headers import EnvironHeaders
+
+from goshop_gateway.upstream import end_to_end, request_headers
 
 
 def test_hop_by_hop_headers_and_those_named_in_connection_are_dropped():
@@ -21,3 +23,23 @@ def test_hop_by_hop_headers_and_those_named_in_connection_are_dropped():
         "Content-Type": "application/json",
         "Idempotency-Key": "k",
     }
+
+
+def test_request_headers_are_named_and_ordered_as_webob_names_them():
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/v1/checkout",
+        "SERVER_NAME": "gateway",
+        "wsgi.url_scheme": "http",
+        "HTTP_HOST": "gateway:8080",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": "41",
+        "HTTP_AUTHORIZATION": "Bearer t",
+        "HTTP_X_REQUEST_ID": "abc",
+        "HTTP_IDEMPOTENCY_KEY": "k-1",
+        "HTTP_X_FORWARDED_FOR": "198.51.100.7, 10.0.0.1",
+        "HTTP_CONTENT_TYPE": "text/plain",
+        "HTTP_TRACEPARENT": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    }
+    assert request_headers(environ) == list(EnvironHeaders(environ).items())
+    assert ("X-Request-Id", "abc") in request_headers(environ)
