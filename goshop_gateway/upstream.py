@@ -255,6 +255,17 @@ class _Upstream:
         self.idle: list[_Connection] = []
         self.lock = threading.Lock()
 
+    def public_location(self, value: str) -> str:
+        """A Location this upstream sent, as the gateway's client can follow
+        it. webob writes every Location absolute, with the Host the gateway
+        sent: one under the upstream's own URL becomes the path it names on
+        the gateway (whose own webob makes it absolute for the client, with
+        the Host the client used); any other is left as it is."""
+        origin = self.base + self.prefix
+        if value.startswith(origin) and value[len(origin) : len(origin) + 1] in ("/", "?", "#", ""):
+            return value[len(origin) :] or "/"
+        return value
+
     def request(self, method: str, path: str, headers, body: bytes | None, timeout: Timeout) -> UpstreamResponse:
         data = self._encode(method, path, headers, body)
         head = method == "HEAD"
@@ -359,11 +370,21 @@ class Upstreams:
     ) -> UpstreamResponse:
         pool = self.pools[upstream]
         if tracing.enabled():
-            return self._traced(pool, upstream, method, path, headers, body, timeout or self.timeout)
-        try:
-            return pool.request(method, path, headers, body, timeout or self.timeout)
-        except _BROKEN as exc:
-            raise _failure(upstream, exc) from None
+            response = self._traced(pool, upstream, method, path, headers, body, timeout or self.timeout)
+        else:
+            try:
+                response = pool.request(method, path, headers, body, timeout or self.timeout)
+            except _BROKEN as exc:
+                raise _failure(upstream, exc) from None
+        if any(name.lower() == "location" for name, _ in response.headers):
+            response = dataclasses.replace(
+                response,
+                headers=[
+                    (name, pool.public_location(value) if name.lower() == "location" else value)
+                    for name, value in response.headers
+                ],
+            )
+        return response
 
     def _traced(self, pool: _Upstream, upstream: str, method: str, path: str, headers, body, timeout):
         """``request`` in a client span, its context sent along (W3C

@@ -56,7 +56,8 @@ def test_sign_up_check_out_and_watch_the_order_get_paid(gw):
     assert (status, me["uid"]) == (200, customer["id"])
     status, headers, order = checkout(gw, customer, 19901)
     assert status == 201, order
-    assert headers["Location"].endswith(f"/v1/orders/{order['id']}")
+    # The gateway's own URL, never the orders service's behind it.
+    assert headers["Location"] == f"http://127.0.0.1:{gw.port}/v1/orders/{order['id']}"
     assert settle(gw, customer, order["id"]) == {"id": order["id"], "status": "paid", "reason": None}
     status, _, listing = gw.request("GET", "/v1/orders", headers=customer["auth"])
     assert [o["id"] for o in listing["orders"]] == [order["id"]]

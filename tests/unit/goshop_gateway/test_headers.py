@@ -1,6 +1,7 @@
+import pytest
 from webob.headers import EnvironHeaders
 
-from goshop_gateway.upstream import end_to_end, request_headers
+from goshop_gateway.upstream import _Upstream, end_to_end, request_headers
 
 
 def test_hop_by_hop_headers_and_those_named_in_connection_are_dropped():
@@ -43,3 +44,21 @@ def test_request_headers_are_named_and_ordered_as_webob_names_them():
     }
     assert request_headers(environ) == list(EnvironHeaders(environ).items())
     assert ("X-Request-Id", "abc") in request_headers(environ)
+
+
+@pytest.mark.parametrize(
+    ("url", "location", "public"),
+    [
+        ("http://orders:8082", "http://orders:8082/v1/orders/o-1", "/v1/orders/o-1"),
+        ("http://orders:8082/", "http://orders:8082/v1/orders/o-1?x=1", "/v1/orders/o-1?x=1"),
+        ("http://orders:8082/api", "http://orders:8082/api/v1/orders/o-1", "/v1/orders/o-1"),
+        ("http://orders:8082", "http://orders:8082", "/"),
+        # Not under the upstream's URL: left as the upstream wrote it.
+        ("http://orders:8082/api", "http://orders:8082/apix/o-1", "http://orders:8082/apix/o-1"),
+        ("http://orders:8082", "http://orders:80821/o-1", "http://orders:80821/o-1"),
+        ("http://orders:8082", "https://pay.example/return", "https://pay.example/return"),
+        ("http://orders:8082", "/v1/orders/o-1", "/v1/orders/o-1"),
+    ],
+)
+def test_an_upstreams_own_location_becomes_a_path_on_the_gateway(url, location, public):
+    assert _Upstream(url, 1).public_location(location) == public
