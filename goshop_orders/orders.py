@@ -11,6 +11,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.orm import Session as DbSession
 
+from goshop_common.db import prepared
 from goshop_common.db.arrays import array_rows, array_values
 from goshop_common.messaging.events import ORDER_CREATED
 from goshop_common.messaging.outbox import add_event_with
@@ -163,4 +164,4 @@ class Orders:
             {"order_id": order_id, "status": status, "reason": reason} for order_id, (status, reason) in first.items()
         ]
         values = {**array_values(rows, _SETTLEMENT, "all_"), "now": self.clock()}
-        return set(self.db.execute(_SETTLE_ALL, values).scalars())
+        return set(prepared.execute(self.db, _SETTLE_ALL, values).scalars())

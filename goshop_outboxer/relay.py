@@ -37,6 +37,7 @@ from opentelemetry.trace import StatusCode
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from goshop_common.clock import utcnow
+from goshop_common.db import prepared
 from goshop_common.messaging.events import event_headers
 from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
 from goshop_common.observability import tracing
@@ -130,7 +131,7 @@ class Relay:
 
     def _claim(self, connection, now: dt.datetime):
         """Lock the due head-of-key rows, oldest first; rows another replica holds are skipped, not waited for."""
-        return connection.execute(self._claim_query, {"now": now}).all()
+        return prepared.execute(connection, self._claim_query, {"now": now}).all()
 
     def _claim_statement(self):
         outbox = self.table
@@ -229,7 +230,7 @@ class Relay:
 
     def _mark_published(self, connection, delivered) -> None:
         if delivered:
-            connection.execute(self._mark_published_statement, {"ids": [row.id for row in delivered]}).all()
+            prepared.execute(connection, self._mark_published_statement, {"ids": [row.id for row in delivered]}).all()
 
     def _mark_failed(self, connection, failed, now: dt.datetime) -> None:
         """Count the attempt, keep the error for operators, and push the row's next try back exponentially."""

@@ -16,6 +16,7 @@ import uuid
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
 
+from goshop_common.db import prepared
 from goshop_common.db.arrays import array_rows, array_values
 from goshop_common.db.retention import Rule
 from goshop_common.observability import tracing
@@ -145,4 +146,4 @@ def first_deliveries(db, table: sa.Table, events) -> set[uuid.UUID]:
         {"event_id": e.event_id, "event_type": e.type, "topic": e.topic, "partition": e.partition, "offset": e.offset}
         for e in events
     ]
-    return set(db.execute(_record_all(table), array_values(rows, _DELIVERED, "all_")).scalars())
+    return set(prepared.execute(db, _record_all(table), array_values(rows, _DELIVERED, "all_")).scalars())

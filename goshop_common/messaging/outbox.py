@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from opentelemetry.trace import SpanKind
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from goshop_common.db import prepared
 from goshop_common.db.arrays import array_rows, array_values
 from goshop_common.db.retention import Rule
 from goshop_common.messaging.events import EventType
@@ -195,7 +196,7 @@ def add_event_with(
     def write(row: dict) -> bool:
         statement = _insert_with(table, change, "traceparent" in row)
         bound = {**change_values, **{_EVENT_PARAM + name: value for name, value in row.items()}}
-        return db.execute(statement, bound).first() is not None
+        return prepared.execute(db, statement, bound).first() is not None
 
     return _created(event_type, values, write)
 
@@ -228,7 +229,7 @@ def add_events_with(db, change, change_values: dict, table: sa.Table, events: li
         row["value"] = event.value
     statement = _insert_each_with(table, change, type(events[0].value))
     bound = {**change_values, **array_values(rows, ("value", *_EVENT_COLUMNS), _EVENT_PARAM)}
-    queued = set(db.execute(statement, bound).scalars())
+    queued = set(prepared.execute(db, statement, bound).scalars())
     return {event.value for event, row in zip(events, rows, strict=True) if row["event_id"] in queued}
 
 

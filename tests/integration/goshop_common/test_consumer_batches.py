@@ -10,6 +10,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
+from goshop_common.db import prepared
 from goshop_common.messaging.consumer import EventConsumer
 from goshop_common.messaging.deadletters import DeadLetters
 from goshop_common.messaging.events import ORDER_CREATED, ORDERS_TOPIC, event_headers
@@ -64,7 +65,9 @@ def dead_letters(bootstrap: str, name: str) -> DeadLetters:
 
 def consume(bootstrap: str, engine: sa.Engine, handler, expected: int) -> tuple[EventConsumer, list[str]]:
     statements: list[str] = []
-    sa.event.listen(engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(sql))
+    sa.event.listen(
+        engine, "before_cursor_execute", lambda _c, _cur, sql, *_: statements.append(prepared.statement_of(sql) or "")
+    )
     kafka = make_consumer(bootstrap, f"batch-test-{uuid.uuid4().hex[:8]}", [ORDERS_TOPIC])
     worker = EventConsumer(
         "batch-test", engine, kafka, INBOX, handler, dead_letters=dead_letters(bootstrap, "batch-test")

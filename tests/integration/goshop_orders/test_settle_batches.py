@@ -11,6 +11,7 @@ import uuid
 import sqlalchemy as sa
 
 from goshop_common.clock import utcnow
+from goshop_common.db import prepared
 from goshop_common.messaging.consumer import Event
 from goshop_common.messaging.events import PAYMENT_CONFIRMED, PAYMENT_FAILED, PAYMENT_REFUNDED, PAYMENTS_TOPIC
 from goshop_orders.consumer import PaymentOutcomes
@@ -98,7 +99,8 @@ def test_a_batch_settles_in_one_statement(clean_db):
     statements: list[str] = []
 
     def seen(_conn, _cursor, sql, *_):
-        statements.append(sql)
+        if (ran := prepared.statement_of(sql)) is not None:
+            statements.append(ran)
 
     sa.event.listen(clean_db, "before_cursor_execute", seen)
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from goshop_common.clock import utcnow
+from goshop_common.db import prepared
 from goshop_payments.payments import PaymentDecider
 from tests.integration.goshop_payments.test_refunds import CountingProvider, cancelled, created, order_fields
 
@@ -79,7 +80,8 @@ def test_a_run_of_order_created_is_charged_in_one_statement(db_connection):
     statements: list[str] = []
 
     def seen(_conn, _cursor, sql, *_):
-        statements.append(sql)
+        if (ran := prepared.statement_of(sql)) is not None:
+            statements.append(ran)
 
     batch = [created(order_fields(2000 + n)) for n in range(1, 5)]
     sa.event.listen(db_connection, "before_cursor_execute", seen)
