@@ -12,6 +12,7 @@ import logging
 import logging.handlers
 import os
 import queue
+import sys
 import time
 
 JSON = "json"
@@ -210,6 +211,23 @@ def write_in_background() -> None:
     _writer = logging.handlers.QueueListener(lines, *handlers, respect_handler_level=True)
     root.handlers[:] = [_InProcessQueueHandler(lines)]
     _writer.start()
+    if sys.excepthook is not _write_queued_lines_first:
+        global _previous_excepthook
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _write_queued_lines_first
+
+
+_previous_excepthook = sys.excepthook
+
+
+def _write_queued_lines_first(*exc_info) -> None:
+    """sys.excepthook while the writer runs: an exception nobody caught (a
+    Ctrl-C's KeyboardInterrupt, say) has its traceback printed after the
+    lines still queued, not in the middle of one of them on the same stderr
+    (the interpreter writes the traceback's last line and its line feed
+    apart, and a JSON line landed between them)."""
+    _stop_writer()
+    _previous_excepthook(*exc_info)
 
 
 def _stop_writer() -> None:

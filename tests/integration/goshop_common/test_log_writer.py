@@ -75,6 +75,10 @@ def test_a_sigterm_stop_through_keyboardinterrupt_loses_no_line():
     assert result.returncode != 0
     queued = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert [line["n"] for line in queued if line["msg"] == "queued"] == list(range(2000))
+    # The traceback comes after the queued lines, never inside one of them.
+    lines = result.stderr.splitlines()
+    assert lines[-1] == "KeyboardInterrupt"
+    assert lines[-3].startswith("Traceback")
 
 
 def test_the_calling_thread_only_enqueues_and_the_handlers_come_back_at_stop():
