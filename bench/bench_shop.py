@@ -714,6 +714,13 @@ class WrkResult:
     server_cpu_ms: float  # CPU of the server side (floor process, or the whole shop) per request
     reading: Reading
 
+    def checked(self, expect: int, what: str) -> WrkResult:
+        """This result, or BenchError naming ``what`` if wrk saw anything but ``expect``."""
+        problems = self.problems(expect)
+        if problems:
+            raise BenchError(f"{what}: wrk saw {', '.join(problems)}")
+        return self
+
     def problems(self, expect: int) -> list[str]:
         found = [f"{count} x HTTP {code}" for code, count in sorted(self.statuses.items()) if code != expect]
         found += [f"{count} socket {kind} errors" for kind, count in self.socket_errors.items() if count]
@@ -863,10 +870,7 @@ def throughput(children, settings, targets, scripts, meter, db) -> dict[str, lis
     drained: list[float] = []
 
     def one(target: Target, seconds: int) -> WrkResult:
-        result = run_wrk(children, target, scripts[target.name], seconds, meter)
-        problems = result.problems(target.expect)
-        if problems:
-            raise BenchError(f"{target.name}: wrk saw {', '.join(problems)}")
+        result = run_wrk(children, target, scripts[target.name], seconds, meter).checked(target.expect, target.name)
         if target.creates_orders:
             drained.append(drain(db))
         return result
@@ -1041,10 +1045,7 @@ def cpu_per_order(children, settings, target: Target, script: Path, meter: Meter
     drain(db)
     final_before, _ = order_counts(db)
     stop = meter.start()
-    load = run_wrk(children, target, script, settings.cpu_load_seconds, meter)
-    problems = load.problems(target.expect)
-    if problems:
-        raise BenchError(f"CPU phase: wrk saw {', '.join(problems)}")
+    load = run_wrk(children, target, script, settings.cpu_load_seconds, meter).checked(target.expect, "CPU phase")
     settle = drain(db)
     reading = stop()
     final_after, _ = order_counts(db)
@@ -1067,10 +1068,7 @@ def cpu_per_order(children, settings, target: Target, script: Path, meter: Meter
 def floor_cpu_ms(children, settings, target: Target, script: Path, meter: Meter) -> float:
     """A floor's CPU per request over one wrk run as long as the CPU phase."""
     load = run_wrk(children, target, script, settings.cpu_load_seconds, meter)
-    problems = load.problems(target.expect)
-    if problems:
-        raise BenchError(f"{target.name} beside the CPU phase: wrk saw {', '.join(problems)}")
-    return load.server_cpu_ms
+    return load.checked(target.expect, f"{target.name} beside the CPU phase").server_cpu_ms
 
 
 def report_latency(observed, stamped, post, floor_post) -> None:

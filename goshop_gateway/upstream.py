@@ -80,11 +80,6 @@ class Timeout:
     read: float
 
 
-def end_to_end(headers) -> list[tuple[str, str]]:
-    """The headers without hop-by-hop ones, including any the Connection header names."""
-    return end_to_end_items(list(headers.items()))
-
-
 # The two headers WSGI keeps without an HTTP_ prefix (PEP 3333), and the
 # names webob gives their HTTP_ twins (which a server never sets).
 _UNPREFIXED = {
@@ -109,7 +104,8 @@ def request_headers(environ: dict) -> list[tuple[str, str]]:
 
 
 def end_to_end_items(items: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """``end_to_end`` of (name, value) pairs, in their order, repeated names kept apart."""
+    """(name, value) pairs without the hop-by-hop ones, including any the
+    Connection header names; in their order, repeated names kept apart."""
     named = set()
     for name, value in items:
         if name.lower() == "connection":
@@ -266,13 +262,20 @@ class _Upstream:
             return value[len(origin) :] or "/"
         return value
 
+    def _public(self, response: UpstreamResponse) -> UpstreamResponse:
+        """``response`` with its Location, if any, as ``public_location`` says."""
+        for index, (name, value) in enumerate(response.headers):
+            if name.lower() == "location":
+                response.headers[index] = (name, self.public_location(value))
+        return response
+
     def request(self, method: str, path: str, headers, body: bytes | None, timeout: Timeout) -> UpstreamResponse:
         data = self._encode(method, path, headers, body)
         head = method == "HEAD"
         connection = self._idle()
         if connection is not None:
             try:
-                return self._exchange(connection, data, head, timeout.read)
+                return self._public(self._exchange(connection, data, head, timeout.read))
             except _ClosedBeforeAnswer:
                 # The upstream closed the connection as the request went out
                 # (its idle timeout, a restart): it may or may not have read
@@ -282,7 +285,7 @@ class _Upstream:
                 # byte of an answer, nor after a read timeout.
                 if method not in _IDEMPOTENT:
                     raise
-        return self._exchange(self._connect(timeout), data, head, timeout.read)
+        return self._public(self._exchange(self._connect(timeout), data, head, timeout.read))
 
     def _idle(self) -> _Connection | None:
         """The most recent idle connection the upstream has not closed, if any:
@@ -370,21 +373,11 @@ class Upstreams:
     ) -> UpstreamResponse:
         pool = self.pools[upstream]
         if tracing.enabled():
-            response = self._traced(pool, upstream, method, path, headers, body, timeout or self.timeout)
-        else:
-            try:
-                response = pool.request(method, path, headers, body, timeout or self.timeout)
-            except _BROKEN as exc:
-                raise _failure(upstream, exc) from None
-        if any(name.lower() == "location" for name, _ in response.headers):
-            response = dataclasses.replace(
-                response,
-                headers=[
-                    (name, pool.public_location(value) if name.lower() == "location" else value)
-                    for name, value in response.headers
-                ],
-            )
-        return response
+            return self._traced(pool, upstream, method, path, headers, body, timeout or self.timeout)
+        try:
+            return pool.request(method, path, headers, body, timeout or self.timeout)
+        except _BROKEN as exc:
+            raise _failure(upstream, exc) from None
 
     def _traced(self, pool: _Upstream, upstream: str, method: str, path: str, headers, body, timeout):
         """``request`` in a client span, its context sent along (W3C

@@ -64,12 +64,7 @@ _FIND = sa.select(_KEYS.c.request_hash, _KEYS.c.response_status, _KEYS.c.respons
     *_THIS_KEY
 )
 _FORGET = _KEYS.delete().where(*_THIS_KEY)
-_KEEP = _KEYS.insert().values(
-    {
-        column: sa.bindparam(column)
-        for column in ("user_id", "key", "request_hash", "response_status", "response_body", "created_at")
-    }
-)
+_KEEP = _KEYS.insert()
 
 
 class IdempotencyKeys:

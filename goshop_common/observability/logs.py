@@ -180,6 +180,8 @@ class _InProcessQueueHandler(logging.handlers.QueueHandler):
 
 
 _writer: logging.handlers.QueueListener | None = None
+# The hook _write_queued_lines_first hands an uncaught exception on to.
+_previous_excepthook = sys.excepthook
 # What write_in_background turns off, put back when the writer stops.
 _RECORD_DETAILS = (logging._srcfile, logging.logThreads, logging.logProcesses, logging.logMultiprocessing)
 
@@ -195,7 +197,7 @@ def write_in_background() -> None:
     thread writes what is queued, so a clean stop (SIGTERM) loses no line.
     Call it once the handlers are final (after ``apply``); calling it again
     first puts the handlers back."""
-    global _writer
+    global _writer, _previous_excepthook
     # The logging HOWTO's "Optimization": no line shows the caller's file and
     # line, thread or process, so records do not look them up (a stack walk
     # each, for the file and line).
@@ -212,12 +214,8 @@ def write_in_background() -> None:
     root.handlers[:] = [_InProcessQueueHandler(lines)]
     _writer.start()
     if sys.excepthook is not _write_queued_lines_first:
-        global _previous_excepthook
         _previous_excepthook = sys.excepthook
         sys.excepthook = _write_queued_lines_first
-
-
-_previous_excepthook = sys.excepthook
 
 
 def _write_queued_lines_first(*exc_info) -> None:

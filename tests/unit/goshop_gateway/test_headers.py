@@ -1,7 +1,7 @@
 import pytest
 from webob.headers import EnvironHeaders
 
-from goshop_gateway.upstream import _Upstream, end_to_end, request_headers
+from goshop_gateway.upstream import _Upstream, end_to_end_items, request_headers
 
 
 def test_hop_by_hop_headers_and_those_named_in_connection_are_dropped():
@@ -19,7 +19,7 @@ def test_hop_by_hop_headers_and_those_named_in_connection_are_dropped():
         "Content-Type": "application/json",
         "Idempotency-Key": "k",
     }
-    assert dict(end_to_end(headers)) == {
+    assert dict(end_to_end_items(list(headers.items()))) == {
         "Authorization": "Bearer t",
         "Content-Type": "application/json",
         "Idempotency-Key": "k",
