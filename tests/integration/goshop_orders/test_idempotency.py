@@ -11,7 +11,7 @@ def post(client, customer, key, body, status="*"):
     return client.post_json("/v1/orders", body, headers=headers, status=status)
 
 
-def test_same_key_and_body_replays_the_first_response(orders_client, customer, db_connection):
+def test_same_key_and_body_replays_the_first_response(orders_client, customer, db_connection, clean_db):
     first = post(orders_client, customer, "k-1", {"amount_cents": 700}, status=201)
     again = post(orders_client, customer, "k-1", {"amount_cents": 700}, status=201)
     assert again.json == first.json
@@ -21,7 +21,7 @@ def test_same_key_and_body_replays_the_first_response(orders_client, customer, d
     assert count_rows(db_connection, "orders.outbox") == 1
 
 
-def test_same_key_with_a_different_body_is_422(orders_client, customer, db_connection):
+def test_same_key_with_a_different_body_is_422(orders_client, customer, db_connection, clean_db):
     post(orders_client, customer, "k-2", {"amount_cents": 700}, status=201)
     response = post(orders_client, customer, "k-2", {"amount_cents": 701}, status=422)
     assert response.json == {"error": "Idempotency-Key was already used with a different request"}
