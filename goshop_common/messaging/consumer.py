@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from kafka.errors import KafkaError
-from kafka.structs import OffsetAndMetadata
+from kafka.structs import MemberState, OffsetAndMetadata
 from opentelemetry import propagate
 from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -98,6 +98,24 @@ class Event:
     @property
     def request_id(self) -> str | None:
         return self.headers.get(events.REQUEST_ID_HEADER)
+
+
+def rebalancing(consumer) -> bool:
+    """True while ``consumer`` is not a settled member of its group (joining,
+    syncing, or fallen out of it), by kafka-python's own MemberState.
+
+    kafka-python 3.0 (through 3.0.12 and its main branch) sends JoinGroup and
+    SyncGroup on its IO thread and keeps that task across polls; a ``poll()``
+    whose timeout ends first returns, and the next one re-awaits the task. But
+    a task that has *finished* by the next poll is taken for a stale one
+    (``BaseCoordinator.join_group_async``: ``if self._join_task is None or
+    self._join_task.is_done``) and a new JoinGroup is sent: the assignment it
+    brought is dropped. A join lasts as long as the broker holds it (about 3 s
+    on Tansu, up to the rebalance timeout on Kafka), so a consumer that polls
+    briefly and then waits elsewhere almost never sees its join land, and
+    rejoins for good. Polling back to back while this is True keeps a poll
+    waiting for nearly all of the join."""
+    return consumer.group_metadata().state != MemberState.STABLE
 
 
 def parse(record) -> Event:
@@ -244,7 +262,14 @@ class EventConsumer:
         rung_polls = 0
         try:
             while not self._stop.is_set():
-                assigned = self.doorbell is not None and bool(self.consumer.assignment())
+                # Only a member of a settled group waits for the doorbell. While
+                # it joins, it polls back to back: kafka-python runs the join on
+                # its IO thread and hands the result only to a poll() that is
+                # waiting when it lands; a join that completes between polls is
+                # thrown away and sent again (see rebalancing()).
+                assigned = (
+                    self.doorbell is not None and not rebalancing(self.consumer) and bool(self.consumer.assignment())
+                )
                 try:
                     batches = self.consumer.poll(timeout_ms=DOORBELL_POLL_MS if assigned else poll_timeout_ms)
                 except KafkaError as exc:
