@@ -258,6 +258,11 @@ class Settings:
     order_sweep_interval: float = _setting(
         "GOSHOP_ORDER_SWEEP_INTERVAL_SECONDS", _positive_float, 5.0, (ORDERS_CONSUMER,)
     )
+    # A consumer that holds lag or waits for its group, and has not moved for
+    # this long while its database and broker answer, fails its /live.
+    consumer_stall_seconds: float = _setting(
+        "GOSHOP_CONSUMER_STALL_SECONDS", _positive_float, 60.0, (ORDERS_CONSUMER, PAYMENTS_CONSUMER)
+    )
     # Kafka consumer groups; a second deployment of the shop on one broker needs its own.
     orders_consumer_group: str = _setting("GOSHOP_ORDERS_CONSUMER_GROUP", _text, "goshop-orders", (ORDERS_CONSUMER,))
     payments_consumer_group: str = _setting(

@@ -237,6 +237,11 @@ class EventConsumer:
         self.dead_letters = dead_letters
         self.stats = ConsumerStats(name, topics=tuple(sorted(consumer.subscription() or ())))
         self._lagging: set[tuple[str, str]] = set()
+        # Progress, for /live (stalled): when the consumer last applied a
+        # batch or stood caught up in a settled group, and what it was
+        # waiting for when last seen.
+        self._moved_at = time.monotonic()
+        self._holding = "starting"
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -278,9 +283,10 @@ class EventConsumer:
                     log.warning("poll failed; retrying", extra={"consumer": self.name, "error": exc.__class__.__name__})
                     self._stop.wait(RETRY_PAUSE_SECONDS)
                     continue
+                moved = False
                 for partition, records in batches.items():
-                    self._process(partition, records)
-                self._observe_lag()
+                    moved = self._process(partition, records) or moved
+                self._note_progress(moved, self._observe_lag())
                 if batches or not assigned:
                     rung_polls = 0
                 elif rung_polls:
@@ -309,10 +315,29 @@ class EventConsumer:
                 return True
         return False
 
-    def _observe_lag(self) -> None:
+    def stalled(self, limit: float) -> str | None:
+        """Why the consumer looks stuck, if it has not moved for ``limit``
+        seconds: it holds lag, or waits for its group, or never came back
+        from a batch. None while it moves, or stands caught up."""
+        idle = time.monotonic() - self._moved_at
+        if idle < limit:
+            return None
+        return f"no progress for {idle:.0f} s ({self._holding})"
+
+    def _note_progress(self, moved: bool, lag: int | None) -> None:
+        if rebalancing(self.consumer):
+            self._holding = "waiting for its group"
+        elif moved or lag == 0:
+            self._moved_at = time.monotonic()
+            self._holding = "caught up"
+        else:
+            self._holding = "position not known yet" if lag is None else f"{lag} events behind"
+
+    def _observe_lag(self) -> int | None:
         """Set the lag of each assigned partition whose highwater is known (it
         comes with fetch responses), and drop the series of partitions that
-        went to another member."""
+        went to another member. The total, None if a partition's is unknown."""
+        total: int | None = 0
         observed = set()
         for partition in self.consumer.assignment() or ():
             try:
@@ -322,20 +347,25 @@ class EventConsumer:
             except KafkaError:
                 continue  # revoked since assignment() answered
             if position is None:
+                total = None
                 continue
             labels = (partition.topic, str(partition.partition))
-            CONSUMER_LAG.labels(self.name, *labels).set(max(0, highwater - position))
+            lag = max(0, highwater - position)
+            CONSUMER_LAG.labels(self.name, *labels).set(lag)
             observed.add(labels)
+            total = None if total is None else total + lag
         self._forget_lag(self._lagging - observed)
         self._lagging = observed
+        return total
 
     def _forget_lag(self, partitions) -> None:
         for topic, partition in partitions:
             with contextlib.suppress(KeyError):
                 CONSUMER_LAG.remove(self.name, topic, partition)
 
-    def _process(self, partition, records) -> None:
-        """Apply one partition's batch in one transaction, then commit its offset.
+    def _process(self, partition, records) -> bool:
+        """Apply one partition's batch in one transaction, then commit its
+        offset; False when the batch is to be tried again.
 
         The batch first runs as one plain transaction: the inbox rows of all
         its events are one statement, and a handler with ``apply_all`` writes
@@ -363,7 +393,7 @@ class EventConsumer:
             )
             self.consumer.seek(partition, records[0].offset)
             self._stop.wait(RETRY_PAUSE_SECONDS)
-            return
+            return False
         poison = [outcome for outcome in outcomes if outcome.name == "parked"]
         for outcome in outcomes:
             if outcome.name != "parked":
@@ -389,7 +419,7 @@ class EventConsumer:
                 )
                 self.consumer.seek(partition, records[0].offset)
                 self._stop.wait(RETRY_PAUSE_SECONDS)
-                return
+                return False
             for outcome in poison:
                 self.stats.count("consumed")
                 self.stats.count_parked(outcome.record.topic, outcome.reason)
@@ -400,6 +430,7 @@ class EventConsumer:
             # A rebalance took the partition away; its new owner gets the batch
             # again and the inbox makes that a no-op.
             log.warning("offset commit failed", extra={"consumer": self.name, "error": exc.__class__.__name__})
+        return True
 
     def _apply_batch(self, records, *, isolated: bool) -> list[Outcome]:
         # Core, on one connection: handlers and the inbox only execute statements.
@@ -613,7 +644,13 @@ def run_consumer(
         "database": lambda: ping_database(worker.engine) >= 0,
         "broker": lambda: broker_reachable(settings.kafka_bootstrap),
     }
-    app = health_app(settings, checks, service=f"{worker.name}-consumer", engine=worker.engine)
+    app = health_app(
+        settings,
+        checks,
+        service=f"{worker.name}-consumer",
+        engine=worker.engine,
+        stalled=lambda: worker.stalled(settings.consumer_stall_seconds),
+    )
     serve_in_background(app, options.host, options.port)
     on_sigterm(worker.stop)
     periodic = [task.start() for task in (tasks(settings, worker) if tasks else ())]

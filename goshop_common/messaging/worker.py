@@ -44,10 +44,15 @@ def health_app(
     *,
     service: str | None = None,
     engine: sa.Engine | None = None,
+    stalled: Callable[[], str | None] | None = None,
 ):
-    """``/live`` always; ``/ready`` 200 when every check passes, else 503 naming
-    the ones that failed. With ``service``, also ``/metrics``: the process's
-    metrics, its requests labelled ``service`` and ``engine``'s pool usage."""
+    """``/ready`` 200 when every check passes, else 503 naming the ones that
+    failed. ``/live`` 200, unless ``stalled`` says why the process is stuck
+    while every check passes (a worker waiting for its database or broker is
+    not stuck: restarting it brings neither back): then 503 with the reason,
+    for a supervisor to restart it. With ``service``, also ``/metrics``: the
+    process's metrics, its requests labelled ``service`` and ``engine``'s
+    pool usage."""
 
     def ready(request):
         failed = sorted(name for name, check in checks.items() if not _safe(check))
@@ -55,12 +60,22 @@ def health_app(
             return error_response(503, f"not ready: {', '.join(failed)}")
         return {"status": "ok"}
 
+    def live(request):
+        reason = stalled()
+        if reason is not None and all(_safe(check) for check in checks.values()):
+            return error_response(503, f"not live: {reason}")
+        return {"status": "ok"}
+
     with Configurator() as config:
         config.registry.goshop_settings = settings
         config.include("goshop_common.web.errors")
         config.include("goshop_common.web.caching")
         config.include("goshop_common.web.requestlog")
-        add_live_route(config)
+        if stalled is None:
+            add_live_route(config)
+        else:
+            config.add_route("live", "/live")
+            config.add_view(live, route_name="live", renderer="json", request_method="GET")
         config.add_route("ready", "/ready")
         config.add_view(ready, route_name="ready", renderer="json", request_method="GET")
         if service is not None:
