@@ -33,17 +33,14 @@ OUTCOMES = {PAYMENT_CONFIRMED.name: PAID, PAYMENT_FAILED.name: CANCELLED}
 
 class PaymentOutcomes:
     """The handler of payments.events: settle the order each payment event is
-    about. The consumer has already checked the events against the contract,
-    so their fields are sound. A batch (``apply_all``) is settled in one
-    statement (Orders.settle_all), as applying its events one by one would."""
+    about, a batch in one statement (Orders.settle), as applying its
+    events one by one would. The consumer has already checked the events
+    against the contract, so their fields are sound."""
 
     def __init__(self, clock=utcnow):
         self.clock = clock
 
-    def __call__(self, db: sa.Connection, event: Event) -> None:
-        self.apply_all(db, [event])
-
-    def apply_all(self, db: sa.Connection, batch: list[Event]) -> None:
+    def __call__(self, db: sa.Connection, batch: list[Event]) -> None:
         # Another event type on the topic (payment.refunded) is not ours to act on.
         ours = [event for event in batch if event.type in OUTCOMES]
         settlements = []
@@ -52,7 +49,7 @@ class PaymentOutcomes:
             settlements.append(
                 (event.fields["order_id"], status, event.fields["reason"] if status == CANCELLED else None)
             )
-        settled = Orders(db, self.clock).settle_all(settlements)
+        settled = Orders(db, self.clock).settle(settlements)
         for event, (order_id, _status, _reason) in zip(ours, settlements, strict=True):
             if order_id in settled:
                 settled.discard(order_id)  # the order's first settlement; a later one finds it settled

@@ -57,7 +57,7 @@ _INSERT_ORDER = (
 )
 # Only a new order moves. The values are bound at execute time, as arrays
 # (one per column), so the statement is built and compiled once, whatever
-# the number of settlements (the first for each order: settle_all says why).
+# the number of settlements (the first for each order: settle says why).
 _SETTLEMENT = ("order_id", "status", "reason")
 _SETTLING = array_rows(
     "settling",
@@ -144,15 +144,11 @@ class Orders:
             return orders[:limit], encode_cursor(orders[limit - 1])
         return orders, None
 
-    def settle(self, order_id: uuid.UUID, status: str, reason: str | None) -> bool:
-        """Move a ``new`` order to ``status``; False when the order is unknown or
-        already settled (transitions happen only from ``new``)."""
-        return order_id in self.settle_all([(order_id, status, reason)])
-
-    def settle_all(self, settlements: list[tuple[uuid.UUID, str, str | None]]) -> set[uuid.UUID]:
-        """``settle`` for each (order_id, status, reason), in order, as one
-        statement; the ids of the orders that moved. Only the first
-        settlement of an order can move it (it is ``new`` no more after),
+    def settle(self, settlements: list[tuple[uuid.UUID, str, str | None]]) -> set[uuid.UUID]:
+        """Move each ``new`` order of (order_id, status, reason) to its status,
+        in order, as one statement; the ids of the orders that moved. An order
+        unknown or settled already does not move (transitions happen only
+        from ``new``), and only the first settlement of an order can move it,
         so a later one for the same order is left out of the statement,
         which could otherwise pick either."""
         first: dict[uuid.UUID, tuple[str, str | None]] = {}

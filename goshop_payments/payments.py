@@ -27,22 +27,16 @@ from goshop_common.messaging.events import (
     PAYMENT_FAILED,
     PAYMENT_REFUNDED,
 )
-from goshop_common.messaging.outbox import Announcement, add_event, add_event_with, add_events_with
+from goshop_common.messaging.outbox import Announcement, add_event, add_events_with
 from goshop_payments.models import CONFIRMED, FAILED, OUTBOX, REFUNDED, VOIDED, Payment
 from goshop_payments.provider import MockProvider
 
-# One charge per order: a second order.created for the same order inserts
-# nothing. Core, on the table, with its values given at execute time: the ORM
-# buys nothing for a row that is written once and never loaded here.
+# One payment per order: a second order.created for the same order inserts
+# nothing. Core, on the table, a run of payments at once, its values bound as
+# one array a column: the ORM buys nothing for rows written once and never
+# loaded here.
 _PAYMENTS = Payment.__table__
 _PAYMENT_COLUMNS = ("id", "order_id", "user_id", "amount_cents", "currency", "status", "reason", "created_at")
-_INSERT_PAYMENT = (
-    insert(_PAYMENTS)
-    .values({column: sa.bindparam(column) for column in _PAYMENT_COLUMNS})
-    .on_conflict_do_nothing(index_elements=[_PAYMENTS.c.order_id])
-    .returning(_PAYMENTS.c.id)
-)
-# A run of charges at once: the same, its values bound as one array a column.
 _CHARGING = array_rows("charging", {column: _PAYMENTS.c[column].type for column in _PAYMENT_COLUMNS}, "all_")
 _INSERT_PAYMENTS = (
     insert(_PAYMENTS)
@@ -68,45 +62,24 @@ class PaymentDecider:
         self.provider = provider
         self.clock = clock
 
-    def __call__(self, db: sa.Connection, event: Event) -> None:
-        if event.type == ORDER_CREATED.name:
-            self.charge(db, event)
-        elif event.type == ORDER_CANCELLED.name:
-            self.compensate(db, event)
-
-    def apply_all(self, db: sa.Connection, batch: list[Event]) -> None:
-        """The batch in order, each run of order.created events charged in
-        one statement (charge_all); anything else one by one."""
+    def __call__(self, db: sa.Connection, batch: list[Event]) -> None:
+        """The batch in order: each run of order.created events charged in
+        one statement, each order.cancelled compensated on its own."""
         run: list[Event] = []
         for event in batch:
             if event.type == ORDER_CREATED.name:
                 run.append(event)
-                continue
-            self.charge_all(db, run)
-            run = []
-            self(db, event)
-        self.charge_all(db, run)
+            elif event.type == ORDER_CANCELLED.name:
+                self._charge(db, run)
+                run = []
+                self._compensate(db, event)
+        self._charge(db, run)
 
-    def charge(self, db: sa.Connection, event: Event) -> None:
-        payment, announced = self._decide(event)
-        # The event is queued only with a payment: a second order.created for
-        # the same order (another event id) inserts nothing, so it charges
-        # once and announces once.
-        add_event_with(
-            db,
-            _INSERT_PAYMENT,
-            payment,
-            OUTBOX,
-            announced.event_type,
-            occurred_at=announced.occurred_at,
-            request_id=announced.request_id,
-            **announced.fields,
-        )
-
-    def charge_all(self, db: sa.Connection, run: list[Event]) -> None:
-        """``charge`` for each order.created of ``run``, in one statement. The
-        first event of an order is the one decided: one by one, a later one
-        would find the order paid for and insert nothing."""
+    def _charge(self, db: sa.Connection, run: list[Event]) -> None:
+        """Each order.created of ``run`` charged, recorded and announced, in
+        one statement. The event is queued only with a payment: a second
+        order.created for the same order (another event id, or later in the
+        run) inserts nothing, so it charges once and announces once."""
         decided = {}
         for event in run:
             if event.fields["order_id"] not in decided:
@@ -144,7 +117,7 @@ class PaymentDecider:
         event_type = PAYMENT_CONFIRMED if decision.confirmed else PAYMENT_FAILED
         return payment, Announcement(payment_id, event_type, now, event.request_id, fields)
 
-    def compensate(self, db: sa.Connection, event: Event) -> None:
+    def _compensate(self, db: sa.Connection, event: Event) -> None:
         """The order was cancelled without its payment: refund a confirmed
         one, void one not taken yet."""
         order_id, reason, now = event.fields["order_id"], event.fields["reason"], self.clock()
@@ -179,7 +152,7 @@ class PaymentDecider:
             "reason": reason,
             "created_at": now,
         }
-        db.execute(_INSERT_PAYMENT, values)
+        db.execute(_INSERT_PAYMENTS, array_values([values], _PAYMENT_COLUMNS, "all_"))
 
 
 def payments_for(db: DbSession, order_id: uuid.UUID, user_id: uuid.UUID) -> list[Payment]:

@@ -41,7 +41,7 @@ from goshop_common.db.listen import Listener
 from goshop_common.db.session import make_engine
 from goshop_common.messaging import deadletters, events
 from goshop_common.messaging.deadletters import DeadLetters
-from goshop_common.messaging.inbox import first_deliveries, first_delivery
+from goshop_common.messaging.inbox import first_deliveries
 from goshop_common.messaging.kafka import broker_reachable, make_consumer, make_producer
 from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
 from goshop_common.messaging.worker import Periodic, configure_logging, health_app, on_sigterm, serve_in_background
@@ -149,20 +149,11 @@ def parse(record) -> Event:
     )
 
 
-Handler = Callable[[sa.Connection, Event], None]
-
-
-def apply_all(handler: Handler, db: sa.Connection, batch: list[Event]) -> None:
-    """Every event of ``batch``, in order, in ``db``'s transaction: by the
-    handler's ``apply_all(db, events)`` when it has one (a handler that
-    writes a run of events in one statement), otherwise one by one. Either
-    must leave the database as applying each event alone, in order, would."""
-    many = getattr(handler, "apply_all", None)
-    if many is not None:
-        many(db, batch)
-        return
-    for event in batch:
-        handler(db, event)
+# A handler applies a batch of events, in order, in ``db``'s transaction: a
+# batch of one is the simple case (a traced consumer, or one isolating a
+# failing event, hands it nothing else). It raises PoisonEvent for a batch
+# of one that can never apply, and never commits.
+Handler = Callable[[sa.Connection, list[Event]], None]
 
 
 # The ConsumerStats attribute that counts each outcome of CONSUMER_OUTCOMES.
@@ -209,13 +200,8 @@ class ConsumerStats:
 
 
 class EventConsumer:
-    """Runs ``handler`` for every new event of ``consumer``'s topics.
-
-    ``handler(db, event)`` applies the event in ``db``'s transaction; it raises
-    PoisonEvent for an event that can never apply. It never commits. It may
-    also apply a batch at once (``apply_all``, see that function). Poison
-    events are parked through ``dead_letters``.
-    """
+    """Runs ``handler`` (see Handler) for every new event of ``consumer``'s
+    topics. Poison events are parked through ``dead_letters``."""
 
     def __init__(
         self,
@@ -368,12 +354,12 @@ class EventConsumer:
         offset; False when the batch is to be tried again.
 
         The batch first runs as one plain transaction: the inbox rows of all
-        its events are one statement, and a handler with ``apply_all`` writes
-        a run of events in a statement or two (untraced; a traced batch runs
-        event by event, each in its span). Should any handler fail, that
-        transaction is rolled back and the batch runs again with each event
-        in a savepoint of its own, so that the failing event alone is
-        parked. Outcomes are counted and logged once the batch commits.
+        its events are one statement, and the handler gets its new events at
+        once (a traced batch runs event by event, each in its span). Should
+        the handler fail, that transaction is rolled back and the batch runs
+        again with each event in a savepoint of its own, so that the failing
+        event alone is parked. Outcomes are counted and logged once the batch
+        commits.
 
         Then the poison records are parked, and the offset is committed only
         once the broker has acknowledged every parked copy: if it refuses
@@ -433,19 +419,20 @@ class EventConsumer:
         return True
 
     def _apply_batch(self, records, *, isolated: bool) -> list[Outcome]:
+        """The batch's outcomes, record by record, in one transaction: all its
+        new events handed to the handler at once, or, ``isolated`` (or traced,
+        each event in its span), each in a savepoint of its own, as a batch of
+        one."""
         # Core, on one connection: handlers and the inbox only execute statements.
         with self.engine.begin() as db:
-            if tracing.enabled():
-                return [self._apply_traced(db, record, isolated) for record in records]
-            if isolated:
-                return [self._apply(db, record, isolated) for record in records]
+            if isolated or tracing.enabled():
+                return [self._traced(record, lambda record=record: self._apply_alone(db, record)) for record in records]
             return self._apply_together(db, records)
 
     def _apply_together(self, db: sa.Connection, records) -> list[Outcome]:
-        """The plain run of an untraced batch: the inbox rows of all its
-        events in one statement, then the first deliveries' effects (by the
-        handler's apply_all). The outcomes are _apply's, record by record; a
-        handler failure is _HandlerFailed, as there."""
+        """The inbox rows of every event in one statement, then the first
+        deliveries to the handler; a handler failure is _HandlerFailed, for
+        the batch to run again isolated."""
         outcomes: list[Outcome | None] = []
         screened = []
         for record in records:
@@ -465,17 +452,58 @@ class EventConsumer:
             else:
                 outcomes[index] = Outcome("duplicate", logging.INFO, "duplicate event ignored", fields)
         try:
-            apply_all(self.handler, db, batch)
+            if batch:
+                self.handler(db, batch)
         except TRANSIENT:
             raise
         except Exception as exc:
             raise _HandlerFailed from exc
         return outcomes
 
-    def _apply_traced(self, db: sa.Connection, record, isolated: bool) -> Outcome:
-        """``_apply`` in a ``process <topic>`` span that continues the trace
-        the record's headers carry (the outboxer's send); the outcome's log
-        line, written after the batch commits, names that trace."""
+    def _apply_alone(self, db: sa.Connection, record) -> Outcome:
+        """One record, in a savepoint of the batch's transaction: a record
+        that fails rolls back only its own work, never its neighbours', and
+        is parked."""
+        early = self._screen(record)
+        if isinstance(early, Outcome):
+            return early
+        event, fields = early
+        savepoint = db.begin_nested()
+        try:
+            if not first_deliveries(db, self.inbox, [event]):
+                outcome = Outcome("duplicate", logging.INFO, "duplicate event ignored", fields)
+            else:
+                self.handler(db, [event])
+                outcome = Outcome("applied", logging.INFO, "event applied", fields)
+        except TRANSIENT:
+            raise
+        except Exception as exc:
+            savepoint.rollback()
+            if isinstance(exc, PoisonEvent):
+                reason = str(exc)
+                fields = {**fields, "reason": reason}
+                return _parked(record, exc.reason, reason, "parking event that cannot apply", fields)
+            # A bug in a handler must not stall the partition either: parked
+            # with the exception's class and message, to replay once fixed;
+            # the log carries the traceback.
+            return _parked(
+                record,
+                deadletters.HANDLER_ERROR,
+                f"{type(exc).__name__}: {exc}",
+                "parking event whose handler failed",
+                fields,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+        savepoint.commit()
+        return outcome
+
+    def _traced(self, record, apply: Callable[[], Outcome]) -> Outcome:
+        """``apply()``; when the process traces, in a ``process <topic>``
+        span that continues the trace the record's headers carry (the
+        outboxer's send), and the outcome's log line, written after the batch
+        commits, names that trace."""
+        if not tracing.enabled():
+            return apply()
         headers = events.text_headers(record.headers)
         attributes = {
             "messaging.system": "kafka",
@@ -494,7 +522,7 @@ class EventConsumer:
         with tracing.tracer().start_as_current_span(
             f"process {record.topic}", context=propagate.extract(headers), kind=SpanKind.CONSUMER, attributes=attributes
         ) as span:
-            outcome = self._apply(db, record, isolated)
+            outcome = apply()
             span.set_attribute("goshop.consumer.outcome", outcome.name)
             if outcome.name == "parked":
                 span.set_status(StatusCode.ERROR, outcome.message)
@@ -533,49 +561,6 @@ class EventConsumer:
             "offset": event.offset,
         }
         return event, fields
-
-    def _apply(self, db: sa.Connection, record, isolated: bool) -> Outcome:
-        """One record. ``isolated``: in a savepoint of the batch's transaction,
-        so a record that fails rolls back only its own work, never its
-        neighbours'; otherwise a failure is _HandlerFailed, for the batch to
-        run again isolated."""
-        early = self._screen(record)
-        if isinstance(early, Outcome):
-            return early
-        event, fields = early
-        savepoint = db.begin_nested() if isolated else None
-        try:
-            if not first_delivery(
-                db, self.inbox, event.event_id, event.type, event.topic, event.partition, event.offset
-            ):
-                outcome = Outcome("duplicate", logging.INFO, "duplicate event ignored", fields)
-            else:
-                self.handler(db, event)
-                outcome = Outcome("applied", logging.INFO, "event applied", fields)
-        except TRANSIENT:
-            raise
-        except Exception as exc:
-            if savepoint is None:
-                raise _HandlerFailed from exc
-            savepoint.rollback()
-            if isinstance(exc, PoisonEvent):
-                reason = str(exc)
-                fields = {**fields, "reason": reason}
-                return _parked(record, exc.reason, reason, "parking event that cannot apply", fields)
-            # A bug in a handler must not stall the partition either: parked
-            # with the exception's class and message, to replay once fixed;
-            # the log carries the traceback.
-            return _parked(
-                record,
-                deadletters.HANDLER_ERROR,
-                f"{type(exc).__name__}: {exc}",
-                "parking event whose handler failed",
-                fields,
-                exc_info=(type(exc), exc, exc.__traceback__),
-            )
-        if savepoint is not None:
-            savepoint.commit()
-        return outcome
 
 
 @dataclass(frozen=True)

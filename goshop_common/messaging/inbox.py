@@ -9,6 +9,7 @@ event carries, never by topic/partition/offset.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import uuid
@@ -93,38 +94,11 @@ def drop_inbox_trace_context_v2(op, schema: str) -> None:
     op.execute(f"ALTER TABLE {schema}.inbox DROP COLUMN IF EXISTS traceparent")
 
 
+_DELIVERED = ("event_id", "event_type", "topic", "partition", "offset", "traceparent")
+
+
 @functools.cache
 def _record(table: sa.Table):
-    # Built once per table and given its values at execute time: SQLAlchemy
-    # then compiles it once and reuses its cache key, where .values() made a
-    # new statement, coerced each value and keyed it again per event (a
-    # quarter of a consumer's CPU, with the outbox insert).
-    return insert(table).on_conflict_do_nothing(index_elements=[table.c.event_id]).returning(table.c.event_id)
-
-
-def first_delivery(
-    db, table: sa.Table, event_id: uuid.UUID, event_type: str, topic: str, partition: int, offset: int
-) -> bool:
-    """Record the event; True when this is its first delivery, False for a
-    duplicate. Traced, that decision is a span of its own (``inbox
-    <schema>.inbox``, ``goshop.inbox.first_delivery``), and the row keeps the
-    trace context it was applied in."""
-    values = {"event_id": event_id, "event_type": event_type, "topic": topic, "partition": partition, "offset": offset}
-    if not tracing.enabled():
-        return db.execute(_record(table), values).first() is not None
-    with tracing.tracer().start_as_current_span(f"inbox {table.schema}.{table.name}") as span:
-        values["traceparent"] = tracing.current_traceparent()
-        first = db.execute(_record(table), values).first() is not None
-        span.set_attribute("goshop.inbox.first_delivery", first)
-        span.set_attribute("messaging.message.id", str(event_id))
-    return first
-
-
-_DELIVERED = ("event_id", "event_type", "topic", "partition", "offset")
-
-
-@functools.cache
-def _record_all(table: sa.Table):
     # One statement for a whole batch, whatever its size (goshop_common.db.arrays).
     delivered = array_rows("delivered", {name: table.c[name].type for name in _DELIVERED}, "all_")
     return (
@@ -138,12 +112,32 @@ def _record_all(table: sa.Table):
 def first_deliveries(db, table: sa.Table, events) -> set[uuid.UUID]:
     """Record every event of a batch in one statement; the ids of those
     delivered for the first time. An id the batch carries twice is recorded
-    once, and returned once: its first copy is the one to apply. Untraced
-    batches only (first_delivery is the traced, one-event form)."""
+    once, and returned once: its first copy is the one to apply.
+
+    Traced, that decision is a span of its own (``inbox <schema>.inbox``,
+    ``goshop.inbox.first_delivery``: every event of the batch was new), and
+    the rows keep the trace context they were applied in."""
     if not events:
         return set()
-    rows = [
-        {"event_id": e.event_id, "event_type": e.type, "topic": e.topic, "partition": e.partition, "offset": e.offset}
-        for e in events
-    ]
-    return set(prepared.execute(db, _record_all(table), array_values(rows, _DELIVERED, "all_")).scalars())
+    traceparent = None
+    span = contextlib.nullcontext()
+    if tracing.enabled():
+        span = tracing.tracer().start_as_current_span(f"inbox {table.schema}.{table.name}")
+    with span as current:
+        if current is not None:
+            traceparent = tracing.current_traceparent()
+        rows = [
+            {
+                "event_id": e.event_id,
+                "event_type": e.type,
+                "topic": e.topic,
+                "partition": e.partition,
+                "offset": e.offset,
+                "traceparent": traceparent,
+            }
+            for e in events
+        ]
+        first = set(prepared.execute(db, _record(table), array_values(rows, _DELIVERED, "all_")).scalars())
+        if current is not None:
+            current.set_attribute("goshop.inbox.first_delivery", len(first) == len({e.event_id for e in events}))
+    return first

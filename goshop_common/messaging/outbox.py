@@ -216,19 +216,19 @@ def add_events_with(db, change, change_values: dict, table: sa.Table, events: li
     RETURNING one column, its values bound at execute time, as arrays for
     unnest, say) and each Announcement's event when the change returned its
     ``value``: one statement, whatever the batch's size. Returns the values
-    that had their event queued.
-
-    For untraced processes: a traced one queues each event in a ``create``
-    span of its own (add_event_with), so the consumer hands it no batches."""
+    that had their event queued. Traced, each event gets its ``create`` span
+    (as add_event_with's), whose context its row keeps."""
     if not events:
         return set()
-    if tracing.enabled():
-        raise RuntimeError("add_events_with queues no trace context; a traced process queues events one by one")
-    rows = [_event_row(table, e.event_type, e.occurred_at, e.request_id, e.fields)[1] for e in events]
-    for event, row in zip(events, rows, strict=True):
+    rows = []
+    for event in events:
+        _body, row = _event_row(table, event.event_type, event.occurred_at, event.request_id, event.fields)
+        row["traceparent"] = None
+        _created(event.event_type, row, lambda _row: None)
         row["value"] = event.value
+        rows.append(row)
     statement = _insert_each_with(table, change, type(events[0].value))
-    bound = {**change_values, **array_values(rows, ("value", *_EVENT_COLUMNS), _EVENT_PARAM)}
+    bound = {**change_values, **array_values(rows, ("value", *_EVENT_COLUMNS, "traceparent"), _EVENT_PARAM)}
     queued = set(prepared.execute(db, statement, bound).scalars())
     return {event.value for event, row in zip(events, rows, strict=True) if row["event_id"] in queued}
 
@@ -299,13 +299,12 @@ def _insert_each_with(table: sa.Table, change, value_type: type):
     # the events FROM unnest(<one array a column>) JOIN change ON the value:
     # built and compiled once per (outbox, change), like _insert.
     done = change.cte("change")
-    columns = {"value": _ARRAY_OF[value_type], **{name: table.c[name].type for name in _EVENT_COLUMNS}}
+    written = (*_EVENT_COLUMNS, "traceparent")
+    columns = {"value": _ARRAY_OF[value_type], **{name: table.c[name].type for name in written}}
     queued = array_rows("queued", columns, _EVENT_PARAM)
     [returned] = done.c
-    rows = sa.select(*(queued.c[name] for name in _EVENT_COLUMNS)).select_from(
-        queued.join(done, queued.c.value == returned)
-    )
-    return sa.insert(table).from_select(list(_EVENT_COLUMNS), rows).add_cte(done).returning(table.c.event_id)
+    rows = sa.select(*(queued.c[name] for name in written)).select_from(queued.join(done, queued.c.value == returned))
+    return sa.insert(table).from_select(list(written), rows).add_cte(done).returning(table.c.event_id)
 
 
 @functools.cache

@@ -90,10 +90,7 @@ def recorded(engine: sa.Engine, table: sa.Table) -> set[str]:
 def test_a_batch_whose_handlers_all_succeed_takes_no_savepoint(own_broker, scratch):
     ids = produce(own_broker.bootstrap, 3)
 
-    def handler(db, event):
-        db.execute(EFFECTS.insert(), {"event_id": event.event_id})
-
-    worker, statements = consume(own_broker.bootstrap, scratch, handler, 3)
+    worker, statements = consume(own_broker.bootstrap, scratch, record_effect, 3)
     assert recorded(scratch, EFFECTS) == recorded(scratch, INBOX) == set(ids)
     assert (worker.stats.consumed, worker.stats.applied, worker.stats.parked) == (3, 3, 0)
     assert not [sql for sql in statements if "SAVEPOINT" in sql.upper()]
@@ -102,9 +99,9 @@ def test_a_batch_whose_handlers_all_succeed_takes_no_savepoint(own_broker, scrat
 def test_a_failing_handler_is_parked_alone_and_its_neighbours_are_applied_once(own_broker, scratch):
     first, failing, last = produce(own_broker.bootstrap, 3)
 
-    def handler(db, event):
-        db.execute(EFFECTS.insert(), {"event_id": event.event_id})
-        if str(event.event_id) == failing:
+    def handler(db, batch):
+        record_effect(db, batch)
+        if any(str(event.event_id) == failing for event in batch):
             raise RuntimeError("a bug in the handler")
 
     worker, statements = consume(own_broker.bootstrap, scratch, handler, 3)
@@ -148,18 +145,14 @@ def test_an_event_twice_in_one_batch_is_applied_once(own_broker, scratch):
 
 
 class Together:
-    """A handler that takes a batch at once, and says what it was given."""
+    """A handler that says what batches it was given."""
 
     def __init__(self):
         self.batches: list[list[str]] = []
 
-    def __call__(self, db, event):
-        self.apply_all(db, [event])
-
-    def apply_all(self, db, batch):
+    def __call__(self, db, batch):
         self.batches.append([str(event.event_id) for event in batch])
-        if batch:
-            db.execute(EFFECTS.insert(), [{"event_id": event.event_id} for event in batch])
+        record_effect(db, batch)
 
 
 def test_a_handler_that_takes_a_batch_gets_its_first_deliveries_in_order(own_broker, scratch):
@@ -188,10 +181,10 @@ def test_a_batch_handler_that_fails_is_run_event_by_event_and_only_the_bad_one_i
     bad = bodies[1]["event_id"]
 
     class FailsOnOne(Together):
-        def apply_all(self, db, batch):
+        def __call__(self, db, batch):
             if any(str(event.event_id) == bad for event in batch):
                 raise RuntimeError("a bug in the handler")
-            super().apply_all(db, batch)
+            super().__call__(db, batch)
 
     send(own_broker.bootstrap, bodies)
     worker, _statements = consume(own_broker.bootstrap, scratch, FailsOnOne(), 3)
@@ -199,8 +192,8 @@ def test_a_batch_handler_that_fails_is_run_event_by_event_and_only_the_bad_one_i
     assert (worker.stats.applied, worker.stats.parked) == (2, 1)
 
 
-def record_effect(db, event):
-    db.execute(EFFECTS.insert(), {"event_id": event.event_id})
+def record_effect(db, batch):
+    db.execute(EFFECTS.insert(), [{"event_id": event.event_id} for event in batch])
 
 
 def consume_with_doorbell(bootstrap, engine, settings, handler):

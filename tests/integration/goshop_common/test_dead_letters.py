@@ -58,9 +58,9 @@ class Worker:
         self.thread = threading.Thread(target=self.consumer.run, kwargs={"poll_timeout_ms": 100})
         self.thread.start()
 
-    def handle(self, db, event):
-        db.execute(EFFECTS.insert(), {"event_id": event.event_id})
-        if str(event.event_id) in self.buggy:
+    def handle(self, db, batch):
+        db.execute(EFFECTS.insert(), [{"event_id": event.event_id} for event in batch])
+        if any(str(event.event_id) in self.buggy for event in batch):
             raise RuntimeError(BUG)
 
     @property

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 
-from goshop_common.messaging.inbox import first_delivery
+from goshop_common.messaging.inbox import first_deliveries
 from goshop_maintenance.__main__ import build
 from goshop_maintenance.rules import every_rule
 from goshop_orders.idempotency import IdempotencyKeys, Replay
@@ -121,7 +122,10 @@ def test_inbox_rows_past_the_dedupe_horizon_go_and_those_inside_it_stay(clean_db
 def deliver(engine, event_id: uuid.UUID) -> bool:
     """The consumer's check, in a transaction of its own: True for a first delivery."""
     with engine.begin() as connection:
-        return first_delivery(connection, ORDERS_INBOX, event_id, "payment.confirmed", "payments.events", 2, 7)
+        delivered = SimpleNamespace(
+            event_id=event_id, type="payment.confirmed", topic="payments.events", partition=2, offset=7
+        )
+        return bool(first_deliveries(connection, ORDERS_INBOX, [delivered]))
 
 
 def test_a_duplicate_inside_the_inbox_horizon_is_still_caught_after_a_pass(clean_db, run_pass):

@@ -208,11 +208,11 @@ def test_an_event_replayed_twice_through_ops_is_applied_once_after_the_fix(
     producer.close(timeout=5)
     group = f"ops-replay-{uuid.uuid4().hex[:8]}"
 
-    def buggy(db, event):
+    def buggy(db, batch):
         raise RuntimeError("a bug")
 
-    def fixed(db, event):
-        db.execute(EFFECTS.insert(), {"event_id": event.event_id})
+    def fixed(db, batch):
+        db.execute(EFFECTS.insert(), [{"event_id": event.event_id} for event in batch])
 
     worker, thread = _worker(own_broker.bootstrap, scratch, group, buggy)
     try:

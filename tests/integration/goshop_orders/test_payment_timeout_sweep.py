@@ -51,7 +51,7 @@ def test_the_sweep_cancels_only_new_orders_older_than_the_timeout(clean_db):
     [young] = place(clean_db, now - dt.timedelta(seconds=TIMEOUT - 1))
     [paid] = place(clean_db, now - dt.timedelta(seconds=TIMEOUT * 10))
     with clean_db.begin() as db:
-        assert Orders(db, utcnow).settle(paid, "paid", None)
+        assert Orders(db, utcnow).settle([(paid, "paid", None)]) == {paid}
 
     assert sweeper(clean_db, now).sweep() == 1
 
@@ -112,7 +112,7 @@ def test_an_order_being_settled_is_skipped_not_waited_for_nor_cancelled(clean_db
     with clean_db.connect() as settling:
         transaction = settling.begin()
         # The orders consumer settling this order holds its row lock.
-        assert Orders(settling, utcnow).settle(order_id, "paid", None)
+        assert Orders(settling, utcnow).settle([(order_id, "paid", None)]) == {order_id}
         # SKIP LOCKED: the sweep neither takes the row nor waits for it (a
         # wait would end in the engine's statement timeout, an error).
         assert sweeper(clean_db, now).sweep() == 0
@@ -127,7 +127,8 @@ def test_a_settled_order_is_never_swept_however_old(clean_db, status):
     now = utcnow()
     [order_id] = place(clean_db, now - dt.timedelta(days=30))
     with clean_db.begin() as db:
-        assert Orders(db, utcnow).settle(order_id, status, "insufficient_funds" if status == "cancelled" else None)
+        reason = "insufficient_funds" if status == "cancelled" else None
+        assert Orders(db, utcnow).settle([(order_id, status, reason)]) == {order_id}
     assert sweeper(clean_db, now).sweep() == 0
     assert cancellations(clean_db) == []
 

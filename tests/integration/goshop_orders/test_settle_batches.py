@@ -71,12 +71,12 @@ def test_a_batch_settles_its_orders_as_its_events_one_by_one_would(clean_db, cap
     handler = PaymentOutcomes()
     with caplog.at_level(logging.WARNING, logger="goshop.orders.consumer"):
         with clean_db.begin() as db:
-            handler.apply_all(db, story(together))
+            handler(db, story(together))
         warned_together = [r.event for r in caplog.records]
         caplog.clear()
         for event in story(one_by_one):
             with clean_db.begin() as db:
-                handler(db, event)
+                handler(db, [event])
         warned_one_by_one = [r.event for r in caplog.records]
 
     assert (
@@ -105,7 +105,7 @@ def test_a_batch_settles_in_one_statement(clean_db):
     sa.event.listen(clean_db, "before_cursor_execute", seen)
     try:
         with clean_db.begin() as db:
-            PaymentOutcomes().apply_all(db, story(order_ids))
+            PaymentOutcomes()(db, story(order_ids))
     finally:
         sa.event.remove(clean_db, "before_cursor_execute", seen)
     assert len([sql for sql in statements if sql.startswith("UPDATE orders.orders")]) == 1

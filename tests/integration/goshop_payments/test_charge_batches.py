@@ -53,10 +53,10 @@ def outcome(db, orders) -> list[tuple]:
 def test_a_batch_charges_as_its_events_one_by_one_would(db_connection):
     together, one_by_one = PaymentDecider(CountingProvider(), utcnow), PaymentDecider(CountingProvider(), utcnow)
     orders_together, batch = story()
-    together.apply_all(db_connection, batch)
+    together(db_connection, batch)
     orders_one_by_one, batch = story()
     for event in batch:
-        one_by_one(db_connection, event)
+        one_by_one(db_connection, [event])
 
     got, expected = outcome(db_connection, orders_together), outcome(db_connection, orders_one_by_one)
     # The same but for each order's own ids and amounts: compare the shapes.
@@ -86,7 +86,7 @@ def test_a_run_of_order_created_is_charged_in_one_statement(db_connection):
     batch = [created(order_fields(2000 + n)) for n in range(1, 5)]
     sa.event.listen(db_connection, "before_cursor_execute", seen)
     try:
-        PaymentDecider(CountingProvider(), utcnow).apply_all(db_connection, batch)
+        PaymentDecider(CountingProvider(), utcnow)(db_connection, batch)
     finally:
         sa.event.remove(db_connection, "before_cursor_execute", seen)
     assert len(statements) == 1

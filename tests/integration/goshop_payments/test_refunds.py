@@ -76,10 +76,10 @@ def events(db, order) -> list[str]:
 
 def test_a_confirmed_payment_of_a_cancelled_order_is_refunded_once(db_connection, decider):
     order = order_fields(19901)
-    decider(db_connection, created(order))
-    decider(db_connection, cancelled(order))
+    decider(db_connection, [created(order)])
+    decider(db_connection, [cancelled(order)])
     # The sweep's event again under another id (or an operator's replay): no second refund.
-    decider(db_connection, cancelled(order))
+    decider(db_connection, [cancelled(order)])
 
     assert payment(db_connection, order) == ("refunded", "payment_timeout", True)
     assert events(db_connection, order) == ["payment.confirmed", "payment.refunded"]
@@ -97,8 +97,8 @@ def test_a_confirmed_payment_of_a_cancelled_order_is_refunded_once(db_connection
 
 def test_a_failed_payment_of_a_cancelled_order_is_left_as_it_is(db_connection, decider):
     order = order_fields(19900)
-    decider(db_connection, created(order))
-    decider(db_connection, cancelled(order))
+    decider(db_connection, [created(order)])
+    decider(db_connection, [cancelled(order)])
     assert payment(db_connection, order) == ("failed", "insufficient_funds", False)
     assert events(db_connection, order) == ["payment.failed"]
     assert decider.provider.refunds == []
@@ -106,9 +106,9 @@ def test_a_failed_payment_of_a_cancelled_order_is_left_as_it_is(db_connection, d
 
 def test_an_order_cancelled_before_its_charge_is_voided_and_never_charged(db_connection, decider):
     order = order_fields(19901)
-    decider(db_connection, cancelled(order))
+    decider(db_connection, [cancelled(order)])
     # Its order.created arrives after all (replayed by an operator, say).
-    decider(db_connection, created(order))
+    decider(db_connection, [created(order)])
     assert payment(db_connection, order) == ("voided", "payment_timeout", False)
     assert events(db_connection, order) == []
     assert decider.provider.refunds == []
@@ -118,8 +118,8 @@ def test_the_payments_api_shows_a_refunded_payment_to_its_owner(
     db_connection, decider, payments_app, seam_client, customer
 ):
     order = {**order_fields(19901), "user_id": uuid.UUID(customer["id"])}
-    decider(db_connection, created(order))
-    decider(db_connection, cancelled(order))
+    decider(db_connection, [created(order)])
+    decider(db_connection, [cancelled(order)])
     body = (
         seam_client(payments_app)
         .get("/v1/payments", params={"order_id": str(order["order_id"])}, headers=customer["headers"])
