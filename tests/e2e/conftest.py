@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,21 @@ def child_env(settings):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOSHOP_")}
     env.update({"GOSHOP_DATABASE_URL": settings.database_url, "GOSHOP_DEV_DIR": settings.dev_dir})
     return env
+
+
+@pytest.fixture
+def worker_env(child_env, kafka_broker, service_settings):
+    """What a worker process needs: the database, the broker, users' public
+    key, a quick outbox poll, and consumer groups of the test's own."""
+    return {
+        **child_env,
+        "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        "GOSHOP_JWT_PUBLIC_KEY_FILE": service_settings.jwt_public_key_file,
+        "GOSHOP_OUTBOX_POLL_SECONDS": "1",
+        # Groups of each test's own (see tests/saga_runtime.py).
+        "GOSHOP_ORDERS_CONSUMER_GROUP": f"test-orders-{uuid.uuid4().hex[:8]}",
+        "GOSHOP_PAYMENTS_CONSUMER_GROUP": f"test-payments-{uuid.uuid4().hex[:8]}",
+    }
 
 
 @pytest.fixture(scope="module")

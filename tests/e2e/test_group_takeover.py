@@ -25,15 +25,8 @@ SETTLE_SECONDS = 60
 
 
 @pytest.fixture
-def env(child_env, own_broker, service_settings):
-    return {
-        **child_env,
-        "GOSHOP_KAFKA_BOOTSTRAP": own_broker.bootstrap,
-        "GOSHOP_JWT_PUBLIC_KEY_FILE": service_settings.jwt_public_key_file,
-        "GOSHOP_OUTBOX_POLL_SECONDS": "1",
-        "GOSHOP_ORDERS_CONSUMER_GROUP": f"test-orders-{uuid.uuid4().hex[:8]}",
-        "GOSHOP_PAYMENTS_CONSUMER_GROUP": f"test-payments-{uuid.uuid4().hex[:8]}",
-    }
+def env(worker_env, own_broker):
+    return {**worker_env, "GOSHOP_KAFKA_BOOTSTRAP": own_broker.bootstrap}
 
 
 class Workers:

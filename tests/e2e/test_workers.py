@@ -4,7 +4,6 @@ stop on SIGTERM."""
 import signal
 import time
 import urllib.request
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -15,19 +14,6 @@ from goshop_devtools.postgres import free_port
 from goshop_devtools.waiting import poll_until
 from tests.e2e.conftest import Http, spawn, stop, wait_for
 from tests.support import new_customer
-
-
-@pytest.fixture
-def worker_env(child_env, kafka_broker, service_settings):
-    return {
-        **child_env,
-        "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
-        "GOSHOP_JWT_PUBLIC_KEY_FILE": service_settings.jwt_public_key_file,
-        "GOSHOP_OUTBOX_POLL_SECONDS": "1",
-        # Groups of each test's own (see tests/saga_runtime.py).
-        "GOSHOP_ORDERS_CONSUMER_GROUP": f"test-orders-{uuid.uuid4().hex[:8]}",
-        "GOSHOP_PAYMENTS_CONSUMER_GROUP": f"test-payments-{uuid.uuid4().hex[:8]}",
-    }
 
 
 def test_outboxer_serves_live_and_ready_and_stops_cleanly_on_sigterm(worker_env, tmp_path):
