@@ -271,6 +271,8 @@ class EventConsumer:
                     continue
                 moved = False
                 for partition, records in batches.items():
+                    # What /live says if the batch never comes back.
+                    self._holding = f"applying {len(records)} events of {partition.topic}[{partition.partition}]"
                     moved = self._process(partition, records) or moved
                 self._note_progress(moved, self._observe_lag())
                 if batches or not assigned:
