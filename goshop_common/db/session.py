@@ -68,6 +68,20 @@ def make_engine(settings: Settings, server_settings: dict[str, str] | None = Non
         # has the timeout, whatever session or worker runs it.
         "connect_args": {
             "connect_timeout": settings.db_connect_timeout,
+            # A server that stops answering without closing the connection
+            # (its packets dropped by a partition, its host gone) fails the
+            # statement that waits on it within seconds, not after TCP's
+            # retransmissions (up to 15 minutes on Linux): data it has not
+            # acknowledged for as long as a connect may take, or a keepalive
+            # probe it leaves unanswered once the connection was idle that
+            # long, closes the connection. A request then gets its 503 before
+            # the gateway's upstream timeout makes it a 504, and a worker its
+            # OperationalError before its consumer group gives it up.
+            "keepalives": 1,
+            "keepalives_idle": settings.db_connect_timeout,
+            "keepalives_interval": 1,
+            "keepalives_count": settings.db_connect_timeout,
+            "tcp_user_timeout": settings.db_connect_timeout * 1000,
             "options": " ".join(f"-c {name}={value}" for name, value in server.items()),
             # What pg_stat_activity shows for these connections.
             "application_name": "goshop",
