@@ -53,7 +53,23 @@ def make_engine(settings: Settings, server_settings: dict[str, str] | None = Non
     ask for a smaller pool). ``server_settings`` are PostgreSQL settings for
     every connection of the engine, on top of the statement timeout (the
     outboxer's planner choice, say)."""
-    server = {"statement_timeout": str(settings.db_statement_timeout_ms), **(server_settings or {})}
+    # How long either end of a connection waits on a peer whose kernel has
+    # stopped acknowledging before it gives the connection up (see connect_args).
+    dead_after = settings.db_connect_timeout
+    server = {
+        "statement_timeout": str(settings.db_statement_timeout_ms),
+        # The server's side of connect_args' keepalives: a backend whose
+        # client went away silently (a partition dropped the client's RST
+        # too) ends within seconds, rolling back and releasing its row locks,
+        # not after the server's two-hour keepalive default. An outboxer that
+        # gave up its claim mid-partition left its rows locked so, and every
+        # replica's claim (SKIP LOCKED) passed them over.
+        "tcp_keepalives_idle": str(dead_after),
+        "tcp_keepalives_interval": "1",
+        "tcp_keepalives_count": str(dead_after),
+        "tcp_user_timeout": str(dead_after * 1000),
+        **(server_settings or {}),
+    }
     options = {
         "pool_size": settings.db_pool_size,
         # Up to twice the pool under a burst; the extra connections close
@@ -78,10 +94,10 @@ def make_engine(settings: Settings, server_settings: dict[str, str] | None = Non
             # the gateway's upstream timeout makes it a 504, and a worker its
             # OperationalError before its consumer group gives it up.
             "keepalives": 1,
-            "keepalives_idle": settings.db_connect_timeout,
+            "keepalives_idle": dead_after,
             "keepalives_interval": 1,
-            "keepalives_count": settings.db_connect_timeout,
-            "tcp_user_timeout": settings.db_connect_timeout * 1000,
+            "keepalives_count": dead_after,
+            "tcp_user_timeout": dead_after * 1000,
             "options": " ".join(f"-c {name}={value}" for name, value in server.items()),
             # What pg_stat_activity shows for these connections.
             "application_name": "goshop",
