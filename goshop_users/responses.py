@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import colander
 
-from goshop_common.web.openapi import RETRY_AFTER, SERVICE_UNAVAILABLE, Reply, error
+from goshop_common.web.openapi import CHALLENGE, RETRY_AFTER, SERVICE_UNAVAILABLE, Reply, error
 from goshop_common.web.schemas import body, field, list_of
 
 # register_view answers the new account and points at /v1/users/me.
@@ -45,8 +45,8 @@ ME = Reply(
 )
 
 REVOKED = Reply(
-    "Every session of the caller is ended.",
-    body("revoked", field("revoked", colander.Integer(), minimum=0, description="Sessions ended.")),
+    "Every session of the caller is ended, its own included.",
+    body("revoked", field("revoked", colander.Integer(), minimum=1, description="Sessions ended.")),
 )
 
 SESSION = body(
@@ -76,6 +76,14 @@ JWKS = Reply(
 # One answer however a refresh token fails; the description names the cases.
 INVALID_TOKEN = error("invalid token: unknown, expired, revoked or reused refresh token")
 
+# Managing sessions takes a live session: the token's own must not have ended
+# (goshop_users.sessions). Replaces the 401 that ``auth`` adds.
+SESSION_ENDED = error(
+    "unauthorized (no credentials) or invalid token: bad, expired, or of a session that has ended "
+    "(revoked, logged out or expired)",
+    CHALLENGE,
+)
+
 # By view; the 400, 413 and 415 of the body schema, and the 401 of a view
 # with ``auth``, are added by goshop_common.web.openapi itself.
 REGISTER = {201: ACCOUNT, 409: error("email already taken"), 503: SERVICE_UNAVAILABLE}
@@ -88,12 +96,13 @@ LOGIN = {
 REFRESH = {200: TOKENS, 401: INVALID_TOKEN, 503: SERVICE_UNAVAILABLE}
 LOGOUT = {204: Reply("The session is ended."), 401: INVALID_TOKEN, 503: SERVICE_UNAVAILABLE}
 ME_RESPONSES = {200: ME}
-LOGOUT_ALL = {200: REVOKED, 503: SERVICE_UNAVAILABLE}
+LOGOUT_ALL = {200: REVOKED, 401: SESSION_ENDED, 503: SERVICE_UNAVAILABLE}
 JWKS_RESPONSES = {200: JWKS}
-SESSIONS_RESPONSES = {200: SESSIONS, 503: SERVICE_UNAVAILABLE}
+SESSIONS_RESPONSES = {200: SESSIONS, 401: SESSION_ENDED, 503: SERVICE_UNAVAILABLE}
 END_SESSION = {
     204: Reply("The session is ended: its refresh token no longer works."),
+    401: SESSION_ENDED,
     404: error("no such session of yours (unknown, ended, or someone else's)"),
     503: SERVICE_UNAVAILABLE,
 }
-LOGOUT_OTHERS = {200: OTHERS_REVOKED, 503: SERVICE_UNAVAILABLE}
+LOGOUT_OTHERS = {200: OTHERS_REVOKED, 401: SESSION_ENDED, 503: SERVICE_UNAVAILABLE}

@@ -8,6 +8,12 @@ family; the second gets the successor the first caller got (same refresh token
 id, a fresh access token), so both tabs carry on with one family. The grace is
 given once per rotation and logged: a third use of the rotated token (a thief
 racing the owner) revokes the family.
+
+Only a live session manages sessions: listing them, ending one, ending the
+others or all of them is refused (SessionEnded) to an access token whose own
+session has ended, though the token is still good for reading until its
+``exp``. A thief whose session the owner ended cannot end the owner's. The
+check rides in the statement each of them makes anyway (see ``_live_only``).
 """
 
 from __future__ import annotations
@@ -61,6 +67,28 @@ class TokenPair:
 
 class RefreshRejected(Exception):
     """The refresh token cannot be used (unknown, revoked, expired or reused)."""
+
+
+class SessionEnded(Exception):
+    """The session of the access token presented has ended (revoked, logged
+    out or expired): its token may still read, but no longer manages sessions."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """Who manages sessions: the user and the session of a verified access token."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+
+    @classmethod
+    def of(cls, claims: dict) -> Caller:
+        """From verified access-token claims; SessionEnded for a token that
+        names no session (users never issues one)."""
+        try:
+            return cls(uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"]))
+        except (KeyError, TypeError, ValueError):
+            raise SessionEnded(claims.get("sid")) from None
 
 
 class Sessions:
@@ -168,45 +196,86 @@ class Sessions:
             session.revoked_reason = LOGOUT
         return True
 
-    def revoke_all(self, user_id: uuid.UUID) -> int:
-        """Revoke every active session of the user; returns how many were active."""
-        now = self.clock()
-        # Expired sessions are left alone: the count is of sessions ended now.
-        result = self.db.execute(
-            sa.update(Session).where(*self._active(user_id, now)).values(revoked_at=now, revoked_reason=LOGOUT_ALL)
-        )
-        return result.rowcount
-
     def _active(self, user_id: uuid.UUID, now: dt.datetime):
         return (Session.user_id == user_id, Session.revoked_at.is_(None), Session.expires_at > now)
 
-    def active(self, user_id: uuid.UUID) -> list[Session]:
-        """The user's sessions that can still refresh, newest first."""
-        query = sa.select(Session).where(*self._active(user_id, self.clock()))
-        return list(self.db.scalars(query.order_by(Session.created_at.desc(), Session.id.desc())))
+    def _if_live(self, statement: sa.Select, caller: Caller, now: dt.datetime, **values) -> int:
+        """Run one of the _live_only statements; how many sessions it ended.
+        Raises SessionEnded, having ended none, when the caller's has ended."""
+        found, ended = self.db.execute(
+            statement, {"uid": caller.user_id, "sid": caller.session_id, "now": now, **values}
+        ).one()
+        if not found:
+            raise SessionEnded(caller.session_id)
+        return ended
 
-    def end(self, user_id: uuid.UUID, session_id: str) -> bool:
-        """End one of the user's active sessions; False when ``session_id``
+    def revoke_all(self, caller: Caller) -> int:
+        """Revoke every active session of the caller, its own included; how
+        many were active. Raises SessionEnded when the caller's has ended."""
+        return self._if_live(_END_ALL, caller, self.clock())
+
+    def active(self, caller: Caller) -> list[Session]:
+        """The caller's sessions that can still refresh, newest first. Raises
+        SessionEnded when the caller's own is not among them: the query that
+        lists them is the check."""
+        query = sa.select(Session).where(*self._active(caller.user_id, self.clock()))
+        rows = list(self.db.scalars(query.order_by(Session.created_at.desc(), Session.id.desc())))
+        if not any(row.id == caller.session_id for row in rows):
+            raise SessionEnded(caller.session_id)
+        return rows
+
+    def end(self, caller: Caller, session_id: str) -> bool:
+        """End one of the caller's active sessions; False when ``session_id``
         names none of them (someone else's, unknown, already ended or not an
-        id), so a stranger's session cannot be told from a missing one."""
+        id), so a stranger's session cannot be told from a missing one.
+        Raises SessionEnded when the caller's own session has ended: that is
+        answered first, whatever ``session_id`` is."""
         try:
-            key = uuid.UUID(session_id)
+            target = uuid.UUID(session_id)
         except ValueError:
-            return False
-        now = self.clock()
-        result = self.db.execute(
-            sa.update(Session)
-            .where(Session.id == key, *self._active(user_id, now))
-            .values(revoked_at=now, revoked_reason=ENDED_BY_OWNER)
-        )
-        return result.rowcount == 1
+            target = None  # id = NULL: ends nothing
+        return self._if_live(_END_ONE, caller, self.clock(), target=target) == 1
 
-    def end_others(self, user_id: uuid.UUID, current: uuid.UUID) -> int:
-        """End every active session of the user but ``current``; how many."""
-        now = self.clock()
-        result = self.db.execute(
-            sa.update(Session)
-            .where(Session.id != current, *self._active(user_id, now))
-            .values(revoked_at=now, revoked_reason=LOGOUT_OTHERS)
-        )
-        return result.rowcount
+    def end_others(self, caller: Caller) -> int:
+        """End every active session of the caller but its own; how many.
+        Raises SessionEnded when the caller's own session has ended."""
+        return self._if_live(_END_OTHERS, caller, self.clock())
+
+
+# Ending sessions on behalf of an access token's session (``sid``) of a user
+# (``uid``) at ``now``: one statement each, built once. A CTE finds the
+# caller's session if it is still active; the UPDATE (a CTE too) ends
+# sessions only if it did; the statement answers both. No round trip more than
+# the UPDATE alone. Both parts read one snapshot: of two sessions ending each
+# other, the one whose statement starts after the other committed is refused;
+# at the same instant, each sees the other live, and both end.
+_SESSIONS = Session.__table__
+
+
+def _active_of_user() -> tuple:
+    # Expired sessions are left alone: the counts are of sessions ended now.
+    return (
+        _SESSIONS.c.user_id == sa.bindparam("uid"),
+        _SESSIONS.c.revoked_at.is_(None),
+        _SESSIONS.c.expires_at > sa.bindparam("now"),
+    )
+
+
+def _live_only(which, reason: str) -> sa.Select:
+    caller = sa.select(_SESSIONS.c.id).where(_SESSIONS.c.id == sa.bindparam("sid"), *_active_of_user()).cte("caller")
+    ended = (
+        sa.update(_SESSIONS)
+        .where(which, *_active_of_user(), sa.exists(caller.select()))
+        .values(revoked_at=sa.bindparam("now"), revoked_reason=reason)
+        .returning(_SESSIONS.c.id)
+        .cte("ended")
+    )
+    return sa.select(
+        sa.select(sa.func.count()).select_from(caller).scalar_subquery(),
+        sa.select(sa.func.count()).select_from(ended).scalar_subquery(),
+    )
+
+
+_END_ALL = _live_only(sa.true(), LOGOUT_ALL)
+_END_ONE = _live_only(_SESSIONS.c.id == sa.bindparam("target"), ENDED_BY_OWNER)
+_END_OTHERS = _live_only(_SESSIONS.c.id != sa.bindparam("sid"), LOGOUT_OTHERS)

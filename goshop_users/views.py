@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
+import logging
 
 import colander
 from pyramid.response import Response
+from pyramid.view import exception_view_config
 
 from goshop_common import clock
-from goshop_common.auth.tokens import REFRESH, InvalidToken, authenticated_claims
+from goshop_common.auth.tokens import REFRESH, InvalidToken, authenticated_claims, invalid_token
 from goshop_common.db.session import request_bind
 from goshop_common.web.clientip import client_network
-from goshop_common.web.errors import ApiError, error_response
+from goshop_common.web.errors import ApiError, api_error_view, error_response
 from goshop_common.web.openapi import BEARER
 from goshop_common.web.rest import JSON, Service, body_validator
 from goshop_common.web.schemas import StrictString, normalise_email
 from goshop_users import responses
 from goshop_users.accounts import Accounts, EmailTaken
 from goshop_users.schemas import LoginSchema, RefreshTokenSchema, RegisterSchema
-from goshop_users.sessions import RefreshRejected, Sessions
+from goshop_users.sessions import Caller, RefreshRejected, SessionEnded, Sessions
 from goshop_users.throttle import LoginThrottle, Throttled
+
+log = logging.getLogger("goshop.users.sessions")
 
 register = Service(name="users_register", path="/v1/users/register", description="Create an account.")
 login = Service(name="users_login", path="/v1/users/login", description="Exchange a password for tokens.")
@@ -144,10 +147,17 @@ def logout_view(request):
     return Response(status=204)
 
 
+def _managing(request) -> tuple[Sessions, Caller]:
+    """For the views that manage sessions: what does it, and who asks. A
+    SessionEnded they raise is the 401 of an invalid token (session_ended_view)."""
+    claims = authenticated_claims(request, request.registry.token_verifier)
+    return _sessions(request), Caller.of(claims)
+
+
 @logout_all.post(auth=BEARER, responses=responses.LOGOUT_ALL)
 def logout_all_view(request):
-    claims = authenticated_claims(request, request.registry.token_verifier)
-    return {"revoked": _sessions(request).revoke_all(uuid.UUID(claims["sub"]))}
+    sessions, caller = _managing(request)
+    return {"revoked": sessions.revoke_all(caller)}
 
 
 SESSION_ID = colander.SchemaNode(StrictString(), name="id", json_schema={"format": "uuid"})
@@ -155,8 +165,7 @@ SESSION_ID = colander.SchemaNode(StrictString(), name="id", json_schema={"format
 
 @sessions.get(auth=BEARER, responses=responses.SESSIONS_RESPONSES)
 def sessions_view(request):
-    claims = authenticated_claims(request, request.registry.token_verifier)
-    current = claims.get("sid")
+    sessions, caller = _managing(request)
     return {
         "sessions": [
             {
@@ -165,30 +174,34 @@ def sessions_view(request):
                 "last_refreshed_at": rfc3339(row.rotated_at) if row.rotated_at else None,
                 "user_agent": row.user_agent,
                 "client_address": row.client_address,
-                "current": str(row.id) == current,
+                "current": row.id == caller.session_id,
             }
-            for row in _sessions(request).active(uuid.UUID(claims["sub"]))
+            for row in sessions.active(caller)
         ]
     }
 
 
 @session.delete(auth=BEARER, path=(SESSION_ID,), responses=responses.END_SESSION)
 def end_session_view(request):
-    claims = authenticated_claims(request, request.registry.token_verifier)
-    if not _sessions(request).end(uuid.UUID(claims["sub"]), request.matchdict["id"]):
+    sessions, caller = _managing(request)
+    if not sessions.end(caller, request.matchdict["id"]):
         raise ApiError(404, "session not found")
     return Response(status=204)
 
 
 @logout_others.post(auth=BEARER, responses=responses.LOGOUT_OTHERS)
 def logout_others_view(request):
-    claims = authenticated_claims(request, request.registry.token_verifier)
-    try:
-        current = uuid.UUID(claims["sid"])
-    except (KeyError, ValueError):
-        # An access token issued without a session: none of them is current.
-        raise ApiError(401, "invalid token") from None
-    return {"revoked": _sessions(request).end_others(uuid.UUID(claims["sub"]), current)}
+    sessions, caller = _managing(request)
+    return {"revoked": sessions.end_others(caller)}
+
+
+@exception_view_config(SessionEnded)
+def session_ended_view(exc: SessionEnded, request):
+    # Worth a line: a token of an ended session managing sessions is often
+    # whoever the owner ended it to keep out.
+    log.info("session management refused: the token's session has ended", extra={"session_id": str(exc)})
+    # Raised, so the request's transaction rolls back (it changed nothing anyway).
+    return api_error_view(invalid_token(), request)
 
 
 @jwks.get(responses=responses.JWKS_RESPONSES)

@@ -151,13 +151,20 @@ def bearer_token(request) -> str:
     return token
 
 
+def invalid_token() -> ApiError:
+    """The 401 for a token that does not authenticate: bad, expired, or (users'
+    session management) of a session that has ended. RFC 6750's
+    ``invalid_token`` covers them all: "expired, revoked, malformed, or invalid"."""
+    return ApiError(401, "invalid token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
 def authenticated_claims(request, verifier: TokenVerifier) -> dict:
     """The verified access-token claims of the request, or a 401 in the seed's words."""
     token = bearer_token(request)
     try:
         claims = verifier.verify(token, ACCESS)
     except InvalidToken:
-        raise ApiError(401, "invalid token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+        raise invalid_token() from None
     request.environ[USER_ID_ENVIRON_KEY] = claims["sub"]
     return claims
 
