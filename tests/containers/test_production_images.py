@@ -9,6 +9,7 @@ containerised gateway ends ``paid``, and every container stops on SIGTERM.
 
 from __future__ import annotations
 
+import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,7 +52,9 @@ class ShopInContainers:
         self.containers = containers
         self.ops_token = secrets.token_urlsafe(32)
         key = write_signing_key(secrets_dir / "jwt-signing-key.pem")
-        key.chmod(0o644)  # read by uid 10001 inside; the directory stays the test's own
+        # Read by uid 10001 inside, as its owner: production refuses a key
+        # file its group or others can read. The directory stays the test's own.
+        os.chown(key, int(UID), int(UID))
         self.volumes = {str(key): KEY_IN_CONTAINER}
         self.ports = {env: free_port() for env in SERVERS.values()}
         self.env = production_env(
