@@ -270,10 +270,20 @@ class EventConsumer:
                     self._stop.wait(RETRY_PAUSE_SECONDS)
                     continue
                 moved = False
-                for partition, records in batches.items():
+                polled = list(batches.items())
+                for index, (partition, records) in enumerate(polled):
                     # What /live says if the batch never comes back.
                     self._holding = f"applying {len(records)} events of {partition.topic}[{partition.partition}]"
-                    moved = self._process(partition, records) or moved
+                    if self._process(partition, records):
+                        moved = True
+                        continue
+                    # To be tried again, and so are the poll's other batches,
+                    # untouched: back to poll() now, not after a failing try
+                    # for each partition. A member that does not poll within
+                    # max_poll_interval_ms is made to leave its group.
+                    for later, later_records in polled[index + 1 :]:
+                        self.consumer.seek(later, later_records[0].offset)
+                    break
                 self._note_progress(moved, self._observe_lag())
                 if batches or not assigned:
                     rung_polls = 0

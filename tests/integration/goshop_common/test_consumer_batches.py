@@ -301,3 +301,44 @@ def test_every_partition_of_a_poll_has_its_offset_committed_after_its_batch(own_
     finally:
         reader.close()
     assert committed == dict.fromkeys(range(PARTITIONS), 2)
+
+
+def test_a_database_outage_sends_the_consumer_back_to_poll_after_one_failed_batch(own_broker, scratch):
+    """Trying every partition's batch of a poll against a database that does
+    not answer (seconds each) would keep the consumer from polling for longer
+    than max_poll_interval_ms, and a member that does not poll in time is made
+    to leave its group."""
+    from sqlalchemy.exc import OperationalError
+
+    from goshop_common.messaging.kafka import PARTITIONS
+
+    produce(own_broker.bootstrap, 1, partitions=PARTITIONS)
+    seen: list[str] = []
+
+    def handler(db, batch):
+        seen.append("try")
+        raise OperationalError("INSERT …", {}, ConnectionError("the database is away"))
+
+    kafka = make_consumer(own_broker.bootstrap, f"outage-test-{uuid.uuid4().hex[:8]}", [ORDERS_TOPIC])
+    polled = kafka.poll
+
+    def poll(**kwargs):
+        batches = polled(**kwargs)
+        if batches:
+            seen.append("poll")
+        return batches
+
+    kafka.poll = poll
+    worker = EventConsumer(
+        "outage-test", scratch, kafka, INBOX, handler, dead_letters=dead_letters(own_broker.bootstrap, "outage")
+    )
+    thread = threading.Thread(target=worker.run, kwargs={"poll_timeout_ms": 100})
+    thread.start()
+    try:
+        wait_until(lambda: seen.count("try") >= 4, timeout=30, message="four tries")
+    finally:
+        worker.stop()
+        thread.join(10)
+    # Each failed try came from a poll of its own: none waited for another's.
+    assert all(i > 0 and seen[i - 1] == "poll" for i, step in enumerate(seen) if step == "try"), seen
+    assert recorded(scratch, INBOX) == set()
