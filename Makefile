@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-containers test-unit test-integration lint format migrate-status migrate-up bench bench-shop load gateway-routes clean clean-data
+.PHONY: help venv run test test-containers test-chaos test-unit test-integration lint format migrate-status migrate-up bench bench-shop load gateway-routes clean clean-data
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  %-28s %s\n", $$1, $$2}'
@@ -33,10 +33,13 @@ test: $(STAMP) ## lint and the import contracts, then every test against a real 
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest --cov --cov-report=term --ignore=tests/containers $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term --ignore=tests/containers --ignore=tests/chaos $(PYTEST_ARGS)
 
 test-containers: $(STAMP) ## build the six images and run the shop from them in production mode (podman or docker)
 	$(BIN)/python -m pytest tests/containers -p no:cacheprovider $(PYTEST_ARGS)
+
+test-chaos: $(STAMP) ## the chaos tier: make run's shop and a second replica of each worker, faults during bursts of orders (~4.5 min; root for the partition)
+	$(BIN)/python -m pytest tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
 
 test-unit: $(STAMP) ## unit tests only (no I/O)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
