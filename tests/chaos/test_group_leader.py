@@ -89,6 +89,14 @@ def broker(tmp_path):
     broker.stop()
 
 
+# The broker's bug, not goshop's: strict, so that the day a fixed broker lets
+# the group settle this fails, and the mark comes off. goshop's consumers no
+# longer trigger it (they poll again after one failed batch), but a consumer
+# paused past its poll interval by anything else would.
+@pytest.mark.xfail(
+    strict=True,
+    reason="Tansu 0.6.0 keeps naming a member that left mid-rebalance the leader of every later generation",
+)
 def test_a_group_whose_leader_left_while_it_rebalanced_settles_again(broker):
     group = f"chaos-leader-{uuid.uuid4().hex[:8]}"
     members: list[Member] = []
