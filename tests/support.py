@@ -203,6 +203,18 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def listed(testapp, tokens) -> list[dict]:
+    """The sessions ``tokens``' owner sees (GET /v1/users/sessions)."""
+    return testapp.get("/v1/users/sessions", headers=bearer(tokens["access_token"]), status=200).json["sessions"]
+
+
+def refreshes(testapp, tokens) -> int:
+    """The status a refresh with ``tokens``' refresh token gets."""
+    return testapp.post_json(
+        "/v1/users/refresh", {"refresh_token": tokens["refresh_token"]}, expect_errors=True
+    ).status_code
+
+
 def new_customer(testapp) -> dict:
     user = register(testapp)
     tokens = login(testapp, user["email"])

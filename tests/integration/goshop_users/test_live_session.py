@@ -8,7 +8,7 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from tests.support import bearer, login, register, table_snapshot
+from tests.support import bearer, listed, login, refreshes, register, table_snapshot
 
 OWNER_DEVICE = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140"
 THIEF_DEVICE = "curl/8.5.0"
@@ -17,16 +17,6 @@ SESSIONS = ["users.sessions"]
 
 def sid(tokens) -> str:
     return jwt.decode(tokens["access_token"], options={"verify_signature": False})["sid"]
-
-
-def listed(testapp, tokens):
-    return testapp.get("/v1/users/sessions", headers=bearer(tokens["access_token"]), status=200).json["sessions"]
-
-
-def refreshes(testapp, tokens) -> int:
-    return testapp.post_json(
-        "/v1/users/refresh", {"refresh_token": tokens["refresh_token"]}, expect_errors=True
-    ).status_code
 
 
 def managing(testapp, tokens, target: str) -> dict[str, object]:

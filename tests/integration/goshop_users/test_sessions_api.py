@@ -2,7 +2,7 @@
 
 import uuid
 
-from tests.support import bearer, login, register
+from tests.support import bearer, listed, login, refreshes, register
 
 PHONE = "Mozilla/5.0 (iPhone) Mobile"
 LAPTOP = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140"
@@ -13,16 +13,6 @@ def two_logins(testapp):
     phone = login(testapp, user["email"], headers={"User-Agent": PHONE}, extra_environ={"REMOTE_ADDR": "192.0.2.7"})
     laptop = login(testapp, user["email"], headers={"User-Agent": LAPTOP}, extra_environ={"REMOTE_ADDR": "192.0.2.8"})
     return user, phone, laptop
-
-
-def listed(testapp, tokens):
-    return testapp.get("/v1/users/sessions", headers=bearer(tokens["access_token"]), status=200).json["sessions"]
-
-
-def refreshes(testapp, tokens) -> int:
-    return testapp.post_json(
-        "/v1/users/refresh", {"refresh_token": tokens["refresh_token"]}, expect_errors=True
-    ).status_code
 
 
 def test_the_list_shows_each_active_session_with_its_device_and_which_one_is_mine(testapp):
