@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from goshop_devtools.postgres import free_port
+from goshop_devtools.waiting import poll_until
 from tests.e2e.conftest import ROOT, Http, spawn, stop, wait_for
 from tests.e2e.test_workers import scrape
 
@@ -75,7 +76,15 @@ def test_the_worker_deletes_expired_rows_and_serves_live_ready_and_metrics(clean
         while inbox_count(clean_db, "orders") != 3 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert inbox_count(clean_db, "orders") == 3
-        metrics = scrape(port)
+
+        # The pass goes table by table: orders.inbox done is not the pass done.
+        def after_a_whole_pass():
+            metrics = scrape(port)
+            done = {s.labels["table"] for s in metrics["goshop_retention_last_success_timestamp_seconds"]}
+            return metrics if done == TABLES else None
+
+        metrics = poll_until(after_a_whole_pass, 30)
+        assert metrics is not None, "no whole retention pass within 30 s"
     finally:
         code = stop(process, signal.SIGTERM)
     log = (tmp_path / "maintenance.log").read_text()
