@@ -237,7 +237,14 @@ def served(app, threads: int = 2):
     finally:
         # Closed from inside the server's own loop, so its select() never sees
         # a socket closed under it; the loop ends when its map is empty.
-        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        try:
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        except OSError:
+            # Once in CI (the ops-through-gateway test's teardown) the trigger's
+            # pipe was already closed (EBADF): something in this process closed
+            # a descriptor it did not own. Not found yet; the server is closed
+            # from here instead, and the join below still asserts it ended.
+            wasyncore.close_all(server._map)
         thread.join(timeout=5)
         server.task_dispatcher.shutdown()
         assert not thread.is_alive()
