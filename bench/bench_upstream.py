@@ -80,7 +80,7 @@ def child() -> None:
 def goshop_client(url: str):
     from goshop_gateway.upstream import Upstreams
 
-    upstreams = Upstreams({"orders": url}, connect_timeout=1.0, read_timeout=10.0)
+    upstreams = Upstreams({"orders": url}, connect_timeout=1.0, read_timeout=10.0, public_url="http://127.0.0.1:8080")
 
     def call() -> int:
         return upstreams.request("orders", "POST", "/v1/orders", HEADERS, BODY).status

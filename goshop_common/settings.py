@@ -130,6 +130,13 @@ def _schema_list(raw: str) -> tuple[str, ...]:
     return schemas
 
 
+def _public_url(raw: str) -> str:
+    parts = urlsplit(raw.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ValueError(f"must be http(s)://host[:port][/prefix]; got {raw.strip()!r}")
+    return raw.strip().rstrip("/")
+
+
 def _one_of(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()
@@ -302,6 +309,11 @@ class Settings:
         "GOSHOP_RETENTION_SESSIONS_SECONDS", _positive_int, 30 * 24 * 3600, (MAINTENANCE,)
     )
 
+    # The shop's address as its clients know it: every Location the gateway
+    # answers starts with it, whatever Host a client sent.
+    public_url: str = _setting(
+        "GOSHOP_PUBLIC_URL", _public_url, "http://127.0.0.1:8080", (GATEWAY,), required_in_production=True
+    )
     # The gateway's upstreams and how long it waits for them.
     users_url: str = _setting(
         "GOSHOP_USERS_URL", _text, "http://127.0.0.1:8081", (GATEWAY,), required_in_production=True

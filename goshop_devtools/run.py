@@ -379,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         _migrate(console, env, stop)
         # The port offsets of PROCESSES: users 1, orders 2, payments 3, ops 5.
         env["GOSHOP_JWKS_URL"] = f"http://127.0.0.1:{base + 1}/.well-known/jwks.json"
+        env["GOSHOP_PUBLIC_URL"] = f"http://127.0.0.1:{base}"
         env["GOSHOP_USERS_URL"] = f"http://127.0.0.1:{base + 1}"
         env["GOSHOP_ORDERS_URL"] = f"http://127.0.0.1:{base + 2}"
         env["GOSHOP_PAYMENTS_URL"] = f"http://127.0.0.1:{base + 3}"

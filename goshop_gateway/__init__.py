@@ -14,6 +14,7 @@ def includeme(config) -> None:
         {name: getattr(settings, f"{name}_url") for name in UPSTREAMS},
         connect_timeout=settings.upstream_connect_timeout,
         read_timeout=settings.upstream_read_timeout,
+        public_url=settings.public_url,
     )
     config.include("goshop_common.auth.jwks")
     # Registered explicitly, not scanned: the proxy routes are built from a table

@@ -69,6 +69,14 @@ class UpstreamResponse:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    # The answer to a HEAD has no body, but says the length its GET's would
+    # have (RFC 9110 9.3.2): the upstream's Content-Length, kept for the client.
+    head_length: str | None = None
+
+    @property
+    def content_length(self) -> str:
+        """The Content-Length the gateway's client is told."""
+        return self.head_length if self.head_length is not None else str(len(self.body))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,7 +173,9 @@ class _Connection:
                 raise _ClosedMidAnswer(str(exc)) from None
             raise _ClosedBeforeAnswer(str(exc)) from None
         parser = self.parser
+        head_length = None
         if head:
+            head_length = next((v.strip() for n, v in self.headers if n.lower() == "content-length"), None)
             # llhttp cannot be told an answer to HEAD has no body: it would
             # wait for the body its Content-Length announces. A new parser
             # for the next answer; none at all after an upstream that sent a
@@ -174,7 +184,9 @@ class _Connection:
             if self.body:
                 self.reusable = False
                 self.body = []
-        return UpstreamResponse(parser.get_status_code(), end_to_end_items(self.headers), b"".join(self.body))
+        return UpstreamResponse(
+            parser.get_status_code(), end_to_end_items(self.headers), b"".join(self.body), head_length
+        )
 
     def _feed(self, chunk: bytes) -> None:
         try:
@@ -238,7 +250,7 @@ class _Upstream:
     connections. Taken last in, first out: the most recently used is the
     least likely to have been closed by the upstream for idling."""
 
-    def __init__(self, url: str, pool_size: int):
+    def __init__(self, url: str, pool_size: int, public_url: str):
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"an upstream URL is http://host[:port][/prefix], not {url!r}")
@@ -248,18 +260,22 @@ class _Upstream:
         self.base = f"http://{self.host_header}"
         self.prefix = parts.path.rstrip("/")
         self.pool_size = pool_size
+        self.public_url = public_url
         self.idle: list[_Connection] = []
         self.lock = threading.Lock()
 
     def public_location(self, value: str) -> str:
         """A Location this upstream sent, as the gateway's client can follow
-        it. webob writes every Location absolute, with the Host the gateway
-        sent: one under the upstream's own URL becomes the path it names on
-        the gateway (whose own webob makes it absolute for the client, with
-        the Host the client used); any other is left as it is."""
+        it: under the gateway's public URL, never under the Host a client
+        sent (webob would make a path absolute with that one). webob writes
+        the upstream's Location absolute with the Host the gateway sent: one
+        under the upstream's own URL, or a bare path, is moved under the
+        public URL; any other (another site) is left as it is."""
         origin = self.base + self.prefix
         if value.startswith(origin) and value[len(origin) : len(origin) + 1] in ("/", "?", "#", ""):
-            return value[len(origin) :] or "/"
+            return self.public_url + (value[len(origin) :] or "/")
+        if value.startswith("/") and not value.startswith("//"):
+            return self.public_url + value
         return value
 
     def _public(self, response: UpstreamResponse) -> UpstreamResponse:
@@ -356,11 +372,21 @@ def _failure(upstream: str, exc: Exception) -> UpstreamFailure:
 
 
 class Upstreams:
-    def __init__(self, urls: dict[str, str], connect_timeout: float, read_timeout: float, pool_size: int = 16):
+    def __init__(
+        self,
+        urls: dict[str, str],
+        connect_timeout: float,
+        read_timeout: float,
+        pool_size: int = 16,
+        *,
+        public_url: str,
+    ):
+        """``public_url``: the gateway's own, under which every Location of
+        an upstream's is given to the client (``public_location``)."""
         self.urls = {name: url.rstrip("/") for name, url in urls.items()}
         self.timeout = Timeout(connect=connect_timeout, read=read_timeout)
         # Each upstream's path prefix, if its URL has one, goes before every path.
-        self.pools = {name: _Upstream(url, pool_size) for name, url in self.urls.items()}
+        self.pools = {name: _Upstream(url, pool_size, public_url) for name, url in self.urls.items()}
 
     def request(
         self,

@@ -64,9 +64,7 @@ def forward_headers(request) -> list[tuple[str, str]]:
 
 def _respond(upstream_response) -> Response:
     response = Response(status=upstream_response.status, body=upstream_response.body)
-    response.headerlist = [(n, v) for n, v in upstream_response.headers] + [
-        ("Content-Length", str(len(upstream_response.body)))
-    ]
+    response.headerlist = [*upstream_response.headers, ("Content-Length", upstream_response.content_length)]
     return response
 
 

@@ -58,6 +58,7 @@ def production_env(
         "gateway": {
             **production,
             **jwks,
+            "GOSHOP_PUBLIC_URL": f"http://127.0.0.1:{ports['gateway']}",
             "GOSHOP_USERS_URL": users,
             "GOSHOP_ORDERS_URL": f"http://127.0.0.1:{ports['orders']}",
             "GOSHOP_PAYMENTS_URL": f"http://127.0.0.1:{ports['payments']}",

@@ -32,6 +32,7 @@ class Stack:
             **{name: value for name, value in os.environ.items() if name.startswith("COVERAGE_")},
             **env,
             "GOSHOP_JWKS_URL": f"http://127.0.0.1:{self.ports['users']}/.well-known/jwks.json",
+            "GOSHOP_PUBLIC_URL": f"http://127.0.0.1:{self.ports['gateway']}",
             "GOSHOP_USERS_URL": f"http://127.0.0.1:{self.ports['users']}",
             "GOSHOP_ORDERS_URL": f"http://127.0.0.1:{self.ports['orders']}",
             "GOSHOP_PAYMENTS_URL": f"http://127.0.0.1:{self.ports['payments']}",

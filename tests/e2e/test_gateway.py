@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import os
 import re
 import subprocess
@@ -63,6 +64,33 @@ def test_sign_up_check_out_and_watch_the_order_get_paid(gw):
     assert [o["id"] for o in listing["orders"]] == [order["id"]]
     status, _, payments = gw.request("GET", f"/v1/payments?order_id={order['id']}", headers=customer["auth"])
     assert [p["status"] for p in payments["payments"]] == ["confirmed"]
+
+
+def test_location_starts_with_the_public_url_whatever_host_a_client_sends(gw):
+    customer = sign_up(gw)
+    headers = {**customer["auth"], "Host": "evil.example:1234"}
+    status, answer, order = gw.request("POST", "/v1/checkout", {"amount_cents": 501}, headers=headers)
+    assert status == 201, order
+    assert answer["Location"] == f"http://127.0.0.1:{gw.port}/v1/orders/{order['id']}"
+    account = {"email": f"gw-{uuid.uuid4().hex[:10]}@example.com", "password": "long enough password"}
+    status, answer, _ = gw.request("POST", "/v1/users/register", account, headers={"Host": "evil.example"})
+    assert (status, answer["Location"]) == (201, f"http://127.0.0.1:{gw.port}/v1/users/me")
+
+
+def test_head_through_the_gateway_says_the_length_get_answers(gw):
+    customer = sign_up(gw)
+    connection = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+    try:
+        connection.request("GET", "/v1/users/me", headers=customer["auth"])
+        got = connection.getresponse()
+        body = got.read()
+        connection.request("HEAD", "/v1/users/me", headers=customer["auth"])
+        head = connection.getresponse()
+        assert head.read() == b""
+    finally:
+        connection.close()
+    assert (head.status, head.getheader("Content-Length")) == (200, str(len(body)))
+    assert len(body) > 0
 
 
 def test_an_amount_divisible_by_five_ends_cancelled(gw):

@@ -22,6 +22,9 @@ from goshop_gateway import make_app
 from goshop_gateway.upstream import Timeout, UpstreamFailure, Upstreams
 from tests.support import served, with_settings
 
+# The gateway's public URL, under which an upstream's Location is given.
+PUBLIC_URL = "https://shop.example"
+
 LOGIN = {"email": "someone@example.com", "password": "long enough password"}
 
 
@@ -130,7 +133,7 @@ def test_a_post_the_upstream_answers_after_the_read_timeout_is_a_504(service_set
 
 def test_closing_the_upstreams_drops_their_kept_alive_connections(upstream):
     users = upstream(answers_ok_and_keeps_alive)
-    upstreams = Upstreams({"users": users.url}, connect_timeout=1, read_timeout=1)
+    upstreams = Upstreams({"users": users.url}, connect_timeout=1, read_timeout=1, public_url=PUBLIC_URL)
     for _ in range(2):
         assert upstreams.request("users", "GET", "/ready", [], None).status == 200
     assert users.connections == 1  # kept alive between the two requests
@@ -148,7 +151,7 @@ def test_an_upstream_url_with_a_path_prefixes_every_request(upstream):
         connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 
     users = upstream(records_the_request_line)
-    upstreams = Upstreams({"users": users.url + "/base/"}, connect_timeout=1, read_timeout=1)
+    upstreams = Upstreams({"users": users.url + "/base/"}, connect_timeout=1, read_timeout=1, public_url=PUBLIC_URL)
     assert upstreams.request("users", "GET", "/v1/users/me?x=1", [], None).status == 200
     assert seen == [b"GET /base/v1/users/me?x=1 HTTP/1.1"]
 
@@ -182,7 +185,7 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 def client(url: str, **timeouts) -> Upstreams:
-    return Upstreams({"users": url}, **{"connect_timeout": 1, "read_timeout": 1, **timeouts})
+    return Upstreams({"users": url}, **{"connect_timeout": 1, "read_timeout": 1, **timeouts}, public_url=PUBLIC_URL)
 
 
 def test_a_chunked_answer_is_read_whole_and_its_connection_kept(upstream):
@@ -459,7 +462,7 @@ def test_a_longer_read_timeout_for_one_call_waits_longer_on_the_same_connection(
 @pytest.mark.parametrize("url", ["https://users:8443", "users:8081", "http://"])
 def test_an_upstream_url_that_is_not_plain_http_is_refused_at_start(url):
     with pytest.raises(ValueError, match="an upstream URL is"):
-        Upstreams({"users": url}, connect_timeout=1, read_timeout=1)
+        Upstreams({"users": url}, connect_timeout=1, read_timeout=1, public_url=PUBLIC_URL)
 
 
 def test_a_port_nobody_listens_on_is_a_502():
@@ -496,7 +499,7 @@ def test_a_connect_that_times_out_is_tried_once_more_then_a_504():
 
 def test_eight_threads_share_a_bounded_pool_of_kept_connections(upstream):
     users = upstream(answers(OK))
-    upstreams = Upstreams({"users": users.url}, connect_timeout=1, read_timeout=2, pool_size=3)
+    upstreams = Upstreams({"users": users.url}, connect_timeout=1, read_timeout=2, pool_size=3, public_url=PUBLIC_URL)
 
     def calls():
         return [upstreams.request("users", "GET", "/x", [], None).body for _ in range(50)]

@@ -17,6 +17,9 @@ from goshop_common.observability import tracing
 from goshop_gateway.upstream import UpstreamFailure, Upstreams
 from tests.support import served
 
+# The gateway's public URL, under which an upstream's Location is given.
+PUBLIC_URL = "https://shop.example"
+
 
 def _recording_app(seen: list[dict]):
     def app(environ, start_response):
@@ -41,7 +44,7 @@ def spans(monkeypatch) -> InMemorySpanExporter:
 def test_traced_an_upstream_call_is_a_client_span_whose_context_the_upstream_gets(spans):
     seen = []
     with served(_recording_app(seen)) as url:
-        upstreams = Upstreams({"orders": url + "/base"}, connect_timeout=1, read_timeout=2)
+        upstreams = Upstreams({"orders": url + "/base"}, connect_timeout=1, read_timeout=2, public_url=PUBLIC_URL)
         assert upstreams.request("orders", "POST", "/v1/orders?x=1", [("X-Request-ID", "r1")], b"{}").status == 201
     [span] = spans.get_finished_spans()
     port = int(url.rsplit(":", 1)[1])
@@ -62,11 +65,16 @@ def test_traced_an_upstream_call_is_a_client_span_whose_context_the_upstream_get
 
 def test_traced_an_error_answer_or_no_answer_is_an_error_span(spans):
     with served(_recording_app([])) as url:
-        assert Upstreams({"orders": url}, 1, 2).request("orders", "GET", "/missing", [], None).status == 404
+        assert (
+            Upstreams({"orders": url}, 1, 2, public_url=PUBLIC_URL)
+            .request("orders", "GET", "/missing", [], None)
+            .status
+            == 404
+        )
     with socket.create_server(("127.0.0.1", 0)) as listener:
         nobody = f"http://127.0.0.1:{listener.getsockname()[1]}"
     with pytest.raises(UpstreamFailure):
-        Upstreams({"orders": nobody}, 1, 2).request("orders", "GET", "/x", [], None)
+        Upstreams({"orders": nobody}, 1, 2, public_url=PUBLIC_URL).request("orders", "GET", "/x", [], None)
     answered, refused = spans.get_finished_spans()
     assert answered.status.status_code == refused.status.status_code == trace.StatusCode.ERROR
     assert (answered.attributes["http.response.status_code"], answered.attributes["error.type"]) == (404, "404")
@@ -84,6 +92,11 @@ def test_untraced_an_upstream_call_sends_no_trace_context_and_never_calls_opente
     monkeypatch.setattr(trace, "get_current_span", untouchable)
     seen = []
     with served(_recording_app(seen)) as url:
-        assert Upstreams({"orders": url}, 1, 2).request("orders", "POST", "/v1/orders", [], b"{}").status == 201
+        assert (
+            Upstreams({"orders": url}, 1, 2, public_url=PUBLIC_URL)
+            .request("orders", "POST", "/v1/orders", [], b"{}")
+            .status
+            == 201
+        )
     assert not tracing.enabled()
     assert not {"HTTP_TRACEPARENT", "HTTP_TRACESTATE", "HTTP_BAGGAGE"} & set(seen[0])

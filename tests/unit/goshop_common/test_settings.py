@@ -24,6 +24,7 @@ PRODUCTION_ENV = {
     "payments": {"GOSHOP_DATABASE_URL": DB},
     "ops": {"GOSHOP_DATABASE_URL": DB, "GOSHOP_OPS_TOKEN": OPS, "GOSHOP_KAFKA_BOOTSTRAP": "kafka:9092"},
     "gateway": {
+        "GOSHOP_PUBLIC_URL": "https://shop.example",
         "GOSHOP_USERS_URL": "http://users:8081",
         "GOSHOP_ORDERS_URL": "http://orders:8082",
         "GOSHOP_PAYMENTS_URL": "http://payments:8083",

@@ -49,16 +49,18 @@ def test_request_headers_are_named_and_ordered_as_webob_names_them():
 @pytest.mark.parametrize(
     ("url", "location", "public"),
     [
-        ("http://orders:8082", "http://orders:8082/v1/orders/o-1", "/v1/orders/o-1"),
-        ("http://orders:8082/", "http://orders:8082/v1/orders/o-1?x=1", "/v1/orders/o-1?x=1"),
-        ("http://orders:8082/api", "http://orders:8082/api/v1/orders/o-1", "/v1/orders/o-1"),
-        ("http://orders:8082", "http://orders:8082", "/"),
+        ("http://orders:8082", "http://orders:8082/v1/orders/o-1", "https://shop.example/v1/orders/o-1"),
+        ("http://orders:8082/", "http://orders:8082/v1/orders/o-1?x=1", "https://shop.example/v1/orders/o-1?x=1"),
+        ("http://orders:8082/api", "http://orders:8082/api/v1/orders/o-1", "https://shop.example/v1/orders/o-1"),
+        ("http://orders:8082", "http://orders:8082", "https://shop.example/"),
+        ("http://orders:8082", "/v1/orders/o-1", "https://shop.example/v1/orders/o-1"),
         # Not under the upstream's URL: left as the upstream wrote it.
         ("http://orders:8082/api", "http://orders:8082/apix/o-1", "http://orders:8082/apix/o-1"),
         ("http://orders:8082", "http://orders:80821/o-1", "http://orders:80821/o-1"),
         ("http://orders:8082", "https://pay.example/return", "https://pay.example/return"),
-        ("http://orders:8082", "/v1/orders/o-1", "/v1/orders/o-1"),
+        # Scheme-relative: another host, not a path.
+        ("http://orders:8082", "//evil.example/x", "//evil.example/x"),
     ],
 )
-def test_an_upstreams_own_location_becomes_a_path_on_the_gateway(url, location, public):
-    assert _Upstream(url, 1).public_location(location) == public
+def test_an_upstreams_own_location_is_given_under_the_gateways_public_url(url, location, public):
+    assert _Upstream(url, 1, "https://shop.example").public_location(location) == public
