@@ -30,6 +30,17 @@ _RESET = "\033[0m"
 _LEVEL_COLORS = {"WARNING": "\033[33m", "ERROR": "\033[1;31m", "CRITICAL": "\033[1;31m"}
 _DIM = "\033[2m"
 
+# Control characters (C0, DEL, C1) as \xNN: a request path or a value a
+# client chose (%0A, ESC[) must not start a line of its own on a terminal,
+# nor move its cursor. A line's own colours are added after.
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_CONTROLS_BUT_NEWLINE = {code: text for code, text in _CONTROLS.items() if code != 0x0A}
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as ``\\xNN``."""
+    return text.translate(_CONTROLS)
+
 
 def _extras(record: logging.LogRecord) -> dict:
     """The ``extra=`` fields, then — when the record was made inside a traced
@@ -64,15 +75,19 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         # default=str: a UUID or a datetime in ``extra=`` is written as its
-        # text rather than losing the whole line to a TypeError.
+        # text rather than losing the whole line to a TypeError. Control
+        # characters are escaped (ensure_ascii: everything but printable ASCII).
         return json.dumps(entry, default=str)
 
 
 def _value(value) -> str:
-    # Quoted (as JSON) when empty or holding a space or a quote, so that the
-    # line still reads as key=value pairs.
+    # Quoted (as JSON, which escapes control characters) when empty or
+    # holding a space or a quote, so that the line still reads as key=value
+    # pairs.
     text = str(value)
-    return json.dumps(text) if not text or any(c.isspace() or c == '"' for c in text) else text
+    if not text or any(c.isspace() or c == '"' for c in text):
+        return json.dumps(text)
+    return printable(text)
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -96,20 +111,21 @@ class ConsoleFormatter(logging.Formatter):
             parts = []
             if not record.name.startswith("goshop"):
                 parts.append(f"{record.name}:")
-            parts.append(record.getMessage())
+            parts.append(printable(record.getMessage()))
             parts += [f"{key}={_value(value)}" for key, value in fields.items()]
             line = " ".join(parts)
         if record.levelno >= logging.WARNING:
             mark = _LEVEL_COLORS.get(record.levelname, "")
             line = self._paint(mark, f"{record.levelname} {line}")
         if record.exc_info:
-            line += "\n" + self._paint(_LEVEL_COLORS["ERROR"], self.formatException(record.exc_info))
+            trace = self.formatException(record.exc_info).translate(_CONTROLS_BUT_NEWLINE)
+            line += "\n" + self._paint(_LEVEL_COLORS["ERROR"], trace)
         return line
 
     def _request(self, fields: dict) -> str:
         status = int(fields["status"])
         code = _LEVEL_COLORS["ERROR"] if status >= 500 else _LEVEL_COLORS["WARNING"] if status >= 400 else ""
-        line = f"{fields['method']} {fields['path']} {self._paint(code, str(status))}"
+        line = f"{printable(str(fields['method']))} {printable(str(fields['path']))} {self._paint(code, str(status))}"
         if "duration_ms" in fields:
             line += f" {fields['duration_ms']:.0f} ms"
         if "request_id" in fields:

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import signal
+import sys
 
 import pytest
 
@@ -34,6 +35,43 @@ def test_a_request_is_one_short_line():
     assert line == f"POST /v1/orders 201 12 ms rid={'a' * 32}"
 
 
+HOSTILE = "/v1/x\n12:00:00 users | POST /v1/admin 200\x1b[2J\x1b[H\r\x7f\x9b"
+
+
+@pytest.mark.parametrize(
+    "formatter",
+    [logs.ConsoleFormatter(), logs.ConsoleFormatter(color=True), logs.JsonFormatter()],
+    ids=["console", "console in colour", "json"],
+)
+@pytest.mark.parametrize(
+    "record",
+    [
+        _record(**{**REQUEST, "path": HOSTILE}),
+        _record(name="waitress", level=logging.WARNING, msg=f"bad request {HOSTILE}"),
+        _record(name="goshop.users", msg="login failed", email=HOSTILE, note=f"with space {HOSTILE}"),
+    ],
+    ids=["request path", "message", "fields"],
+)
+def test_a_clients_control_characters_are_escaped_in_every_log_format(formatter, record):
+    line = formatter.format(record)
+    # The formatter's own colours are the only escape sequences left.
+    own = line.replace(logs._RESET, "").replace(logs._LEVEL_COLORS["WARNING"], "").replace(logs._DIM, "")
+    assert "\n" not in line
+    assert not [c for c in own if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0]
+    assert "1b[2J" in line
+
+
+def test_a_traceback_keeps_its_lines_but_not_a_clients_escape_sequences():
+    try:
+        raise ValueError("bad \x1b[2J value")
+    except ValueError:
+        record = _record(name="goshop.users", level=logging.ERROR, msg="boom", exc_info=sys.exc_info())
+    line = logs.ConsoleFormatter().format(record)
+    assert "\x1b" not in line
+    assert "bad \\x1b[2J value" in line
+    assert line.count("\n") >= 2
+
+
 def test_json_mode_keeps_every_request_field():
     entry = json.loads(logs.JsonFormatter().format(_record(user_id="u1", **REQUEST)))
     assert set(entry) == {"ts", "level", "logger", "msg", *REQUEST, "user_id"}
@@ -45,8 +83,6 @@ def test_an_error_is_marked_and_carries_its_traceback():
     try:
         raise ValueError("boom")
     except ValueError:
-        import sys
-
         record = _record("goshop.orders", logging.ERROR, "could not settle", sys.exc_info(), order_id="o1")
     plain = logs.ConsoleFormatter().format(record)
     assert plain.startswith("ERROR could not settle order_id=o1\n")
