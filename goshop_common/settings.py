@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from goshop_common.currencies import ISO_4217
+
 DEVELOPMENT = "development"
 PRODUCTION = "production"
 TEST = "test"
@@ -137,6 +139,13 @@ def _public_url(raw: str) -> str:
     return raw.strip().rstrip("/")
 
 
+def _currency(raw: str) -> str:
+    code = raw.strip().upper()
+    if code not in ISO_4217:
+        raise ValueError(f"not an ISO 4217 currency code: {raw.strip()!r}")
+    return code
+
+
 def _one_of(*choices: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         value = raw.strip()
@@ -247,7 +256,7 @@ class Settings:
     )
 
     # Orders and payments.
-    default_currency: str = _setting("GOSHOP_DEFAULT_CURRENCY", _text, "RUB", (ORDERS, GATEWAY))
+    default_currency: str = _setting("GOSHOP_DEFAULT_CURRENCY", _currency, "RUB", (ORDERS, GATEWAY))
     order_max_amount_cents: int = _setting(
         "GOSHOP_ORDER_MAX_AMOUNT_CENTS", _positive_int, 100_000_000, (ORDERS, GATEWAY)
     )

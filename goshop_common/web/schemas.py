@@ -14,6 +14,8 @@ import re
 
 import colander
 
+from goshop_common.currencies import ISO_4217
+
 # RFC 5321 caps a forward path at 254 characters.
 EMAIL_MAX_LENGTH = 254
 # What normalise_email trims: ASCII whitespace only, so that the documented
@@ -40,6 +42,21 @@ class Pattern:
 
     def __call__(self, node, value):
         if not self._compiled.fullmatch(value):
+            raise colander.Invalid(node, self.msg)
+
+
+class Currency:
+    """A colander validator: an ISO 4217 code as the standard writes it
+    (upper case), one of goshop_common.currencies; the document lists them."""
+
+    def __init__(self, msg: str):
+        self.msg = msg
+        # null too: the field is nullable (null means the default), and an
+        # enum lists every value it allows (OpenAPI 3.0.3, "nullable").
+        self.json_schema = {"enum": [*sorted(ISO_4217), None]}
+
+    def __call__(self, node, value):
+        if value not in ISO_4217:
             raise colander.Invalid(node, self.msg)
 
 
@@ -126,7 +143,7 @@ class EmailValidator(Pattern):
 def _prepare_email(value):
     # Only what may be valid is trimmed: an over-long value stays over-long,
     # so the length rule applies to the address as sent, as documented.
-    # ASCII only, as for the currency: str.lower() maps some other letters to
+    # ASCII only: str.lower() maps some other letters to
     # ASCII (U+212A, the Kelvin sign, to "k"), which must not pass the pattern.
     if isinstance(value, str) and len(value) <= EMAIL_MAX_LENGTH and value.isascii():
         return normalise_email(value)
@@ -187,19 +204,15 @@ def _default_currency(node, kw):
 
 
 def currency_node() -> colander.SchemaNode:
-    """An ISO 4217 alphabetic code, in either case (stored upper-cased); the
-    default currency when absent."""
-    message = "currency must be a 3-letter ISO 4217 code"
+    """An ISO 4217 alphabetic code, upper case; the default currency when
+    absent."""
+    message = "currency must be an ISO 4217 code in capitals, such as RUB"
     node = colander.SchemaNode(
         StrictString(),
         name="currency",
         missing=_default_currency,
-        # ASCII only: str.upper() maps some other letters to ASCII (U+017F,
-        # the long s, to "S"), which must not make a code out of them.
-        preparer=lambda value: value.upper() if isinstance(value, str) and value.isascii() else value,
-        # Judged after upper-casing, so this is also the rule on the value as sent.
-        validator=Pattern("[A-Za-z]{3}", message),
-        description="ISO 4217 code; lower case is accepted and upper-cased; absent or null: the default.",
+        validator=Currency(message),
+        description="ISO 4217 code, upper case; absent or null: the default.",
         json_schema={"nullable": True},
     )
     node.type_error_msg = message

@@ -31,7 +31,7 @@ CASES = {
     "empty, no type": (b"", None),
     "empty, a form type": (b"", "application/x-www-form-urlencoded"),
     "empty, text": (b"", "text/plain"),
-    "JSON with charset": (b'{"amount_cents": 5, "currency": "usd"}', "application/json; charset=utf-8"),
+    "JSON with charset": (b'{"amount_cents": 5, "currency": "USD"}', "application/json; charset=utf-8"),
 }
 
 

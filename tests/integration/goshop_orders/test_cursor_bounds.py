@@ -75,4 +75,4 @@ def test_a_lone_surrogate_currency_is_400(orders_client, customer):
         expect_errors=True,
     )
     assert response.status_int == 400
-    assert response.json["error"] == "currency must be a 3-letter ISO 4217 code"
+    assert response.json["error"] == "currency must be an ISO 4217 code in capitals, such as RUB"

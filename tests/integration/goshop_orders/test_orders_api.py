@@ -23,9 +23,9 @@ def test_create_order_returns_201_location_and_a_new_order(orders_client, custom
     assert order["reason"] is None
 
 
-def test_currency_defaults_to_rub_and_is_upper_cased(orders_client, customer):
+def test_currency_defaults_to_rub(orders_client, customer):
     assert create(orders_client, customer).json["currency"] == "RUB"
-    assert create(orders_client, customer, currency="usd").json["currency"] == "USD"
+    assert create(orders_client, customer, currency=None).json["currency"] == "RUB"
 
 
 def test_order_and_its_order_created_event_are_written_together(orders_client, customer, db_connection):
@@ -53,10 +53,15 @@ def test_order_and_its_order_created_event_are_written_together(orders_client, c
         ({"amount_cents": None}, "amount_cents is required"),
         ({}, "amount_cents is required"),
         ({"amount_cents": 10**12}, "amount_cents must not exceed 100000000"),
-        ({"amount_cents": 100, "currency": "RU"}, "currency must be a 3-letter ISO 4217 code"),
-        ({"amount_cents": 100, "currency": "RUBL"}, "currency must be a 3-letter ISO 4217 code"),
-        ({"amount_cents": 100, "currency": "R1B"}, "currency must be a 3-letter ISO 4217 code"),
-        ({"amount_cents": 100, "currency": 643}, "currency must be a 3-letter ISO 4217 code"),
+        ({"amount_cents": 100, "currency": "RU"}, "currency must be an ISO 4217 code in capitals, such as RUB"),
+        ({"amount_cents": 100, "currency": "RUBL"}, "currency must be an ISO 4217 code in capitals, such as RUB"),
+        ({"amount_cents": 100, "currency": "R1B"}, "currency must be an ISO 4217 code in capitals, such as RUB"),
+        ({"amount_cents": 100, "currency": 643}, "currency must be an ISO 4217 code in capitals, such as RUB"),
+        # Three letters but no currency: not in ISO 4217, or not money.
+        ({"amount_cents": 100, "currency": "ABC"}, "currency must be an ISO 4217 code in capitals, such as RUB"),
+        ({"amount_cents": 100, "currency": "XAU"}, "currency must be an ISO 4217 code in capitals, such as RUB"),
+        ({"amount_cents": 100, "currency": "XXX"}, "currency must be an ISO 4217 code in capitals, such as RUB"),
+        ({"amount_cents": 100, "currency": "usd"}, "currency must be an ISO 4217 code in capitals, such as RUB"),
     ],
 )
 def test_invalid_orders_are_400_and_write_nothing(orders_client, customer, db_connection, body, message):
@@ -64,6 +69,14 @@ def test_invalid_orders_are_400_and_write_nothing(orders_client, customer, db_co
     response = orders_client.post_json("/v1/orders", body, headers=customer["headers"], status=400)
     assert response.json["error"] == message
     assert table_snapshot(db_connection) == before
+
+
+@pytest.mark.parametrize("currency", ["USD", "JPY", "XCG"])
+def test_any_iso_4217_currency_is_taken(orders_client, customer, currency):
+    order = orders_client.post_json(
+        "/v1/orders", {"amount_cents": 100, "currency": currency}, headers=customer["headers"], status=201
+    ).json
+    assert order["currency"] == currency
 
 
 @pytest.mark.parametrize("body", [b"{oops", b"[]", b'"x"', b"null", b"[" * 3000])

@@ -204,3 +204,14 @@ def test_the_readme_lists_every_setting_as_declared():
     readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     block = readme.split("<!-- settings-table -->\n", 1)[1].split("\n<!-- /settings-table -->", 1)[0]
     assert block == markdown_table(), "README's settings table is stale: paste `python -m goshop_common.settings`"
+
+
+@pytest.mark.parametrize(("given", "taken"), [("usd", "USD"), (" EUR ", "EUR")])
+def test_the_default_currency_is_an_iso_4217_code_in_either_case(given, taken):
+    assert load_settings({}, environ={"GOSHOP_DEFAULT_CURRENCY": given}, service="orders").default_currency == taken
+
+
+@pytest.mark.parametrize("given", ["ABC", "XXX", "RUBL"])
+def test_a_default_currency_outside_iso_4217_is_refused(given):
+    with pytest.raises(SettingsError, match="GOSHOP_DEFAULT_CURRENCY: not an ISO 4217 currency code"):
+        load_settings({}, environ={"GOSHOP_DEFAULT_CURRENCY": given}, service="orders")
