@@ -134,7 +134,9 @@ TILT_INFRA ?= cluster
 
 # Each image's service, and the flat manifests `k8s-<svc>-apply` applies (besides
 # K8S_COMMON_FILES): consumers go with their service, migrate Jobs too.
-K8S_COMMON_FILES := namespace-goshop goshop-secrets
+# The namespace's NetworkPolicies go with every service: applied alone, a service is closed
+# by default too (k8s/networkpolicies.yaml).
+K8S_COMMON_FILES := namespace-goshop goshop-secrets networkpolicies
 IMAGE_SERVICES := users orders outboxer payments gateway opsassistant
 K8S_FILES_users := users-configmap users-deployment users-service users-migrate-job
 K8S_FILES_orders := orders-configmap orders-deployment orders-service orders-consumer-deployment orders-migrate-job
@@ -148,6 +150,10 @@ MIGRATE_JOBS := users-migrate orders-migrate payments-migrate
 MIGRATE_JOB_users := users-migrate
 MIGRATE_JOB_orders := orders-migrate
 MIGRATE_JOB_payments := payments-migrate
+# The manifests name each image by goshop's version (setup.py), never an implied :latest:
+# <svc>-image tags that too (and :dev, which compose and the container tier run), and
+# <svc>-kind-load loads it, so a pod finds its image in kind without a pull.
+IMAGE_TAG := $(shell sed -n 's/^ *version="\([^"]*\)",$$/\1/p' setup.py)
 INGRESS_FILES := k8s/users-ingress.yaml k8s/gateway-ingress.yaml k8s/opsassistant-ingress.yaml
 
 .PHONY: base-image images dev-docker-only dev-docker-only-down dev-hybrid dev-hybrid-down docker-infra-up docker-infra-down \
@@ -220,8 +226,8 @@ k8s-portforward-ingress: ## port-forward svc/ingress-nginx-controller to localho
 
 # Per-service targets: one template, instantiated for each of $(IMAGE_SERVICES).
 # `make help` prints them from the `#svc` lines (<svc> filled in).
-#svc <svc>-image ## build goshop-<svc>:dev from docker/Dockerfile (target <svc>-app)
-#svc <svc>-kind-load ## load goshop-<svc>:dev into kind cluster $(KIND_CLUSTER)
+#svc <svc>-image ## build goshop-<svc>:<setup.py version> (and :dev) from docker/Dockerfile (target <svc>-app)
+#svc <svc>-kind-load ## load goshop-<svc>:<setup.py version>, the manifests' image, into kind cluster $(KIND_CLUSTER)
 #svc <svc>-build-and-load ## <svc>-image, then <svc>-kind-load
 #svc k8s-<svc>-apply ## apply the <svc> manifests (namespace, secret, configmap, deployment, ...) to $(K8S_NAMESPACE)
 #svc k8s-<svc>-status ## pods (and service) labelled app=<svc> in $(K8S_NAMESPACE)
@@ -230,10 +236,10 @@ define SERVICE_TARGETS
 .PHONY: $(1)-image $(1)-kind-load $(1)-build-and-load k8s-$(1)-apply k8s-$(1)-status k8s-$(1)-logs
 
 $(1)-image:
-	$$(IMAGE_BUILD) -f docker/Dockerfile --target $(1)-app -t goshop-$(1):dev .
+	$$(IMAGE_BUILD) -f docker/Dockerfile --target $(1)-app -t goshop-$(1):$$(IMAGE_TAG) -t goshop-$(1):dev .
 
 $(1)-kind-load:
-	kind load docker-image goshop-$(1):dev --name $$(KIND_CLUSTER)
+	kind load docker-image goshop-$(1):$$(IMAGE_TAG) --name $$(KIND_CLUSTER)
 
 $(1)-build-and-load:
 	@$$(MAKE) --no-print-directory $(1)-image
@@ -255,7 +261,7 @@ $(foreach s,$(IMAGE_SERVICES),$(eval $(call SERVICE_TARGETS,$(s))))
 base-image: ## make sure python:3.11-slim is there: present, pulled, or a stand-in built from Debian packages
 	docker/base-image.sh $(DOCKER)
 
-images: base-image ## build all six images (goshop-<svc>:dev) with docker or podman, whichever runs
+images: base-image ## build all six images (goshop-<svc>:dev and :<setup.py version>) with docker or podman, whichever runs
 	@for s in $(IMAGE_SERVICES); do $(MAKE) --no-print-directory $$s-image DOCKER=$(DOCKER) || exit 1; done
 
 k8s-build-and-load-all: ## build every image and load it into kind
@@ -276,8 +282,8 @@ k8s-status-all: ## pods, services, jobs, ingresses in $(K8S_NAMESPACE); pods, se
 	kubectl get pods,svc -n ingress-nginx
 
 # `all` = pods, services, deployments, statefulsets, jobs, ...; pvc = the in-cluster Postgres data.
-k8s-clean: ## delete everything in namespace $(K8S_NAMESPACE) (workloads, services, ingresses, configmaps); keeps kind and ingress-nginx
-	kubectl delete all,ingress,configmap,secret,pvc --all -n $(K8S_NAMESPACE) --ignore-not-found
+k8s-clean: ## delete everything in namespace $(K8S_NAMESPACE) (workloads, services, ingresses, configmaps, network policies); keeps kind and ingress-nginx
+	kubectl delete all,ingress,configmap,secret,pvc,networkpolicy --all -n $(K8S_NAMESPACE) --ignore-not-found
 
 k8s-redeploy-all: ## rebuild and load every image, k8s-apply-all, restart the deployments
 	@$(MAKE) --no-print-directory k8s-build-and-load-all
