@@ -26,7 +26,12 @@ NAMESPACE = "goshop"
 # Overlays live under k8s/, whose root is the base: kustomize's cycle check refuses
 # `../..`, so they list the base's files and need files outside their root.
 RENDER_FLAGS = ("--load-restrictor=LoadRestrictionsNone",)
-TARGETS = {"base": K8S, "dev": K8S / "overlays" / "dev", "hybrid": K8S / "overlays" / "hybrid"}
+TARGETS = {
+    "base": K8S,
+    "dev": K8S / "overlays" / "dev",
+    "hybrid": K8S / "overlays" / "hybrid",
+    "production": K8S / "overlays" / "production",
+}
 
 HTTP_SERVICES = {"gateway": 8080, "users": 8081, "orders": 8082, "payments": 8083, "opsassistant": 8085}
 # Deployment -> (image, command, port)
@@ -79,6 +84,14 @@ INFRA_ADDRESSES = {
     "hybrid": {"postgres": "goshop-postgres:5432", "kafka": "goshop-kafka:9092"},
 }
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+# Renders whose Secrets the operator creates: they ship none.
+OPERATOR_SECRETS_TARGETS = ("production",)
+# What an operator puts in them (k8s/overlays/production/kustomization.yaml): values the
+# repository does not hold, so production accepts them.
+OPERATOR_VALUES = {
+    "GOSHOP_DATABASE_URL": "postgresql://goshop_orders:" + "s3cret-" * 4 + "@db.example:5432/goshop",
+    "GOSHOP_OPS_TOKEN": "operator-made-ops-token-" + "x" * 16,
+}
 # goshop's version (setup.py): the tag every goshop image carries in k8s/ and the Makefile.
 VERSION = re.search(r'^\s*version="([^"]+)",$', (ROOT / "setup.py").read_text(), re.M).group(1)
 
@@ -293,6 +306,8 @@ def test_every_referenced_configmap_secret_and_key_exists(target):
         if obj["kind"] not in (*WORKLOAD_KINDS, "Job"):
             continue
         for kind, name, key in _references(obj):
+            if kind == "Secret" and target in OPERATOR_SECRETS_TARGETS:
+                continue  # the operator creates them (test_production_renders_no_secret)
             assert name in stores[kind], f"{target}: {name_of(obj)} uses {kind} {name}, which does not exist"
             if key is not None:
                 assert key in stores[kind][name], f"{target}: {name_of(obj)} uses {kind} {name} key {key}: missing"
@@ -512,7 +527,10 @@ def _env_of(objects, workload):
             env.update(configmaps[source["configMapRef"]["name"]]["data"])
     for item in container.get("env", []):
         ref = item.get("valueFrom", {}).get("secretKeyRef")
-        if ref:
+        if ref and ref["name"] not in secrets:
+            # A Secret the operator creates (the production overlay): a value of that kind.
+            env[item["name"]] = OPERATOR_VALUES[item["name"]]
+        elif ref:
             env[item["name"]] = secrets[ref["name"]]["stringData"][ref["key"]]
         elif "value" in item:
             env[item["name"]] = item["value"]
@@ -533,7 +551,9 @@ def test_every_goshop_setting_is_known_and_parses(target):
         env = _env_of(objects, workload)
         unknown = set(env) - known
         assert not unknown, f"{target}: {name_of(workload)} sets unknown settings {sorted(unknown)}"
-        load_settings({}, env)  # a malformed value raises, naming the setting
+        # A malformed value raises, naming the setting; in production also a missing
+        # secret or a value the repository holds.
+        load_settings({}, env, service=PROCESSES[workload["metadata"]["name"]])
 
 
 @ALL_TARGETS
@@ -944,3 +964,47 @@ def test_every_image_carries_a_version_tag(target):
             assert re.fullmatch(r"v?\d+(\.\d+){1,2}", tag), f"{target}: {name_of(obj)} runs {image}: not a version"
             if name.startswith("goshop-"):
                 assert tag == VERSION, f"{target}: {name_of(obj)}: goshop's images carry setup.py's version"
+
+
+# --- production ------------------------------------------------------------------------
+
+
+def test_production_lists_the_base_files_but_the_dev_secret():
+    base = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    resources = yaml.safe_load((TARGETS["production"] / "kustomization.yaml").read_text())["resources"]
+    assert [r.removeprefix("../../") for r in resources] == [f for f in base if f != "goshop-secrets.yaml"]
+
+
+def test_production_renders_no_secret():
+    # Production refuses every value the repository holds: none may ship with it.
+    assert not of_kind(rendered("production"), "Secret")
+
+
+def test_every_production_process_runs_in_production_mode():
+    objects = rendered("production")
+    for configmap in of_kind(objects, "ConfigMap"):
+        data = configmap["data"]
+        assert data.get("GOSHOP_ENV") == "production", configmap["metadata"]["name"]
+        assert "GOSHOP_DEV_DIR" not in data, configmap["metadata"]["name"]
+    for workload in [*of_kind(objects, "Deployment"), *of_kind(objects, "Job")]:
+        assert _env_of(objects, workload)["GOSHOP_ENV"] == "production", name_of(workload)
+
+
+def test_production_users_reads_an_owner_only_copy_of_the_key_secret():
+    objects = rendered("production")
+    users = by_name(objects, "Deployment")["users"]
+    spec = pod_spec(users)
+    key_file = _env_of(objects, users)["GOSHOP_JWT_PRIVATE_KEY_FILE"]
+    (init,) = spec["initContainers"]
+    (container,) = spec["containers"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    key_dir = str(Path(key_file).parent)
+    # The server reads a memory emptyDir, never the Secret volume (group-readable under fsGroup).
+    assert volumes[mounts[key_dir]] == {"name": mounts[key_dir], "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+    assert init["command"][:3] == ["install", "-m", "600"]
+    assert init["command"][-1] == key_file
+    init_mounts = {m["mountPath"]: m["name"] for m in init["volumeMounts"]}
+    source_dir = str(Path(init["command"][-2]).parent)
+    assert "secret" in volumes[init_mounts[source_dir]]
+    assert init_mounts[key_dir] == mounts[key_dir]
