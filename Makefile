@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-containers test-chaos test-unit test-integration lint format migrate-status migrate-up bench bench-shop load gateway-routes clean clean-data
+.PHONY: help venv run test scan test-containers test-chaos test-unit test-integration lint format migrate-status migrate-up bench bench-shop load gateway-routes clean clean-data
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  %-28s %s\n", $$1, $$2}'
@@ -29,11 +29,38 @@ venv: $(STAMP) ## create .venv and install goshop with its dev tools
 run: $(STAMP) ## start the shop: embedded Postgres, migrations, every service with auto-reload
 	$(BIN)/goshop-dev
 
-test: $(STAMP) ## lint and the import contracts, then every test against a real PostgreSQL, with the coverage gate
+test: $(STAMP) ## lint, the import contracts and the scan, then every test against a real PostgreSQL, with the coverage gate
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	@$(MAKE) --no-print-directory scan
 	$(BIN)/python -m pytest --cov --cov-report=term --ignore=tests/containers --ignore=tests/chaos $(PYTEST_ARGS)
+
+# checkov lives in a venv of its own (its pins, packaging<24 among them, conflict with the
+# dev tools'), inside .venv so that ruff, pytest, Tilt and `make clean` treat it as .venv.
+SCAN_VENV := $(VENV)/scan
+SCAN_STAMP := $(SCAN_VENV)/.installed
+SCAN_RENDERS := $(SCAN_VENV)/renders
+# What is scanned: every kustomize render a cluster can get (name:directory).
+SCAN_TARGETS := base:k8s dev:k8s/overlays/dev hybrid:k8s/overlays/hybrid production:k8s/overlays/production
+# Offline: no policy download (.checkov.yaml), no mapping fetch from the platform.
+CHECKOV := BC_SKIP_MAPPING=TRUE $(SCAN_VENV)/bin/checkov --config-file .checkov.yaml
+
+$(SCAN_STAMP): constraints-scan.txt
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(SCAN_VENV)/bin/python -m pip install --quiet -c constraints-scan.txt checkov
+	@touch $(SCAN_STAMP)
+
+scan: $(SCAN_STAMP) ## checkov over the rendered manifests (base and every overlay) and docker/Dockerfile; skips and their reasons: .checkov.yaml
+	@command -v kubectl >/dev/null || { echo "scan: kubectl is needed to render k8s/ (kubectl kustomize)"; exit 1; }
+	rm -rf $(SCAN_RENDERS) && mkdir -p $(SCAN_RENDERS)
+	@for t in $(SCAN_TARGETS); do \
+		echo "kubectl kustomize $(KUSTOMIZE_FLAGS) $${t#*:} > $(SCAN_RENDERS)/$${t%%:*}.yaml"; \
+		kubectl kustomize $(KUSTOMIZE_FLAGS) $${t#*:} > $(SCAN_RENDERS)/$${t%%:*}.yaml || exit 1; \
+	done
+	$(CHECKOV) -d $(SCAN_RENDERS)
+	$(CHECKOV) -f docker/Dockerfile
 
 test-containers: $(STAMP) ## build the six images and run the shop from them in production mode (podman or docker)
 	$(BIN)/python -m pytest tests/containers -p no:cacheprovider $(PYTEST_ARGS)
@@ -92,7 +119,7 @@ gateway-routes: $(STAMP) ## regenerate goshop_gateway/upstream_routes.py from th
 clean-data: ## forget the data of `make run` (its Postgres, broker log and dev keys under .goshop/)
 	rm -rf .goshop
 
-clean: ## remove .venv and caches
+clean: ## remove .venv (and the scanner's .venv/scan) and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov *.egg-info
 
 # --- Docker, kind, Kubernetes and Tilt (the seed's targets) -------------------
