@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-containers test-chaos test-unit test-integration lint format migrate-status migrate-up bench bench-shop load gateway-routes clean clean-data
+.PHONY: help venv run test scan test-containers test-chaos test-unit test-integration lint format migrate-status migrate-up bench bench-shop load gateway-routes clean clean-data
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  %-28s %s\n", $$1, $$2}'
@@ -29,11 +29,38 @@ venv: $(STAMP) ## create .venv and install goshop with its dev tools
 run: $(STAMP) ## start the shop: embedded Postgres, migrations, every service with auto-reload
 	$(BIN)/goshop-dev
 
-test: $(STAMP) ## lint and the import contracts, then every test against a real PostgreSQL, with the coverage gate
+test: $(STAMP) ## lint, the import contracts and the scan, then every test against a real PostgreSQL, with the coverage gate
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	@$(MAKE) --no-print-directory scan
 	$(BIN)/python -m pytest --cov --cov-report=term --ignore=tests/containers --ignore=tests/chaos $(PYTEST_ARGS)
+
+# checkov lives in a venv of its own (its pins, packaging<24 among them, conflict with the
+# dev tools'), inside .venv so that ruff, pytest, Tilt and `make clean` treat it as .venv.
+SCAN_VENV := $(VENV)/scan
+SCAN_STAMP := $(SCAN_VENV)/.installed
+SCAN_RENDERS := $(SCAN_VENV)/renders
+# What is scanned: every kustomize render a cluster can get (name:directory).
+SCAN_TARGETS := base:k8s dev:k8s/overlays/dev hybrid:k8s/overlays/hybrid production:k8s/overlays/production
+# Offline: no policy download (.checkov.yaml), no mapping fetch from the platform.
+CHECKOV := BC_SKIP_MAPPING=TRUE $(SCAN_VENV)/bin/checkov --config-file .checkov.yaml
+
+$(SCAN_STAMP): constraints-scan.txt
+	$(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(SCAN_VENV)/bin/python -m pip install --quiet -c constraints-scan.txt checkov
+	@touch $(SCAN_STAMP)
+
+scan: $(SCAN_STAMP) ## checkov over the rendered manifests (base and every overlay) and docker/Dockerfile; skips and their reasons: .checkov.yaml
+	@command -v kubectl >/dev/null || { echo "scan: kubectl is needed to render k8s/ (kubectl kustomize)"; exit 1; }
+	rm -rf $(SCAN_RENDERS) && mkdir -p $(SCAN_RENDERS)
+	@for t in $(SCAN_TARGETS); do \
+		echo "kubectl kustomize $(KUSTOMIZE_FLAGS) $${t#*:} > $(SCAN_RENDERS)/$${t%%:*}.yaml"; \
+		kubectl kustomize $(KUSTOMIZE_FLAGS) $${t#*:} > $(SCAN_RENDERS)/$${t%%:*}.yaml || exit 1; \
+	done
+	$(CHECKOV) -d $(SCAN_RENDERS)
+	$(CHECKOV) -f docker/Dockerfile
 
 test-containers: $(STAMP) ## build the six images and run the shop from them in production mode (podman or docker)
 	$(BIN)/python -m pytest tests/containers -p no:cacheprovider $(PYTEST_ARGS)
@@ -92,7 +119,7 @@ gateway-routes: $(STAMP) ## regenerate goshop_gateway/upstream_routes.py from th
 clean-data: ## forget the data of `make run` (its Postgres, broker log and dev keys under .goshop/)
 	rm -rf .goshop
 
-clean: ## remove .venv and caches
+clean: ## remove .venv (and the scanner's .venv/scan) and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov *.egg-info
 
 # --- Docker, kind, Kubernetes and Tilt (the seed's targets) -------------------
@@ -134,7 +161,9 @@ TILT_INFRA ?= cluster
 
 # Each image's service, and the flat manifests `k8s-<svc>-apply` applies (besides
 # K8S_COMMON_FILES): consumers go with their service, migrate Jobs too.
-K8S_COMMON_FILES := namespace-goshop goshop-secrets
+# The namespace's NetworkPolicies go with every service: applied alone, a service is closed
+# by default too (k8s/networkpolicies.yaml).
+K8S_COMMON_FILES := namespace-goshop goshop-secrets networkpolicies
 IMAGE_SERVICES := users orders outboxer payments gateway opsassistant
 K8S_FILES_users := users-configmap users-deployment users-service users-migrate-job
 K8S_FILES_orders := orders-configmap orders-deployment orders-service orders-consumer-deployment orders-migrate-job
@@ -148,6 +177,10 @@ MIGRATE_JOBS := users-migrate orders-migrate payments-migrate
 MIGRATE_JOB_users := users-migrate
 MIGRATE_JOB_orders := orders-migrate
 MIGRATE_JOB_payments := payments-migrate
+# The manifests name each image by goshop's version (setup.py), never an implied :latest:
+# <svc>-image tags that too (and :dev, which compose and the container tier run), and
+# <svc>-kind-load loads it, so a pod finds its image in kind without a pull.
+IMAGE_TAG := $(shell sed -n 's/^ *version="\([^"]*\)",$$/\1/p' setup.py)
 INGRESS_FILES := k8s/users-ingress.yaml k8s/gateway-ingress.yaml k8s/opsassistant-ingress.yaml
 
 .PHONY: base-image images dev-docker-only dev-docker-only-down dev-hybrid dev-hybrid-down docker-infra-up docker-infra-down \
@@ -220,8 +253,8 @@ k8s-portforward-ingress: ## port-forward svc/ingress-nginx-controller to localho
 
 # Per-service targets: one template, instantiated for each of $(IMAGE_SERVICES).
 # `make help` prints them from the `#svc` lines (<svc> filled in).
-#svc <svc>-image ## build goshop-<svc>:dev from docker/Dockerfile (target <svc>-app)
-#svc <svc>-kind-load ## load goshop-<svc>:dev into kind cluster $(KIND_CLUSTER)
+#svc <svc>-image ## build goshop-<svc>:<setup.py version> (and :dev) from docker/Dockerfile (target <svc>-app)
+#svc <svc>-kind-load ## load goshop-<svc>:<setup.py version>, the manifests' image, into kind cluster $(KIND_CLUSTER)
 #svc <svc>-build-and-load ## <svc>-image, then <svc>-kind-load
 #svc k8s-<svc>-apply ## apply the <svc> manifests (namespace, secret, configmap, deployment, ...) to $(K8S_NAMESPACE)
 #svc k8s-<svc>-status ## pods (and service) labelled app=<svc> in $(K8S_NAMESPACE)
@@ -230,10 +263,10 @@ define SERVICE_TARGETS
 .PHONY: $(1)-image $(1)-kind-load $(1)-build-and-load k8s-$(1)-apply k8s-$(1)-status k8s-$(1)-logs
 
 $(1)-image:
-	$$(IMAGE_BUILD) -f docker/Dockerfile --target $(1)-app -t goshop-$(1):dev .
+	$$(IMAGE_BUILD) -f docker/Dockerfile --target $(1)-app -t goshop-$(1):$$(IMAGE_TAG) -t goshop-$(1):dev .
 
 $(1)-kind-load:
-	kind load docker-image goshop-$(1):dev --name $$(KIND_CLUSTER)
+	kind load docker-image goshop-$(1):$$(IMAGE_TAG) --name $$(KIND_CLUSTER)
 
 $(1)-build-and-load:
 	@$$(MAKE) --no-print-directory $(1)-image
@@ -255,7 +288,7 @@ $(foreach s,$(IMAGE_SERVICES),$(eval $(call SERVICE_TARGETS,$(s))))
 base-image: ## make sure python:3.11-slim is there: present, pulled, or a stand-in built from Debian packages
 	docker/base-image.sh $(DOCKER)
 
-images: base-image ## build all six images (goshop-<svc>:dev) with docker or podman, whichever runs
+images: base-image ## build all six images (goshop-<svc>:dev and :<setup.py version>) with docker or podman, whichever runs
 	@for s in $(IMAGE_SERVICES); do $(MAKE) --no-print-directory $$s-image DOCKER=$(DOCKER) || exit 1; done
 
 k8s-build-and-load-all: ## build every image and load it into kind
@@ -276,8 +309,8 @@ k8s-status-all: ## pods, services, jobs, ingresses in $(K8S_NAMESPACE); pods, se
 	kubectl get pods,svc -n ingress-nginx
 
 # `all` = pods, services, deployments, statefulsets, jobs, ...; pvc = the in-cluster Postgres data.
-k8s-clean: ## delete everything in namespace $(K8S_NAMESPACE) (workloads, services, ingresses, configmaps); keeps kind and ingress-nginx
-	kubectl delete all,ingress,configmap,secret,pvc --all -n $(K8S_NAMESPACE) --ignore-not-found
+k8s-clean: ## delete everything in namespace $(K8S_NAMESPACE) (workloads, services, ingresses, configmaps, network policies); keeps kind and ingress-nginx
+	kubectl delete all,ingress,configmap,secret,pvc,networkpolicy --all -n $(K8S_NAMESPACE) --ignore-not-found
 
 k8s-redeploy-all: ## rebuild and load every image, k8s-apply-all, restart the deployments
 	@$(MAKE) --no-print-directory k8s-build-and-load-all

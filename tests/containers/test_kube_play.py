@@ -8,8 +8,8 @@ it serve, and the probes' paths and ports answer.
 
 What is changed, and why (podman 4.3 here; each a property of podman, not of
 the manifests):
-- the image tag: the Deployment says ``goshop-users`` (Tilt and ``kind load``
-  supply the tag); the image built here is ``goshop-users:dev``;
+- the image tag: the Deployment says ``goshop-users:<version>`` (what ``kind load``
+  loads; Tilt rewrites it); the image run here is the same build's ``goshop-users:dev``;
 - a ``hostPort`` per containerPort, a free one: podman publishes every
   containerPort on the host (8081 would collide), and the test reaches the pod
   through them, as ``kubectl port-forward`` would;

@@ -44,7 +44,7 @@ def manifest_container(name: str) -> tuple[str, list[str]]:
     path = ROOT / "k8s" / (f"{name}-job.yaml" if name.endswith("-migrate") else f"{name}-deployment.yaml")
     (workload,) = [o for o in yaml.safe_load_all(path.read_text()) if o and o["kind"] in ("Deployment", "Job")]
     (container,) = workload["spec"]["template"]["spec"]["containers"]
-    return f"{container['image']}:dev", [*container["command"], *container.get("args", [])]
+    return f"{container['image'].rsplit(':', 1)[0]}:dev", [*container["command"], *container.get("args", [])]
 
 
 class ShopInContainers:

@@ -26,7 +26,12 @@ NAMESPACE = "goshop"
 # Overlays live under k8s/, whose root is the base: kustomize's cycle check refuses
 # `../..`, so they list the base's files and need files outside their root.
 RENDER_FLAGS = ("--load-restrictor=LoadRestrictionsNone",)
-TARGETS = {"base": K8S, "dev": K8S / "overlays" / "dev", "hybrid": K8S / "overlays" / "hybrid"}
+TARGETS = {
+    "base": K8S,
+    "dev": K8S / "overlays" / "dev",
+    "hybrid": K8S / "overlays" / "hybrid",
+    "production": K8S / "overlays" / "production",
+}
 
 HTTP_SERVICES = {"gateway": 8080, "users": 8081, "orders": 8082, "payments": 8083, "opsassistant": 8085}
 # Deployment -> (image, command, port)
@@ -79,6 +84,16 @@ INFRA_ADDRESSES = {
     "hybrid": {"postgres": "goshop-postgres:5432", "kafka": "goshop-kafka:9092"},
 }
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
+# Renders whose Secrets the operator creates: they ship none.
+OPERATOR_SECRETS_TARGETS = ("production",)
+# What an operator puts in them (k8s/overlays/production/kustomization.yaml): values the
+# repository does not hold, so production accepts them.
+OPERATOR_VALUES = {
+    "GOSHOP_DATABASE_URL": "postgresql://goshop_orders:" + "s3cret-" * 4 + "@db.example:5432/goshop",
+    "GOSHOP_OPS_TOKEN": "operator-made-ops-token-" + "x" * 16,
+}
+# goshop's version (setup.py): the tag every goshop image carries in k8s/ and the Makefile.
+VERSION = re.search(r'^\s*version="([^"]+)",$', (ROOT / "setup.py").read_text(), re.M).group(1)
 
 
 # --- rendering -----------------------------------------------------------------
@@ -291,6 +306,8 @@ def test_every_referenced_configmap_secret_and_key_exists(target):
         if obj["kind"] not in (*WORKLOAD_KINDS, "Job"):
             continue
         for kind, name, key in _references(obj):
+            if kind == "Secret" and target in OPERATOR_SECRETS_TARGETS:
+                continue  # the operator creates them (test_production_renders_no_secret)
             assert name in stores[kind], f"{target}: {name_of(obj)} uses {kind} {name}, which does not exist"
             if key is not None:
                 assert key in stores[kind][name], f"{target}: {name_of(obj)} uses {kind} {name} key {key}: missing"
@@ -411,7 +428,7 @@ def test_the_contract_deployments_run_the_services_real_commands(target):
         assert name in deployments, f"{target}: no Deployment {name}"
         (container,) = pod_spec(deployments[name])["containers"]
         assert container["image"].split(":")[0] == image, f"{name}: image {container['image']}"
-        assert container["image"] in (image, f"{image}:dev")
+        assert container["image"] == f"{image}:{VERSION}", f"{name}: the image is goshop's version, never :latest"
         assert container["imagePullPolicy"] == "IfNotPresent", f"{name}: kind-loaded images must not be pulled"
         assert container.get("workingDir", "/app") == "/app"
         assert container["command"] == ["python", "-m", *command.split()], name
@@ -510,7 +527,10 @@ def _env_of(objects, workload):
             env.update(configmaps[source["configMapRef"]["name"]]["data"])
     for item in container.get("env", []):
         ref = item.get("valueFrom", {}).get("secretKeyRef")
-        if ref:
+        if ref and ref["name"] not in secrets:
+            # A Secret the operator creates (the production overlay): a value of that kind.
+            env[item["name"]] = OPERATOR_VALUES[item["name"]]
+        elif ref:
             env[item["name"]] = secrets[ref["name"]]["stringData"][ref["key"]]
         elif "value" in item:
             env[item["name"]] = item["value"]
@@ -531,7 +551,9 @@ def test_every_goshop_setting_is_known_and_parses(target):
         env = _env_of(objects, workload)
         unknown = set(env) - known
         assert not unknown, f"{target}: {name_of(workload)} sets unknown settings {sorted(unknown)}"
-        load_settings({}, env)  # a malformed value raises, naming the setting
+        # A malformed value raises, naming the setting; in production also a missing
+        # secret or a value the repository holds.
+        load_settings({}, env, service=PROCESSES[workload["metadata"]["name"]])
 
 
 @ALL_TARGETS
@@ -640,3 +662,349 @@ def test_overlays_carry_the_monitoring_files_as_configmaps(overlay):
         for path in files:
             # The very file, not a copy that could drift.
             assert maps[name]["data"][Path(path).name] == (ROOT / path).read_text()
+
+
+# --- the network: closed by default (k8s/networkpolicies.yaml, k8s/infra/networkpolicies.yaml) ---
+
+# Pods outside namespace goshop that the policies name, and one they must not let in.
+INGRESS_CONTROLLER = (
+    {"kubernetes.io/metadata.name": "ingress-nginx"},
+    {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"},
+)
+PROMETHEUS = ({"kubernetes.io/metadata.name": "monitoring"}, {"app.kubernetes.io/name": "prometheus"})
+DNS = ({"kubernetes.io/metadata.name": "kube-system"}, {"k8s-app": "kube-dns"})
+OUTSIDERS = {
+    "ingress-nginx/controller": INGRESS_CONTROLLER,
+    "monitoring/prometheus": PROMETHEUS,
+    # Not the controller, and a pod elsewhere wearing the gateway's labels: neither gets in.
+    "ingress-nginx/admission": ({"kubernetes.io/metadata.name": "ingress-nginx"}, {"app.kubernetes.io/name": "x"}),
+    "default/gateway": ({"kubernetes.io/metadata.name": "default"}, {"app": "gateway"}),
+}
+GOSHOP_NAMESPACE_LABELS = {"kubernetes.io/metadata.name": NAMESPACE, "app.kubernetes.io/part-of": "goshop"}
+# Deployment/Job name -> the process it runs (goshop_common.settings names them so).
+PROCESSES = {
+    "users": "users",
+    "orders": "orders",
+    "payments": "payments",
+    "gateway": "gateway",
+    "opsassistant": "ops",
+    "outboxer": "outboxer",
+    "orders-consumer": "orders-consumer",
+    "payments-consumer": "payments-consumer",
+    "maintenance": "maintenance",
+    **{f"{s}-migrate": "migrate" for s in MIGRATIONS},
+}
+# Who may open a connection to each goshop port, and nobody else.
+REACHABLE_BY = {
+    ("gateway", 8080): {"ingress-nginx/controller"},
+    # The gateway, users' own Ingress, and the JWKS that orders' and payments' token checks read.
+    ("users", 8081): {"gateway", "ingress-nginx/controller", "orders", "payments"},
+    ("orders", 8082): {"gateway"},
+    ("payments", 8083): {"gateway"},
+    ("opsassistant", 8085): {"gateway", "ingress-nginx/controller"},
+    **{(name, port): {"monitoring/prometheus"} for name, port in METRICS_PORTS.items()},
+    **{(name, DEPLOYMENTS[name][2]): {"monitoring/prometheus"} for name in DEPLOYMENTS if name not in METRICS_PORTS},
+}
+
+
+def _selects(selector: dict | None, labels: dict) -> bool:
+    """A Kubernetes label selector against labels ({} selects everything)."""
+    selector = selector or {}
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        held = {
+            "In": key in labels and labels[key] in values,
+            "NotIn": key not in labels or labels[key] not in values,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[operator]
+        if not held:
+            return False
+    return True
+
+
+def _peer_matches(peer: dict, namespace_labels: dict, pod: dict) -> bool:
+    """Whether a NetworkPolicy peer (from/to entry) names the pod ``pod`` in a namespace
+    with ``namespace_labels``. A policy's own namespace is goshop."""
+    assert "ipBlock" not in peer, "an ipBlock names no pod: this check would have to learn addresses"
+    if "namespaceSelector" in peer:
+        in_namespace = _selects(peer["namespaceSelector"], namespace_labels)
+    else:
+        in_namespace = namespace_labels.get("kubernetes.io/metadata.name") == NAMESPACE
+    return in_namespace and _selects(peer.get("podSelector"), pod)
+
+
+def _port_matches(ports: list | None, port: int, protocol: str) -> bool:
+    return not ports or any(p.get("protocol", "TCP") == protocol and p.get("port") in (None, port) for p in ports)
+
+
+def _policies(objects, direction: str, pod: dict):
+    return [
+        p["spec"]
+        for p in of_kind(objects, "NetworkPolicy")
+        if direction in p["spec"].get("policyTypes", ["Ingress"]) and _selects(p["spec"]["podSelector"], pod)
+    ]
+
+
+def _allowed(objects, direction: str, pod: dict, peer_ns: dict, peer_pod: dict, port: int, protocol: str) -> bool:
+    """NetworkPolicy semantics for one goshop pod: not isolated in that direction, or
+    some rule of some policy selecting it names the peer and the port."""
+    policies = _policies(objects, direction, pod)
+    if not policies:
+        return True
+    key = "from" if direction == "Ingress" else "to"
+    rules = [r for spec in policies for r in spec.get(direction.lower(), [])]
+    return any(
+        _port_matches(r.get("ports"), port, protocol)
+        and (key not in r or any(_peer_matches(peer, peer_ns, peer_pod) for peer in r[key]))
+        for r in rules
+    )
+
+
+def _goshop_pods(objects) -> dict[str, dict]:
+    return {o["metadata"]["name"]: pod_labels(o) for o in objects if o["kind"] in (*WORKLOAD_KINDS, "Job")}
+
+
+def _who_reaches(objects, target: str, port: int, protocol: str = "TCP") -> set[str]:
+    """Every pod (goshop's, and the outsiders) that may open a connection to ``target:port``."""
+    pods = _goshop_pods(objects)
+    destination = pods[target]
+    found = set()
+    for name, labels in pods.items():
+        if _allowed(objects, "Egress", labels, GOSHOP_NAMESPACE_LABELS, destination, port, protocol) and _allowed(
+            objects, "Ingress", destination, GOSHOP_NAMESPACE_LABELS, labels, port, protocol
+        ):
+            found.add(name)
+    for name, (namespace, labels) in OUTSIDERS.items():
+        # Their egress is their namespace's business; ours is who we let in.
+        if _allowed(objects, "Ingress", destination, namespace, labels, port, protocol):
+            found.add(name)
+    return found
+
+
+def _egress_to_outside(objects, source: str, port: int, peer=(None, None), protocol: str = "TCP") -> bool:
+    namespace, labels = peer
+    pod = _goshop_pods(objects)[source]
+    policies = _policies(objects, "Egress", pod)
+    if not policies:
+        return True
+    for rule in (r for spec in policies for r in spec.get("egress", [])):
+        if not _port_matches(rule.get("ports"), port, protocol):
+            continue
+        if "to" not in rule:
+            return True  # any address: what the base gives PostgreSQL and Kafka outside the cluster
+        if namespace is not None and any(_peer_matches(p, namespace, labels) for p in rule["to"]):
+            return True
+    return False
+
+
+def test_the_policy_evaluator_follows_networkpolicy_semantics():
+    # The graph tests are only as good as this: check it on hand-made policies.
+    deny = {"kind": "NetworkPolicy", "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}}
+    allow = {
+        "kind": "NetworkPolicy",
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "b"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}], "ports": [{"port": 80}]}],
+        },
+    }
+    a, b = {"app": "a"}, {"app": "b"}
+    assert _allowed([], "Ingress", b, GOSHOP_NAMESPACE_LABELS, a, 80, "TCP"), "no policy: open"
+    assert not _allowed([deny], "Ingress", b, GOSHOP_NAMESPACE_LABELS, a, 80, "TCP")
+    assert _allowed([deny, allow], "Ingress", b, GOSHOP_NAMESPACE_LABELS, a, 80, "TCP")
+    assert not _allowed([deny, allow], "Ingress", b, GOSHOP_NAMESPACE_LABELS, a, 81, "TCP"), "another port"
+    assert not _allowed([deny, allow], "Ingress", b, {"kubernetes.io/metadata.name": "x"}, a, 80, "TCP"), "another ns"
+    assert not _allowed([deny, allow], "Ingress", b, GOSHOP_NAMESPACE_LABELS, a, 80, "UDP")
+    assert _selects({"matchExpressions": [{"key": "app", "operator": "In", "values": ["a"]}]}, a)
+    assert not _selects({"matchExpressions": [{"key": "app", "operator": "NotIn", "values": ["a"]}]}, a)
+
+
+@ALL_TARGETS
+def test_every_pod_is_closed_by_default_both_ways(target):
+    objects = rendered(target)
+    policies = by_name(objects, "NetworkPolicy")
+    deny = policies["default-deny"]["spec"]
+    assert deny["podSelector"] == {}, "default-deny selects every pod of the namespace"
+    assert sorted(deny["policyTypes"]) == ["Egress", "Ingress"]
+    assert not deny.get("ingress"), "default-deny lets nothing in"
+    assert not deny.get("egress"), "default-deny lets nothing out"
+    for name, labels in _goshop_pods(objects).items():
+        for direction in ("Ingress", "Egress"):
+            assert _policies(objects, direction, labels), f"{target}: {name} is not isolated for {direction}"
+
+
+@ALL_TARGETS
+def test_only_the_named_peers_reach_each_goshop_port(target):
+    objects = rendered(target)
+    for (name, port), wanted in REACHABLE_BY.items():
+        assert _who_reaches(objects, name, port) == wanted, f"{target}: who reaches {name}:{port}"
+
+
+@ALL_TARGETS
+def test_users_public_port_is_reached_by_the_gateway_and_no_stranger(target):
+    # The finding this fixes: any pod could reach users:8081 with its own X-Forwarded-For.
+    reached = _who_reaches(rendered(target), "users", 8081)
+    assert "gateway" in reached
+    assert not reached & {"outboxer", "orders-consumer", "payments-consumer", "maintenance", "opsassistant"}
+    assert not reached & {"default/gateway", "ingress-nginx/admission", "monitoring/prometheus"}
+
+
+@ALL_TARGETS
+def test_no_goshop_port_is_open_to_the_rest_of_the_cluster(target):
+    objects = rendered(target)
+    for name, labels in _goshop_pods(objects).items():
+        for rule in (r for spec in _policies(objects, "Ingress", labels) for r in spec.get("ingress", [])):
+            assert rule.get("from"), f"{target}: {name} admits anyone on {rule.get('ports')}"
+            for peer in rule["from"]:
+                assert peer.get("podSelector") is not None, f"{target}: {name} admits a whole namespace: {peer}"
+
+
+@ALL_TARGETS
+def test_every_pod_resolves_names_through_the_cluster_dns_only(target):
+    objects = rendered(target)
+    for name in _goshop_pods(objects):
+        assert _egress_to_outside(objects, name, 53, DNS, "UDP"), f"{target}: {name} cannot resolve names"
+        assert _egress_to_outside(objects, name, 53, DNS, "TCP"), f"{target}: {name}: DNS over TCP"
+        assert not _egress_to_outside(objects, name, 53, PROMETHEUS, "UDP"), f"{target}: {name}: any DNS server"
+
+
+@ALL_TARGETS
+def test_each_process_reaches_exactly_the_infrastructure_its_settings_declare(target):
+    from goshop_common.settings import SPECS
+
+    uses = {spec.env: set(spec.services) for spec in SPECS}
+    objects = rendered(target)
+    in_cluster = "postgres" in _goshop_pods(objects)
+    for name, process in PROCESSES.items():
+        for setting, (infra, port) in {
+            "GOSHOP_DATABASE_URL": ("postgres", 5432),
+            "GOSHOP_KAFKA_BOOTSTRAP": ("kafka", 9092),
+        }.items():
+            wanted = process in uses[setting]
+            if in_cluster:
+                reached = name in _who_reaches(objects, infra, port)
+            else:
+                reached = _egress_to_outside(objects, name, port)
+            assert reached == wanted, f"{target}: {name} reaches {infra}:{port}: {reached}, needs it: {wanted}"
+        verifies = process in uses["GOSHOP_JWKS_URL"]
+        assert (name in _who_reaches(objects, "users", 8081)) == verifies, f"{target}: {name} and the JWKS"
+
+
+def test_the_in_cluster_infrastructure_admits_only_its_clients():
+    from goshop_common.settings import SPECS
+
+    uses = {spec.env: set(spec.services) for spec in SPECS}
+    objects = rendered("dev")
+    for infra, port, setting, extra in (
+        ("postgres", 5432, "GOSHOP_DATABASE_URL", set()),
+        ("kafka", 9092, "GOSHOP_KAFKA_BOOTSTRAP", {"kafka-topics"}),
+    ):
+        clients = {name for name, process in PROCESSES.items() if process in uses[setting]}
+        assert _who_reaches(objects, infra, port) == clients | extra, f"who reaches {infra}:{port}"
+    # Every process exports its traces (the dev overlay's OTEL endpoint), nothing else does.
+    assert _who_reaches(objects, "jaeger", 4318) == set(PROCESSES)
+    assert not _who_reaches(objects, "jaeger", 16686), "the UI is for kubectl port-forward"
+
+
+@ALL_TARGETS
+def test_gateway_reaches_exactly_its_upstreams(target):
+    objects = rendered(target)
+    configmap = by_name(objects, "ConfigMap")["gateway-config"]["data"]
+    upstreams = {
+        (m.group(1), int(m.group(2)))
+        for key, value in configmap.items()
+        if key.endswith("_URL") and (m := re.fullmatch(r"http://([a-z0-9-]+):(\d+)(/.*)?", value))
+    }
+    pods = _goshop_pods(objects)
+    reached = {(name, port) for (name, port) in REACHABLE_BY if "gateway" in _who_reaches(objects, name, port)}
+    assert reached == upstreams, f"{target}: the gateway reaches {sorted(reached)}"
+    assert set(pods) >= {name for name, _ in upstreams}
+
+
+# --- trust, service accounts, images ---------------------------------------------
+
+
+def _pod_network() -> str:
+    return yaml.safe_load((K8S / "kind-config.yaml").read_text())["networking"]["podSubnet"]
+
+
+@ALL_TARGETS
+def test_services_trust_forwarding_headers_from_the_pod_network_alone(target):
+    # The pod network is the narrowest CIDR the manifests can name for the gateway's and the
+    # ingress controller's pods; the policies above decide which pods in it get through.
+    objects = rendered(target)
+    configmaps = by_name(objects, "ConfigMap")
+    for name in HTTP_SERVICES:
+        trusted = configmaps[f"{name}-config"]["data"].get("GOSHOP_TRUSTED_PROXIES")
+        assert trusted == _pod_network(), f"{target}: {name} trusts {trusted}"
+    for name in ("outboxer-config", "maintenance-config"):
+        assert "GOSHOP_TRUSTED_PROXIES" not in configmaps[name]["data"], f"{target}: {name} serves no proxy"
+
+
+@ALL_TARGETS
+def test_no_pod_mounts_a_service_account_token(target):
+    for obj in rendered(target):
+        if obj["kind"] in (*WORKLOAD_KINDS, "Job"):
+            assert pod_spec(obj).get("automountServiceAccountToken") is False, f"{target}: {name_of(obj)}"
+
+
+@ALL_TARGETS
+def test_every_image_carries_a_version_tag(target):
+    for obj in rendered(target):
+        if obj["kind"] not in (*WORKLOAD_KINDS, "Job"):
+            continue
+        for container in containers(obj):
+            image = container["image"]
+            name, _, tag = image.rpartition(":")
+            assert name, f"{target}: {name_of(obj)} runs {image}: untagged is :latest"
+            assert "/" not in tag, f"{target}: {name_of(obj)} runs {image}: untagged is :latest"
+            assert re.fullmatch(r"v?\d+(\.\d+){1,2}", tag), f"{target}: {name_of(obj)} runs {image}: not a version"
+            if name.startswith("goshop-"):
+                assert tag == VERSION, f"{target}: {name_of(obj)}: goshop's images carry setup.py's version"
+
+
+# --- production ------------------------------------------------------------------------
+
+
+def test_production_lists_the_base_files_but_the_dev_secret():
+    base = yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"]
+    resources = yaml.safe_load((TARGETS["production"] / "kustomization.yaml").read_text())["resources"]
+    assert [r.removeprefix("../../") for r in resources] == [f for f in base if f != "goshop-secrets.yaml"]
+
+
+def test_production_renders_no_secret():
+    # Production refuses every value the repository holds: none may ship with it.
+    assert not of_kind(rendered("production"), "Secret")
+
+
+def test_every_production_process_runs_in_production_mode():
+    objects = rendered("production")
+    for configmap in of_kind(objects, "ConfigMap"):
+        data = configmap["data"]
+        assert data.get("GOSHOP_ENV") == "production", configmap["metadata"]["name"]
+        assert "GOSHOP_DEV_DIR" not in data, configmap["metadata"]["name"]
+    for workload in [*of_kind(objects, "Deployment"), *of_kind(objects, "Job")]:
+        assert _env_of(objects, workload)["GOSHOP_ENV"] == "production", name_of(workload)
+
+
+def test_production_users_reads_an_owner_only_copy_of_the_key_secret():
+    objects = rendered("production")
+    users = by_name(objects, "Deployment")["users"]
+    spec = pod_spec(users)
+    key_file = _env_of(objects, users)["GOSHOP_JWT_PRIVATE_KEY_FILE"]
+    (init,) = spec["initContainers"]
+    (container,) = spec["containers"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    key_dir = str(Path(key_file).parent)
+    # The server reads a memory emptyDir, never the Secret volume (group-readable under fsGroup).
+    assert volumes[mounts[key_dir]] == {"name": mounts[key_dir], "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+    assert init["command"][:3] == ["install", "-m", "600"]
+    assert init["command"][-1] == key_file
+    init_mounts = {m["mountPath"]: m["name"] for m in init["volumeMounts"]}
+    source_dir = str(Path(init["command"][-2]).parent)
+    assert "secret" in volumes[init_mounts[source_dir]]
+    assert init_mounts[key_dir] == mounts[key_dir]

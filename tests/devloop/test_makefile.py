@@ -18,6 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 MAKE = shutil.which("make") or "/usr/bin/make"
 SERVICES = ("users", "orders", "outboxer", "payments", "gateway", "opsassistant")
+# The tag k8s/ names every goshop image by (tests/devloop/test_k8s.py), and kind-load loads.
+VERSION = re.search(r'^\s*version="([^"]+)",$', (ROOT / "setup.py").read_text(), re.M).group(1)
 
 # The seed README's "Makefile команды", in its order.
 SEED_TARGETS = (
@@ -148,7 +150,10 @@ def test_help_is_the_default_goal():
 
 @pytest.mark.parametrize("svc", SERVICES)
 def test_image_target_builds_the_services_dockerfile_target(svc):
-    assert f"docker build -f docker/Dockerfile --target {svc}-app -t goshop-{svc}:dev ." in dry(f"{svc}-image")
+    # The manifests' version tag, and :dev for compose and the container tier: one build.
+    out = dry(f"{svc}-image")
+    tags = f"-t goshop-{svc}:{VERSION} -t goshop-{svc}:dev"
+    assert f"docker build -f docker/Dockerfile --target {svc}-app {tags} ." in out
 
 
 @pytest.mark.parametrize("svc", SERVICES)
@@ -195,14 +200,16 @@ def test_make_test_leaves_the_container_tier_to_test_containers():
 
 @pytest.mark.parametrize("svc", SERVICES)
 def test_kind_load_loads_the_image_into_the_named_cluster(svc):
-    assert f"kind load docker-image goshop-{svc}:dev --name goshop" in dry(f"{svc}-kind-load")
-    assert f"kind load docker-image goshop-{svc}:dev --name x" in dry(f"{svc}-kind-load", env={"KIND_CLUSTER": "x"})
+    # The tag the manifests name: a pod with imagePullPolicy IfNotPresent finds it in kind.
+    assert f"kind load docker-image goshop-{svc}:{VERSION} --name goshop" in dry(f"{svc}-kind-load")
+    out = dry(f"{svc}-kind-load", env={"KIND_CLUSTER": "x"})
+    assert f"kind load docker-image goshop-{svc}:{VERSION} --name x" in out
 
 
 @pytest.mark.parametrize("svc", SERVICES)
 def test_build_and_load_builds_then_loads(svc):
     out = dry(f"{svc}-build-and-load")
-    assert out.index(f"--target {svc}-app") < out.index(f"kind load docker-image goshop-{svc}:dev")
+    assert out.index(f"--target {svc}-app") < out.index(f"kind load docker-image goshop-{svc}:{VERSION}")
 
 
 @pytest.mark.parametrize("svc", SERVICES)
@@ -212,6 +219,7 @@ def test_apply_names_the_services_flat_manifests(svc):
     files = re.findall(r"-f k8s/(\S+)\.yaml", apply)
     assert "-n ns" in apply
     assert "namespace-goshop" in files
+    assert "networkpolicies" in files, "a service applied alone is closed by default too"
     assert set(MANIFESTS[svc]) <= set(files), apply
     others = {f for s, names in MANIFESTS.items() if s != svc for f in names}
     assert not set(files) & others, f"k8s-{svc}-apply applies another service's manifests"
@@ -293,7 +301,7 @@ def test_build_and_load_all_covers_every_service():
     out = dry("k8s-build-and-load-all")
     for svc in SERVICES:
         assert f"--target {svc}-app" in out
-        assert f"kind load docker-image goshop-{svc}:dev" in out
+        assert f"kind load docker-image goshop-{svc}:{VERSION}" in out
 
 
 def test_apply_all_applies_the_kustomize_base():
@@ -348,7 +356,7 @@ def test_status_all_shows_the_namespace_and_ingress_nginx():
 def test_redeploy_all_rebuilds_every_image_then_applies():
     out = dry("k8s-redeploy-all")
     last_load = out.rindex("kind load docker-image")
-    assert all(f"goshop-{svc}:dev" in out for svc in SERVICES)
+    assert all(f"goshop-{svc}:{VERSION}" in out for svc in SERVICES)
     assert last_load < out.index("| kubectl apply -f -") < out.index("kubectl rollout restart deployment")
 
 
