@@ -136,6 +136,7 @@ def _parked(name: str = "parked_event") -> colander.SchemaNode:
 
 
 PARKED_NOT_FOUND = error("parked event not found")
+ALREADY_REPLAYED = error("already replayed: its last replay has not failed; a replay that fails again is listed again")
 BROKER_UNAVAILABLE = error("broker unavailable: the dead-letter topics could not be read or written", RETRY_AFTER)
 PARKED = {
     200: Reply(
@@ -159,5 +160,6 @@ REPLAY = {
         ),
     ),
     404: PARKED_NOT_FOUND,
+    409: ALREADY_REPLAYED,
     503: BROKER_UNAVAILABLE,
 }

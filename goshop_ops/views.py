@@ -126,6 +126,7 @@ replay = Service(
 )
 
 PARKED_NOT_FOUND = "parked event not found"
+ALREADY_REPLAYED = "already replayed: its last replay has not failed"
 # Under the gateway's upstream read timeout (10 s), so that a broker that
 # does not answer is ops' 503, not the gateway's 504.
 BROKER_TIMEOUT_SECONDS = 5.0
@@ -158,7 +159,9 @@ def replay_view(request):
     """The one ops route with an effect: a record produced to the broker. It
     is not a state change of ops (which owns no table) that an outbox would
     keep atomic with one; the answer comes once the broker has the copy and
-    the marker, and the consumer's inbox makes a repeated replay a no-op."""
+    the marker, and the consumer's inbox makes a repeated replay a no-op.
+    One whose last replay is out and has not failed again is a 409, and
+    nothing is sent."""
     topic, partition, offset = (request.matchdict[name] for name in ("dlq_topic", "partition", "offset"))
     if topic not in deadletters.DEAD_LETTER_TOPICS or not all(_is_number(n) for n in (partition, offset)):
         raise ApiError(404, PARKED_NOT_FOUND)
@@ -172,6 +175,8 @@ def replay_view(request):
             producer.close(timeout=2)
     except deadletters.NotParked:
         raise ApiError(404, PARKED_NOT_FOUND) from None
+    except deadletters.AlreadyReplayed:
+        raise ApiError(409, ALREADY_REPLAYED) from None
     except KafkaError as exc:
         raise _broker_unavailable(exc) from None
     log.info(

@@ -16,7 +16,11 @@ inbox like any other delivery, so an event already applied, or replayed
 twice, is a duplicate and changes nothing. The replay is recorded as a
 marker record on the dead-letter topic (``dlq-replay-of``), which is how the
 listing knows; no table is needed, so ops stays a reader of other services'
-schemas.
+schemas. An entry whose replay is out is not replayed again (AlreadyReplayed:
+the API's 409). A replay that fails again is parked again by its consumer,
+naming the record it was replayed from (``replay-of``): the listing folds it
+into that entry (its error now the latest, replayable again) rather than
+showing another.
 
 ``python -m goshop_common.messaging.deadletters list`` and ``replay
 --dlq-topic T --partition P --offset N`` do the same as the ops API's ``/v1/ops/parked``.
@@ -167,6 +171,31 @@ class ParkedEvent:
     replay_of: str | None = None
     dlq_offsets: list[int] = dataclasses.field(default_factory=list)
     replayed_at: list[str] = dataclasses.field(default_factory=list)
+    # Replays that failed again: the identities of the records their
+    # consumer parked (copies of one count once), and where those lie.
+    failed_replays: set[tuple] = dataclasses.field(default_factory=set)
+    reparked_at: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+
+    @property
+    def replayed(self) -> bool:
+        """A replay is out and has not failed: every replay but the last
+        failed again, or the last has not."""
+        return len(self.replayed_at) > len(self.failed_replays)
+
+    def lies_at(self, partition: int, offset: int) -> bool:
+        """The record at ``partition`` and ``offset`` of its dead-letter
+        topic is this entry's: one of its copies, or a failed replay's."""
+        if partition == self.dlq_partition and offset in self.dlq_offsets:
+            return True
+        return (partition, offset) in self.reparked_at
+
+    def failed_again(self, again: ParkedEvent) -> None:
+        """``again``, the parking of a replay of this entry, folded in: the
+        error is the newest, and the entry may be replayed again."""
+        self.failed_replays.add(again.identity)
+        self.reparked_at.append((again.dlq_partition, again.dlq_offset))
+        if (again.parked_at or "") >= (self.parked_at or ""):
+            self.reason, self.error, self.parked_at = again.reason, again.error, again.parked_at
 
     @property
     def identity(self) -> tuple[str, str, int, int]:
@@ -193,7 +222,7 @@ class ParkedEvent:
             "event_type": self.event_type,
             "replay_of": self.replay_of,
             "copies": len(self.dlq_offsets),
-            "replayed": bool(self.replayed_at),
+            "replayed": self.replayed,
             "replayed_at": self.replayed_at,
         }
 
@@ -259,12 +288,14 @@ def _records(bootstrap: str, topics: Iterable[str], timeout: float) -> list:
 
 def read_parked(bootstrap: str, topics: Iterable[str] | None = None, timeout: float = READ_TIMEOUT_SECONDS):
     """Every parked event on the dead-letter ``topics`` (all of goshop's by
-    default), oldest first, copies folded into one entry and replays marked."""
+    default), oldest first, copies folded into one entry, replays marked and
+    replays that failed again folded into the entry they replayed."""
     topics = list(events.DEAD_LETTER_TOPICS if topics is None else topics)
     parked: dict[tuple, ParkedEvent] = {}
     # Offsets are a partition's: (topic, partition, offset) names a record.
     by_position: dict[tuple[str, int, int], ParkedEvent] = {}
     markers = []
+    reparked = []
     for record in sorted(_records(bootstrap, topics, timeout), key=lambda r: (r.topic, r.partition, r.offset)):
         headers = events.text_headers(record.headers)
         if REPLAY_OF_HEADER in headers:
@@ -291,9 +322,24 @@ def read_parked(bootstrap: str, topics: Iterable[str] | None = None, timeout: fl
             event_type=event_type,
             replay_of=headers.get(REPLAY_SOURCE_HEADER),
         )
+        if entry.replay_of is not None:
+            reparked.append(entry)
+            continue
         first = parked.setdefault(entry.identity, entry)
         first.dlq_offsets.append(record.offset)
         by_position[(record.topic, record.partition, record.offset)] = first
+    for entry in reparked:
+        # A replay names the record it was made from: "topic:partition:offset".
+        topic, _, position = entry.replay_of.partition(":")
+        partition, _, offset = position.partition(":")
+        source = by_position.get((topic, _as_int(partition), _as_int(offset)))
+        if source is not None:
+            source.failed_again(entry)
+        else:
+            # What it was replayed from is gone (retention): an entry of its own.
+            first = parked.setdefault(entry.identity, entry)
+            first.dlq_offsets.append(entry.dlq_offset)
+            by_position[(entry.dlq_topic, entry.dlq_partition, entry.dlq_offset)] = first
     for topic, partition, headers in markers:
         # A marker is written to the partition of the record it replayed.
         target = by_position.get((topic, partition, _as_int(headers.get(REPLAY_OF_HEADER))))
@@ -306,6 +352,10 @@ class NotParked(LookupError):
     """No parked record at that dead-letter topic and offset."""
 
 
+class AlreadyReplayed(RuntimeError):
+    """The entry's last replay is out and has not failed: nothing to replay."""
+
+
 def find_parked(
     bootstrap: str, dlq_topic: str, partition: int, offset: int, timeout: float = READ_TIMEOUT_SECONDS
 ) -> ParkedEvent:
@@ -314,7 +364,7 @@ def find_parked(
     if dlq_topic not in events.DEAD_LETTER_TOPICS:
         raise NotParked(f"{dlq_topic} is not a dead-letter topic")
     for entry in read_parked(bootstrap, [dlq_topic], timeout):
-        if entry.dlq_partition == partition and offset in entry.dlq_offsets:
+        if entry.lies_at(partition, offset):
             return entry
     raise NotParked(f"nothing parked at {dlq_topic} partition {partition} offset {offset}")
 
@@ -342,7 +392,16 @@ def replay(producer, entry: ParkedEvent, timeout: float = 10.0) -> Replay:
     consumer that parked it; that consumer's inbox makes a second replay, or
     a replay of an event that was applied after all, a no-op. The marker is
     written after the copy is acknowledged: if it is lost, the listing does
-    not say "replayed", and replaying again is harmless."""
+    not say "replayed", and replaying again is harmless.
+
+    AlreadyReplayed, and nothing is sent, when the entry's last replay is
+    out and has not failed again (``ParkedEvent.replayed``). Two replays at
+    once may both pass that check; the consumer's inbox applies one."""
+    if entry.replayed:
+        raise AlreadyReplayed(
+            f"{entry.dlq_topic} partition {entry.dlq_partition} offset {entry.dlq_offset} was replayed "
+            f"at {entry.replayed_at[-1]} and has not failed again"
+        )
     source = f"{entry.dlq_topic}:{entry.dlq_partition}:{entry.dlq_offset}"
     headers = [
         (name, value) for name, value in entry.original_headers if name not in (REPLAY_SOURCE_HEADER, REPLAY_FOR_HEADER)
@@ -390,6 +449,9 @@ def main(argv: list[str] | None = None) -> int:
     producer = make_producer(bootstrap)
     try:
         print(json.dumps(replay(producer, entry).as_json()))
+    except AlreadyReplayed as exc:
+        print(exc, file=sys.stderr)
+        return 1
     finally:
         producer.close(timeout=5)
     return 0

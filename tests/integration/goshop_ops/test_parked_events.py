@@ -196,11 +196,23 @@ def _stop(worker, thread):
     thread.join(15)
 
 
-def test_an_event_replayed_twice_through_ops_is_applied_once_after_the_fix(
+def _end_offset(bootstrap: str, topic: str) -> int:
+    from kafka import TopicPartition
+
+    from goshop_common.messaging.kafka import make_reader
+
+    reader = make_reader(bootstrap)
+    try:
+        return sum(reader.end_offsets([TopicPartition(topic, p) for p in reader.partitions_for_topic(topic)]).values())
+    finally:
+        reader.close()
+
+
+def test_an_event_replayed_after_the_fix_applies_once_and_a_second_replay_is_a_409_that_sends_nothing(
     service_settings, web_client, own_broker, scratch
 ):
     """The consumer parks it (a bug); the bug fixed, the first replay applies
-    it and the second is a duplicate its inbox catches."""
+    it; asking again is refused, and nothing more reaches either topic."""
     body = order_created()
     producer = make_producer(own_broker.bootstrap)
     headers = event_headers(body["event"], body["event_id"])
@@ -228,13 +240,50 @@ def test_an_event_replayed_twice_through_ops_is_applied_once_after_the_fix(
         replay = f"/v1/ops/parked/{DLQ}/{entry['dlq_partition']}/{entry['dlq_offset']}/replay"
         client.post(replay, headers=OPERATOR, status=202)
         wait_until(lambda: worker.stats.applied >= 1, timeout=30, message="replay applied")
-        client.post(replay, headers=OPERATOR, status=202)
-        wait_until(lambda: worker.stats.duplicates >= 1, timeout=30, message="second replay consumed")
+        ends = (_end_offset(own_broker.bootstrap, ORDERS_TOPIC), _end_offset(own_broker.bootstrap, DLQ))
+        for _ in range(3):
+            answer = client.post(replay, headers=OPERATOR, status=409).json
+            assert answer == {"error": "already replayed: its last replay has not failed"}
+        assert (_end_offset(own_broker.bootstrap, ORDERS_TOPIC), _end_offset(own_broker.bootstrap, DLQ)) == ends
         (listed,) = client.get("/v1/ops/parked", headers=OPERATOR).json["parked"]
     finally:
         _stop(worker, thread)
         app.registry.dbengine.dispose()
     with scratch.connect() as connection:
         assert {str(i) for i in connection.execute(sa.select(EFFECTS.c.event_id)).scalars()} == {body["event_id"]}
-    assert (worker.stats.applied, worker.stats.duplicates, worker.stats.parked) == (1, 1, 0)
-    assert (listed["replayed"], len(listed["replayed_at"])) == (True, 2)
+    assert (worker.stats.applied, worker.stats.duplicates, worker.stats.parked) == (1, 0, 0)
+    assert (listed["replayed"], len(listed["replayed_at"])) == (True, 1)
+
+
+def test_a_replay_that_fails_again_updates_its_entry_which_may_be_replayed_again(
+    service_settings, web_client, own_broker, scratch
+):
+    body = order_created()
+    producer = make_producer(own_broker.bootstrap)
+    headers = event_headers(body["event"], body["event_id"])
+    producer.send(ORDERS_TOPIC, key=b"k", value=json.dumps(body).encode(), headers=headers).get(10)
+    producer.close(timeout=5)
+    attempts = []
+
+    def still_buggy(db, batch):
+        attempts.append(1)
+        raise RuntimeError(f"bug number {len(attempts)}")
+
+    app = make_ops_app(service_settings, ollama_url="", kafka_bootstrap=own_broker.bootstrap)
+    worker, thread = _worker(own_broker.bootstrap, scratch, f"ops-again-{uuid.uuid4().hex[:8]}", still_buggy)
+    try:
+        client = web_client(app)
+        wait_until(lambda: worker.stats.parked >= 1, timeout=30, message="parked")
+        (entry,) = client.get("/v1/ops/parked", headers=OPERATOR).json["parked"]
+        replay = f"/v1/ops/parked/{DLQ}/{entry['dlq_partition']}/{entry['dlq_offset']}/replay"
+        for parked in (2, 3):
+            client.post(replay, headers=OPERATOR, status=202)
+            wait_until(lambda n=parked: worker.stats.parked >= n, timeout=30, message="parked again")
+            (listed,) = client.get("/v1/ops/parked", headers=OPERATOR).json["parked"]
+            # The newest failure's error, on the entry first listed.
+            latest = f"RuntimeError: bug number {len(attempts)}"
+            assert (listed["dlq_offset"], listed["error"]) == (entry["dlq_offset"], latest)
+            assert (listed["replayed"], len(listed["replayed_at"])) == (False, parked - 1)
+    finally:
+        _stop(worker, thread)
+        app.registry.dbengine.dispose()
