@@ -199,6 +199,24 @@ class EmbeddedBroker:
             raise RuntimeError("the broker is not running")
         self._signal(signal.SIGSTOP)
         self._paused = True
+        self._wait_until_stopped()
+
+    def _wait_until_stopped(self, timeout: float = 5) -> None:
+        """Until every thread of the broker is stopped. SIGSTOP is taken as
+        each thread next leaves the kernel: on a loaded machine one may still
+        answer a request sent just after kill() returned."""
+        tasks = Path(f"/proc/{self._process.pid}/task")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                # The state follows the command, which is in parentheses.
+                states = {(task / "stat").read_text().rpartition(")")[2].split()[0] for task in tasks.iterdir()}
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                return  # gone (or going): nothing answers either way
+            if states <= {"T", "t"}:
+                return
+            time.sleep(0.005)
+        raise RuntimeError(f"the broker did not stop within {timeout}s of SIGSTOP")
 
     def resume(self) -> None:
         """Undo pause(): the broker answers again, with the data it had."""
