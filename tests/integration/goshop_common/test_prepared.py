@@ -64,8 +64,20 @@ def test_a_rollback_leaves_the_connection_its_prepared_statement(clean_db):
         connection.rollback()
 
 
-def test_a_connection_that_replaced_a_dead_one_prepares_again(clean_db):
-    with clean_db.connect() as connection:
+@pytest.fixture
+def one_connection(clean_db, settings):
+    """An engine whose pool holds one connection: the one that replaces an
+    invalidated connection is new, not another the session's engine pooled
+    (which may have prepared the statement already)."""
+    from goshop_common.db.session import make_engine
+
+    engine = make_engine(settings, pool_size=1, max_overflow=0)
+    yield engine
+    engine.dispose()
+
+
+def test_a_connection_that_replaced_a_dead_one_prepares_again(one_connection):
+    with one_connection.connect() as connection:
         prepared.execute(connection, PENDING_FOR, {"key": "k-3"}).all()
         connection.invalidate()  # as the pool does when the server went away
         connection.rollback()
@@ -74,24 +86,24 @@ def test_a_connection_that_replaced_a_dead_one_prepares_again(clean_db):
         assert ours(connection) == 1
 
 
-def test_what_an_execute_runs_reads_as_the_statement_behind_it(clean_db):
+def test_what_an_execute_runs_reads_as_the_statement_behind_it(one_connection):
     sent: list[str] = []
 
     def seen(_conn, _cursor, sql, *_):
         sent.append(sql)
 
-    with clean_db.connect() as connection:
+    with one_connection.connect() as connection:
         connection.invalidate()  # a fresh connection, which has prepared nothing yet
         connection.rollback()
-        sa.event.listen(clean_db, "before_cursor_execute", seen)
+        sa.event.listen(one_connection, "before_cursor_execute", seen)
         try:
             prepared.execute(connection, PENDING_FOR, {"key": "k-4"}).all()
         finally:
-            sa.event.remove(clean_db, "before_cursor_execute", seen)
+            sa.event.remove(one_connection, "before_cursor_execute", seen)
         connection.rollback()
     assert [sql.split(" ", 1)[0] for sql in sent] == ["PREPARE", "EXECUTE"]
     assert prepared.statement_of(sent[0]) is None
-    assert prepared.statement_of(sent[1]) == str(PENDING_FOR.compile(dialect=clean_db.dialect))
+    assert prepared.statement_of(sent[1]) == str(PENDING_FOR.compile(dialect=one_connection.dialect))
     assert prepared.statement_of("SELECT 1") == "SELECT 1"
 
 
