@@ -46,6 +46,8 @@ log = logging.getLogger("goshop.serve")
 # Open files a process needs besides its clients' connections: its database
 # pool, the gateway's upstream pools, log files, the loops' wake-up pipes.
 SPARE_FILES = 256
+# Connections accepted per turn of the loop, at most (see Server.handle_accept).
+ACCEPTS_PER_TURN = 64
 
 
 class _TimedRequest(HTTPRequestParser):
@@ -75,6 +77,19 @@ class Server(TcpWSGIServer):
     def __init__(self, *args, header_timeout: float, **kwargs):
         self.header_timeout = header_timeout
         super().__init__(*args, **kwargs)
+
+    def handle_accept(self) -> None:
+        # waitress accepts one connection per turn of its loop, and a turn
+        # asks every open connection whether it has work: when a wave of late
+        # connections is closed and they all come back, a new client would wait
+        # behind the whole wave, one turn each. Take what is queued at once.
+        for _ in range(ACCEPTS_PER_TURN):
+            before = len(self._map)
+            if before >= self.adj.connection_limit:
+                return
+            super().handle_accept()
+            if len(self._map) == before:
+                return  # nothing more queued
 
     def maintenance(self, now: float) -> None:
         super().maintenance(now)  # idle connections: channel_timeout
