@@ -349,6 +349,10 @@ class Settings:
     # The internal port (/metrics, detailed health) beside the public one; each
     # service's ini names its own (9080 + offset). 0: no internal server.
     metrics_port: int = _setting("GOSHOP_METRICS_PORT", _port, 0, _HTTP)
+    # Slow clients (goshop_common.web.slowclients): the public port's open
+    # connections, and how long a request's headers may take to arrive.
+    http_connection_limit: int = _setting("GOSHOP_HTTP_CONNECTION_LIMIT", _positive_int, 4096, _HTTP)
+    http_header_timeout: float = _setting("GOSHOP_HTTP_HEADER_TIMEOUT_SECONDS", _positive_float, 10.0, _HTTP)
 
     # Ops assistant. Unset OLLAMA_URL: it explains by rules, without an LLM.
     ollama_url: str = _setting("OLLAMA_URL", _text, "", (OPS,))

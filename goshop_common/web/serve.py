@@ -1,4 +1,5 @@
-"""Serve one service's ``.ini`` with waitress, optionally on another host or
+"""Serve one service's ``.ini`` with waitress (guarded against slow clients:
+``goshop_common.web.slowclients``), optionally on another host or
 port and with hupper reloading it when its source changes; and, on the metrics
 port, the service's internal app (``/metrics``, ``/live``, detailed health).
 
@@ -23,15 +24,16 @@ import signal
 import sys
 
 import hupper
-import waitress
 from pyramid.paster import get_app, setup_logging
 from pyramid.scripts.common import get_config_loader
 
 from goshop_common.observability import logs
+from goshop_common.web import slowclients
 
 # Scrapes and probes are few; they must not wait behind public requests, so the
-# internal app has threads of its own.
+# internal app has threads of its own (and a loop: see serve).
 INTERNAL_THREADS = 2
+INTERNAL_CONNECTIONS = 100
 
 
 def serve(ini: str, port: int | None, *, host: str | None = None, metrics_port: int | None = None) -> None:
@@ -53,14 +55,22 @@ def serve(ini: str, port: int | None, *, host: str | None = None, metrics_port: 
     if metrics_port is None:
         # GOSHOP_METRICS_PORT, else the ini's goshop.metrics_port (a setting like any other).
         metrics_port = settings.metrics_port
-    # One loop serves both sockets (no thread to stop); each server keeps its
-    # own thread pool.
-    sockets: dict = {}
-    public = waitress.create_server(app, map=sockets, **server)
+    # The open-files limit is raised to fit the connections, or the limit lowered to fit it.
+    connection_limit = slowclients.fit_open_files(settings.http_connection_limit, besides=INTERNAL_CONNECTIONS)
+    public = slowclients.Servers(
+        app, header_timeout=settings.http_header_timeout, connection_limit=connection_limit, **server
+    )
+    # Its own sockets, loop and threads: no flood of the public port can keep
+    # probes and scrapes waiting.
     internal = None
     if metrics_port:
-        internal = waitress.create_server(
-            app.registry.goshop_internal_app, map=sockets, host=host, port=metrics_port, threads=INTERNAL_THREADS
+        internal = slowclients.Servers(
+            app.registry.goshop_internal_app,
+            header_timeout=settings.http_header_timeout,
+            connection_limit=INTERNAL_CONNECTIONS,
+            host=host,
+            port=metrics_port,
+            threads=INTERNAL_THREADS,
         )
     if settings.log_format != logs.CONSOLE:
         # On make run's console the runner says where each process listens, once it is ready.
@@ -68,17 +78,15 @@ def serve(ini: str, port: int | None, *, host: str | None = None, metrics_port: 
         if internal is not None:
             internal.print_listen("Serving /metrics and internal health on http://{}:{}")
     # SIGTERM (docker stop, kubectl, make run's Ctrl-C) ends the serve loop the
-    # way Ctrl-C does, so waitress closes its sockets and the exit code is 0.
+    # way Ctrl-C does, so the sockets are closed and the exit code is 0.
     signal.signal(signal.SIGTERM, _interrupt)
+    internal_loop = internal.run_in_background("internal-http") if internal is not None else None
     try:
         public.run()
     finally:
-        # public.run() stops its own thread pool when interrupted; the
-        # internal server's, and the sockets of both, are ours to close.
-        if internal is not None:
-            internal.task_dispatcher.shutdown()
-        for dispatcher in list(sockets.values()):
-            dispatcher.close()
+        if internal_loop is not None:
+            internal.stop()
+            internal_loop.join(10)
 
 
 def _interrupt(_signum, _frame):
