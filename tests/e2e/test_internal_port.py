@@ -188,6 +188,7 @@ def test_serve_takes_the_metrics_port_from_the_ini_and_host_from_the_command_lin
         {
             "GOSHOP_OPS_TOKEN": "an-operator-token-that-is-long-enough-for-production",
             "GOSHOP_JWKS_URL": f"http://127.0.0.1:{free_port()}/.well-known/jwks.json",
+            "GOSHOP_PUBLIC_URL": "https://shop.example",
             # Production wants every upstream named; /live asks none of them.
             **{
                 f"GOSHOP_{name}_URL": f"http://127.0.0.1:{free_port()}"
