@@ -14,5 +14,6 @@ def make_app(settings: Settings, ini: dict | None = None):
 
 
 def main(global_config, **ini):
-    """Paste entry point: ``pserve goshop_payments/development.ini``."""
+    """Paste entry point, served by ``python -m goshop_common.web.serve goshop_payments/development.ini``
+    (not pserve: it has neither the internal port nor the slow-client guard)."""
     return make_app(load_settings(ini, service="payments"), ini)
