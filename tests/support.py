@@ -79,7 +79,7 @@ def create_roles(admin_url: str, passwords: dict[str, str] | None = None) -> Non
 
 def role_url(url: str, role: str, password: str = DEV_DATABASE_PASSWORD) -> str:
     """``url``'s database as ``role``."""
-    return make_url(url).set(username=role, password=password).render_as_string(hide_password=False)
+    return roles.url_as(url, role, password)
 
 
 def process_urls(url: str, passwords: dict[str, str] | None = None) -> dict[str, str]:

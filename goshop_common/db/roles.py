@@ -147,6 +147,16 @@ def _adopt_service_schemas(cursor) -> None:
         cursor.execute(sql.SQL(f"ALTER {kind} {name} OWNER TO {{}}").format(_role(MIGRATION)))
 
 
+def role_passwords(settings: s.Settings) -> dict[str, str]:
+    """Each role's password, by role name, from the bootstrap's settings."""
+    return {role: getattr(settings, name) for role, name in PASSWORD_SETTINGS.items()}
+
+
+def url_as(url: str, role: str, password: str) -> str:
+    """``url``'s database and server, as ``role``."""
+    return sa.engine.make_url(url).set(username=role, password=password).render_as_string(hide_password=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m goshop_common.db.roles``: 0 when done, 2 for bad settings."""
     try:
@@ -154,9 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     except s.SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    passwords = {role: getattr(settings, name) for role, name in PASSWORD_SETTINGS.items()}
     try:
-        bootstrap(settings.database_url, passwords)
+        bootstrap(settings.database_url, role_passwords(settings))
     except psycopg2.Error as exc:
         # The server's reason only: the statement may hold a password.
         print(f"error: {exc.pgerror or exc}".strip(), file=sys.stderr)
