@@ -134,7 +134,7 @@ TILT_INFRA ?= cluster
 
 # Each image's service, and the flat manifests `k8s-<svc>-apply` applies (besides
 # K8S_COMMON_FILES): consumers go with their service, migrate Jobs too.
-K8S_COMMON_FILES := namespace-goshop goshop-secrets
+K8S_COMMON_FILES := namespace-goshop goshop-secrets db-roles-job
 IMAGE_SERVICES := users orders outboxer payments gateway opsassistant
 K8S_FILES_users := users-configmap users-deployment users-service users-migrate-job
 K8S_FILES_orders := orders-configmap orders-deployment orders-service orders-consumer-deployment orders-migrate-job
@@ -262,7 +262,7 @@ k8s-build-and-load-all: ## build every image and load it into kind
 	@for s in $(IMAGE_SERVICES); do $(MAKE) --no-print-directory $$s-build-and-load || exit 1; done
 
 k8s-apply-all: ## apply every service's manifests: the kustomize base k8s/ (K8S_KUSTOMIZE=k8s/overlays/... for another)
-	-kubectl delete job -n $(K8S_NAMESPACE) $(MIGRATE_JOBS) --ignore-not-found
+	-kubectl delete job -n $(K8S_NAMESPACE) db-roles $(MIGRATE_JOBS) --ignore-not-found
 	kubectl kustomize $(KUSTOMIZE_FLAGS) $(K8S_KUSTOMIZE) | kubectl apply -f -
 
 k8s-bootstrap: ## no Docker infra: kind cluster, images, manifests (dev overlay: Postgres+Kafka in kind), ingress

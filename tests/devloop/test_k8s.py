@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -508,6 +509,8 @@ def _env_of(objects, workload):
     for source in container.get("envFrom", []):
         if "configMapRef" in source:
             env.update(configmaps[source["configMapRef"]["name"]]["data"])
+        if "secretRef" in source:
+            env.update(secrets[source["secretRef"]["name"]]["stringData"])
     for item in container.get("env", []):
         ref = item.get("valueFrom", {}).get("secretKeyRef")
         if ref:
@@ -579,6 +582,52 @@ def test_every_worker_that_needs_kafka_or_the_database_gets_it():
     for name in ("users", "opsassistant", "maintenance"):
         assert "GOSHOP_DATABASE_URL" in _env_of(objects, deployments[name]), name
     assert "GOSHOP_OPS_TOKEN" in _env_of(objects, deployments["opsassistant"])
+
+
+# The process each workload runs, as goshop_common.db.roles.PROCESS_ROLES names it.
+PROCESS_OF = {
+    "opsassistant": "ops",
+    **{job: "migrate" for job in ("users-migrate", "orders-migrate", "payments-migrate")},
+}
+
+
+@ALL_TARGETS
+def test_each_workload_connects_as_its_own_database_role_from_a_secret_of_its_own(target):
+    from goshop_common.db import roles
+
+    objects = rendered(target)
+    secret_of = {}
+    for workload in [*of_kind(objects, "Deployment"), *of_kind(objects, "Job")]:
+        name = workload["metadata"]["name"]
+        if not pod_spec(workload)["containers"][0]["image"].startswith("goshop-"):
+            continue
+        env = _env_of(objects, workload)
+        if name == "db-roles":
+            # The administrator, with every role's password.
+            assert urlsplit(env["GOSHOP_DATABASE_URL"]).username == "goshop", target
+            assert {
+                f"GOSHOP_DB_{role.removeprefix('goshop_').upper()}_PASSWORD" for role in roles.PASSWORD_SETTINGS
+            } < set(env)
+            continue
+        process = PROCESS_OF.get(name, name)
+        if process not in roles.PROCESS_ROLES:
+            assert "GOSHOP_DATABASE_URL" not in env, f"{target}: {name} uses no database"
+            continue
+        assert urlsplit(env["GOSHOP_DATABASE_URL"]).username == roles.PROCESS_ROLES[process], f"{target}: {name}"
+        (container,) = pod_spec(workload)["containers"]
+        (ref,) = [
+            i["valueFrom"]["secretKeyRef"]["name"] for i in container["env"] if i["name"] == "GOSHOP_DATABASE_URL"
+        ]
+        secret_of[name] = ref
+    # One Secret per service: a consumer shares its service's, the migrate Jobs theirs.
+    assert len(set(secret_of.values())) == len({roles.PROCESS_ROLES[PROCESS_OF.get(n, n)] for n in secret_of})
+
+
+def test_the_db_roles_job_runs_the_bootstrap():
+    (job,) = [j for j in of_kind(rendered("base"), "Job") if j["metadata"]["name"] == "db-roles"]
+    (container,) = pod_spec(job)["containers"]
+    assert container["command"] == ["python", "-m", "goshop_common.db.roles"]
+    assert job["spec"].get("backoffLimit", 6) >= 1, "a Job started before PostgreSQL must retry"
 
 
 def test_the_dev_overlay_sends_every_goshop_processs_traces_to_its_jaeger():
