@@ -293,14 +293,15 @@ def test_the_try_it_block_places_an_order_that_ends_paid(shop, gw):
 
 def test_each_process_connects_as_its_own_role(shop):
     # Every process's pool holds a connection by now: /ready asks the database.
-    admin = psycopg2.connect(f"postgresql://goshop:goshop@127.0.0.1:{shop.ports['pg']}/goshop")
+    # Asked as the migration role: any role sees who else is connected.
+    connection = psycopg2.connect(f"postgresql://goshop_migrate:goshop@127.0.0.1:{shop.ports['pg']}/goshop")
     try:
-        with admin.cursor() as cursor:
+        with connection.cursor() as cursor:
             # The processes' pools name themselves "goshop" (goshop_common.db.session).
             cursor.execute("SELECT DISTINCT usename FROM pg_stat_activity WHERE application_name = 'goshop'")
             connected = {row[0] for row in cursor.fetchall()}
     finally:
-        admin.close()
+        connection.close()
     assert connected == set(roles.RUNTIME)
 
 
@@ -367,7 +368,8 @@ def test_ctrl_c_stops_every_process_within_3_seconds(shop):
     code, took = shop.signal_and_time(signal.SIGINT)
     assert code == 0, shop.log[-3000:]
     assert took < STOP_BUDGET, f"Ctrl-C took {took:.2f} s"
-    assert _wait_gone(pids, 0.5) == []
+    left = _wait_gone(pids, 0.5)
+    assert left == [], {p: command_line(p) for p in left}
     assert [p for p in _every_port(shop) if _listening(p)] == []
     assert re.search(r"Ctrl-C: stopping everything.*\n(.*\n)*.*stopped in [\d.]+ s", shop.log)
 
