@@ -157,7 +157,7 @@ def url_as(url: str, role: str, password: str) -> str:
     return sa.engine.make_url(url).set(username=role, password=password).render_as_string(hide_password=False)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main() -> int:
     """``python -m goshop_common.db.roles``: 0 when done, 2 for bad settings."""
     try:
         settings = s.load_settings(service=s.DB_ROLES)
