@@ -166,7 +166,7 @@ TILT_INFRA ?= cluster
 # K8S_COMMON_FILES): consumers go with their service, migrate Jobs too.
 # The namespace's NetworkPolicies go with every service: applied alone, a service is closed
 # by default too (k8s/networkpolicies.yaml).
-K8S_COMMON_FILES := namespace-goshop goshop-secrets networkpolicies
+K8S_COMMON_FILES := namespace-goshop goshop-secrets networkpolicies db-roles-job
 IMAGE_SERVICES := users orders outboxer payments gateway opsassistant
 K8S_FILES_users := users-configmap users-deployment users-service users-migrate-job
 K8S_FILES_orders := orders-configmap orders-deployment orders-service orders-consumer-deployment orders-migrate-job
@@ -298,7 +298,7 @@ k8s-build-and-load-all: ## build every image and load it into kind
 	@for s in $(IMAGE_SERVICES); do $(MAKE) --no-print-directory $$s-build-and-load || exit 1; done
 
 k8s-apply-all: ## apply every service's manifests: the kustomize base k8s/ (K8S_KUSTOMIZE=k8s/overlays/... for another)
-	-kubectl delete job -n $(K8S_NAMESPACE) $(MIGRATE_JOBS) --ignore-not-found
+	-kubectl delete job -n $(K8S_NAMESPACE) db-roles $(MIGRATE_JOBS) --ignore-not-found
 	kubectl kustomize $(KUSTOMIZE_FLAGS) $(K8S_KUSTOMIZE) | kubectl apply -f -
 
 k8s-bootstrap: ## no Docker infra: kind cluster, images, manifests (dev overlay: Postgres+Kafka in kind), ingress

@@ -42,11 +42,25 @@ ORDERS_CONSUMER = "orders-consumer"
 PAYMENTS_CONSUMER = "payments-consumer"
 MIGRATE = "migrate"
 MAINTENANCE = "maintenance"
-SERVICES = (USERS, ORDERS, PAYMENTS, GATEWAY, OPS, OUTBOXER, ORDERS_CONSUMER, PAYMENTS_CONSUMER, MIGRATE, MAINTENANCE)
+# Creates the database roles, as an administrator (goshop_common.db.roles).
+DB_ROLES = "db-roles"
+SERVICES = (
+    USERS,
+    ORDERS,
+    PAYMENTS,
+    GATEWAY,
+    OPS,
+    OUTBOXER,
+    ORDERS_CONSUMER,
+    PAYMENTS_CONSUMER,
+    MIGRATE,
+    MAINTENANCE,
+    DB_ROLES,
+)
 
 _ALL = SERVICES
 _HTTP = (USERS, ORDERS, PAYMENTS, GATEWAY, OPS)
-_DATABASE = (USERS, ORDERS, PAYMENTS, OPS, OUTBOXER, ORDERS_CONSUMER, PAYMENTS_CONSUMER, MIGRATE, MAINTENANCE)
+_DATABASE = (USERS, ORDERS, PAYMENTS, OPS, OUTBOXER, ORDERS_CONSUMER, PAYMENTS_CONSUMER, MIGRATE, MAINTENANCE, DB_ROLES)
 # Ops reads and replays the dead-letter topics (goshop_common.messaging.deadletters).
 _BROKER = (OPS, OUTBOXER, ORDERS_CONSUMER, PAYMENTS_CONSUMER)
 # Services that check users' access tokens (users itself holds the key).
@@ -56,7 +70,10 @@ _TOKENS = (USERS, *_VERIFIERS)
 # Clearly marked development defaults. Production refuses both.
 DEV_OPS_TOKEN = "dev-only-ops-token"  # noqa: S105 (marked dev default, refused in production)
 DEV_JWT_SECRET = "dev-only-insecure-jwt-secret-change-me-in-production"  # noqa: S105 (marked dev default)
-DEV_DATABASE_URL = "postgresql://goshop:goshop@127.0.0.1:5433/goshop"
+# The administrator's: make run's embedded PostgreSQL. Each process of make
+# run connects as its own role (goshop_common.db.roles), with this password too.
+DEV_DATABASE_PASSWORD = "goshop"  # noqa: S105 (marked dev default, refused in production)
+DEV_DATABASE_URL = f"postgresql://goshop:{DEV_DATABASE_PASSWORD}@127.0.0.1:5433/goshop"
 
 # Every secret value the repository holds: the defaults above, the kind
 # Secret (k8s/goshop-secrets.yaml), the compose files' and the embedded
@@ -70,7 +87,7 @@ REPOSITORY_SECRETS = frozenset(
         "dev-only-ops-token-for-kind-do-not-use-in-production",
     }
 )
-REPOSITORY_DATABASE_PASSWORDS = frozenset({"goshop"})
+REPOSITORY_DATABASE_PASSWORDS = frozenset({DEV_DATABASE_PASSWORD})
 
 
 class SettingsError(ValueError):
@@ -183,6 +200,12 @@ def _setting(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def _role_password(role: str) -> Any:
+    """A database role's password: only the roles bootstrap reads it."""
+    env = f"GOSHOP_DB_{role}_PASSWORD"
+    return _setting(env, _text, DEV_DATABASE_PASSWORD, (DB_ROLES,), secret=True, required_in_production=True)
+
+
 # -- the settings ---------------------------------------------------------------
 
 
@@ -207,6 +230,17 @@ class Settings:
     db_pool_size: int = _setting("GOSHOP_DB_POOL_SIZE", _positive_int, 10, _DATABASE)
     db_connect_timeout: int = _setting("GOSHOP_DB_CONNECT_TIMEOUT_SECONDS", _positive_int, 3, _DATABASE)
     db_statement_timeout_ms: int = _setting("GOSHOP_DB_STATEMENT_TIMEOUT_MS", _positive_int, 5000, _DATABASE)
+
+    # Each database role's password, which the roles bootstrap (run with an
+    # administrator's GOSHOP_DATABASE_URL) sets; each process's own URL carries
+    # its role's (goshop_common.db.roles).
+    db_migrate_password: str = _role_password("MIGRATE")
+    db_users_password: str = _role_password("USERS")
+    db_orders_password: str = _role_password("ORDERS")
+    db_payments_password: str = _role_password("PAYMENTS")
+    db_outboxer_password: str = _role_password("OUTBOXER")
+    db_ops_password: str = _role_password("OPS")
+    db_maintenance_password: str = _role_password("MAINTENANCE")
 
     kafka_bootstrap: str = _setting(
         "GOSHOP_KAFKA_BOOTSTRAP", _text, "127.0.0.1:9092", _BROKER, required_in_production=True
@@ -470,6 +504,10 @@ def _check_production(settings: Settings, specs: tuple[Spec, ...], given: set[st
             raise SettingsError(
                 f"{spec.env} is a value from the repository (a development default); production refuses it"
             )
+    for spec in specs:
+        role_password = spec.name.startswith("db_") and spec.name.endswith("_password")
+        if role_password and getattr(settings, spec.name) in REPOSITORY_DATABASE_PASSWORDS:
+            raise SettingsError(f"{spec.env} is the repository's development password; production refuses it")
     if "database_url" in names:
         password = urlsplit(settings.database_url).password
         if not password or password in REPOSITORY_DATABASE_PASSWORDS:

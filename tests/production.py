@@ -5,56 +5,68 @@ checkout driven through the gateway."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
-import psycopg2
 from sqlalchemy.engine import make_url
 
+from goshop_common.db import roles
+from goshop_common.settings import SPECS
+from goshop_devtools.postgres import EmbeddedPostgres, free_port
 from tests.saga_runtime import wait_until
-from tests.support import PASSWORD
+from tests.support import PASSWORD, create_roles, process_urls
 
 HTTP_SERVICES = ("users", "orders", "payments", "ops", "gateway")
 WORKERS = ("outboxer", "orders-consumer", "payments-consumer", "maintenance")
 
 
-def own_database(pg_server) -> str:
-    """A database owned by a role with a password made now: production
-    refuses the repository's password."""
-    role, password = f"shop_{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(24)
-    url = make_url(pg_server.url)
-    admin = psycopg2.connect(
-        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
-    )
-    admin.autocommit = True
+@contextlib.contextmanager
+def production_database() -> Iterator[dict[str, str]]:
+    """A PostgreSQL server of its own whose database roles
+    (goshop_common.db.roles) have passwords made now: production refuses
+    the repository's, and roles are the server's, so the other tests' roles
+    (with the development password) cannot share one. Yields each process's
+    GOSHOP_DATABASE_URL by process name, ``db-roles`` (the administrator's)
+    and ``migrate`` included; the roles are made."""
+    scratch = Path(tempfile.mkdtemp(prefix="goshop-prod-pg-"))
+    server = EmbeddedPostgres(scratch / "data", free_port(), password=secrets.token_urlsafe(24), durable=False)
+    server.start()
     try:
-        with admin.cursor() as cursor:
-            cursor.execute(f"CREATE ROLE {role} LOGIN PASSWORD %s", (password,))
-            cursor.execute(f'CREATE DATABASE "{role}" OWNER {role}')
+        passwords = {role: secrets.token_urlsafe(24) for role in roles.PASSWORD_SETTINGS}
+        create_roles(server.url, passwords)
+        yield {"db-roles": server.url, **process_urls(server.url, passwords)}
     finally:
-        admin.close()
-    return url.set(username=role, password=password, database=role).render_as_string(hide_password=False)
+        server.destroy()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def production_env(
-    *, ports: dict[str, int], database_url: str, bootstrap: str, key_file: str, ops_token: str
+    *, ports: dict[str, int], database_urls: dict[str, str], bootstrap: str, key_file: str, ops_token: str
 ) -> dict[str, dict[str, str]]:
     """What each process is given, and nothing more (README, "Keys and
     secrets"): a process that asked for another's secret would not start.
     ``ports`` are the HTTP services' public ports on 127.0.0.1; ``key_file`` is
     the signing key's path as users sees it. Keys: the services, the workers
-    and ``migrate``."""
+    and ``migrate``. ``database_urls``: each one's (production_database)."""
     suffix = uuid.uuid4().hex[:8]
     production = {"GOSHOP_ENV": "production"}
     users = f"http://127.0.0.1:{ports['users']}"
     jwks = {"GOSHOP_JWKS_URL": f"{users}/.well-known/jwks.json"}
-    database = {"GOSHOP_DATABASE_URL": database_url}
+
+    def database(process: str) -> dict[str, str]:
+        return {"GOSHOP_DATABASE_URL": database_urls[process]}
+
     broker = {"GOSHOP_KAFKA_BOOTSTRAP": bootstrap}
     return {
-        "users": {**production, **database, "GOSHOP_JWT_PRIVATE_KEY_FILE": key_file},
-        "orders": {**production, **database, **jwks},
-        "payments": {**production, **database, **jwks},
-        "ops": {**production, **database, **broker, "GOSHOP_OPS_TOKEN": ops_token},
+        "users": {**production, **database("users"), "GOSHOP_JWT_PRIVATE_KEY_FILE": key_file},
+        "orders": {**production, **database("orders"), **jwks},
+        "payments": {**production, **database("payments"), **jwks},
+        "ops": {**production, **database("ops"), **broker, "GOSHOP_OPS_TOKEN": ops_token},
         "gateway": {
             **production,
             **jwks,
@@ -64,17 +76,35 @@ def production_env(
             "GOSHOP_PAYMENTS_URL": f"http://127.0.0.1:{ports['payments']}",
             "GOSHOP_OPS_URL": f"http://127.0.0.1:{ports['ops']}",
         },
-        "migrate": {**production, **database},
-        "maintenance": {**production, **database},
-        "outboxer": {**production, **database, **broker, "GOSHOP_OUTBOX_POLL_SECONDS": "1"},
+        "migrate": {**production, **database("migrate")},
+        # The roles bootstrap: the administrator's URL and every role's password.
+        "db-roles": {**production, **database("db-roles"), **role_passwords(database_urls)},
+        "maintenance": {**production, **database("maintenance")},
+        "outboxer": {**production, **database("outboxer"), **broker, "GOSHOP_OUTBOX_POLL_SECONDS": "1"},
         # Groups of their own: the broker is shared with other tests.
-        "orders-consumer": {**production, **database, **broker, "GOSHOP_ORDERS_CONSUMER_GROUP": f"prod-o-{suffix}"},
+        "orders-consumer": {
+            **production,
+            **database("orders-consumer"),
+            **broker,
+            "GOSHOP_ORDERS_CONSUMER_GROUP": f"prod-o-{suffix}",
+        },
         "payments-consumer": {
             **production,
-            **database,
+            **database("payments-consumer"),
             **broker,
             "GOSHOP_PAYMENTS_CONSUMER_GROUP": f"prod-p-{suffix}",
         },
+    }
+
+
+def role_passwords(database_urls: dict[str, str]) -> dict[str, str]:
+    """GOSHOP_DB_*_PASSWORD, as the processes' URLs carry them."""
+    env_of = {spec.name: spec.env for spec in SPECS}
+    return {
+        env_of[setting]: make_url(database_urls[process]).password
+        for process, role in roles.PROCESS_ROLES.items()
+        for owner, setting in roles.PASSWORD_SETTINGS.items()
+        if owner == role
     }
 
 

@@ -15,8 +15,9 @@ import zope.sqlalchemy
 from sqlalchemy.engine import make_url
 from zope.sqlalchemy.datamanager import STATUS_CHANGED
 
+from goshop_common.db import roles
 from goshop_common.db.session import SESSION_ENVIRON_KEY, make_engine
-from goshop_common.settings import Settings
+from goshop_common.settings import DEV_DATABASE_PASSWORD, Settings
 
 # What the migrations made: every table of every schema that keeps an Alembic
 # version table (each service migrates a schema of its own), but that one.
@@ -69,9 +70,33 @@ class Server:
             admin.close()
 
 
+def create_roles(admin_url: str, passwords: dict[str, str] | None = None) -> None:
+    """The database roles (goshop_common.db.roles) with the development
+    password unless ``passwords`` says otherwise, as make run makes them."""
+    passwords = passwords or {}
+    roles.bootstrap(admin_url, {role: passwords.get(role, DEV_DATABASE_PASSWORD) for role in roles.PASSWORD_SETTINGS})
+
+
+def role_url(url: str, role: str, password: str = DEV_DATABASE_PASSWORD) -> str:
+    """``url``'s database as ``role``."""
+    return roles.url_as(url, role, password)
+
+
+def process_urls(url: str, passwords: dict[str, str] | None = None) -> dict[str, str]:
+    """Each process's GOSHOP_DATABASE_URL on ``url``'s database: its own role's."""
+    passwords = passwords or {}
+    return {
+        process: role_url(url, role, passwords.get(role, DEV_DATABASE_PASSWORD))
+        for process, role in roles.PROCESS_ROLES.items()
+    }
+
+
 def migrate_users(url: str) -> None:
+    """The users migrations, by an administrator of ``url``'s server (the
+    roles made first, as make run does)."""
     from goshop_users.migrate import main
 
+    create_roles(url)
     assert main(["--database-url", url, "up"]) == 0
 
 

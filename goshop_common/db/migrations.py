@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from alembic import context
 from alembic.util import CommandError
 
+from goshop_common.db.roles import MIGRATION
 from goshop_common.db.session import sqlalchemy_url
 
 # Fail fast rather than queue behind a long transaction holding a lock that a
@@ -127,6 +128,10 @@ def run_migrations(metadata: sa.MetaData, schema: str) -> None:
 
     engine = sa.create_engine(database_url(config), poolclass=sa.pool.NullPool)
     with engine.connect() as connection:
+        # As the migration role, whoever connected (it, or an administrator):
+        # it owns the schema and everything in it, and no runtime role does
+        # (goshop_common.db.roles; its bootstrap makes the role).
+        connection.execute(sa.text(f"SET ROLE {MIGRATION}"))
         # Before Alembic starts: its version table is created in this schema.
         connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         connection.execute(sa.text(f"SET lock_timeout = '{LOCK_TIMEOUT}'"))

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from zope.sqlalchemy.datamanager import STATUS_CHANGED, join_transaction
 
+from goshop_common.db import roles
 from goshop_common.observability import tracing
 from goshop_common.settings import Settings
 
@@ -105,6 +106,8 @@ def make_engine(settings: Settings, server_settings: dict[str, str] | None = Non
     }
     options.update(overrides)
     engine = sa.create_engine(sqlalchemy_url(settings.database_url), **options)
+    if settings.production:
+        roles.refuse_privileged_roles(engine)
     _ping_connections_that_sat_idle(engine)
     tracing.instrument_engine(engine)
     return engine

@@ -20,7 +20,8 @@ the manifests):
   cannot read ("secret ... is not valid JSON"), so the same data is created as a
   podman secret in the form its secretKeyRef lookup reads (a JSON map of
   base64 values), under a name of its own, the Deployment pointing at it;
-- the database URL in it: the test database, seen from the pod;
+- the database URL in it: the test database, seen from the pod (as the Secret's
+  role, with its development password);
 - the ulimits: as for every container here (PODMAN_RUN_FLAGS), given through a
   containers.conf, kube play having no --ulimit.
 Not run by podman, so checked by the test itself: the probes. podman turns a
@@ -122,8 +123,12 @@ class Played:
             **secret.get("stringData", {}),
         }
         assert {ref["key"] for ref in refs} <= set(values), "a secretKeyRef names a key the Secret lacks"
+        # The test database, seen from the pod, as the Secret's own role.
+        own = sa.make_url(values["GOSHOP_DATABASE_URL"])
         values["GOSHOP_DATABASE_URL"] = (
-            sa.make_url(database_url).set(host=HOST_LOOPBACK).render_as_string(hide_password=False)
+            sa.make_url(database_url)
+            .set(host=HOST_LOOPBACK, username=own.username, password=own.password)
+            .render_as_string(hide_password=False)
         )
         self.secret = f"{secret_name}-{suffix}"
         for ref in refs:

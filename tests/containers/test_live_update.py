@@ -24,9 +24,11 @@ from pathlib import Path
 
 import pytest
 
+from goshop_common.db import roles
 from goshop_devtools.postgres import free_port
 from tests.containers.conftest import ROOT, Container, Containers
 from tests.devloop.test_tiltfile import TILTFILE, Step, Tilt, _deployed, evaluate
+from tests.support import role_url
 
 # What a developer waits for between saving a file and seeing it served.
 RELOAD_BUDGET = 5.0
@@ -166,7 +168,7 @@ def users_dev(tilt, containers: Containers, images, database_url) -> tuple[Conta
     container = containers.run(
         images["users"],
         [*command, "--port", str(port), "--metrics-port", str(metrics_port)],
-        {**env, "GOSHOP_DATABASE_URL": database_url},
+        {**env, "GOSHOP_DATABASE_URL": role_url(database_url, roles.USERS)},
         name="users-tilt",
         read_only=read_only(spec),
     )
@@ -185,7 +187,11 @@ def outboxer_dev(tilt, containers: Containers, images, database_url, kafka_broke
     container = containers.run(
         images["outboxer"],
         [*command, "--port", str(port)],
-        {**env, "GOSHOP_DATABASE_URL": database_url, "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap},
+        {
+            **env,
+            "GOSHOP_DATABASE_URL": role_url(database_url, roles.OUTBOXER),
+            "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        },
         name="outboxer-tilt",
         read_only=read_only(spec),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import yaml
 from goshop_devtools.postgres import free_port
 from tests.containers.conftest import ROOT
 from tests.e2e.conftest import Http, wait_for
-from tests.production import checkout, own_database, production_env
+from tests.production import checkout, production_database, production_env
 from tests.support import write_signing_key
 
 pytestmark = pytest.mark.slow
@@ -34,21 +35,22 @@ WORKERS = {
     "payments-consumer": "payments-consumer",
     "maintenance": "maintenance",
 }
-JOBS = ("users-migrate", "orders-migrate", "payments-migrate")
+# The roles first (as the administrator), then the migrations, which grant to them.
+JOBS = ("db-roles", "users-migrate", "orders-migrate", "payments-migrate")
 UID = "10001"
 
 
 def manifest_container(name: str) -> tuple[str, list[str]]:
     """The image and command of the one container the manifest for ``name``
     runs (k8s/<name>-deployment.yaml, or k8s/<name>-job.yaml for a Job)."""
-    path = ROOT / "k8s" / (f"{name}-job.yaml" if name.endswith("-migrate") else f"{name}-deployment.yaml")
+    path = ROOT / "k8s" / (f"{name}-job.yaml" if name in JOBS else f"{name}-deployment.yaml")
     (workload,) = [o for o in yaml.safe_load_all(path.read_text()) if o and o["kind"] in ("Deployment", "Job")]
     (container,) = workload["spec"]["template"]["spec"]["containers"]
     return f"{container['image'].rsplit(':', 1)[0]}:dev", [*container["command"], *container.get("args", [])]
 
 
 class ShopInContainers:
-    def __init__(self, containers, database_url: str, bootstrap: str, secrets_dir: Path):
+    def __init__(self, containers, database_urls: dict[str, str], bootstrap: str, secrets_dir: Path):
         self.containers = containers
         self.ops_token = secrets.token_urlsafe(32)
         key = write_signing_key(secrets_dir / "jwt-signing-key.pem")
@@ -59,7 +61,7 @@ class ShopInContainers:
         self.ports = {env: free_port() for env in SERVERS.values()}
         self.env = production_env(
             ports=self.ports,
-            database_url=database_url,
+            database_urls=database_urls,
             bootstrap=bootstrap,
             key_file=KEY_IN_CONTAINER,
             ops_token=self.ops_token,
@@ -71,7 +73,8 @@ class ShopInContainers:
     def migrate(self) -> None:
         for job in JOBS:
             image, command = manifest_container(job)
-            result = self.containers.run(image, command, self.env["migrate"], name=job, detach=False)
+            env = self.env["db-roles" if job == "db-roles" else "migrate"]
+            result = self.containers.run(image, command, env, name=job, detach=False)
             self.migrations[job] = result
 
     def start(self) -> None:
@@ -101,10 +104,14 @@ class ShopInContainers:
 
 
 @pytest.fixture(scope="module")
-def shop(containers, pg_server, kafka_broker, tmp_path_factory):
-    shop = ShopInContainers(
-        containers, own_database(pg_server), kafka_broker.bootstrap, tmp_path_factory.mktemp("secrets")
-    )
+def database_urls() -> Iterator[dict[str, str]]:
+    with production_database() as urls:
+        yield urls
+
+
+@pytest.fixture(scope="module")
+def shop(containers, database_urls, kafka_broker, tmp_path_factory):
+    shop = ShopInContainers(containers, database_urls, kafka_broker.bootstrap, tmp_path_factory.mktemp("secrets"))
     shop.migrate()
     assert all(result.returncode == 0 for result in shop.migrations.values()), {
         job: result.stderr[-2000:] for job, result in shop.migrations.items()

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from goshop_common.db import roles
 from goshop_common.messaging.events import DEAD_LETTER_TOPICS, TOPICS
 from goshop_common.messaging.kafka import PARTITIONS
 
@@ -251,7 +252,8 @@ def test_migrations_are_one_shots_their_services_wait_for(services, name):
     assert spec["build"]["target"] == target
     assert spec["command"] == ["python", "-m", module, "up"]
     assert spec.get("restart", "no") == "no"
-    assert _depends_on(spec) == {"postgres": "service_healthy"}
+    # After the database roles: the migrations grant to them.
+    assert _depends_on(spec) == {"db-roles": "service_completed_successfully"}
     for dependant in dependants:
         assert _depends_on(services[dependant]).get(name) == "service_completed_successfully", dependant
 
@@ -267,12 +269,31 @@ def test_gateway_waits_for_every_upstream_it_routes_to(services):
         assert int(port) == APPS[host][0]
 
 
+def test_the_database_roles_are_made_first_by_the_administrator(services):
+    spec = services["db-roles"]
+    assert spec["command"] == ["python", "-m", "goshop_common.db.roles"]
+    assert spec.get("restart", "no") == "no"
+    assert _depends_on(spec) == {"postgres": "service_healthy"}
+    assert urlsplit(spec["environment"]["GOSHOP_DATABASE_URL"]).username == "goshop"
+
+
+@pytest.mark.parametrize("name", [*APPS, *MIGRATIONS])
+def test_each_service_connects_as_its_own_database_role(services, name):
+    env = services[name]["environment"]
+    process = "migrate" if name in MIGRATIONS else name
+    if process not in roles.PROCESS_ROLES:
+        assert "GOSHOP_DATABASE_URL" not in env, f"{name} uses no database"
+        return
+    assert urlsplit(env["GOSHOP_DATABASE_URL"]).username == roles.PROCESS_ROLES[process]
+
+
 @pytest.mark.parametrize("name", [*APPS, *MIGRATIONS])
 def test_app_service_environment_points_at_compose_hosts(services, name):
     env = services[name]["environment"]
     assert env["GOSHOP_ENV"] == "development", "the ini says production; dev defaults need the env"
-    database = urlsplit(env["GOSHOP_DATABASE_URL"])
-    assert (database.hostname, database.port) == ("postgres", 5432)
+    if "GOSHOP_DATABASE_URL" in env:
+        database = urlsplit(env["GOSHOP_DATABASE_URL"])
+        assert (database.hostname, database.port) == ("postgres", 5432)
     assert env["GOSHOP_KAFKA_BOOTSTRAP"] == "kafka:9092"
     jwks = urlsplit(env["GOSHOP_JWKS_URL"])
     assert (jwks.hostname, jwks.port) == ("users", 8081)

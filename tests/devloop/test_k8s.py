@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -86,12 +87,30 @@ INFRA_ADDRESSES = {
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 # Renders whose Secrets the operator creates: they ship none.
 OPERATOR_SECRETS_TARGETS = ("production",)
-# What an operator puts in them (k8s/overlays/production/kustomization.yaml): values the
-# repository does not hold, so production accepts them.
-OPERATOR_VALUES = {
-    "GOSHOP_DATABASE_URL": "postgresql://goshop_orders:" + "s3cret-" * 4 + "@db.example:5432/goshop",
-    "GOSHOP_OPS_TOKEN": "operator-made-ops-token-" + "x" * 16,
-}
+# What an operator puts in them (k8s/overlays/production/kustomization.yaml, k8s/README.md
+# "Production"): values the repository does not hold, so production accepts them.
+OPERATOR_PASSWORD = "s3cret-" * 4
+OPERATOR_VALUES = {"GOSHOP_OPS_TOKEN": "operator-made-ops-token-" + "x" * 16}
+
+
+def _operator_secret(name: str) -> dict[str, str]:
+    """The keys of a Secret the operator creates: a workload's database Secret holds its
+    role's URL; db-admin the administrator's, and every role's password."""
+    from goshop_common.db import roles
+    from goshop_common.settings import SPECS
+
+    def url(user: str) -> str:
+        return f"postgresql://{user}:{OPERATOR_PASSWORD}@db.example:5432/goshop"
+
+    if name == "db-admin":
+        passwords = {spec.env: OPERATOR_PASSWORD for spec in SPECS if spec.name in roles.PASSWORD_SETTINGS.values()}
+        return {"GOSHOP_DATABASE_URL": url("postgres"), **passwords}
+    if name.endswith("-db"):
+        workload = name.removesuffix("-db")
+        return {"GOSHOP_DATABASE_URL": url(roles.PROCESS_ROLES[PROCESSES.get(workload, workload)])}
+    return OPERATOR_VALUES
+
+
 # goshop's version (setup.py): the tag every goshop image carries in k8s/ and the Makefile.
 VERSION = re.search(r'^\s*version="([^"]+)",$', (ROOT / "setup.py").read_text(), re.M).group(1)
 
@@ -525,11 +544,14 @@ def _env_of(objects, workload):
     for source in container.get("envFrom", []):
         if "configMapRef" in source:
             env.update(configmaps[source["configMapRef"]["name"]]["data"])
+        if "secretRef" in source:
+            name = source["secretRef"]["name"]
+            env.update(secrets[name]["stringData"] if name in secrets else _operator_secret(name))
     for item in container.get("env", []):
         ref = item.get("valueFrom", {}).get("secretKeyRef")
         if ref and ref["name"] not in secrets:
             # A Secret the operator creates (the production overlay): a value of that kind.
-            env[item["name"]] = OPERATOR_VALUES[item["name"]]
+            env[item["name"]] = _operator_secret(ref["name"])[item["name"]]
         elif ref:
             env[item["name"]] = secrets[ref["name"]]["stringData"][ref["key"]]
         elif "value" in item:
@@ -601,6 +623,45 @@ def test_every_worker_that_needs_kafka_or_the_database_gets_it():
     for name in ("users", "opsassistant", "maintenance"):
         assert "GOSHOP_DATABASE_URL" in _env_of(objects, deployments[name]), name
     assert "GOSHOP_OPS_TOKEN" in _env_of(objects, deployments["opsassistant"])
+
+
+@ALL_TARGETS
+def test_each_workload_connects_as_its_own_database_role_from_a_secret_of_its_own(target):
+    from goshop_common.db import roles
+
+    objects = rendered(target)
+    secret_of = {}
+    for workload in [*of_kind(objects, "Deployment"), *of_kind(objects, "Job")]:
+        name = workload["metadata"]["name"]
+        if not pod_spec(workload)["containers"][0]["image"].startswith("goshop-"):
+            continue
+        env = _env_of(objects, workload)
+        if name == "db-roles":
+            # The administrator, with every role's password.
+            assert urlsplit(env["GOSHOP_DATABASE_URL"]).username not in roles.PASSWORD_SETTINGS, target
+            assert {
+                f"GOSHOP_DB_{role.removeprefix('goshop_').upper()}_PASSWORD" for role in roles.PASSWORD_SETTINGS
+            } < set(env)
+            continue
+        process = PROCESSES[name]
+        if process not in roles.PROCESS_ROLES:
+            assert "GOSHOP_DATABASE_URL" not in env, f"{target}: {name} uses no database"
+            continue
+        assert urlsplit(env["GOSHOP_DATABASE_URL"]).username == roles.PROCESS_ROLES[process], f"{target}: {name}"
+        (container,) = pod_spec(workload)["containers"]
+        (ref,) = [
+            i["valueFrom"]["secretKeyRef"]["name"] for i in container["env"] if i["name"] == "GOSHOP_DATABASE_URL"
+        ]
+        secret_of[name] = ref
+    # One Secret per service: a consumer shares its service's, the migrate Jobs theirs.
+    assert len(set(secret_of.values())) == len({roles.PROCESS_ROLES[PROCESSES[n]] for n in secret_of})
+
+
+def test_the_db_roles_job_runs_the_bootstrap():
+    (job,) = [j for j in of_kind(rendered("base"), "Job") if j["metadata"]["name"] == "db-roles"]
+    (container,) = pod_spec(job)["containers"]
+    assert container["command"] == ["python", "-m", "goshop_common.db.roles"]
+    assert job["spec"].get("backoffLimit", 6) >= 1, "a Job started before PostgreSQL must retry"
 
 
 def test_the_dev_overlay_sends_every_goshop_processs_traces_to_its_jaeger():
@@ -693,6 +754,7 @@ PROCESSES = {
     "payments-consumer": "payments-consumer",
     "maintenance": "maintenance",
     **{f"{s}-migrate": "migrate" for s in MIGRATIONS},
+    "db-roles": "db-roles",
 }
 # Who may open a connection to each goshop port, and nobody else.
 REACHABLE_BY = {
@@ -904,8 +966,9 @@ def test_the_in_cluster_infrastructure_admits_only_its_clients():
     ):
         clients = {name for name, process in PROCESSES.items() if process in uses[setting]}
         assert _who_reaches(objects, infra, port) == clients | extra, f"who reaches {infra}:{port}"
-    # Every process exports its traces (the dev overlay's OTEL endpoint), nothing else does.
-    assert _who_reaches(objects, "jaeger", 4318) == set(PROCESSES)
+    # Every process exports its traces (the dev overlay's OTEL endpoint), nothing else does;
+    # the roles bootstrap, a few statements once, traces nothing.
+    assert _who_reaches(objects, "jaeger", 4318) == set(PROCESSES) - {"db-roles"}
     assert not _who_reaches(objects, "jaeger", 16686), "the UI is for kubectl port-forward"
 
 

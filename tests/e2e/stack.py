@@ -11,6 +11,7 @@ from pathlib import Path
 
 from goshop_devtools.postgres import free_port
 from tests.e2e.conftest import ROOT, spawn, stop, wait_for
+from tests.support import process_urls
 
 SERVE = "goshop_common.web.serve"
 
@@ -54,6 +55,12 @@ class Stack:
             "ops": self._serve("ops"),
             "gateway": self._serve("gateway"),
         }
+        # Each process connects as its own database role (goshop_common.db.roles),
+        # as make run and the manifests have it; the gateway to no database.
+        database_urls = process_urls(self.env.pop("GOSHOP_DATABASE_URL"))
+        self.process_env = {
+            name: {"GOSHOP_DATABASE_URL": database_urls[name]} for name in self.commands if name in database_urls
+        }
         self.processes: dict[str, subprocess.Popen] = {}
 
     def _serve(self, name: str) -> list[str]:
@@ -71,7 +78,8 @@ class Stack:
         # Append, so a restarted service's earlier log is kept.
         with (self.log_dir / f"{name}.log").open("ab"):
             pass
-        self.processes[name] = spawn(self.commands[name], self.env, self.log_dir / f"{name}.log", append=True)
+        env = {**self.env, **self.process_env.get(name, {})}
+        self.processes[name] = spawn(self.commands[name], env, self.log_dir / f"{name}.log", append=True)
         if name in self.ports:
             wait_for(self.ports[name], "/live", process=self.processes[name])
 

@@ -22,8 +22,10 @@ import time
 import uuid
 from pathlib import Path
 
+import psycopg2
 import pytest
 
+from goshop_common.db import roles
 from goshop_devtools.broker import EmbeddedBroker, broker_bin
 from goshop_devtools.lifeline import command_line
 from goshop_devtools.postgres import ephemeral_low, free_port, port_bindable
@@ -247,6 +249,7 @@ def test_first_start_shows_its_progress_and_ends_with_urls_and_a_try_it_block(sh
         r"^first start: initialising a new database in ",
         r"^PostgreSQL ready on 127\.0\.0\.1:\d+",
         r"^broker \(Tansu, in memory\) ready on ",
+        r"^database roles ready: goshop_migrate, goshop_users, ",
         r"^migrations: users migrated to \d+, orders migrated to \d+, payments migrated to \d+$",
         r"^gateway ready in [\d.]+ s$",
         rf"^the shop is up in [\d.]+ s; talk to the gateway at http://127\.0\.0\.1:{shop.base}$",
@@ -286,6 +289,20 @@ def test_the_try_it_block_places_an_order_that_ends_paid(shop, gw):
     account = {"email": "me@example.com", "password": "long enough password"}
     _, _, tokens = gw.request("POST", "/v1/users/login", account)
     assert _settled(gw, {"Authorization": f"Bearer {tokens['access_token']}"}, order["id"]) == "paid"
+
+
+def test_each_process_connects_as_its_own_role(shop):
+    # Every process's pool holds a connection by now: /ready asks the database.
+    # Asked as the migration role: any role sees who else is connected.
+    connection = psycopg2.connect(f"postgresql://goshop_migrate:goshop@127.0.0.1:{shop.ports['pg']}/goshop")
+    try:
+        with connection.cursor() as cursor:
+            # The processes' pools name themselves "goshop" (goshop_common.db.session).
+            cursor.execute("SELECT DISTINCT usename FROM pg_stat_activity WHERE application_name = 'goshop'")
+            connected = {row[0] for row in cursor.fetchall()}
+    finally:
+        connection.close()
+    assert connected == set(roles.RUNTIME)
 
 
 def test_the_console_is_one_short_prefixed_line_per_event(shop, gw):
@@ -351,7 +368,8 @@ def test_ctrl_c_stops_every_process_within_3_seconds(shop):
     code, took = shop.signal_and_time(signal.SIGINT)
     assert code == 0, shop.log[-3000:]
     assert took < STOP_BUDGET, f"Ctrl-C took {took:.2f} s"
-    assert _wait_gone(pids, 0.5) == []
+    left = _wait_gone(pids, 0.5)
+    assert left == [], {p: command_line(p) for p in left}
     assert [p for p in _every_port(shop) if _listening(p)] == []
     assert re.search(r"Ctrl-C: stopping everything.*\n(.*\n)*.*stopped in [\d.]+ s", shop.log)
 

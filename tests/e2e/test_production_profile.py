@@ -13,13 +13,16 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg2
 import pytest
 
+from goshop_common.db import roles
 from goshop_devtools.postgres import free_port
 from tests.e2e.conftest import ROOT, Http, spawn, stop, wait_for
-from tests.production import HTTP_SERVICES, checkout, own_database, production_env
+from tests.production import HTTP_SERVICES, checkout, production_database, production_env
 from tests.support import write_signing_key
 
 pytestmark = pytest.mark.slow
@@ -35,7 +38,7 @@ REPLICAS = 2
 
 
 class ProductionShop:
-    def __init__(self, database_url: str, bootstrap: str, log_dir: Path):
+    def __init__(self, database_urls: dict[str, str], bootstrap: str, log_dir: Path):
         self.log_dir = log_dir
         self.ops_token = secrets.token_urlsafe(32)
         self.ports = {name: free_port() for name in HTTP_SERVICES}
@@ -46,7 +49,7 @@ class ProductionShop:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("GOSHOP_", "OLLAMA_"))}
         given = production_env(
             ports=self.ports,
-            database_url=database_url,
+            database_urls=database_urls,
             bootstrap=bootstrap,
             key_file=str(write_signing_key(log_dir / "jwt-signing-key.pem")),
             ops_token=self.ops_token,
@@ -55,6 +58,17 @@ class ProductionShop:
         self.processes: dict[str, subprocess.Popen] = {}
 
     def migrate(self) -> None:
+        # The roles bootstrap from the command line, in production mode (the
+        # harness made the roles already: a second run changes nothing).
+        result = subprocess.run(
+            [sys.executable, "-m", "goshop_common.db.roles"],
+            cwd=ROOT,
+            env=self.env["db-roles"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
         for service in ("users", "orders", "payments"):
             result = subprocess.run(
                 [sys.executable, "-m", f"goshop_{service}.migrate", "up"],
@@ -94,9 +108,15 @@ class ProductionShop:
 
 
 @pytest.fixture(scope="module")
-def shop(pg_server, kafka_broker, tmp_path_factory):
+def database_urls() -> Iterator[dict[str, str]]:
+    with production_database() as urls:
+        yield urls
+
+
+@pytest.fixture(scope="module")
+def shop(database_urls, kafka_broker, tmp_path_factory):
     # One shop for the module: starting thirteen processes is the slow part.
-    shop = ProductionShop(own_database(pg_server), kafka_broker.bootstrap, tmp_path_factory.mktemp("production"))
+    shop = ProductionShop(database_urls, kafka_broker.bootstrap, tmp_path_factory.mktemp("production"))
     shop.migrate()
     try:
         shop.start()
@@ -136,6 +156,30 @@ def test_health_and_metrics_answer_in_production_mode(shop):
         text = _get_text(port, "/metrics")
         assert "goshop_" in text, name
     assert "goshop_http_requests_total" in _get_text(shop.metrics_ports["gateway"], "/metrics")
+
+
+def test_each_process_connects_as_its_own_role(shop, database_urls):
+    admin = psycopg2.connect(database_urls["db-roles"])
+    try:
+        with admin.cursor() as cursor:
+            # The processes' pools name themselves "goshop" (goshop_common.db.session).
+            cursor.execute("SELECT DISTINCT usename FROM pg_stat_activity WHERE application_name = 'goshop'")
+            assert {row[0] for row in cursor.fetchall()} == set(roles.RUNTIME)
+    finally:
+        admin.close()
+
+
+@pytest.mark.parametrize("as_whom", ["db-roles", "migrate"])
+def test_production_refuses_to_start_as_a_superuser_or_the_owner(shop, database_urls, as_whom):
+    env = {**shop.env["orders"], "GOSHOP_DATABASE_URL": database_urls[as_whom]}
+    ini = str(ROOT / "goshop_orders" / "production.ini")
+    args = [sys.executable, "-m", SERVE, ini, "--host", "127.0.0.1", "--port", str(free_port())]
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    what = "a superuser" if as_whom == "db-roles" else "the owner of a schema or table"
+    assert what in result.stderr, result.stderr[-2000:]
+    # The password stays out of the message.
+    assert database_urls[as_whom].split(":")[2].split("@")[0] not in result.stderr
 
 
 def _get_text(port: int, path: str) -> str:

@@ -23,6 +23,7 @@ from goshop_common.db.migrate import MigrateError, alembic_config, create, statu
 from goshop_common.db.session import sqlalchemy_url
 from goshop_devtools.postgres import free_port
 from goshop_users.migrate import ALEMBIC_INI, main
+from tests.support import create_roles
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 REAL_MIGRATIONS = REPO_ROOT / "goshop_users" / "migrations"
@@ -35,8 +36,10 @@ THIRD = "20261201160000"
 THIRD_FILE = f"{THIRD}_session_devices.py"
 FOURTH = "20261201192000"
 FOURTH_FILE = f"{FOURTH}_retention_indexes.py"
-HEAD = FOURTH
-FILES = [FIRST_FILE, SECOND_FILE, THIRD_FILE, FOURTH_FILE]
+FIFTH = "20261206230000"
+FIFTH_FILE = f"{FIFTH}_database_roles.py"
+HEAD = FIFTH
+FILES = [FIRST_FILE, SECOND_FILE, THIRD_FILE, FOURTH_FILE, FIFTH_FILE]
 EVERY = len(FILES)
 FIRST_TABLES = {"users"}
 ALL_TABLES = {"users", "sessions", "login_failures"}
@@ -52,8 +55,10 @@ STATUS_LINE = re.compile(r"^\s+(Applied|Pending)\s+-- (\S+)$")
 
 @pytest.fixture
 def fresh_db(pg_server) -> Iterator[str]:
-    """An empty database, dropped after the test."""
+    """An empty database with the database roles (the migrations grant to
+    them), dropped after the test."""
     url = pg_server.create_database("goshop_migrate")
+    create_roles(url)
     yield url
     pg_server.drop_database(url)
 
@@ -190,18 +195,32 @@ def retention_indexes(url: str) -> set[str]:
 RETENTION_INDEXES = {"ix_sessions_expires_at", "ix_sessions_revoked_at", "ix_login_failures_window_started_at"}
 
 
+def users_role_may_write(url: str) -> bool:
+    """Whether the users service's role may write its accounts (the last revision's grant)."""
+    query = "SELECT has_table_privilege('goshop_users', 'users.users', 'INSERT')"
+    return execute(url, query) == [(True,)]
+
+
 def test_down_rolls_back_only_the_last_revision_and_up_reapplies_it(fresh_db):
     assert migrate(fresh_db, "up") == 0
 
     assert migrate(fresh_db, "down") == 0
     assert tables(fresh_db) == ALL_TABLES
-    assert retention_indexes(fresh_db) == set()
-    assert {"user_agent", "client_address"} <= session_columns(fresh_db)
+    assert not users_role_may_write(fresh_db)
+    assert retention_indexes(fresh_db) == RETENTION_INDEXES
     assert states(fresh_db) == pending_from(EVERY - 1)
 
     assert migrate(fresh_db, "up") == 0
-    assert retention_indexes(fresh_db) == RETENTION_INDEXES
+    assert users_role_may_write(fresh_db)
     assert states(fresh_db) == pending_from(EVERY)
+
+
+def test_down_twice_drops_the_retention_indexes(fresh_db):
+    assert migrate(fresh_db, "up") == 0
+
+    assert migrate(fresh_db, "down-to", THIRD) == 0
+    assert retention_indexes(fresh_db) == set()
+    assert {"user_agent", "client_address"} <= session_columns(fresh_db)
 
 
 def test_reset_rolls_back_every_revision(fresh_db):
@@ -244,8 +263,7 @@ def test_down_to_zero_rolls_back_everything(fresh_db):
 def test_redo_reapplies_only_the_last_revision(fresh_db):
     assert migrate(fresh_db, "up") == 0
     user_id = insert_user(fresh_db, "kept@example.com")
-    # The last revision built the retention indexes (concurrently, outside a
-    # transaction): redo drops and builds them again, and the rows stay.
+    # Redo revokes the last revision's grants and grants them again; the rows stay.
     session_id = uuid.uuid4()
     execute(
         fresh_db,
@@ -262,7 +280,7 @@ def test_redo_reapplies_only_the_last_revision(fresh_db):
     assert states(fresh_db) == pending_from(EVERY)
     assert execute(fresh_db, "SELECT id, email FROM users.users") == [(user_id, "kept@example.com")]
     assert execute(fresh_db, "SELECT id, user_agent FROM users.sessions") == [(session_id, "curl/8")]
-    assert retention_indexes(fresh_db) == RETENTION_INDEXES
+    assert users_role_may_write(fresh_db)
 
 
 # --- errors --------------------------------------------------------------------
@@ -388,7 +406,7 @@ def test_create_twice_in_the_same_second_is_refused_and_leaves_a_usable_history(
         create(config, "second", second_kind, now=now)
 
     scripts = ScriptDirectory.from_config(config)
-    assert [rev.revision for rev in scripts.walk_revisions()] == ["20300102030405", FOURTH, THIRD, SECOND, FIRST]
+    assert [rev.revision for rev in scripts.walk_revisions()] == ["20300102030405", FIFTH, FOURTH, THIRD, SECOND, FIRST]
 
 
 def test_create_rejects_an_unknown_kind_and_an_empty_name(migrations_copy, capsys):

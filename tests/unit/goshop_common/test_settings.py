@@ -35,6 +35,14 @@ PRODUCTION_ENV = {
     "payments-consumer": {"GOSHOP_DATABASE_URL": DB, "GOSHOP_KAFKA_BOOTSTRAP": "kafka:9092"},
     "migrate": {"GOSHOP_DATABASE_URL": DB},
     "maintenance": {"GOSHOP_DATABASE_URL": DB},
+    # The roles bootstrap: an administrator's URL and every role's password.
+    "db-roles": {
+        "GOSHOP_DATABASE_URL": DB,
+        **{
+            f"GOSHOP_DB_{role}_PASSWORD": f"{role.lower()}-from-the-vault"
+            for role in ("MIGRATE", "USERS", "ORDERS", "PAYMENTS", "OUTBOXER", "OPS", "MAINTENANCE")
+        },
+    },
 }
 
 
@@ -161,6 +169,11 @@ def test_production_accepts_a_required_setting_from_the_ini():
 def test_production_refuses_the_repositorys_database_password(url):
     with pytest.raises(SettingsError, match="GOSHOP_DATABASE_URL"):
         production("orders", GOSHOP_DATABASE_URL=url)
+
+
+def test_production_refuses_the_development_password_for_a_database_role():
+    with pytest.raises(SettingsError, match="GOSHOP_DB_OPS_PASSWORD is the repository's development password"):
+        production("db-roles", GOSHOP_DB_OPS_PASSWORD="goshop")
 
 
 @pytest.mark.parametrize("token", [DEV_OPS_TOKEN, "dev-only-ops-token-for-kind-do-not-use-in-production"])
