@@ -522,7 +522,7 @@ def _check_production(settings: Settings, specs: tuple[Spec, ...], given: set[st
 
 
 def markdown_table() -> str:
-    """Every setting as a Markdown table (README's "Settings" section is this
+    """Every setting as a Markdown table (the "Settings" section of docs/operations.md is this
     output; a test keeps the two equal). ``python -m goshop_common.settings``."""
     rows = ["| env | default | used by | production |", "|---|---|---|---|"]
     for spec in SPECS:

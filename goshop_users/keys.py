@@ -154,7 +154,7 @@ def load_signing_key(settings: Settings) -> SigningKey:
         if settings.production:
             raise SettingsError(
                 "GOSHOP_JWT_PRIVATE_KEY_FILE is required in production: "
-                "a generated development key is refused (see README, 'Keys')"
+                "a generated development key is refused (see docs/operations.md, 'Keys and secrets')"
             )
         path = dev_key_path(settings)
         if not path.exists():

@@ -48,7 +48,7 @@ def production_database() -> Iterator[dict[str, str]]:
 def production_env(
     *, ports: dict[str, int], database_urls: dict[str, str], bootstrap: str, key_file: str, ops_token: str
 ) -> dict[str, dict[str, str]]:
-    """What each process is given, and nothing more (README, "Keys and
+    """What each process is given, and nothing more (docs/operations.md, "Keys and
     secrets"): a process that asked for another's secret would not start.
     ``ports`` are the HTTP services' public ports on 127.0.0.1; ``key_file`` is
     the signing key's path as users sees it. Keys: the services, the workers

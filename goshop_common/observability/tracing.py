@@ -52,7 +52,7 @@ from goshop_common.web.clientip import peer_is_trusted
 log = logging.getLogger("goshop.tracing")
 
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
-# The SDK's variables goshop documents (README "Tracing") and its deployment
+# The SDK's variables goshop documents (docs/operations.md, "Traces") and its deployment
 # files may set; the SDK reads each of them itself.
 OTEL_VARIABLES = (
     *ENDPOINT_VARIABLES,

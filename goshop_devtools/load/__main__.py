@@ -198,7 +198,7 @@ def print_stats(report: dict, seconds: int, out=sys.stdout) -> None:
     if throttled:
         print(
             f"{throttled} x 429: the login throttle refused logins from this address (a client's earlier wrong "
-            "passwords count for 15 min; see README, Login)",
+            "passwords count for 15 min; see docs/api.md, Login)",
             file=out,
         )
 
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(options: argparse.Namespace) -> int:
     try:
         host = loopback_host(options.host)
-        users = int(bounded("LOAD_USERS", options.users, 1, MAX_USERS, " (one client address: see the README)"))
+        users = int(bounded("LOAD_USERS", options.users, 1, MAX_USERS, " (one client address: docs/development.md)"))
         spawn_rate = bounded("LOAD_SPAWN_RATE", options.spawn_rate, 0.1, MAX_SPAWN_RATE)
         seconds = duration_seconds(options.time)
         settle = bounded("LOAD_SETTLE_SECONDS", options.settle_seconds, 1, MAX_SETTLE_SECONDS)

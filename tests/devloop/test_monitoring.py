@@ -197,15 +197,14 @@ def test_every_http_services_scrape_target_is_its_inis_metrics_port():
             assert f"{host}:{port.group(1)}" in SCRAPE_TARGETS, f"{host}: the ini serves metrics on {port.group(1)}"
 
 
-def test_the_main_readmes_loopback_rewrite_scrapes_every_process_of_make_run():
-    # README, "Watching it in Grafana": a sed turns the compose names into
+def test_the_operations_guides_loopback_rewrite_scrapes_every_process_of_make_run():
+    # docs/operations.md, "Watching `make run` in Grafana": a sed turns the compose names into
     # 127.0.0.1, which must then be where `make run` serves each /metrics.
     from goshop_devtools.run import PROCESSES
 
-    sed = re.search(
-        r"sed -E 's/([^/]+)/([^/]+)/' monitoring/prometheus/prometheus.yml", (ROOT / "README.md").read_text()
-    )
-    assert sed, "README.md has no sed rewrite of prometheus.yml"
+    guide = (ROOT / "docs" / "operations.md").read_text()
+    sed = re.search(r"sed -E 's/([^/]+)/([^/]+)/' monitoring/prometheus/prometheus.yml", guide)
+    assert sed, "docs/operations.md has no sed rewrite of prometheus.yml"
     rewritten = yaml.safe_load(re.sub(sed[1], sed[2].replace("\\1", r"\g<1>"), PROMETHEUS_YML.read_text()))
     targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in rewritten["scrape_configs"]}
     for process in PROCESSES:
