@@ -10,7 +10,9 @@ progress); one whose code changes is reloaded. Ctrl-C (or SIGTERM) stops
 everything it started, the processes together, then the broker and the
 database; a second Ctrl-C kills at once. Killed itself, it takes its
 processes along (a parent-death signal), and the next start stops the
-PostgreSQL it left running.
+PostgreSQL it left running. One runner per data directory
+(goshop_devtools.runner_lock): a second one refuses to start and touches
+nothing of the first's.
 
 Each HTTP service's internal app (``/metrics``, detailed health) is on its
 port + ``METRICS_PORT_SHIFT`` (gateway 9080, users 9081, ... from base 8080), so
@@ -39,6 +41,7 @@ from goshop_common.observability import logs
 from goshop_devtools.broker import EmbeddedBroker
 from goshop_devtools.console import Console
 from goshop_devtools.postgres import EmbeddedPostgres, port_in_use
+from goshop_devtools.runner_lock import AlreadyRunning, RunnerLock
 from goshop_devtools.supervisor import STOP_GRACE, Spec, Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,7 +293,8 @@ def _announce(console: Console, base: int, started: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``make run``; the exit status is 0 after a stop, 1 when start-up
-    failed, 2 when a port it needs is taken."""
+    failed, 2 when a port it needs is taken, 3 when another runner runs the
+    same data directory."""
     options = parse_args(argv)
     stop = StopRequest()
     # Before anything starts: from here on a Ctrl-C is a request that the
@@ -301,6 +305,21 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure("WARNING")
     console = Console.for_terminal(sys.stdout, os.environ, [p.name for p in PROCESSES])
     data_dir = Path(options.data_dir).resolve()
+    # Before anything looks for leftovers: a live runner's processes are not ones.
+    lock = RunnerLock(data_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        console.say(exc.advice(), level="error")
+        return 3
+    try:
+        return _run(options, stop, started, console, data_dir)
+    finally:
+        lock.release()
+
+
+def _run(options: argparse.Namespace, stop: StopRequest, started: float, console: Console, data_dir: Path) -> int:
+    """main's work, with the data directory's lock held."""
     run_dir = data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)

@@ -178,6 +178,14 @@ class Runner:
         code = self.process.wait(timeout)
         return code, time.monotonic() - began
 
+    def kill_runner_only(self) -> None:
+        """Kill the runner's process group, not what names its data directory
+        (a runner that shares its directory with another must not take the
+        other's processes along)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -341,6 +349,25 @@ def test_a_changed_source_file_reloads_only_the_processes_that_load_it(shop, gw)
     shop.wait_for(r"payments is back", 30, after=mark)
     shop.wait_for(r"payments-consumer is back", 30, after=mark)
     assert others <= set(shop.children()), "a process that does not load the file was restarted"
+    assert _checkout_ends(gw, _sign_up(gw)) == "paid"
+
+
+def test_a_second_runner_of_the_same_data_directory_refuses_and_leaves_the_first_running(shop, gw):
+    before = shop.children()
+    postgres = shop.postgres_pid()
+    # What a second `make run` in the same checkout is: same directory, same ports.
+    second = Runner(shop.workdir, ports=shop.ports, log_format="console").start("second.log")
+    try:
+        assert second.process.wait(30) == 3, second.log
+    finally:
+        second.kill_runner_only()
+    pid = shop.process.pid
+    assert f"another make run (pid {pid}) is running the shop in {shop.data_dir}" in second.log
+    assert f"Ctrl-C in its terminal, or kill {pid}" in second.log
+    assert "stopped" not in second.log, "the second runner stopped something"
+    assert set(before) <= set(shop.children()), "a process of the first runner was replaced"
+    assert shop.postgres_pid() == postgres
+    assert gw.request("GET", "/ready")[0] == 200
     assert _checkout_ends(gw, _sign_up(gw)) == "paid"
 
 
