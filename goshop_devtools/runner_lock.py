@@ -20,7 +20,7 @@ import os
 import time
 from pathlib import Path
 
-LOCK_NAME = "runner.lock"
+from goshop_common.shop_env import LOCK_NAME
 
 
 class AlreadyRunning(Exception):
@@ -54,8 +54,10 @@ class RunnerLock:
         self._fd: int | None = None
 
     def acquire(self, patience: float = 0.5) -> None:
-        """Take the lock and write this process's pid in it; a lock still
-        busy after ``patience`` seconds is another runner's."""
+        """Take the lock and write this process's pid in it. A command-line
+        tool checks whether a runner is alive by taking the lock shared for
+        an instant (goshop_common.shop_env.runner_alive): a lock still busy
+        after ``patience`` seconds is another runner's."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # Not O_TRUNC: the pid inside belongs to whoever holds the lock.
         # Python's descriptors are not inherited (O_CLOEXEC): the lock is

@@ -352,6 +352,25 @@ def test_a_changed_source_file_reloads_only_the_processes_that_load_it(shop, gw)
     assert _checkout_ends(gw, _sign_up(gw)) == "paid"
 
 
+def test_the_command_line_tools_find_the_shop_through_its_shop_env(shop):
+    shop_file = shop.data_dir / "shop.env"
+    assert f"Its addresses for a shell: set -a; . {shop_file}; set +a" in shop.log
+    values = dict(line.split("=", 1) for line in shop_file.read_text().splitlines() if not line.startswith("#"))
+    assert values["GOSHOP_KAFKA_BOOTSTRAP"] == f"'127.0.0.1:{shop.ports['kafka']}'"
+    assert values["GOSHOP_GATEWAY_URL"] == f"'http://127.0.0.1:{shop.base}'"
+    # No GOSHOP_DATABASE_URL nor GOSHOP_KAFKA_BOOTSTRAP: only where the shop's data is.
+    env = {**shop.env, "GOSHOP_DEV_DIR": str(shop.data_dir)}
+    outputs = {}
+    for tool in (["goshop_orders.migrate", "status"], ["goshop_common.messaging.deadletters", "list"]):
+        result = subprocess.run(
+            [sys.executable, "-m", *tool], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        outputs[tool[0]] = result.stdout
+    assert "Applied" in outputs["goshop_orders.migrate"]
+    assert "Pending" not in outputs["goshop_orders.migrate"]
+
+
 def test_a_second_runner_of_the_same_data_directory_refuses_and_leaves_the_first_running(shop, gw):
     before = shop.children()
     postgres = shop.postgres_pid()
@@ -381,6 +400,7 @@ def test_ctrl_c_stops_every_process_within_3_seconds(shop):
     assert _wait_gone(pids, 0.5) == []
     assert [p for p in _every_port(shop) if _listening(p)] == []
     assert re.search(r"Ctrl-C: stopping everything.*\n(.*\n)*.*stopped in [\d.]+ s", shop.log)
+    assert not (shop.data_dir / "shop.env").exists(), "the stopped shop's addresses are still given out"
 
 
 # -- runners of their own -----------------------------------------------------------
