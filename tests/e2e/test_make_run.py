@@ -401,6 +401,8 @@ def test_ctrl_c_stops_every_process_within_3_seconds(shop):
     assert [p for p in _every_port(shop) if _listening(p)] == []
     assert re.search(r"Ctrl-C: stopping everything.*\n(.*\n)*.*stopped in [\d.]+ s", shop.log)
     assert not (shop.data_dir / "shop.env").exists(), "the stopped shop's addresses are still given out"
+    # Each process ends within the grace, none is killed (goshop_devtools.lifeline).
+    assert "not stopped within" not in shop.log
 
 
 # -- runners of their own -----------------------------------------------------------
@@ -535,3 +537,57 @@ def test_a_process_left_by_an_earlier_run_is_found_by_its_pid_file_and_stopped(t
     finally:
         if _alive(leftover):
             os.kill(leftover, signal.SIGKILL)
+
+
+_ENDING = """
+import atexit, sys
+marks = sys.argv[1]
+
+
+class Finalized:
+    # What __del__ needs, kept on the object: teardown empties the module first.
+    def __init__(self, path, opener=open):
+        self.path, self.opener = path, opener
+
+    def __del__(self):
+        self.opener(self.path, "w").close()
+
+
+kept = Finalized(marks + ".finalized")
+atexit.register(lambda: open(marks + ".atexit", "w").close())
+sys.stdout.write("a last line, not flushed")
+sys.exit(int(sys.argv[2]))
+"""
+
+
+def _end(tmp_path, lifeline: bool) -> tuple[subprocess.CompletedProcess, Path]:
+    (tmp_path / "ending.py").write_text(_ENDING)
+    marks = tmp_path / ("lifeline" if lifeline else "plain")
+    head = (
+        [sys.executable, "-m", "goshop_devtools.lifeline", "--parent", str(os.getpid())]
+        if lifeline
+        else [sys.executable]
+    )
+    result = subprocess.run(
+        [*head, "-m", "ending", str(marks), "3"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return result, marks
+
+
+def test_a_process_under_the_lifeline_ends_after_its_atexit_handlers_without_finalizing(tmp_path):
+    result, marks = _end(tmp_path, lifeline=True)
+    assert result.returncode == 3
+    assert result.stdout == "a last line, not flushed"
+    assert marks.with_suffix(".atexit").exists()
+    # Teardown (and its CPU) skipped: the object is never collected.
+    assert not marks.with_suffix(".finalized").exists()
+    # Without the lifeline the same program is finalized: the test can tell.
+    result, marks = _end(tmp_path, lifeline=False)
+    assert result.returncode == 3
+    assert marks.with_suffix(".finalized").exists()
