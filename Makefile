@@ -9,11 +9,47 @@ STAMP := $(VENV)/.installed
 .DEFAULT_GOAL := help
 .PHONY: help venv run test scan test-containers test-chaos test-unit test-integration lint format migrate-status migrate-up bench bench-shop load gateway-routes clean clean-data
 
-help: ## list the targets
-	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  %-28s %s\n", $$1, $$2}'
-	@echo "  per service, for <svc> in $(IMAGE_SERVICES):"
-	@for s in $(IMAGE_SERVICES); do sed -n 's/^#svc //p' $(firstword $(MAKEFILE_LIST)) | sed "s/<svc>/$$s/g"; done \
-		| awk 'BEGIN {FS = " ## "}; {printf "  %-28s %s\n", $$1, $$2}'
+# `make help`: its sections in order, "Heading=targets" separated by ";"; @svc
+# stands for the per-service targets (the #svc lines below). A documented
+# target in no section is listed under "Other".
+HELP_SECTIONS := Everyday=run test lint format load bench clean-data clean;\
+	Tests and checks=test-unit test-integration test-containers test-chaos scan bench-shop;\
+	Set-up, migrations and code=venv migrate-status migrate-up gateway-routes help;\
+	Docker compose=dev-docker-only dev-docker-only-down docker-infra-up docker-infra-down;\
+	Images=base-image images;\
+	kind and Kubernetes=k8s-kind-create k8s-kind-delete k8s-bootstrap dev-hybrid dev-hybrid-down \
+		k8s-build-and-load-all k8s-apply-all k8s-status-all k8s-clean k8s-redeploy-all \
+		k8s-ingress-nginx-download k8s-ingress-nginx-install k8s-ingress-nginx-wait k8s-ingress-apply \
+		k8s-ingress-bootstrap k8s-portforward-ingress;\
+	Tilt=tilt-up tilt-down;\
+	Per service=@svc
+# The variables help's text names, shown with their values (tests/devloop/test_makefile.py
+# fails on one left out).
+HELP_VARIABLES := KIND_CLUSTER K8S_NAMESPACE
+
+help: ## list the targets (their variables expanded)
+	@awk -v sections='$(strip $(HELP_SECTIONS))' -v services='$(IMAGE_SERVICES)' ' \
+		/^[a-zA-Z0-9_-]+:.*## / { name = $$0; sub(/:.*/, "", name); text = $$0; sub(/^[^#]*## /, "", text); \
+			doc[name] = text; order[++n] = name } \
+		/^#svc / { line = $$0; sub(/^#svc /, "", line); svc[++m] = line } \
+		function show(name, text) { printf "  %-28s %s\n", name, text } \
+		END { \
+			count = split(sections, section, ";"); \
+			for (i = 1; i <= count; i++) { \
+				split(section[i], part, "="); heading = part[1]; gsub(/^ +| +$$/, "", heading); \
+				if (part[2] ~ /@svc/) heading = heading " (<svc>: " services ")"; \
+				printf "%s%s:\n", (i > 1 ? "\n" : ""), heading; \
+				k = split(part[2], names, " "); \
+				for (j = 1; j <= k; j++) { \
+					if (names[j] == "@svc") { \
+						split(services, each, " "); \
+						for (e = 1; e in each; e++) for (s = 1; s <= m; s++) { \
+							split(svc[s], t, " ## "); gsub(/<svc>/, each[e], t[1]); gsub(/<svc>/, each[e], t[2]); show(t[1], t[2]) } \
+					} else if (names[j] in doc) { show(names[j], doc[names[j]]); shown[names[j]] = 1 } \
+				} \
+			} \
+			for (i = 1; i <= n; i++) if (!(order[i] in shown)) { if (!other++) printf "\nOther:\n"; show(order[i], doc[order[i]]) } \
+		}' $(firstword $(MAKEFILE_LIST)) | sed $(foreach v,$(HELP_VARIABLES),-e 's|$$($(v))|$($(v))|g')
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "goshop needs Python 3.11 or newer (set PYTHON=...)")'
@@ -26,8 +62,8 @@ $(STAMP): $(BIN)/python setup.py constraints.txt
 
 venv: $(STAMP) ## create .venv and install goshop with its dev tools
 
-run: $(STAMP) ## start the shop: embedded Postgres, migrations, every service with auto-reload
-	$(BIN)/goshop-dev
+run: $(STAMP) ## start the shop: embedded Postgres, migrations, every service with auto-reload (RUN_ARGS=--no-reload)
+	$(BIN)/goshop-dev $(RUN_ARGS)
 
 test: $(STAMP) ## lint, the import contracts and the scan, then every test against a real PostgreSQL, with the coverage gate
 	$(BIN)/ruff check .
@@ -88,7 +124,7 @@ format: $(STAMP) ## apply ruff's fixes and formatting
 
 SERVICES_WITH_SCHEMA := users orders payments
 
-migrate-status: $(STAMP) ## every service's migrations: status (GOSHOP_DATABASE_URL or the default)
+migrate-status: $(STAMP) ## every service's migrations: status (GOSHOP_DATABASE_URL, else a running make run's database)
 	@for s in $(SERVICES_WITH_SCHEMA); do echo "== $$s"; $(BIN)/python -m goshop_$$s.migrate status || exit 1; done
 
 migrate-up: $(STAMP) ## every service's migrations: apply all new ones
@@ -119,8 +155,18 @@ load: $(STAMP) ## Locust through the gateway of a running `make run`, then the i
 gateway-routes: $(STAMP) ## regenerate goshop_gateway/upstream_routes.py from the services' own route declarations
 	$(BIN)/python -m goshop_devtools.gateway_routes
 
-clean-data: ## forget the data of `make run` (its Postgres, broker log and dev keys under .goshop/)
-	rm -rf .goshop
+# make run's data directory: GOSHOP_DEV_DIR, as for make run itself.
+DEV_DIR := $(or $(GOSHOP_DEV_DIR),.goshop)
+# What only a make run data directory holds: clean-data removes nothing else.
+DEV_DIR_MARKS := pgdata run runner.lock dev-keys tansu.log
+
+clean-data: ## forget the data of `make run` (its Postgres, broker log and dev keys) in GOSHOP_DEV_DIR, default .goshop/
+	@d='$(DEV_DIR)'; [ -e "$$d" ] || exit 0; \
+	for m in $(DEV_DIR_MARKS); do [ -e "$$d/$$m" ] && found=1; done; \
+	if [ -z "$$found" ]; then echo "clean-data: $$d holds none of $(DEV_DIR_MARKS): not a make run data directory, not removed" >&2; exit 1; fi; \
+	if [ -e "$$d/runner.lock" ] && ! $(PYTHON) -c 'import fcntl, sys; fcntl.flock(open(sys.argv[1]), fcntl.LOCK_EX | fcntl.LOCK_NB)' "$$d/runner.lock" 2>/dev/null; then \
+		echo "clean-data: a make run (pid $$(cat "$$d/runner.lock")) is using $$d: stop it first" >&2; exit 1; fi
+	rm -rf '$(DEV_DIR)'
 
 clean: ## remove .venv (and the scanner's .venv/scan) and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov *.egg-info

@@ -11,7 +11,11 @@ progress); one whose code changes is reloaded. Ctrl-C (or SIGTERM) stops
 everything it started, the processes together, then the broker and the
 database; a second Ctrl-C kills at once. Killed itself, it takes its
 processes along (a parent-death signal), and the next start stops the
-PostgreSQL it left running.
+PostgreSQL it left running. One runner per data directory
+(goshop_devtools.runner_lock): a second one refuses to start and touches
+nothing of the first's. While it runs, ``<data dir>/shop.env`` says where
+its database, broker and gateway are, for the command-line tools and for a
+shell (goshop_common.shop_env).
 
 Each HTTP service's internal app (``/metrics``, detailed health) is on its
 port + ``METRICS_PORT_SHIFT`` (gateway 9080, users 9081, ... from base 8080), so
@@ -35,6 +39,7 @@ from pathlib import Path
 import psycopg2
 import psycopg2.errors
 
+from goshop_common import shop_env
 from goshop_common.db import roles
 from goshop_common.messaging.kafka import ensure_topics
 from goshop_common.observability import logs
@@ -42,6 +47,7 @@ from goshop_common.settings import DB_ROLES, SettingsError, load_settings
 from goshop_devtools.broker import EmbeddedBroker
 from goshop_devtools.console import Console
 from goshop_devtools.postgres import EmbeddedPostgres, port_in_use
+from goshop_devtools.runner_lock import AlreadyRunning, RunnerLock
 from goshop_devtools.supervisor import STOP_GRACE, Spec, Supervisor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,13 +297,49 @@ def try_it(base: int) -> list[str]:
     ]
 
 
-def _announce(console: Console, base: int, started: float) -> None:
+def _forget_a_loaded_shop_env(console: Console, env: dict) -> None:
+    """A shell that loaded a shop.env (``set -a; . .goshop/shop.env``) passes
+    an earlier run's addresses on: they are not settings for this run, which
+    would otherwise use that run's database and broker, gone by now."""
+    if not env.pop(shop_env.MARKER, None):
+        return
+    loaded = [key for key in (*shop_env.TOOL_KEYS, shop_env.GATEWAY_URL) if env.pop(key, None)]
+    if loaded:
+        console.say(f"ignoring {', '.join(loaded)} loaded from a shop.env: this run starts its own", level="warning")
+
+
+def _write_shop_env(data_dir: Path, env: dict, database_url: str) -> Path:
+    """Where the shop is, for the command-line tools (goshop_common.shop_env).
+    The database as the migration role: what the migrate verbs need, and the
+    owner of every table for a look with psql."""
+    return shop_env.write(
+        data_dir,
+        {
+            shop_env.DATABASE_URL: database_url,
+            shop_env.KAFKA_BOOTSTRAP: env["GOSHOP_KAFKA_BOOTSTRAP"],
+            shop_env.GATEWAY_URL: env["GOSHOP_PUBLIC_URL"],
+        },
+    )
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when under it (``.goshop/shop.env``)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _announce(console: Console, base: int, started: float, shop_file: Path | None = None) -> None:
     """Once every process is ready: how long it took, where each one is, and
     the commands of try_it."""
     lines = [f"the shop is up in {time.monotonic() - started:.1f} s; talk to the gateway at http://127.0.0.1:{base}"]
     for process in sorted(PROCESSES, key=lambda p: p.port_offset):
         url = f"http://127.0.0.1:{base + process.port_offset}"
         lines.append(f"  {process.name:<17} {url}  (metrics {process.metrics_url(base)})")
+    if shop_file is not None:
+        # The migrate and deadletters tools read it themselves; a shell, psql or curl need it loaded.
+        lines.append(f"Its addresses for a shell: set -a; . {_shown(shop_file)}; set +a")
     lines.append("Ctrl-C stops it all; an edit reloads the processes that use the file.")
     console.block(lines)
     commands = try_it(base)
@@ -310,7 +352,8 @@ def _announce(console: Console, base: int, started: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``make run``; the exit status is 0 after a stop, 1 when start-up
-    failed, 2 when a port it needs is taken."""
+    failed, 2 when a port it needs is taken, 3 when another runner runs the
+    same data directory."""
     options = parse_args(argv)
     stop = StopRequest()
     # Before anything starts: from here on a Ctrl-C is a request that the
@@ -321,9 +364,28 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure("WARNING")
     console = Console.for_terminal(sys.stdout, os.environ, [p.name for p in PROCESSES])
     data_dir = Path(options.data_dir).resolve()
+    # Before anything looks for leftovers: a live runner's processes are not ones.
+    lock = RunnerLock(data_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning as exc:
+        console.say(exc.advice(), level="error")
+        return 3
+    # A killed runner's: its addresses are no longer the shop's.
+    (data_dir / shop_env.FILE_NAME).unlink(missing_ok=True)
+    try:
+        return _run(options, stop, started, console, data_dir)
+    finally:
+        (data_dir / shop_env.FILE_NAME).unlink(missing_ok=True)
+        lock.release()
+
+
+def _run(options: argparse.Namespace, stop: StopRequest, started: float, console: Console, data_dir: Path) -> int:
+    """main's work, with the data directory's lock held."""
     run_dir = data_dir / "run"
     run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
+    _forget_a_loaded_shop_env(console, env)
     env.update(console.child_environment())
     # An administrator's, for the roles and nobody else: each process is
     # given its own role's (_create_roles).
@@ -413,10 +475,11 @@ def main(argv: list[str] | None = None) -> int:
         env["GOSHOP_ORDERS_URL"] = f"http://127.0.0.1:{base + 2}"
         env["GOSHOP_PAYMENTS_URL"] = f"http://127.0.0.1:{base + 3}"
         env["GOSHOP_OPS_URL"] = f"http://127.0.0.1:{base + 5}"
+        shop_file = _write_shop_env(data_dir, env, database_urls["migrate"])
         stop.checkpoint()
         # Before start_all, as for the broker: a second Ctrl-C kills what started.
         stop.supervisor = supervisor
-        supervisor.on_all_ready = lambda: _announce(console, base, started)
+        supervisor.on_all_ready = lambda: _announce(console, base, started, shop_file)
         supervisor.start_all()
         supervisor.run(lambda: stop.requested)
         return 0

@@ -17,6 +17,7 @@ import datetime as dt
 import re
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from alembic import command
@@ -25,6 +26,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
+from goshop_common import shop_env
 from goshop_common.settings import SettingsError, load_settings
 
 _SQL_TEMPLATE = """-- {name}
@@ -179,8 +181,10 @@ def run(argv: list[str], ini_path: Path, prog: str) -> int:
     parser.add_argument("args", nargs="*")
     options = parser.parse_args(argv)
 
+    # In development, make run's database wherever it is (goshop_common.shop_env).
+    environ, source = shop_env.cli_environ()
     try:
-        database_url = options.database_url or load_settings(service="migrate").database_url
+        database_url = options.database_url or load_settings(environ=environ, service="migrate").database_url
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -222,7 +226,22 @@ def run(argv: list[str], ini_path: Path, prog: str) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except sa.exc.OperationalError as exc:
-        # The driver's own reason (exc.orig), without SQLAlchemy's wrapping.
-        print(f"error: cannot reach the database: {exc.orig}", file=sys.stderr)
+        setting = "--database-url" if options.database_url else shop_env.DATABASE_URL
+        print(f"error: {_database_error(exc, database_url, setting, source)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _database_error(exc: sa.exc.OperationalError, url: str, setting: str, source: Path | None) -> str:
+    """One line: the driver's own reason (exc.orig), without SQLAlchemy's
+    wrapping or libpq's second line of advice."""
+    reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__
+    if getattr(exc.orig, "pgcode", None) is not None:
+        # The server answered (a timeout, a lock): it is reachable.
+        return f"the database failed: {reason}"
+    parts = urlsplit(url)
+    # Host and port only: the URL's password stays off the screen.
+    address = f"{parts.hostname}:{parts.port or 5432}"
+    # libpq: 'connection to server at "127.0.0.1", port 5433 failed: Connection refused'.
+    reason = reason.split(" failed: ", 1)[-1]
+    return shop_env.not_reachable("database", address, reason, setting, source if setting != "--database-url" else None)

@@ -37,8 +37,9 @@ import time
 from collections.abc import Iterable, Sequence
 
 from kafka import TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
+from goshop_common import shop_env
 from goshop_common.messaging import events
 from goshop_common.messaging.kafka import make_producer, make_reader
 from goshop_common.observability import tracing
@@ -436,7 +437,20 @@ def main(argv: list[str] | None = None) -> int:
     again.add_argument("--partition", required=True, type=int)
     again.add_argument("--offset", required=True, type=int)
     options = parser.parse_args(argv)
-    bootstrap = load_settings(service=OPS).kafka_bootstrap
+    # In development, make run's broker wherever it is (goshop_common.shop_env).
+    environ, source = shop_env.cli_environ()
+    bootstrap = load_settings(environ=environ, service=OPS).kafka_bootstrap
+    try:
+        return _command(options, bootstrap)
+    except (KafkaTimeoutError, KafkaConnectionError) as exc:
+        reason = " ".join(str(arg) for arg in exc.args) or type(exc).__name__
+        print(shop_env.not_reachable("broker", bootstrap, reason, shop_env.KAFKA_BOOTSTRAP, source), file=sys.stderr)
+    except KafkaError as exc:
+        print(f"broker at {bootstrap}: {exc}", file=sys.stderr)
+    return 1
+
+
+def _command(options: argparse.Namespace, bootstrap: str) -> int:
     if options.command == "list":
         for entry in read_parked(bootstrap):
             print(json.dumps(entry.as_json()))

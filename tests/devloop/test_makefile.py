@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from goshop_devtools.runner_lock import RunnerLock
+
 ROOT = Path(__file__).resolve().parents[2]
 MAKE = shutil.which("make") or "/usr/bin/make"
 SERVICES = ("users", "orders", "outboxer", "payments", "gateway", "opsassistant")
@@ -378,4 +380,74 @@ def test_load_drives_make_runs_gateway_with_its_knobs():
 
 
 def test_clean_data_still_forgets_make_runs_data():
-    assert dry("clean-data").strip() == "rm -rf .goshop"
+    assert dry("clean-data", env={"GOSHOP_DEV_DIR": None}).splitlines()[-1] == "rm -rf '.goshop'"
+
+
+def _clean_data(data_dir: Path) -> subprocess.CompletedProcess:
+    environ = {**os.environ, "MAKEFLAGS": "", "GOSHOP_DEV_DIR": str(data_dir)}
+    return subprocess.run(
+        [MAKE, "--no-print-directory", "clean-data"], cwd=ROOT, env=environ, capture_output=True, text=True, check=False
+    )
+
+
+def test_clean_data_removes_the_goshop_dev_dir_and_nothing_else(tmp_path):
+    data_dir = tmp_path / "state"
+    (data_dir / "pgdata").mkdir(parents=True)
+    (data_dir / "runner.lock").write_text("")
+    (tmp_path / "beside").mkdir()
+    repo_data = (ROOT / ".goshop").exists()
+
+    assert _clean_data(data_dir).returncode == 0
+    assert not data_dir.exists()
+    assert (tmp_path / "beside").exists()
+    assert (ROOT / ".goshop").exists() == repo_data
+
+
+def test_clean_data_refuses_a_directory_that_is_not_make_runs(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = _clean_data(tmp_path)
+    assert result.returncode != 0
+    assert "not a make run data directory, not removed" in result.stderr
+    assert (tmp_path / "notes.txt").exists()
+
+
+def test_clean_data_refuses_while_a_make_run_uses_the_directory(tmp_path):
+    (tmp_path / "pgdata").mkdir()
+    # What a live runner holds (goshop_devtools.runner_lock).
+    lock = RunnerLock(tmp_path)
+    lock.acquire(patience=0)
+    try:
+        result = _clean_data(tmp_path)
+    finally:
+        lock.release()
+    assert result.returncode != 0
+    assert f"a make run (pid {os.getpid()}) is using {tmp_path}: stop it first" in result.stderr
+    assert (tmp_path / "pgdata").exists()
+
+
+def test_run_passes_run_args_to_the_runner():
+    assert dry("run", env={"RUN_ARGS": "--no-reload"}).splitlines()[-1] == ".venv/bin/goshop-dev --no-reload"
+
+
+EVERYDAY = ["run", "test", "lint", "format", "load", "bench", "clean-data", "clean"]
+
+
+def test_help_opens_with_the_everyday_targets():
+    lines = make("help").splitlines()
+    assert lines[0] == "Everyday:"
+    assert [line.split()[0] for line in lines[1 : 1 + len(EVERYDAY)]] == EVERYDAY
+
+
+def test_help_groups_the_other_targets_under_headings():
+    headings = [line for line in make("help").splitlines() if line and not line.startswith(" ")]
+    assert headings[:3] == ["Everyday:", "Tests and checks:", "Set-up, migrations and code:"]
+    assert {"Docker compose:", "Images:", "kind and Kubernetes:", "Tilt:"} <= set(headings)
+    # Every documented target has a section: none falls to the catch-all.
+    assert "Other:" not in headings
+
+
+def test_help_shows_values_not_make_variables():
+    out = make("help", env={"KIND_CLUSTER": "my-cluster", "K8S_NAMESPACE": "my-ns"})
+    assert "$(" not in out
+    assert "delete kind cluster my-cluster" in out
+    assert "to my-ns" in out

@@ -180,6 +180,14 @@ class Runner:
         code = self.process.wait(timeout)
         return code, time.monotonic() - began
 
+    def kill_runner_only(self) -> None:
+        """Kill the runner's process group, not what names its data directory
+        (a runner that shares its directory with another must not take the
+        other's processes along)."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -361,6 +369,44 @@ def test_a_changed_source_file_reloads_only_the_processes_that_load_it(shop, gw)
     assert _checkout_ends(gw, _sign_up(gw)) == "paid"
 
 
+def test_the_command_line_tools_find_the_shop_through_its_shop_env(shop):
+    shop_file = shop.data_dir / "shop.env"
+    assert f"Its addresses for a shell: set -a; . {shop_file}; set +a" in shop.log
+    values = dict(line.split("=", 1) for line in shop_file.read_text().splitlines() if not line.startswith("#"))
+    assert values["GOSHOP_KAFKA_BOOTSTRAP"] == f"'127.0.0.1:{shop.ports['kafka']}'"
+    assert values["GOSHOP_GATEWAY_URL"] == f"'http://127.0.0.1:{shop.base}'"
+    # No GOSHOP_DATABASE_URL nor GOSHOP_KAFKA_BOOTSTRAP: only where the shop's data is.
+    env = {**shop.env, "GOSHOP_DEV_DIR": str(shop.data_dir)}
+    outputs = {}
+    for tool in (["goshop_orders.migrate", "status"], ["goshop_common.messaging.deadletters", "list"]):
+        result = subprocess.run(
+            [sys.executable, "-m", *tool], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        outputs[tool[0]] = result.stdout
+    assert "Applied" in outputs["goshop_orders.migrate"]
+    assert "Pending" not in outputs["goshop_orders.migrate"]
+
+
+def test_a_second_runner_of_the_same_data_directory_refuses_and_leaves_the_first_running(shop, gw):
+    before = shop.children()
+    postgres = shop.postgres_pid()
+    # What a second `make run` in the same checkout is: same directory, same ports.
+    second = Runner(shop.workdir, ports=shop.ports, log_format="console").start("second.log")
+    try:
+        assert second.process.wait(30) == 3, second.log
+    finally:
+        second.kill_runner_only()
+    pid = shop.process.pid
+    assert f"another make run (pid {pid}) is running the shop in {shop.data_dir}" in second.log
+    assert f"Ctrl-C in its terminal, or kill {pid}" in second.log
+    assert "stopped" not in second.log, "the second runner stopped something"
+    assert set(before) <= set(shop.children()), "a process of the first runner was replaced"
+    assert shop.postgres_pid() == postgres
+    assert gw.request("GET", "/ready")[0] == 200
+    assert _checkout_ends(gw, _sign_up(gw)) == "paid"
+
+
 def test_ctrl_c_stops_every_process_within_3_seconds(shop):
     # Last of the shared shop's tests: it stops it.
     pids = [*shop.children(), shop.postgres_pid()]
@@ -372,6 +418,9 @@ def test_ctrl_c_stops_every_process_within_3_seconds(shop):
     assert left == [], {p: command_line(p) for p in left}
     assert [p for p in _every_port(shop) if _listening(p)] == []
     assert re.search(r"Ctrl-C: stopping everything.*\n(.*\n)*.*stopped in [\d.]+ s", shop.log)
+    assert not (shop.data_dir / "shop.env").exists(), "the stopped shop's addresses are still given out"
+    # Each process ends within the grace, none is killed (goshop_devtools.lifeline).
+    assert "not stopped within" not in shop.log
 
 
 # -- runners of their own -----------------------------------------------------------
@@ -506,3 +555,57 @@ def test_a_process_left_by_an_earlier_run_is_found_by_its_pid_file_and_stopped(t
     finally:
         if _alive(leftover):
             os.kill(leftover, signal.SIGKILL)
+
+
+_ENDING = """
+import atexit, sys
+marks = sys.argv[1]
+
+
+class Finalized:
+    # What __del__ needs, kept on the object: teardown empties the module first.
+    def __init__(self, path, opener=open):
+        self.path, self.opener = path, opener
+
+    def __del__(self):
+        self.opener(self.path, "w").close()
+
+
+kept = Finalized(marks + ".finalized")
+atexit.register(lambda: open(marks + ".atexit", "w").close())
+sys.stdout.write("a last line, not flushed")
+sys.exit(int(sys.argv[2]))
+"""
+
+
+def _end(tmp_path, lifeline: bool) -> tuple[subprocess.CompletedProcess, Path]:
+    (tmp_path / "ending.py").write_text(_ENDING)
+    marks = tmp_path / ("lifeline" if lifeline else "plain")
+    head = (
+        [sys.executable, "-m", "goshop_devtools.lifeline", "--parent", str(os.getpid())]
+        if lifeline
+        else [sys.executable]
+    )
+    result = subprocess.run(
+        [*head, "-m", "ending", str(marks), "3"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    return result, marks
+
+
+def test_a_process_under_the_lifeline_ends_after_its_atexit_handlers_without_finalizing(tmp_path):
+    result, marks = _end(tmp_path, lifeline=True)
+    assert result.returncode == 3
+    assert result.stdout == "a last line, not flushed"
+    assert marks.with_suffix(".atexit").exists()
+    # Teardown (and its CPU) skipped: the object is never collected.
+    assert not marks.with_suffix(".finalized").exists()
+    # Without the lifeline the same program is finalized: the test can tell.
+    result, marks = _end(tmp_path, lifeline=False)
+    assert result.returncode == 3
+    assert marks.with_suffix(".finalized").exists()

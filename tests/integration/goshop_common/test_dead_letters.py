@@ -18,6 +18,7 @@ from goshop_common.messaging.events import ORDERS_TOPIC, event_headers
 from goshop_common.messaging.inbox import inbox_table
 from goshop_common.messaging.kafka import ensure_topics, make_consumer, make_producer
 from goshop_common.observability.metrics import REGISTRY
+from goshop_devtools.postgres import free_port
 from tests.integration.goshop_common.test_consumer_batches import order_created, recorded
 from tests.saga_runtime import wait_until
 from tests.support import scratch_schema
@@ -355,3 +356,15 @@ def test_records_at_the_same_offset_of_two_partitions_are_told_apart(own_broker)
     producer.close(timeout=5)
     replayed = {entry.dlq_partition: bool(entry.replayed_at) for entry in read_parked(own_broker.bootstrap, [DLQ])}
     assert replayed == {0: False, 2: True}
+
+
+def test_the_command_with_no_broker_says_so_in_one_line_and_exits_1(monkeypatch, capsys):
+    address = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("GOSHOP_KAFKA_BOOTSTRAP", address)
+
+    assert deadletters.main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"broker at {address} not reachable: Unable to bootstrap from {address}; "
+        "is make run running? (GOSHOP_KAFKA_BOOTSTRAP)\n"
+    )

@@ -5,6 +5,7 @@ only ever writes into a copy of the migrations directory."""
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import io
 import os
 import re
@@ -19,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
+from goshop_common import shop_env
 from goshop_common.db.migrate import MigrateError, alembic_config, create, status
 from goshop_common.db.session import sqlalchemy_url
 from goshop_devtools.postgres import free_port
@@ -316,13 +318,49 @@ def test_down_to_a_version_not_yet_applied_fails_with_an_error(fresh_db, capsys)
     [["status"], ["up"], ["down"], ["reset"], ["redo"], ["up-to", FIRST], ["down-to", "0"]],
     ids=lambda argv: "-".join(argv),
 )
-def test_unreachable_database_fails_with_exit_code_1_not_a_traceback(argv, capsys):
-    url = f"postgresql://goshop:goshop@127.0.0.1:{free_port()}/goshop"
+def test_unreachable_database_fails_with_exit_code_1_and_one_line(argv, capsys):
+    port = free_port()
+    url = f"postgresql://goshop:a-password@127.0.0.1:{port}/goshop"
 
     assert migrate(url, *argv) == 1
     err = capsys.readouterr().err
-    assert "error: cannot reach the database" in err
-    assert "Traceback" not in err
+    assert err == (
+        f"error: database at 127.0.0.1:{port} not reachable: Connection refused; "
+        "is make run running? (--database-url)\n"
+    )
+
+
+def test_without_a_database_url_the_tool_uses_the_running_shops(fresh_db, tmp_path, monkeypatch, capsys):
+    # What make run leaves for the tools while it runs (goshop_common.shop_env).
+    shop_env.write(tmp_path, {shop_env.DATABASE_URL: fresh_db})
+    lock = os.open(tmp_path / shop_env.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    monkeypatch.delenv("GOSHOP_DATABASE_URL", raising=False)
+    monkeypatch.delenv("GOSHOP_ENV", raising=False)
+    monkeypatch.setenv("GOSHOP_DEV_DIR", str(tmp_path))
+    try:
+        assert main(["up"]) == 0
+    finally:
+        os.close(lock)
+    assert tables(fresh_db) == ALL_TABLES
+
+
+def test_a_dead_shops_address_is_named_with_its_file(tmp_path, monkeypatch, capsys):
+    port = free_port()
+    shop_env.write(tmp_path, {shop_env.DATABASE_URL: f"postgresql://goshop:goshop@127.0.0.1:{port}/goshop"})
+    lock = os.open(tmp_path / shop_env.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    monkeypatch.delenv("GOSHOP_DATABASE_URL", raising=False)
+    monkeypatch.delenv("GOSHOP_ENV", raising=False)
+    monkeypatch.setenv("GOSHOP_DEV_DIR", str(tmp_path))
+    try:
+        assert main(["status"]) == 1
+    finally:
+        os.close(lock)
+    assert capsys.readouterr().err == (
+        f"error: database at 127.0.0.1:{port} not reachable: Connection refused; "
+        f"is make run running? (GOSHOP_DATABASE_URL from {tmp_path.resolve() / 'shop.env'})\n"
+    )
 
 
 # --- create --------------------------------------------------------------------
