@@ -124,15 +124,6 @@ def applied_revisions(config: Config) -> set[str]:
     return applied
 
 
-def code_revisions(ini_path: Path) -> tuple[str, frozenset[str], frozenset[str]]:
-    """What a service's code expects of its database, from its alembic.ini and
-    no database: its schema, the heads of its history and every revision in it."""
-    config = Config(str(ini_path))
-    scripts = ScriptDirectory.from_config(config)
-    known = frozenset(rev.revision for rev in scripts.walk_revisions())
-    return config.get_main_option("goshop.schema"), frozenset(scripts.get_heads()), known
-
-
 def status(config: Config, out=None) -> list[tuple[str, str]]:
     """Print every revision, oldest first, as Applied or Pending."""
     out = out or sys.stdout

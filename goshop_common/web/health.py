@@ -16,6 +16,7 @@ from pathlib import Path
 import colander
 import sqlalchemy as sa
 
+from goshop_common.db.revisions import read_history
 from goshop_common.web.errors import error_response
 from goshop_common.web.openapi import Reply, error
 from goshop_common.web.rest import Service
@@ -55,7 +56,7 @@ class SchemaAtHead:
     never cached, so a reset shows at the next probe: reading the one-row
     version table costs what the ping did (0.39 ms against 0.40 ms, the median
     of 7 x 1,000 on the test PostgreSQL). The code's side is read once, when
-    the app is made (3 ms)."""
+    the app is made, from the revision files (goshop_common.db.revisions)."""
 
     def __init__(self, schema: str, heads: frozenset[str], known: frozenset[str]):
         self.schema = schema
@@ -71,13 +72,14 @@ class SchemaAtHead:
         """The check for ``goshop_<service>`` if it migrates a schema of its
         own (an alembic.ini beside its code), else None: the ops assistant
         reads others' schemas and keeps none."""
-        from goshop_common.db.migrate import code_revisions
-
         spec = importlib.util.find_spec(f"goshop_{service}")
         if spec is None or spec.origin is None:
             return None
         ini = Path(spec.origin).with_name("alembic.ini")
-        return cls(*code_revisions(ini)) if ini.exists() else None
+        if not ini.exists():
+            return None
+        history = read_history(ini)
+        return cls(history.schema, history.heads, history.known)
 
     def at_head(self, versions: frozenset[str]) -> bool:
         """Whether a version table holding ``versions`` has what the code needs."""
