@@ -57,6 +57,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python setup.py constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	@echo "installing goshop and its dev tools into $(VENV) (about a minute the first time, ~540 MB)…"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 

@@ -4,7 +4,7 @@ Runtime pins are exact so an install today equals an install next month;
 constraints.txt pins the transitive set the same way.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 RUNTIME = [
     "alembic==1.20.1",
@@ -88,10 +88,14 @@ setup(
     version="0.1.0",
     description="Reference e-commerce backend: users, orders, payments, outbox, gateway, ops assistant",
     python_requires=">=3.11",
-    packages=find_packages(include=["goshop_*"]),
-    include_package_data=True,
-    # Every service package ships its ini files and migrations.
-    package_data={"": ["*.ini", "migrations/*.py", "migrations/*.mako", "migrations/versions/*"]},
+    # Namespace packages too: a service's migrations/ and migrations/versions/
+    # have no __init__.py (Alembic loads them by path), and setuptools warns
+    # once per such directory whose files are shipped as data of a package
+    # that is not declared.
+    packages=find_namespace_packages(include=["goshop_*"], exclude=["*.__pycache__"]),
+    # Every service package ships its ini files; its migrations package its
+    # script.py.mako and any goose-style .sql revision beside a .py one.
+    package_data={"": ["*.ini", "*.mako", "*.sql"]},
     install_requires=RUNTIME,
     extras_require={"embedded": EMBEDDED, "load": LOAD, "dev": DEV},
     entry_points={

@@ -1,12 +1,15 @@
 """What ``make run`` prints, and how its processes' lines reach the screen.
 
-``console`` (a terminal): every line is ``HH:MM:SS name | text``, the name in a
-fixed-width column with a colour of its own (foreman's and honcho's layout),
-the runner's own lines under ``goshop-dev``; each child's output is read from
-a pipe and prefixed. ``json`` (anything else, or ``GOSHOP_LOG_FORMAT=json``):
-children write their JSON lines straight to the runner's output, and the
-runner's own lines are JSON objects too (logger ``goshop.dev``), so a log
-shipper sees nothing else.
+``console`` (the default, terminal or not): every line is ``HH:MM:SS name |
+text``, the name in a fixed-width column (foreman's and honcho's layout), the
+runner's own lines under ``goshop-dev``; each child's output is read from a
+pipe and prefixed. On a terminal each name has a colour of its own, never a
+warning's (yellow) or an error's (red); elsewhere (an IDE's run pane, ``| tee``)
+the same lines come without colour, so they read and paste as they are.
+``json`` (``GOSHOP_LOG_FORMAT=json``, and always with ``GOSHOP_ENV=production``,
+whose processes log JSON whatever they are told): children write their JSON
+lines straight to the runner's output, and the runner's own lines are JSON
+objects too (logger ``goshop.dev``), so a log shipper sees nothing else.
 """
 
 from __future__ import annotations
@@ -21,18 +24,37 @@ from goshop_common.observability.logs import CONSOLE, JSON
 RUNNER = "goshop-dev"
 _RESET = "\033[0m"
 _BOLD = "\033[1m"
-_NAME_COLORS = ("\033[36m", "\033[33m", "\033[32m", "\033[35m", "\033[34m", "\033[96m", "\033[93m", "\033[92m")
 _LEVEL_COLORS = {"error": "\033[1;31m", "warning": "\033[33m", "good": "\033[32m"}
+# One a process, in make run's order (nine of them), from the 256-colour
+# palette: blues, greens, purples, a grey; no yellow, orange or red, which
+# mark warnings and errors (goshop_common.observability.logs too), and none
+# the "good" green. The runner's own name is bold instead.
+_NAME_COLORS = tuple(
+    f"\033[38;5;{code}m"
+    for code in (
+        39,  # deep sky blue
+        35,  # spring green
+        141,  # light purple
+        44,  # turquoise
+        71,  # sea green
+        177,  # violet
+        69,  # cornflower blue
+        247,  # grey
+        51,  # cyan
+    )
+)
 
 
-def choose_format(environ: dict, stream: IO) -> str:
-    """``GOSHOP_LOG_FORMAT`` if set, else console for a terminal, JSON otherwise."""
+def choose_format(environ: dict) -> str:
+    """JSON in production (its processes log nothing else), else
+    ``GOSHOP_LOG_FORMAT`` if set, else console: a terminal or not, a person
+    is reading (an IDE's run pane, ``make run | tee``); a log shipper asks."""
     chosen = environ.get("GOSHOP_LOG_FORMAT", "").strip()
-    if chosen:
-        if chosen not in (JSON, CONSOLE):
-            raise SystemExit(f"goshop-dev: GOSHOP_LOG_FORMAT must be json or console; got {chosen!r}")
-        return chosen
-    return CONSOLE if stream.isatty() else JSON
+    if chosen and chosen not in (JSON, CONSOLE):
+        raise SystemExit(f"goshop-dev: GOSHOP_LOG_FORMAT must be json or console; got {chosen!r}")
+    if environ.get("GOSHOP_ENV", "").strip() == "production":
+        return JSON
+    return chosen or CONSOLE
 
 
 class Console:
@@ -56,8 +78,9 @@ class Console:
     @classmethod
     def for_terminal(cls, stream: IO, environ: dict, names: list[str]) -> Console:
         """The console for ``stream``: its format from choose_format, colour
-        only on a terminal and only without ``NO_COLOR``."""
-        log_format = choose_format(environ, stream)
+        only on a terminal and only without ``NO_COLOR`` (no escape codes in
+        a pipe or a file)."""
+        log_format = choose_format(environ)
         color = stream.isatty() and not environ.get("NO_COLOR")
         return cls(stream, log_format, color, names)
 

@@ -4,6 +4,15 @@
     python -m goshop_users.migrate up-to VERSION | down-to VERSION
     python -m goshop_users.migrate create NAME [sql]
 
+Like goose, every command that migrates prints a line per step, applied or
+reverted, with its duration, then the version the schema is at::
+
+    applied  20250910121530_create_users.py (41.2 ms)
+    migrated to version 20250910121530 (1 applied in 0.04 s)
+
+or ``no migrations to run; current version: 20250910121530`` (``0`` is
+before the first revision).
+
 Revision ids are timestamps (20250910121530), so ``up-to``/``down-to`` take the
 same versions goose did; ``down-to 0`` rolls everything back. ``create NAME sql``
 writes goose's one-file form (``-- +goose Up`` / ``-- +goose Down``) beside a
@@ -16,6 +25,7 @@ import argparse
 import datetime as dt
 import re
 import sys
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -48,8 +58,8 @@ Runs the Up and Down sections of {sql_name}.
 
 from goshop_common.db.migrations import run_sql_file
 
-revision = {rev!r}
-down_revision = {down!r}
+revision = {rev_literal}
+down_revision = {down_literal}
 branch_labels = None
 depends_on = None
 
@@ -61,6 +71,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     run_sql_file(__file__, "down")
 '''
+
+
+def _literal(value: str | None) -> str:
+    """``value`` as ruff format writes it (double quotes): a written revision
+    passes ``make lint`` as it is. Revision ids are digits, never quotes."""
+    return repr(value).replace("'", '"')
 
 
 class MigrateError(Exception):
@@ -86,18 +102,24 @@ def _url(config: Config) -> str:
     return database_url(config)
 
 
-def applied_revisions(config: Config) -> set[str]:
-    """Every revision that is applied: the current heads and their ancestors."""
-    scripts = ScriptDirectory.from_config(config)
+def current_heads(config: Config) -> tuple[str, ...]:
+    """The revisions the schema is at (none before the first, several on a
+    branched history)."""
     schema = config.get_main_option("goshop.schema")
     engine = sa.create_engine(_url(config), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as connection:
             # The version table is in the service's own schema, not in public.
             context = MigrationContext.configure(connection, opts={"version_table_schema": schema})
-            heads = context.get_current_heads()
+            return tuple(sorted(context.get_current_heads()))
     finally:
         engine.dispose()
+
+
+def applied_revisions(config: Config) -> set[str]:
+    """Every revision that is applied: the current heads and their ancestors."""
+    scripts = ScriptDirectory.from_config(config)
+    heads = current_heads(config)
     applied: set[str] = set()
     for head in heads:
         applied.update(rev.revision for rev in scripts.iterate_revisions(head, "base"))
@@ -162,13 +184,51 @@ def create(config: Config, name: str, kind: str = "py", now: dt.datetime | None 
     py_path = sql_path.with_suffix(".py")
     if py_path.exists() or sql_path.exists():
         raise MigrateError(f"{py_path.name} already exists")
-    sql_path.write_text(_SQL_TEMPLATE.format(name=name))
     # It follows the one head: with several, get_current_head raises a
     # CommandError, which run() reports.
+    down = scripts.get_current_head()
+    sql_path.write_text(_SQL_TEMPLATE.format(name=name))
     py_path.write_text(
-        _SQL_REVISION_TEMPLATE.format(name=name, rev=rev, down=scripts.get_current_head(), sql_name=sql_path.name)
+        _SQL_REVISION_TEMPLATE.format(
+            name=name,
+            rev=rev,
+            down=down,
+            sql_name=sql_path.name,
+            rev_literal=_literal(rev),
+            down_literal=_literal(down),
+        )
     )
     return sql_path
+
+
+class StepReport:
+    """What a migrating command prints: a line per step as Alembic finishes
+    it (goshop_common.db.migrations.ON_STEP), then ``finish``'s line."""
+
+    def __init__(self, out=None):
+        self.out = out or sys.stdout
+        self.applied = self.reverted = 0
+        self.started = time.perf_counter()
+
+    def __call__(self, step, seconds: float) -> None:
+        if step.is_upgrade:
+            self.applied += 1
+        else:
+            self.reverted += 1
+        revision = step.up_revision
+        name = Path(revision.path).name if revision is not None and revision.path else step.up_revision_id
+        verb = "applied " if step.is_upgrade else "reverted"
+        # Flushed: a caller reading a pipe (make run) sees each step as it ends.
+        print(f"{verb} {name} ({seconds * 1000:.1f} ms)", file=self.out, flush=True)
+
+    def finish(self, heads: tuple[str, ...]) -> None:
+        version = ", ".join(heads) or "0"
+        if not (self.applied or self.reverted):
+            print(f"no migrations to run; current version: {version}", file=self.out, flush=True)
+            return
+        counts = [f"{n} {what}" for n, what in ((self.reverted, "reverted"), (self.applied, "applied")) if n]
+        took = time.perf_counter() - self.started
+        print(f"migrated to version {version} ({', '.join(counts)} in {took:.2f} s)", file=self.out, flush=True)
 
 
 def run(argv: list[str], ini_path: Path, prog: str) -> int:
@@ -197,6 +257,10 @@ def run(argv: list[str], ini_path: Path, prog: str) -> int:
     ):
         parser.error(f"{cmd}: wrong number of arguments")
 
+    from goshop_common.db.migrations import ON_STEP
+
+    report = StepReport()
+    config.attributes[ON_STEP] = report
     try:
         if cmd == "status":
             status(config)
@@ -222,6 +286,8 @@ def run(argv: list[str], ini_path: Path, prog: str) -> int:
         elif cmd == "create":
             path = create(config, args[0], args[1] if len(args) > 1 else "py")
             print(f"created {path}")
+        if cmd not in ("status", "create"):
+            report.finish(current_heads(config))
     except (MigrateError, CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -18,6 +18,7 @@ import io
 import logging
 import os
 import re
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -48,6 +49,10 @@ log = logging.getLogger(__name__)
 # Set by a caller of ``command.revision`` (goshop_common.db.migrate.create)
 # that writes a revision without autogenerate, so env.py connects to nothing.
 NO_DATABASE = "goshop.no_database"
+
+# Set by a caller that reports each step (goshop_common.db.migrate.run): a
+# callable given the step's alembic MigrationInfo and how long it took, in seconds.
+ON_STEP = "goshop.on_step"
 
 REVISION_ID = re.compile(r"\d{14}")
 _REVISION_FORMAT = "%Y%m%d%H%M%S"
@@ -92,6 +97,21 @@ def _needs_no_database(config) -> bool:
     if name == "revision":
         return not getattr(config.cmd_opts, "autogenerate", False)
     return name == "merge"
+
+
+def _timed(report):
+    """An ``on_version_apply`` callback that hands ``report`` each step and the
+    time since the previous one (or since the callback was made, just before
+    the first): Alembic calls it after each step, in the step's transaction."""
+    last = time.perf_counter()
+
+    def on_version_apply(ctx, step, heads, run_args) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        report(step, now - last)
+        last = now
+
+    return on_version_apply
 
 
 def run_migrations(metadata: sa.MetaData, schema: str) -> None:
@@ -139,6 +159,9 @@ def run_migrations(metadata: sa.MetaData, schema: str) -> None:
         # Committed: the schema is there for good, and a session SET is kept
         # past the commit (a rolled-back transaction would undo it).
         connection.commit()
+        report = config.attributes.get(ON_STEP)
+        if report is not None:
+            common["on_version_apply"] = [_timed(report)]
         context.configure(connection=connection, **common)
         with context.begin_transaction():
             context.run_migrations()

@@ -181,11 +181,12 @@ def main() -> int:
 
 def grant_own_schema(op, schema: str, role: str) -> None:
     """``role`` reads and writes every table of ``schema``, those later
-    revisions create included, but not its Alembic version table."""
+    revisions create included, but only reads its Alembic version table:
+    the service's /ready compares it with the code's head."""
     op.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
     op.execute(f"GRANT {_READ_WRITE} ON ALL TABLES IN SCHEMA {schema} TO {role}")
     op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT {_READ_WRITE} ON TABLES TO {role}")
-    op.execute(f"REVOKE ALL ON {schema}.alembic_version FROM {role}")
+    op.execute(f"REVOKE INSERT, UPDATE, DELETE ON {schema}.alembic_version FROM {role}")
 
 
 def grant_read(op, role: str, *tables: str) -> None:

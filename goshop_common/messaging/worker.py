@@ -105,7 +105,10 @@ def serve_in_background(app, host: str, port: int) -> threading.Thread:
 
 
 def configure_logging(settings: Settings) -> None:
-    logs.configure(settings.log_level, logs.JSON if settings.production else settings.log_format)
+    if settings.production:
+        logs.configure(settings.log_level, logs.JSON)
+    else:
+        logs.configure(settings.log_level, settings.log_format, quiet=True)
     logs.write_in_background()
 
 

@@ -2,7 +2,9 @@
 as is) or, for a person at ``make run``'s terminal, one short line an event.
 
 ``GOSHOP_LOG_FORMAT`` chooses (``json`` by default, and always in production);
-``make run`` asks for ``console`` when its output is a terminal.
+``make run`` asks for ``console`` unless told ``json``. Outside production,
+libraries (kafka-python, waitress, ...) say only their warnings and errors,
+in either format: kafka-python alone says a hundred INFO lines at a start.
 """
 
 import atexit
@@ -151,18 +153,10 @@ def wants_color() -> bool:
     return bool(os.environ.get("FORCE_COLOR")) and not os.environ.get("NO_COLOR")
 
 
-def use_console(level: str = "INFO", color: bool | None = None) -> None:
-    """Switch the root logger's handlers to console lines: goshop's loggers at
-    ``level``, every library at WARNING (kafka-python alone says a dozen INFO
-    lines a connection)."""
-    formatter = ConsoleFormatter(wants_color() if color is None else color)
-    root = logging.getLogger()
-    for handler in root.handlers:
-        handler.setFormatter(formatter)
-        # Once, however often use_console runs over the same handlers.
-        if not any(isinstance(f, QuietProbes) for f in handler.filters):
-            handler.addFilter(QuietProbes())
-    root.setLevel(logging.WARNING)
+def quiet_libraries(level: str = "INFO") -> None:
+    """goshop's loggers at ``level``, every library at WARNING (kafka-python
+    alone says a dozen INFO lines a connection)."""
+    logging.getLogger().setLevel(logging.WARNING)
     # The root's level does not quiet a library whose logger has a lower level
     # of its own (an ini's [logger_waitress] at INFO): those are raised too.
     # loggerDict also holds PlaceHolders, for dotted parents nobody asked for.
@@ -174,11 +168,29 @@ def use_console(level: str = "INFO", color: bool | None = None) -> None:
     logging.getLogger("goshop").setLevel(level)
 
 
+def use_console(level: str = "INFO", color: bool | None = None) -> None:
+    """Switch the root logger's handlers to console lines, libraries quiet
+    (quiet_libraries)."""
+    formatter = ConsoleFormatter(wants_color() if color is None else color)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.setFormatter(formatter)
+        # Once, however often use_console runs over the same handlers.
+        if not any(isinstance(f, QuietProbes) for f in handler.filters):
+            handler.addFilter(QuietProbes())
+    quiet_libraries(level)
+
+
 def apply(settings) -> None:
     """After an ``.ini``'s logging config: console lines if the settings ask
-    for them (never in production, whose logs are shipped as JSON)."""
-    if settings.log_format == CONSOLE and not settings.production:
+    for them (never in production, whose logs are shipped as JSON), and
+    outside production the libraries quiet in JSON too."""
+    if settings.production:
+        return
+    if settings.log_format == CONSOLE:
         use_console(settings.log_level)
+    else:
+        quiet_libraries(settings.log_level)
 
 
 class _InProcessQueueHandler(logging.handlers.QueueHandler):
@@ -257,8 +269,9 @@ def _stop_writer() -> None:
 atexit.register(_stop_writer)
 
 
-def configure(level: str = "INFO", log_format: str = JSON) -> None:
-    """Log to stderr; for processes not started through an ``.ini``."""
+def configure(level: str = "INFO", log_format: str = JSON, quiet: bool = False) -> None:
+    """Log to stderr; for processes not started through an ``.ini``.
+    ``quiet``: libraries at WARNING in JSON too (console lines always have them so)."""
     # The writer thread would keep the handlers this call replaces.
     _stop_writer()
     handler = logging.StreamHandler()
@@ -271,3 +284,5 @@ def configure(level: str = "INFO", log_format: str = JSON) -> None:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if log_format == CONSOLE:
         use_console(level)
+    elif quiet:
+        quiet_libraries(level)

@@ -211,7 +211,9 @@ class Shop:
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
-        self.dev = DevShop(workdir, ports={"pg": free_port(), "kafka": free_port(), "base": _free_base_for_the_shop()})
+        # JSON, which the evidence (_notable) reads; the console is make run's default.
+        ports = {"pg": free_port(), "kafka": free_port(), "base": _free_base_for_the_shop()}
+        self.dev = DevShop(workdir, log_format="json", ports=ports)
         self.replicas: dict[str, Replica] = {}
         self.child_env: dict[str, str] = {}
         self._engine: sa.Engine | None = None

@@ -237,7 +237,8 @@ def _checkout_ends(gw: Http, auth: dict) -> str:
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory):
-    runner = Runner(tmp_path_factory.mktemp("shop"), log_format="console").start()
+    # No GOSHOP_LOG_FORMAT, and its output a file: as in an IDE's run pane or `| tee`.
+    runner = Runner(tmp_path_factory.mktemp("shop")).start()
     try:
         yield runner.wait_until_up()
     finally:
@@ -258,7 +259,10 @@ def test_first_start_shows_its_progress_and_ends_with_urls_and_a_try_it_block(sh
         r"^PostgreSQL ready on 127\.0\.0\.1:\d+",
         r"^broker \(Tansu, in memory\) ready on ",
         r"^database roles ready: goshop_migrate, goshop_users, ",
-        r"^migrations: users migrated to \d+, orders migrated to \d+, payments migrated to \d+$",
+        r"^migrating users, orders, payments$",
+        r"^migrated users: applied \d+ in [\d.]+ s, now at \d{14}$",
+        r"^migrated orders: applied \d+ in [\d.]+ s, now at \d{14}$",
+        r"^migrated payments: applied \d+ in [\d.]+ s, now at \d{14}$",
         r"^gateway ready in [\d.]+ s$",
         rf"^the shop is up in [\d.]+ s; talk to the gateway at http://127\.0\.0\.1:{shop.base}$",
     ]
@@ -280,6 +284,9 @@ def test_first_start_shows_its_progress_and_ends_with_urls_and_a_try_it_block(sh
         assert f"{name} ready in " in log
     block = log.split("try it:\n", 1)[1].splitlines()[:3]
     assert [line.split()[0] for line in block] == ["curl", "TOKEN=$(curl", "curl"]
+    # Not a terminal: the same lines, without a colour code or a JSON object.
+    assert "\x1b" not in log
+    assert not [line for line in log.splitlines() if line.startswith(("{", "["))]
 
 
 def test_the_try_it_block_places_an_order_that_ends_paid(shop, gw):
@@ -427,7 +434,7 @@ def test_ctrl_c_stops_every_process_within_3_seconds(shop):
 
 
 def test_a_killed_runner_takes_its_processes_along_and_the_next_start_clears_its_postgres(tmp_path):
-    first = Runner(tmp_path).start("first.log")
+    first = Runner(tmp_path, log_format="json").start("first.log")
     second = None
     try:
         first.wait_until_up()
@@ -439,14 +446,16 @@ def test_a_killed_runner_takes_its_processes_along_and_the_next_start_clears_its
         assert _wait_gone(children, STOP_BUDGET) == [], "children outlived the runner"
         # pg_ctl detaches PostgreSQL: it is the one thing left, for the next start to find.
         assert _alive(postgres)
-        second = Runner(tmp_path, ports=first.ports).start("second.log").wait_until_up()
+        second = Runner(tmp_path, log_format="json", ports=first.ports).start("second.log").wait_until_up()
         assert f"stopped the PostgreSQL an earlier run left running (pid {postgres}, port {first.ports['pg']})" in (
             second.log
         )
         assert not _alive(postgres)
-        # Not a terminal: every line is a JSON object, the runner's own included.
+        # Asked for JSON: every line is a JSON object, the runner's own included,
+        # and the libraries (kafka-python) say only their warnings.
         entries = [json.loads(line) for line in second.log.splitlines()]
         assert {"goshop.dev", "goshop.request"} <= {entry["logger"] for entry in entries}
+        assert not [e for e in entries if not e["logger"].startswith("goshop") and e["level"] in ("debug", "info")]
         assert _checkout_ends(Http(second.base), _sign_up(Http(second.base))) == "paid"
         pids = [*second.children(), second.postgres_pid()]
         code, took = second.signal_and_time(signal.SIGTERM)
@@ -462,7 +471,7 @@ def test_a_killed_runner_takes_its_processes_along_and_the_next_start_clears_its
 
 @pytest.mark.parametrize(
     "moment",
-    [r"PostgreSQL ready on", r"migrations: ", r"outboxer ready in"],
+    [r"PostgreSQL ready on", r"migrated payments: ", r"outboxer ready in"],
     ids=["postgres-up", "migrated", "first-process-ready"],
 )
 def test_sigterm_during_start_up_stops_what_was_started(tmp_path, moment):

@@ -285,6 +285,70 @@ def test_redo_reapplies_only_the_last_revision(fresh_db):
     assert users_role_may_write(fresh_db)
 
 
+# --- what each command prints ----------------------------------------------------
+
+STEP_LINE = re.compile(r"^(applied |reverted) (\S+) \((\d+\.\d) ms\)$")
+
+
+def printed(capsys) -> tuple[list[tuple[str, str]], str]:
+    """The steps a command printed, as (applied|reverted, file), and its last line."""
+    lines = capsys.readouterr().out.splitlines()
+    steps = []
+    for line in lines[:-1]:
+        match = STEP_LINE.match(line)
+        assert match, f"not a step line: {line!r}"
+        steps.append((match.group(1).strip(), match.group(2)))
+    return steps, lines[-1]
+
+
+def test_up_prints_each_applied_revision_with_its_duration_then_the_version(fresh_db, capsys):
+    assert migrate(fresh_db, "up") == 0
+    steps, last = printed(capsys)
+    assert steps == [("applied", name) for name in FILES]
+    assert re.fullmatch(rf"migrated to version {HEAD} \(4 applied in \d+\.\d\d s\)", last)
+
+
+def test_up_with_nothing_pending_says_there_is_nothing_to_run(fresh_db, capsys):
+    assert migrate(fresh_db, "up") == 0
+    capsys.readouterr()
+    assert migrate(fresh_db, "up") == 0
+    assert printed(capsys) == ([], f"no migrations to run; current version: {HEAD}")
+
+
+def test_down_reset_redo_and_the_to_commands_print_what_they_reverted_and_applied(fresh_db, capsys):
+    assert migrate(fresh_db, "up") == 0
+    capsys.readouterr()
+
+    assert migrate(fresh_db, "down") == 0
+    steps, last = printed(capsys)
+    assert steps == [("reverted", FOURTH_FILE)]
+    assert last.startswith(f"migrated to version {THIRD} (1 reverted in ")
+
+    assert migrate(fresh_db, "redo") == 0
+    steps, last = printed(capsys)
+    assert steps == [("reverted", THIRD_FILE), ("applied", THIRD_FILE)]
+    assert last.startswith(f"migrated to version {THIRD} (1 reverted, 1 applied in ")
+
+    assert migrate(fresh_db, "down-to", FIRST) == 0
+    steps, last = printed(capsys)
+    assert steps == [("reverted", THIRD_FILE), ("reverted", SECOND_FILE)]
+    assert last.startswith(f"migrated to version {FIRST} (2 reverted in ")
+
+    assert migrate(fresh_db, "up-to", SECOND) == 0
+    steps, last = printed(capsys)
+    assert steps == [("applied", SECOND_FILE)]
+    assert last.startswith(f"migrated to version {SECOND} (1 applied in ")
+
+    assert migrate(fresh_db, "reset") == 0
+    steps, last = printed(capsys)
+    assert steps == [("reverted", SECOND_FILE), ("reverted", FIRST_FILE)]
+    # goose's version 0: before the first revision.
+    assert last.startswith("migrated to version 0 (2 reverted in ")
+
+    assert migrate(fresh_db, "reset") == 0
+    assert printed(capsys) == ([], "no migrations to run; current version: 0")
+
+
 # --- errors --------------------------------------------------------------------
 
 
@@ -447,6 +511,29 @@ def test_create_twice_in_the_same_second_is_refused_and_leaves_a_usable_history(
     assert [rev.revision for rev in scripts.walk_revisions()] == ["20300102030405", FIFTH, FOURTH, THIRD, SECOND, FIRST]
 
 
+def ruff(*args: str) -> subprocess.CompletedProcess:
+    """The repository's ruff, with its ruff.toml, on a file outside the repository."""
+    return subprocess.run(
+        [sys.executable, "-m", "ruff", *args, "--config", str(REPO_ROOT / "ruff.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("kind", [(), ("sql",)], ids=["python", "sql"])
+def test_a_created_revision_passes_the_linter_and_the_formatter_as_written(migrations_copy, kind, capsys):
+    url = f"postgresql://goshop:goshop@127.0.0.1:{free_port()}/goshop"  # create never connects
+    assert migrate(url, "create", "add a column", *kind, script_location=migrations_copy) == 0
+    capsys.readouterr()
+    [created] = [path for path in (migrations_copy / "versions").glob("*_add_a_column.py")]
+    checked = ruff("check", str(created))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    formatted = ruff("format", "--check", "--diff", str(created))
+    assert formatted.returncode == 0, formatted.stdout + formatted.stderr
+
+
 def test_create_rejects_an_unknown_kind_and_an_empty_name(migrations_copy, capsys):
     url = f"postgresql://goshop:goshop@127.0.0.1:{free_port()}/goshop"  # create never connects
 
@@ -503,8 +590,8 @@ def assert_timestamp_revision(path: Path, before: dt.datetime, down_revision: st
     stamp = dt.datetime.strptime(rev, "%Y%m%d%H%M%S").replace(tzinfo=dt.UTC)
     assert before <= stamp <= dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2), "the id is the current UTC second"
     text = path.read_text()
-    assert f"revision = {rev!r}" in text
-    assert f"down_revision = {down_revision!r}" in text
+    assert f'revision = "{rev}"' in text
+    assert f'down_revision = "{down_revision}"' in text
     return rev
 
 

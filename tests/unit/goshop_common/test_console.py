@@ -141,6 +141,27 @@ def test_console_logging_keeps_goshop_at_info_and_libraries_at_warning(root_logg
     ]
 
 
+def test_json_outside_production_keeps_libraries_at_warning_too(root_logging):
+    from goshop_common.settings import load_settings
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    root_logging.handlers[:] = [handler]
+    root_logging.setLevel(logging.INFO)
+    logging.getLogger("waitress").setLevel(logging.INFO)
+    logs.apply(load_settings({}, environ={"GOSHOP_ENV": "development", "GOSHOP_LOG_FORMAT": "json"}))
+    logging.getLogger("kafka.conn").info("connecting to 127.0.0.1:9092")
+    logging.getLogger("waitress").info("Serving")
+    logging.getLogger("goshop.outboxer").info("event published")
+    logging.getLogger("kafka.coordinator").warning("heartbeat failed")
+    entries = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(e["logger"], e["level"]) for e in entries] == [
+        ("goshop.outboxer", "info"),
+        ("kafka.coordinator", "warning"),
+    ]
+
+
 def test_production_logs_json_whatever_the_format_says(root_logging):
     from goshop_common.settings import load_settings
 
@@ -156,13 +177,33 @@ def test_production_logs_json_whatever_the_format_says(root_logging):
     assert isinstance(handler.formatter, logs.JsonFormatter)
 
 
-def test_the_format_is_console_for_a_terminal_json_otherwise_unless_chosen():
-    assert choose_format({}, _Tty()) == "console"
-    assert choose_format({}, io.StringIO()) == "json"
-    assert choose_format({"GOSHOP_LOG_FORMAT": "json"}, _Tty()) == "json"
-    assert choose_format({"GOSHOP_LOG_FORMAT": "console"}, io.StringIO()) == "console"
+def test_the_format_is_console_terminal_or_not_json_when_asked_and_in_production():
+    assert choose_format({}) == "console"
+    assert choose_format({"GOSHOP_LOG_FORMAT": "json"}) == "json"
+    assert choose_format({"GOSHOP_LOG_FORMAT": "console"}) == "console"
+    assert choose_format({"GOSHOP_ENV": "development"}) == "console"
+    # Production's processes log JSON whatever they are told (logs.apply).
+    assert choose_format({"GOSHOP_ENV": "production"}) == "json"
+    assert choose_format({"GOSHOP_ENV": "production", "GOSHOP_LOG_FORMAT": "console"}) == "json"
     with pytest.raises(SystemExit, match="json or console"):
-        choose_format({"GOSHOP_LOG_FORMAT": "pretty"}, _Tty())
+        choose_format({"GOSHOP_LOG_FORMAT": "pretty"})
+
+
+def test_without_a_terminal_the_console_writes_the_same_plain_lines_and_a_pasteable_block():
+    stream = io.StringIO()
+    console = Console.for_terminal(stream, {}, ["users", "orders"])
+    console.line("users", "POST /v1/users/login 200 40 ms rid=x")
+    console.say("users exited with status 1", level="error")
+    console.raw(["try it:", "  curl -s -d '{\"a\": 1}' http://127.0.0.1:8080; echo"])
+    text = stream.getvalue()
+    assert "\x1b" not in text
+    assert not [line for line in text.splitlines() if line.lstrip().startswith(("{", "["))]
+    lines = text.splitlines()
+    assert re.fullmatch(r"\d\d:\d\d:\d\d users +\| POST /v1/users/login 200 40 ms rid=x", lines[0])
+    assert lines[1].endswith("| ERROR users exited with status 1")
+    assert lines[2:] == ["try it:", "  curl -s -d '{\"a\": 1}' http://127.0.0.1:8080; echo"]
+    assert console.pipes_children
+    assert console.child_environment() == {"GOSHOP_LOG_FORMAT": "console", "PYTHONUNBUFFERED": "1"}
 
 
 def test_every_console_line_has_a_time_and_a_fixed_width_name():
@@ -181,10 +222,38 @@ def test_on_a_terminal_each_name_has_its_colour_and_children_are_told_to_colour(
     console.line("users", "a")
     console.line("orders", "b")
     users, orders = stream.getvalue().splitlines()
-    assert users.startswith("\033[36m")
-    assert orders.startswith("\033[33m")
+    assert users.startswith(console._colors["users"])
+    assert orders.startswith(console._colors["orders"])
+    assert console._colors["users"] != console._colors["orders"]
     assert console.child_environment() == {"GOSHOP_LOG_FORMAT": "console", "PYTHONUNBUFFERED": "1", "FORCE_COLOR": "1"}
     assert "FORCE_COLOR" not in Console.for_terminal(_Tty(), {"NO_COLOR": "1"}, ["users"]).child_environment()
+
+
+def _rgb(code: str) -> tuple[int, int, int]:
+    """The colour of a 256-colour foreground code, as xterm shows it."""
+    index = int(re.fullmatch(r"\033\[38;5;(\d+)m", code).group(1))
+    if index >= 232:
+        grey = 8 + (index - 232) * 10
+        return grey, grey, grey
+    assert index >= 16, f"a basic colour ({index}) looks different on every terminal"
+    steps = (0, 95, 135, 175, 215, 255)
+    index -= 16
+    return steps[index // 36], steps[index // 6 % 6], steps[index % 6]
+
+
+def test_every_process_of_make_run_has_a_colour_of_its_own_never_a_warnings_or_an_errors():
+    from goshop_devtools.run import PROCESSES
+
+    names = [process.name for process in PROCESSES]
+    console = Console(_Tty(), "console", color=True, names=names)
+    colours = [console._colors[name] for name in [*names, "goshop-dev"]]
+    assert len(names) == 9
+    assert len(set(colours)) == len(colours)
+    assert not set(colours) & {"\033[33m", "\033[1;31m", "\033[31m", "\033[93m", "\033[91m", "\033[32m"}
+    for name in names:
+        red, green, blue = _rgb(console._colors[name])
+        # Yellow, orange and red: more red than blue, and red at least as strong as green.
+        assert not (red > blue and red >= green), f"{name} looks like a warning or an error"
 
 
 def test_in_json_mode_the_runners_own_lines_are_json_objects():
