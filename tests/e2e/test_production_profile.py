@@ -60,25 +60,9 @@ class ProductionShop:
     def migrate(self) -> None:
         # The roles bootstrap from the command line, in production mode (the
         # harness made the roles already: a second run changes nothing).
-        result = subprocess.run(
-            [sys.executable, "-m", "goshop_common.db.roles"],
-            cwd=ROOT,
-            env=self.env["db-roles"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
+        _run_module("goshop_common.db.roles", env=self.env["db-roles"])
         for service in ("users", "orders", "payments"):
-            result = subprocess.run(
-                [sys.executable, "-m", f"goshop_{service}.migrate", "up"],
-                cwd=ROOT,
-                env=self.env["migrate"],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
-            assert result.returncode == 0, result.stderr
+            _run_module(f"goshop_{service}.migrate", "up", env=self.env["migrate"])
 
     def start(self) -> None:
         for name in HTTP_SERVICES:
@@ -191,3 +175,11 @@ def _get_text(port: int, path: str) -> str:
         return response.read().decode()
     finally:
         connection.close()
+
+
+def _run_module(module: str, *args: str, env: dict[str, str]) -> None:
+    """``python -m module args`` as a production process would run it; it must succeed."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr

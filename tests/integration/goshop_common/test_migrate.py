@@ -4,6 +4,7 @@ only ever writes into a copy of the migrations directory."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import io
@@ -305,7 +306,7 @@ def test_up_prints_each_applied_revision_with_its_duration_then_the_version(fres
     assert migrate(fresh_db, "up") == 0
     steps, last = printed(capsys)
     assert steps == [("applied", name) for name in FILES]
-    assert re.fullmatch(rf"migrated to version {HEAD} \(4 applied in \d+\.\d\d s\)", last)
+    assert re.fullmatch(rf"migrated to version {HEAD} \({len(FILES)} applied in \d+\.\d\d s\)", last)
 
 
 def test_up_with_nothing_pending_says_there_is_nothing_to_run(fresh_db, capsys):
@@ -321,29 +322,29 @@ def test_down_reset_redo_and_the_to_commands_print_what_they_reverted_and_applie
 
     assert migrate(fresh_db, "down") == 0
     steps, last = printed(capsys)
-    assert steps == [("reverted", FOURTH_FILE)]
-    assert last.startswith(f"migrated to version {THIRD} (1 reverted in ")
+    assert steps == [("reverted", FIFTH_FILE)]
+    assert last.startswith(f"migrated to version {FOURTH} (1 reverted in ")
 
     assert migrate(fresh_db, "redo") == 0
     steps, last = printed(capsys)
-    assert steps == [("reverted", THIRD_FILE), ("applied", THIRD_FILE)]
-    assert last.startswith(f"migrated to version {THIRD} (1 reverted, 1 applied in ")
+    assert steps == [("reverted", FOURTH_FILE), ("applied", FOURTH_FILE)]
+    assert last.startswith(f"migrated to version {FOURTH} (1 reverted, 1 applied in ")
 
-    assert migrate(fresh_db, "down-to", FIRST) == 0
+    assert migrate(fresh_db, "down-to", SECOND) == 0
     steps, last = printed(capsys)
-    assert steps == [("reverted", THIRD_FILE), ("reverted", SECOND_FILE)]
-    assert last.startswith(f"migrated to version {FIRST} (2 reverted in ")
+    assert steps == [("reverted", FOURTH_FILE), ("reverted", THIRD_FILE)]
+    assert last.startswith(f"migrated to version {SECOND} (2 reverted in ")
 
-    assert migrate(fresh_db, "up-to", SECOND) == 0
+    assert migrate(fresh_db, "up-to", THIRD) == 0
     steps, last = printed(capsys)
-    assert steps == [("applied", SECOND_FILE)]
-    assert last.startswith(f"migrated to version {SECOND} (1 applied in ")
+    assert steps == [("applied", THIRD_FILE)]
+    assert last.startswith(f"migrated to version {THIRD} (1 applied in ")
 
     assert migrate(fresh_db, "reset") == 0
     steps, last = printed(capsys)
-    assert steps == [("reverted", SECOND_FILE), ("reverted", FIRST_FILE)]
+    assert steps == [("reverted", THIRD_FILE), ("reverted", SECOND_FILE), ("reverted", FIRST_FILE)]
     # goose's version 0: before the first revision.
-    assert last.startswith("migrated to version 0 (2 reverted in ")
+    assert last.startswith("migrated to version 0 (3 reverted in ")
 
     assert migrate(fresh_db, "reset") == 0
     assert printed(capsys) == ([], "no migrations to run; current version: 0")
@@ -394,33 +395,32 @@ def test_unreachable_database_fails_with_exit_code_1_and_one_line(argv, capsys):
     )
 
 
-def test_without_a_database_url_the_tool_uses_the_running_shops(fresh_db, tmp_path, monkeypatch, capsys):
-    # What make run leaves for the tools while it runs (goshop_common.shop_env).
-    shop_env.write(tmp_path, {shop_env.DATABASE_URL: fresh_db})
-    lock = os.open(tmp_path / shop_env.LOCK_NAME, os.O_RDWR | os.O_CREAT)
+@contextlib.contextmanager
+def a_running_shop_at(data_dir: Path, monkeypatch, database_url: str):
+    """What make run leaves for the tools while it runs (goshop_common.shop_env):
+    its addresses, and its lock held; no GOSHOP_DATABASE_URL of the caller's."""
+    shop_env.write(data_dir, {shop_env.DATABASE_URL: database_url})
+    lock = os.open(data_dir / shop_env.LOCK_NAME, os.O_RDWR | os.O_CREAT)
     fcntl.flock(lock, fcntl.LOCK_EX)
     monkeypatch.delenv("GOSHOP_DATABASE_URL", raising=False)
     monkeypatch.delenv("GOSHOP_ENV", raising=False)
-    monkeypatch.setenv("GOSHOP_DEV_DIR", str(tmp_path))
+    monkeypatch.setenv("GOSHOP_DEV_DIR", str(data_dir))
     try:
-        assert main(["up"]) == 0
+        yield
     finally:
         os.close(lock)
+
+
+def test_without_a_database_url_the_tool_uses_the_running_shops(fresh_db, tmp_path, monkeypatch, capsys):
+    with a_running_shop_at(tmp_path, monkeypatch, fresh_db):
+        assert main(["up"]) == 0
     assert tables(fresh_db) == ALL_TABLES
 
 
 def test_a_dead_shops_address_is_named_with_its_file(tmp_path, monkeypatch, capsys):
     port = free_port()
-    shop_env.write(tmp_path, {shop_env.DATABASE_URL: f"postgresql://goshop:goshop@127.0.0.1:{port}/goshop"})
-    lock = os.open(tmp_path / shop_env.LOCK_NAME, os.O_RDWR | os.O_CREAT)
-    fcntl.flock(lock, fcntl.LOCK_EX)
-    monkeypatch.delenv("GOSHOP_DATABASE_URL", raising=False)
-    monkeypatch.delenv("GOSHOP_ENV", raising=False)
-    monkeypatch.setenv("GOSHOP_DEV_DIR", str(tmp_path))
-    try:
+    with a_running_shop_at(tmp_path, monkeypatch, f"postgresql://goshop:goshop@127.0.0.1:{port}/goshop"):
         assert main(["status"]) == 1
-    finally:
-        os.close(lock)
     assert capsys.readouterr().err == (
         f"error: database at 127.0.0.1:{port} not reachable: Connection refused; "
         f"is make run running? (GOSHOP_DATABASE_URL from {tmp_path.resolve() / 'shop.env'})\n"
