@@ -20,6 +20,7 @@ no Ingress path, not published by compose), not by the address.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 
@@ -29,6 +30,8 @@ from pyramid.scripts.common import get_config_loader
 
 from goshop_common.observability import logs
 from goshop_common.web import slowclients
+
+log = logging.getLogger("goshop.serve")
 
 # Scrapes and probes are few; they must not wait behind public requests, so the
 # internal app has threads of its own (and a loop: see serve).
@@ -73,10 +76,13 @@ def serve(ini: str, port: int | None, *, host: str | None = None, metrics_port: 
             threads=INTERNAL_THREADS,
         )
     if settings.log_format != logs.CONSOLE:
-        # On make run's console the runner says where each process listens, once it is ready.
-        public.print_listen("Serving on http://{}:{}")
-        if internal is not None:
-            internal.print_listen("Serving /metrics and internal health on http://{}:{}")
+        # On make run's console the runner says where each process listens,
+        # once it is ready. goshop's logger, not waitress's: outside
+        # production the libraries say only their warnings.
+        for url in public.urls():
+            log.info("Serving on %s", url)
+        for url in internal.urls() if internal is not None else ():
+            log.info("Serving /metrics and internal health on %s", url)
     # SIGTERM (docker stop, kubectl, make run's Ctrl-C) ends the serve loop the
     # way Ctrl-C does, so the sockets are closed and the exit code is 0.
     signal.signal(signal.SIGTERM, _interrupt)

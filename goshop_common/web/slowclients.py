@@ -122,9 +122,12 @@ class Servers:
             for info in self.adj.listen
         ]
 
-    def print_listen(self, format_str: str) -> None:
-        for server in self.servers:
-            server.print_listen(format_str)
+    def urls(self) -> list[str]:
+        """Where it listens, as ``http://host:port`` (an IPv6 host in brackets)."""
+        return [
+            f"http://{f'[{s.effective_host}]' if ':' in s.effective_host else s.effective_host}:{s.effective_port}"
+            for s in self.servers
+        ]
 
     def run(self) -> None:
         """Serve until ``stop()`` or, in the main thread, a KeyboardInterrupt;
