@@ -11,7 +11,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import os
 import re
+import shutil
+import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +36,7 @@ DATASOURCES_YML = MONITORING / "grafana" / "provisioning" / "datasources" / "pro
 DASHBOARD_PROVIDERS_YML = MONITORING / "grafana" / "provisioning" / "dashboards" / "goshop.yml"
 FLUENT_BIT_CONF = MONITORING / "fluent-bit" / "fluent-bit.conf"
 PARSERS_CONF = MONITORING / "fluent-bit" / "parsers.conf"
+ALERTS_TEST_YML = MONITORING / "prometheus" / "alerts_test.yml"
 README = MONITORING / "README.md"
 
 # Histograms are exposed as <name>_bucket, <name>_sum and <name>_count.
@@ -393,6 +397,51 @@ def test_grafana_provisioning_points_at_prometheus_and_the_dashboards_dir():
     assert provider["type"] == "file"
     assert provider["options"]["path"].startswith("/")
     assert list(DASHBOARD_JSON.parent.glob("*.json")) == [DASHBOARD_JSON]
+
+
+# --- promtool -----------------------------------------------------------------
+# Debian's `prometheus` package brings promtool; .ci/run installs it. Without it these
+# tests skip and say so, except in CI, where a skip would hide that they never ran.
+
+
+@pytest.fixture
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        why = "promtool not installed: `apt-get install -y prometheus` (Debian) brings it"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why}; .ci/run installs it, and CI must run these tests")
+        pytest.skip(why)
+    return path
+
+
+def _run_promtool(promtool: str, *args: str) -> None:
+    result = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}{result.stderr}"
+
+
+def _alert_rule_tests() -> list[dict]:
+    return [case for test in _yaml(ALERTS_TEST_YML)["tests"] for case in test.get("alert_rule_test", [])]
+
+
+def test_every_alert_has_a_unit_test_where_it_fires_and_one_where_it_stays_quiet():
+    assert _yaml(ALERTS_TEST_YML)["rule_files"] == [ALERTS_YML.name]
+    cases = _alert_rule_tests()
+    rules = {rule["alert"]: rule for rule in _alert_rules()}
+    # promtool passes a test of an alert that does not exist (it never fires).
+    assert {case["alertname"] for case in cases} <= set(rules), "alerts_test.yml tests an alert alerts.yml lacks"
+    for name, rule in rules.items():
+        mine = [case for case in cases if case["alertname"] == name]
+        assert any(case.get("exp_alerts") for case in mine), f"{name}: no test where it fires"
+        assert any(not case.get("exp_alerts") for case in mine), f"{name}: no test where it stays quiet"
+        for alert in (alert for case in mine for alert in case.get("exp_alerts") or []):
+            assert alert["exp_labels"]["severity"] == rule["labels"]["severity"], name
+            assert set(alert.get("exp_annotations", {})) == set(rule["annotations"]), f"{name}: annotations untested"
+
+
+def test_alert_rules_pass_promtool_check_and_their_unit_tests(promtool):
+    _run_promtool(promtool, "check", "rules", str(ALERTS_YML))
+    _run_promtool(promtool, "test", "rules", str(ALERTS_TEST_YML))
 
 
 # --- Fluent Bit ---------------------------------------------------------------
