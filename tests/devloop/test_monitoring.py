@@ -68,6 +68,7 @@ REQUIRED_ALERTS = {
     "OutboxPublishFailures",
     "ServiceDown",
     "EventsParked",
+    "OrdersTimingOut",
 }
 
 CORRELATION_IDS = ("request_id", "order_id", "event_id")
