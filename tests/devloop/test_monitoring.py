@@ -11,7 +11,10 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
+import os
 import re
+import shutil
+import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +36,7 @@ DATASOURCES_YML = MONITORING / "grafana" / "provisioning" / "datasources" / "pro
 DASHBOARD_PROVIDERS_YML = MONITORING / "grafana" / "provisioning" / "dashboards" / "goshop.yml"
 FLUENT_BIT_CONF = MONITORING / "fluent-bit" / "fluent-bit.conf"
 PARSERS_CONF = MONITORING / "fluent-bit" / "parsers.conf"
+ALERTS_TEST_YML = MONITORING / "prometheus" / "alerts_test.yml"
 README = MONITORING / "README.md"
 
 # Histograms are exposed as <name>_bucket, <name>_sum and <name>_count.
@@ -64,6 +68,7 @@ REQUIRED_ALERTS = {
     "OutboxPublishFailures",
     "ServiceDown",
     "EventsParked",
+    "OrdersTimingOut",
 }
 
 CORRELATION_IDS = ("request_id", "order_id", "event_id")
@@ -393,6 +398,119 @@ def test_grafana_provisioning_points_at_prometheus_and_the_dashboards_dir():
     assert provider["type"] == "file"
     assert provider["options"]["path"].startswith("/")
     assert list(DASHBOARD_JSON.parent.glob("*.json")) == [DASHBOARD_JSON]
+
+
+# --- promtool -----------------------------------------------------------------
+# Debian's `prometheus` package brings promtool; .ci/run installs it. Without it these
+# tests skip and say so, except in CI, where a skip would hide that they never ran.
+
+
+@pytest.fixture
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        why = "promtool not installed: `apt-get install -y prometheus` (Debian) brings it"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{why}; .ci/run installs it, and CI must run these tests")
+        pytest.skip(why)
+    return path
+
+
+def _run_promtool(promtool: str, *args: str) -> None:
+    result = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"promtool {' '.join(args)}:\n{result.stdout}{result.stderr}"
+
+
+def _alert_rule_tests() -> list[dict]:
+    return [case for test in _yaml(ALERTS_TEST_YML)["tests"] for case in test.get("alert_rule_test", [])]
+
+
+def test_every_alert_has_a_unit_test_where_it_fires_and_one_where_it_stays_quiet():
+    assert _yaml(ALERTS_TEST_YML)["rule_files"] == [ALERTS_YML.name]
+    cases = _alert_rule_tests()
+    rules = {rule["alert"]: rule for rule in _alert_rules()}
+    # promtool passes a test of an alert that does not exist (it never fires).
+    assert {case["alertname"] for case in cases} <= set(rules), "alerts_test.yml tests an alert alerts.yml lacks"
+    for name, rule in rules.items():
+        mine = [case for case in cases if case["alertname"] == name]
+        assert any(case.get("exp_alerts") for case in mine), f"{name}: no test where it fires"
+        assert any(not case.get("exp_alerts") for case in mine), f"{name}: no test where it stays quiet"
+        for alert in (alert for case in mine for alert in case.get("exp_alerts") or []):
+            assert alert["exp_labels"]["severity"] == rule["labels"]["severity"], name
+            assert set(alert.get("exp_annotations", {})) == set(rule["annotations"]), f"{name}: annotations untested"
+
+
+def test_alert_rules_pass_promtool_check_and_their_unit_tests(promtool):
+    _run_promtool(promtool, "check", "rules", str(ALERTS_YML))
+    _run_promtool(promtool, "test", "rules", str(ALERTS_TEST_YML))
+
+
+# Requests per minute by service and status for the 5xx panels' test: multiples of 60, so
+# every rate is a whole number per second and every expected ratio exact.
+TRAFFIC_WITHOUT_5XX = {"gateway": {"200": 240}, "orders": {"201": 240}, "users": {"200": 480}}
+TRAFFIC_WITH_5XX = {"gateway": {"200": 240}, "orders": {"201": 180, "500": 60}, "users": {"200": 480}}
+
+
+def _five_xx_panel_exprs() -> dict[str, str]:
+    """The dashboard's expressions over 5xx series, as Prometheus gets them with the
+    $service variable at "All" and a 5m rate interval."""
+    dashboard = _dashboard()
+    (service,) = [v for v in dashboard["templating"]["list"] if v["name"] == "service"]
+    exprs = {}
+    for where, expr in _dashboard_exprs(dashboard).items():
+        if 'status=~"5.."' in expr:
+            expr = expr.replace("$__rate_interval", "5m").replace("$service", service["allValue"])
+            assert "$" not in expr, f"{where}: a Grafana variable this test does not fill in: {expr}"
+            exprs[where] = expr
+    return exprs
+
+
+def _expected_ratios(expr: str, traffic: dict[str, dict[str, int]]) -> list[dict]:
+    groupings = {tuple(label.strip() for label in g.split(",")) for g in re.findall(r"\bby\s*\(([^)]*)\)", expr)}
+    assert groupings <= {("service",)}, f"extend this test for grouping {groupings}: {expr}"
+
+    def ratio(services):
+        failed = sum(n for s in services for status, n in traffic[s].items() if status.startswith("5"))
+        return failed / sum(n for s in services for n in traffic[s].values())
+
+    if groupings:
+        return [{"labels": f'{{service="{s}"}}', "value": ratio([s])} for s in sorted(traffic)]
+    return [{"labels": "{}", "value": ratio(list(traffic))}]
+
+
+def _request_series(traffic: dict[str, dict[str, int]]) -> list[dict]:
+    return [
+        {
+            "series": f'goshop_http_requests_total{{job="{service}", service="{service}", route="r", method="GET", '
+            f'status="{status}"}}',
+            "values": f"0+{per_minute}x15",
+        }
+        for service, statuses in traffic.items()
+        for status, per_minute in statuses.items()
+    ]
+
+
+def test_5xx_ratio_panels_show_0_not_no_data_when_nothing_failed(promtool, tmp_path):
+    # Without 5xx series, `5xx / all` is empty and Grafana shows "No data", which reads as
+    # "not scraped" rather than "nothing failed". The dashboard's own expressions are
+    # evaluated, with and without failures.
+    exprs = _five_xx_panel_exprs()
+    assert {"panel '5xx ratio' A", "panel '5xx ratio by service' A"} <= set(exprs), sorted(exprs)
+    tests = [
+        {
+            "name": f"5xx panels, {case}",
+            "interval": "1m",
+            "input_series": _request_series(traffic),
+            "promql_expr_test": [
+                {"expr": expr, "eval_time": "10m", "exp_samples": _expected_ratios(expr, traffic)}
+                for expr in exprs.values()
+            ],
+        }
+        for case, traffic in (("no 5xx", TRAFFIC_WITHOUT_5XX), ("orders 25% 5xx", TRAFFIC_WITH_5XX))
+    ]
+    test_file = tmp_path / "panels_test.yml"
+    test_file.write_text(yaml.safe_dump({"rule_files": [], "evaluation_interval": "1m", "tests": tests}))
+    _run_promtool(promtool, "test", "rules", str(test_file))
 
 
 # --- Fluent Bit ---------------------------------------------------------------
