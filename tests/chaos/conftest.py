@@ -47,6 +47,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from goshop_common.db import roles
 from goshop_common.db.session import sqlalchemy_url
 from goshop_common.messaging import deadletters
 from goshop_common.messaging.kafka import CONSUMER_DEFAULTS
@@ -55,6 +56,7 @@ from goshop_devtools.lifeline import command_line
 from goshop_devtools.postgres import free_port, port_bindable
 from tests.e2e.conftest import ROOT, wait_for
 from tests.e2e.test_make_run import Runner, _free_base
+from tests.support import role_url
 
 # The consumers' session timeout: how long the broker waits for a member's
 # heartbeat before it rebalances the group without it.
@@ -216,6 +218,7 @@ class Shop:
         self.dev = DevShop(workdir, log_format="json", ports=ports)
         self.replicas: dict[str, Replica] = {}
         self.child_env: dict[str, str] = {}
+        self.worker_env: dict[str, dict[str, str]] = {}
         self._engine: sa.Engine | None = None
         # The replicas' restarts (_keep_replicas), for a failure's message.
         self.restarts: list[str] = []
@@ -242,7 +245,8 @@ class Shop:
 
     @property
     def database_url(self) -> str:
-        return self.child_env["GOSHOP_DATABASE_URL"]
+        """The tier's own look at every schema: as the migration role, which owns them."""
+        return role_url(self.child_env["GOSHOP_DATABASE_URL"], roles.MIGRATION)
 
     @property
     def bootstrap(self) -> str:
@@ -276,6 +280,8 @@ class Shop:
         self.dev.start().wait_until_up()
         # The environment make run gives its children, as one of them has it.
         self.child_env = environment_of(self.dev.pid_of("payments-consumer"))
+        # Each worker's own: its database role is its own (goshop_common.db.roles).
+        self.worker_env = {name: environment_of(self.dev.pid_of(name)) for name in WORKERS}
         for key in ("GOSHOP_DATABASE_URL", "GOSHOP_KAFKA_BOOTSTRAP", "GOSHOP_DEV_DIR", "GOSHOP_LOG_FORMAT"):
             assert key in self.child_env, f"make run's children have no {key}"
         assert self.child_env["GOSHOP_DEV_DIR"] == str(self.data_dir.resolve())
@@ -283,7 +289,7 @@ class Shop:
         assert f"@127.0.0.1:{self.pg_port}/" in self.child_env["GOSHOP_DATABASE_URL"]
         for offset, (name, module) in enumerate(WORKERS.items(), start=9):
             replica = Replica(f"{name}-2", module, self.base + offset, self.workdir / f"{name}-2.log")
-            self.replicas[name] = replica.start(self.child_env)
+            self.replicas[name] = replica.start(self.worker_env[name])
         for replica in self.replicas.values():
             wait_for(replica.port, "/ready", timeout=60, process=replica.process)
         self._keeper.start()
@@ -294,7 +300,7 @@ class Shop:
         for its pods), for the replicas: one that exits is started again 1 s
         later (a killed one, or one that could not reach the broker at start)."""
         while not self._stopping.wait(0.2):
-            for replica in self.replicas.values():
+            for name, replica in self.replicas.items():
                 if replica.alive():
                     continue
                 if self._stopping.wait(1.0):
@@ -303,7 +309,7 @@ class Shop:
                     f"{time.strftime('%H:%M:%S')} {replica.name} {replica.exit_status()} "
                     f"(pid {replica.pid}); started again"
                 )
-                replica.start(self.child_env)
+                replica.start(self.worker_env[name])
 
     def ensure_replicas(self) -> None:
         """Wait for every worker, make run's and the replicas, to be ready
