@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from goshop_common.auth.tokens import request_claims, require_access_token
+from goshop_common.auth.tokens import invalid_token, request_claims, require_access_token
 from goshop_common.clock import utcnow
 from goshop_common.db.session import own_transaction, request_bind
 from goshop_common.web.errors import ApiError
@@ -52,7 +52,7 @@ def _user_id(request) -> uuid.UUID:
     try:
         return uuid.UUID(claims["sub"])
     except ValueError:
-        raise ApiError(401, "invalid token") from None
+        raise invalid_token() from None
 
 
 @orders.post(

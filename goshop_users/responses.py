@@ -74,6 +74,8 @@ JWKS = Reply(
 )
 
 # One answer however a refresh token fails; the description names the cases.
+# No WWW-Authenticate: the refresh token is in the body, not an HTTP
+# authentication scheme's credential (goshop_users.views._refresh_claims).
 INVALID_TOKEN = error("invalid token: unknown, expired, revoked or reused refresh token")
 
 # Managing sessions takes a live session: the token's own must not have ended
@@ -81,7 +83,11 @@ INVALID_TOKEN = error("invalid token: unknown, expired, revoked or reused refres
 SESSION_ENDED = error(
     "unauthorized (no credentials) or invalid token: bad, expired, or of a session that has ended "
     "(revoked, logged out or expired)",
-    CHALLENGE,
+    {
+        "WWW-Authenticate": CHALLENGE["WWW-Authenticate"]
+        + ' A token of a session that has ended: `Bearer error="invalid_token", '
+        'error_description="the session of the access token has ended"`.'
+    },
 )
 
 # By view; the 400, 413 and 415 of the body schema, and the 401 of a view

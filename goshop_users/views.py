@@ -10,7 +10,7 @@ from pyramid.response import Response
 from pyramid.view import exception_view_config
 
 from goshop_common import clock
-from goshop_common.auth.tokens import REFRESH, InvalidToken, authenticated_claims, invalid_token
+from goshop_common.auth.tokens import REFRESH, SESSION_ENDED, InvalidToken, authenticated_claims, invalid_token
 from goshop_common.db.session import request_bind
 from goshop_common.web.clientip import client_network
 from goshop_common.web.errors import ApiError, api_error_view, error_response
@@ -78,6 +78,10 @@ def _throttle(request) -> LoginThrottle:
 
 
 def _refresh_claims(request) -> dict:
+    """The claims of the body's refresh token, or the seed's 401. That 401 has
+    no WWW-Authenticate: the token is a grant in the body (RFC 6749 6), not a
+    credential of an HTTP authentication scheme, so RFC 6750 3 does not apply,
+    and a Bearer challenge would tell the client to send it as one."""
     try:
         return request.registry.token_verifier.verify(request.validated["refresh_token"], REFRESH)
     except InvalidToken:
@@ -201,7 +205,7 @@ def session_ended_view(exc: SessionEnded, request):
     # whoever the owner ended it to keep out.
     log.info("session management refused: the token's session has ended", extra={"session_id": str(exc)})
     # Raised, so the request's transaction rolls back (it changed nothing anyway).
-    return api_error_view(invalid_token(), request)
+    return api_error_view(invalid_token(SESSION_ENDED), request)
 
 
 @jwks.get(responses=responses.JWKS_RESPONSES)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import time
 import uuid
 
+import jwt
 import psycopg2
 import sqlalchemy as sa
 import sqlalchemy.orm
@@ -226,6 +228,26 @@ def login(testapp, email: str, password: str = PASSWORD, **kwargs) -> dict:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def expired_copy(access_token: str, signing_key) -> str:
+    """``access_token`` as users would have signed it an hour past its expiry:
+    the same claims, good signature and key id, but ``exp`` gone by (well
+    beyond the verifier's leeway)."""
+    claims = jwt.decode(access_token, options={"verify_signature": False})
+    now = dt.datetime.now(dt.UTC)
+    expired = {**claims, "iat": now - dt.timedelta(hours=3), "exp": now - dt.timedelta(hours=1)}
+    return jwt.encode(
+        expired, signing_key.private_key, algorithm=signing_key.algorithm, headers={"kid": signing_key.kid}
+    )
+
+
+# What a 401's WWW-Authenticate says (goshop_common.auth.tokens), spelled out:
+# a change to them is a change to the API.
+NO_TOKEN = "Bearer"
+EXPIRED = 'Bearer error="invalid_token", error_description="the access token expired"'
+INVALID = 'Bearer error="invalid_token", error_description="the access token is invalid"'
+SESSION_ENDED = 'Bearer error="invalid_token", error_description="the session of the access token has ended"'
 
 
 def listed(testapp, tokens) -> list[dict]:

@@ -8,6 +8,7 @@ access token is expected, nor the reverse: the ``typ`` claim must match.
 from __future__ import annotations
 
 import collections
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,14 @@ class KeySource(Protocol):
 
 class InvalidToken(Exception):
     """The token is not one of ours, is expired, or is of the wrong type."""
+
+
+class ExpiredToken(InvalidToken):
+    """A token that is ours and of the expected type, but past its ``exp``.
+
+    Told apart so a client learns to refresh rather than to log in again; it
+    is only said of a token whose signature, issuer and type all check out,
+    so it tells a forger nothing."""
 
 
 class _VerifiedTokens:
@@ -126,36 +135,77 @@ class TokenVerifier:
         if key is None:
             raise InvalidToken("unknown key id")
         try:
-            claims = jwt.decode(
+            claims = self._decode(token, key, verify_exp=True)
+        except jwt.ExpiredSignatureError:
+            # PyJWT checks exp before the issuer: decode again without it, so
+            # "expired" is only ever said of an otherwise good token.
+            claims = self._decode(token, key, verify_exp=False)
+            if claims.get("typ") != expected_type:
+                raise InvalidToken("wrong token type") from None
+            raise ExpiredToken("expired") from None
+        if claims.get("typ") != expected_type:
+            raise InvalidToken("wrong token type")
+        return claims
+
+    def _decode(self, token: str, key: Any, verify_exp: bool) -> dict:
+        try:
+            return jwt.decode(
                 token,
                 key,
                 algorithms=[self.algorithm],
                 issuer=self.issuer,
                 leeway=LEEWAY_SECONDS,
-                options={"require": REQUIRED_CLAIMS},
+                options={"require": REQUIRED_CLAIMS, "verify_exp": verify_exp},
             )
+        except jwt.ExpiredSignatureError:
+            raise
         except jwt.PyJWTError as exc:
             raise InvalidToken(str(exc)) from exc
-        if claims.get("typ") != expected_type:
-            raise InvalidToken("wrong token type")
-        return claims
+
+
+# What a 401's WWW-Authenticate says (RFC 6750 3): the descriptions a client
+# may show or log. Only "expired" is told apart from the rest: it means
+# "refresh", anything else "log in again", and why a token is not ours
+# (signature, key id, claims) is nothing a forger should hear.
+EXPIRED = "the access token expired"
+INVALID = "the access token is invalid"
+SESSION_ENDED = "the session of the access token has ended"
+# RFC 6750 3: error_description is %x20-21 / %x23-5B / %x5D-7E, so there is
+# no quote or backslash to escape: the challenge refuses them instead.
+_QUOTABLE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+
+
+def challenge(error: str | None = None, description: str | None = None, realm: str | None = None) -> str:
+    """A ``WWW-Authenticate`` Bearer challenge (RFC 6750 3). Without ``error``
+    when the request carried no credentials (3.1: "SHOULD NOT include an
+    error code"); realm, error and description in that order otherwise."""
+    params = {"realm": realm, "error": error, "error_description": description}
+    for name, value in params.items():
+        if value is not None and not _QUOTABLE.fullmatch(value):
+            raise ValueError(f"{name} must be printable ASCII without quote or backslash: {value!r}")
+    parts = [f'{name}="{value}"' for name, value in params.items() if value is not None]
+    return "Bearer " + ", ".join(parts) if parts else "Bearer"
 
 
 def bearer_token(request) -> str:
-    """The token from ``Authorization: Bearer <token>``; 401 ``unauthorized`` when absent."""
+    """The token from ``Authorization: Bearer <token>``; 401 ``unauthorized`` when
+    absent or sent under another scheme (RFC 6750 3.1 counts both as no
+    authentication information: a bare challenge)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": "Bearer"})
+        raise ApiError(401, "unauthorized", headers={"WWW-Authenticate": challenge()})
     return token
 
 
-def invalid_token() -> ApiError:
-    """The 401 for a token that does not authenticate: bad, expired, or (users'
-    session management) of a session that has ended. RFC 6750's
-    ``invalid_token`` covers them all: "expired, revoked, malformed, or invalid"."""
-    return ApiError(401, "invalid token", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+def invalid_token(description: str = INVALID) -> ApiError:
+    """The 401 for an access token that does not authenticate: bad, expired,
+    or (users' session management) of a session that has ended. RFC 6750's
+    ``invalid_token`` covers them all: "expired, revoked, malformed, or
+    invalid"; the description says which, as far as is safe (EXPIRED, INVALID,
+    SESSION_ENDED). The body is the seed's, whatever the case."""
+    return ApiError(401, "invalid token", headers={"WWW-Authenticate": challenge("invalid_token", description)})
 
 
 def authenticated_claims(request, verifier: TokenVerifier) -> dict:
@@ -163,6 +213,8 @@ def authenticated_claims(request, verifier: TokenVerifier) -> dict:
     token = bearer_token(request)
     try:
         claims = verifier.verify(token, ACCESS)
+    except ExpiredToken:
+        raise invalid_token(EXPIRED) from None
     except InvalidToken:
         raise invalid_token() from None
     request.environ[USER_ID_ENVIRON_KEY] = claims["sub"]

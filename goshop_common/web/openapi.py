@@ -71,7 +71,26 @@ def error(description: str, headers: dict[str, str] | None = None) -> Reply:
 
 RETRY_AFTER = {"Retry-After": "Seconds to wait before trying again."}
 SERVICE_UNAVAILABLE = error("service unavailable: the database did not answer", RETRY_AFTER)
-CHALLENGE = {"WWW-Authenticate": "The authentication scheme expected."}
+# The 401 of ``auth`` (goshop_common.auth.tokens.challenge writes the header):
+# RFC 6750 3, no error code without a Bearer token, invalid_token with one,
+# and "expired" (refresh) told apart from "invalid" (log in again).
+CHALLENGE = {
+    "WWW-Authenticate": (
+        '`Bearer` when no Bearer token was sent; `Bearer error="invalid_token", '
+        'error_description="the access token expired"` for an expired access token (refresh it), '
+        '`error_description="the access token is invalid"` for any other.'
+    )
+}
+OPERATOR_CHALLENGE = {
+    "WWW-Authenticate": (
+        '`Bearer realm="goshop-ops"` when no Bearer token was sent; `Bearer realm="goshop-ops", '
+        'error="invalid_token", error_description="the operator token is invalid"` for a wrong one.'
+    )
+}
+UNAUTHORIZED = {
+    BEARER: error("unauthorized (no credentials) or invalid token", CHALLENGE),
+    OPERATOR: error("unauthorized: no operator token, or a wrong one", OPERATOR_CHALLENGE),
+}
 
 
 # --- colander nodes to JSON Schema ------------------------------------------
@@ -261,7 +280,7 @@ def _operation(service: Service, method: str, args: dict, settings) -> dict:
     auth = doc.get("auth")
     if auth:
         operation["security"] = [{auth: []}]
-        auto[401] = error("unauthorized (no credentials) or invalid token", CHALLENGE)
+        auto[401] = UNAUTHORIZED[auth]
 
     replies = {**auto, **doc.get("responses", {})}
     operation["responses"] = {str(status): _reply(reply) for status, reply in sorted(replies.items())}

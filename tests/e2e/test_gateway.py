@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.e2e.conftest import ROOT, Http, wait_for
+from tests.support import EXPIRED, INVALID, NO_TOKEN, SESSION_ENDED
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +152,9 @@ def test_forged_tokens_are_refused_at_the_edge_before_any_upstream_call(gw, stac
         for method, path in (("GET", "/v1/users/me"), ("POST", "/v1/checkout"), ("GET", "/v1/orders")):
             body = {"amount_cents": 100} if method == "POST" else None
             headers = {"Authorization": f"Bearer {token}", "X-Request-ID": request_id}
-            status, _, answer = gw.request(method, path, body, headers=headers)
+            status, answer_headers, answer = gw.request(method, path, body, headers=headers)
             assert (status, answer) == (401, {"error": "invalid token"}), (name, path)
+            assert answer_headers["WWW-Authenticate"] == INVALID, (name, path)
         for upstream in ("users", "orders"):
             assert request_id not in stack.log(upstream), f"{name} reached {upstream}"
 
@@ -168,8 +170,32 @@ def test_an_expired_token_signed_by_users_is_refused(gw, users_app):
         algorithm="EdDSA",
         headers={"kid": key.kid},
     )
-    status, _, body = gw.request("GET", "/v1/users/me", headers={"Authorization": f"Bearer {expired}"})
+    status, headers, body = gw.request("GET", "/v1/users/me", headers={"Authorization": f"Bearer {expired}"})
     assert (status, body) == (401, {"error": "invalid token"})
+    assert headers["WWW-Authenticate"] == EXPIRED
+
+
+def test_a_request_without_a_token_gets_a_bare_bearer_challenge_at_the_edge(gw):
+    for headers in ({}, {"Authorization": "Basic dXNlcjpwYXNz"}):
+        status, answer_headers, body = gw.request("GET", "/v1/orders", headers=headers)
+        assert (status, body) == (401, {"error": "unauthorized"})
+        assert answer_headers["WWW-Authenticate"] == NO_TOKEN
+
+
+def test_an_upstreams_challenge_passes_through_the_gateway_unchanged(gw):
+    # The token is good at the edge; users refuses it for its ended session.
+    customer = sign_up(gw)
+    status, _, _ = gw.request("POST", "/v1/users/logout_all", headers=customer["auth"])
+    assert status == 200
+    status, headers, body = gw.request("GET", "/v1/users/sessions", headers=customer["auth"])
+    assert (status, body) == (401, {"error": "invalid token"})
+    assert headers.get_all("WWW-Authenticate") == [SESSION_ENDED]
+    # Ops checks its own token: the gateway forwards its realm's challenge.
+    status, headers, body = gw.request("GET", "/v1/ops/parked", headers=customer["auth"])
+    assert (status, body) == (401, {"error": "unauthorized"})
+    assert headers.get_all("WWW-Authenticate") == [
+        'Bearer realm="goshop-ops", error="invalid_token", error_description="the operator token is invalid"'
+    ]
 
 
 def test_one_request_id_follows_a_checkout_through_every_process(gw, stack):

@@ -66,3 +66,20 @@ def test_the_gateway_documents_each_route_as_its_upstream_does(documents):
     checkout = gateway["/v1/checkout"]["post"]
     assert "201" in checkout["responses"]
     assert any(p["name"] == "Idempotency-Key" for p in checkout["parameters"])
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_401_of_a_secured_operation_declares_its_challenge(documents, service):
+    for path, item in documents[service]["paths"].items():
+        for method, operation in item.items():
+            if operation.get("security"):
+                challenge = operation["responses"]["401"]["headers"]["WWW-Authenticate"]
+                assert challenge["required"], (method, path)
+                assert "invalid_token" in challenge["description"], (method, path)
+
+
+def test_the_gateway_documents_an_upstreams_401_as_the_upstream_does(documents):
+    gateway, users = documents["gateway"]["paths"], documents["users"]["paths"]
+    for method, path in (("get", "/v1/users/sessions"), ("get", "/v1/users/me")):
+        assert gateway[path][method]["responses"]["401"] == users[path][method]["responses"]["401"], path
+    assert "session of the access token has ended" in str(gateway["/v1/users/sessions"]["get"]["responses"]["401"])

@@ -5,6 +5,7 @@ import uuid
 
 import pytest
 
+from goshop_ops.operators import NO_CREDENTIALS, WRONG_TOKEN
 from tests.integration.goshop_ops.conftest import OPERATOR, OPS_TOKEN, create_order
 from tests.support import bearer
 
@@ -28,27 +29,28 @@ def _call(client, method, path, headers, status, body=None):
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "challenge"),
     [
-        {},
-        bearer("wrong-token"),
-        bearer(OPS_TOKEN[:-1]),
-        bearer(OPS_TOKEN + "x"),
-        {"Authorization": OPS_TOKEN},
-        {"Authorization": f"Basic {OPS_TOKEN}"},
+        ({}, NO_CREDENTIALS),
+        (bearer("wrong-token"), WRONG_TOKEN),
+        (bearer(OPS_TOKEN[:-1]), WRONG_TOKEN),
+        (bearer(OPS_TOKEN + "x"), WRONG_TOKEN),
+        ({"Authorization": OPS_TOKEN}, NO_CREDENTIALS),
+        ({"Authorization": f"Basic {OPS_TOKEN}"}, NO_CREDENTIALS),
     ],
     ids=["anonymous", "wrong", "prefix", "longer", "no-scheme", "basic"],
 )
-def test_callers_without_the_ops_token_are_unauthorized(ops_client, order, headers):
+def test_callers_without_the_ops_token_are_unauthorized(ops_client, order, headers, challenge):
     for method, path in _calls(order["id"]):
         response = _call(ops_client, method, path, headers, 401)
         assert response.json == {"error": "unauthorized"}
-        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert response.headers["WWW-Authenticate"] == challenge
 
 
 def test_a_customers_access_token_is_not_an_operator_credential(ops_client, order, customer):
     for method, path in _calls(order["id"]):
-        assert _call(ops_client, method, path, customer["headers"], 401).json == {"error": "unauthorized"}
+        response = _call(ops_client, method, path, customer["headers"], 401)
+        assert (response.json, response.headers["WWW-Authenticate"]) == ({"error": "unauthorized"}, WRONG_TOKEN)
 
 
 def test_the_operator_reads_any_customers_order(ops_client, order):

@@ -4,7 +4,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from tests.support import count_rows, new_customer, table_snapshot
+from tests.support import EXPIRED, INVALID, NO_TOKEN, bearer, count_rows, expired_copy, new_customer, table_snapshot
 
 
 def create(client, customer, status=201, **body):
@@ -91,6 +91,23 @@ def test_creating_an_order_needs_an_access_token(orders_client, customer):
     refresh = {"Authorization": f"Bearer {customer['tokens']['refresh_token']}"}
     response = orders_client.post_json("/v1/orders", {"amount_cents": 1}, headers=refresh, status=401)
     assert response.json == {"error": "invalid token"}
+
+
+def test_orders_challenge_tells_an_expired_access_token_from_an_invalid_one(orders_client, users_app, customer):
+    access = customer["tokens"]["access_token"]
+    head, payload, signature = access.split(".")
+    cases = {
+        "none": ({}, {"error": "unauthorized"}, NO_TOKEN),
+        "expired": (bearer(expired_copy(access, users_app.registry.signing_key)), {"error": "invalid token"}, EXPIRED),
+        "forged": (bearer(f"{head}.{payload}.{signature[::-1]}"), {"error": "invalid token"}, INVALID),
+        "refresh": (bearer(customer["tokens"]["refresh_token"]), {"error": "invalid token"}, INVALID),
+    }
+    for name, (headers, body, challenge) in cases.items():
+        for response in (
+            orders_client.get("/v1/orders", headers=headers, status=401),
+            orders_client.post_json("/v1/orders", {"amount_cents": 1}, headers=headers, status=401),
+        ):
+            assert (response.json, response.headers["WWW-Authenticate"]) == (body, challenge), name
 
 
 def test_an_order_is_visible_to_its_owner_only(orders_client, testapp, customer):

@@ -8,7 +8,7 @@ import jwt
 import pytest
 import sqlalchemy as sa
 
-from tests.support import bearer, listed, login, refreshes, register, table_snapshot
+from tests.support import SESSION_ENDED, bearer, listed, login, refreshes, register, table_snapshot
 
 OWNER_DEVICE = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140"
 THIEF_DEVICE = "curl/8.5.0"
@@ -34,7 +34,7 @@ def managing(testapp, tokens, target: str) -> dict[str, object]:
     }
 
 
-ENDED = (401, {"error": "invalid token"}, 'Bearer error="invalid_token"')
+ENDED = (401, {"error": "invalid token"}, SESSION_ENDED)
 ALL_ENDED = dict.fromkeys(["list", "end one", "logout_others", "logout_all"], ENDED)
 
 

@@ -3,7 +3,7 @@ import datetime as dt
 import jwt
 import pytest
 
-from tests.support import bearer, login, register
+from tests.support import EXPIRED, INVALID, NO_TOKEN, bearer, expired_copy, login, register
 
 
 @pytest.fixture
@@ -34,18 +34,36 @@ def test_me_without_a_bearer_token_is_unauthorized(testapp, header):
     headers = {} if header is None else {"Authorization": header}
     response = testapp.get("/v1/users/me", headers=headers, status=401)
     assert response.json == {"error": "unauthorized"}
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    # RFC 6750 3.1: no credentials (another scheme counts as none), no error code.
+    assert response.headers["WWW-Authenticate"] == NO_TOKEN
 
 
 def test_me_with_a_garbage_token_is_an_invalid_token(testapp):
     response = testapp.get("/v1/users/me", headers=bearer("not.a.jwt"), status=401)
     assert response.json == {"error": "invalid token"}
+    assert response.headers["WWW-Authenticate"] == INVALID
 
 
 def test_me_refuses_a_refresh_token(testapp, tokens):
     _user, pair = tokens
     response = testapp.get("/v1/users/me", headers=bearer(pair["refresh_token"]), status=401)
     assert response.json == {"error": "invalid token"}
+    assert response.headers["WWW-Authenticate"] == INVALID
+
+
+def test_an_expired_access_token_is_told_apart_in_the_challenge_not_the_body(testapp, users_app, tokens):
+    _user, pair = tokens
+    expired = expired_copy(pair["access_token"], users_app.registry.signing_key)
+    response = testapp.get("/v1/users/me", headers=bearer(expired), status=401)
+    assert response.json == {"error": "invalid token"}
+    assert response.headers["WWW-Authenticate"] == EXPIRED
+
+
+def test_an_expired_refresh_token_used_as_an_access_token_is_invalid_not_expired(testapp, users_app, tokens):
+    _user, pair = tokens
+    expired = expired_copy(pair["refresh_token"], users_app.registry.signing_key)
+    response = testapp.get("/v1/users/me", headers=bearer(expired), status=401)
+    assert response.headers["WWW-Authenticate"] == INVALID
 
 
 def test_me_refuses_a_token_with_a_tampered_payload(testapp, tokens):
@@ -56,10 +74,12 @@ def test_me_refuses_a_token_with_a_tampered_payload(testapp, tokens):
     forged_payload = jwt.utils.base64url_encode(jwt.api_jws.json.dumps(claims).encode()).decode()
     response = testapp.get("/v1/users/me", headers=bearer(f"{header}.{forged_payload}.{signature}"), status=401)
     assert response.json == {"error": "invalid token"}
+    assert response.headers["WWW-Authenticate"] == INVALID
 
 
 def test_me_refuses_an_unsigned_alg_none_token(testapp, tokens):
     _user, pair = tokens
     claims = jwt.decode(pair["access_token"], options={"verify_signature": False})
     unsigned = jwt.encode(claims, None, algorithm="none")
-    testapp.get("/v1/users/me", headers=bearer(unsigned), status=401)
+    response = testapp.get("/v1/users/me", headers=bearer(unsigned), status=401)
+    assert response.headers["WWW-Authenticate"] == INVALID

@@ -38,6 +38,12 @@ def test_refresh_refuses_garbage(testapp):
     assert _refresh(testapp, "garbage", status=401).json == {"error": "invalid token"}
 
 
+def test_a_refused_refresh_token_gets_no_bearer_challenge(testapp):
+    # It came in the body, not as an HTTP credential: a Bearer challenge would
+    # tell the client to send it in Authorization (docs/api.md, Errors).
+    assert "WWW-Authenticate" not in _refresh(testapp, "garbage", status=401).headers
+
+
 def test_reusing_a_rotated_token_after_the_reuse_interval_revokes_the_whole_family(testapp, db_connection):
     user = register(testapp)
     stolen = login(testapp, user["email"])["refresh_token"]

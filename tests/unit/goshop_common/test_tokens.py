@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from goshop_common.auth.tokens import ACCESS, REFRESH, InvalidToken, TokenVerifier
+from goshop_common.auth.tokens import ACCESS, REFRESH, ExpiredToken, InvalidToken, TokenVerifier, challenge
 
 NOW = dt.datetime.now(dt.UTC)
 KEY = ed25519.Ed25519PrivateKey.generate()
@@ -49,9 +49,29 @@ def test_a_refresh_token_is_not_an_access_token_nor_the_reverse(verifier):
         verifier.verify(sign(claims(typ=ACCESS)), REFRESH)
 
 
-def test_an_expired_token_is_refused(verifier):
-    with pytest.raises(InvalidToken):
-        verifier.verify(sign(claims(iat=NOW - dt.timedelta(hours=3), exp=NOW - dt.timedelta(minutes=1))), ACCESS)
+EXPIRED = {"iat": NOW - dt.timedelta(hours=3), "exp": NOW - dt.timedelta(minutes=1)}
+
+
+def test_an_expired_token_is_refused_as_expired(verifier):
+    with pytest.raises(ExpiredToken):
+        verifier.verify(sign(claims(**EXPIRED)), ACCESS)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        sign(claims(**EXPIRED), key=OTHER_KEY),
+        sign(claims(**EXPIRED), kid="k2"),
+        sign(claims(**EXPIRED, iss="someone-else")),
+        sign(claims(**EXPIRED, typ=REFRESH)),
+        sign(claims(**EXPIRED, jti=None)),
+    ],
+    ids=["other-key", "unknown-kid", "other-issuer", "refresh-as-access", "missing-claim"],
+)
+def test_only_an_otherwise_good_token_is_called_expired(verifier, token):
+    with pytest.raises(InvalidToken) as refused:
+        verifier.verify(token, ACCESS)
+    assert not isinstance(refused.value, ExpiredToken)
 
 
 def test_another_issuer_is_refused(verifier):
@@ -203,3 +223,23 @@ def test_a_cache_of_size_zero_verifies_every_time():
     verifier.verify(token, ACCESS)
     verifier.verify(token, ACCESS)
     assert keys.lookups == 2
+
+
+# -- the WWW-Authenticate challenge (RFC 6750 3) ----------------------------------
+
+
+def test_a_challenge_without_credentials_has_no_error_code():
+    assert challenge() == "Bearer"
+    assert challenge(realm="goshop-ops") == 'Bearer realm="goshop-ops"'
+
+
+def test_a_challenge_lists_realm_error_and_description_quoted():
+    assert challenge("invalid_token", "the access token expired", realm="r") == (
+        'Bearer realm="r", error="invalid_token", error_description="the access token expired"'
+    )
+
+
+@pytest.mark.parametrize("description", ['say "no"', "back\\slash", "caf\u00e9", "line\nbreak"])
+def test_a_challenge_refuses_what_rfc_6750_does_not_allow_in_a_description(description):
+    with pytest.raises(ValueError, match="error_description"):
+        challenge("invalid_token", description)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from goshop_ops.operators import is_operator
+from goshop_ops.operators import NO_CREDENTIALS, WRONG_TOKEN, is_operator
 
 TOKEN = "ops-token-0123456789abcdef0123456789"
 
@@ -23,3 +23,10 @@ def test_anything_else_is_not(header):
 def test_an_empty_configured_token_lets_nobody_in():
     assert not is_operator("Bearer ", "")
     assert not is_operator("Bearer x", "")
+
+
+def test_the_ops_challenges_name_the_realm_and_say_no_error_without_a_token():
+    assert NO_CREDENTIALS == 'Bearer realm="goshop-ops"'
+    assert WRONG_TOKEN == (
+        'Bearer realm="goshop-ops", error="invalid_token", error_description="the operator token is invalid"'
+    )
