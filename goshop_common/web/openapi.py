@@ -281,6 +281,10 @@ def _operation(service: Service, method: str, args: dict, settings) -> dict:
     if auth:
         operation["security"] = [{auth: []}]
         auto[401] = UNAUTHORIZED[auth]
+    else:
+        # Said, not left out: an empty list is "no credentials", where a
+        # missing one would leave it to a document-wide default.
+        operation["security"] = []
 
     replies = {**auto, **doc.get("responses", {})}
     operation["responses"] = {str(status): _reply(reply) for status, reply in sorted(replies.items())}
@@ -306,6 +310,8 @@ def build_document(registry, title: str) -> dict:
     document = {
         "openapi": OPENAPI_VERSION,
         "info": {"title": title, "version": "1.0"},
+        # Relative: the operations are wherever the document itself is served.
+        "servers": [{"url": "/"}],
         "paths": dict(sorted(paths.items())),
         "components": {"securitySchemes": {name: SECURITY_SCHEMES[name] for name in schemes}},
     }
@@ -368,9 +374,12 @@ def _with_upstreams(registry, document: dict) -> dict:
             merged["operationId"] = own["operationId"]
             # What the gateway checks itself (checkout's body, the access
             # token) it documents itself; the rest is the upstream's.
-            for key in ("parameters", "requestBody", "security"):
-                if key in own and key != "parameters":
-                    merged[key] = own[key]
+            if "requestBody" in own:
+                merged["requestBody"] = own["requestBody"]
+            # An empty list is the gateway checking nothing itself: the
+            # upstream's requirement (none, or its own scheme) stands.
+            if own.get("security"):
+                merged["security"] = own["security"]
             # The gateway's parameters first; an upstream's of the same name and
             # place is dropped, not listed twice.
             own_names = {(p["in"], p["name"]) for p in own.get("parameters", ())}

@@ -69,6 +69,34 @@ def test_the_gateway_documents_each_route_as_its_upstream_does(documents):
 
 
 @pytest.mark.parametrize("service", SERVICES)
+def test_every_document_serves_its_operations_where_it_is_served_and_says_every_operations_security(documents, service):
+    document = documents[service]
+    assert document["servers"] == [{"url": "/"}]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            # [] is "no credentials"; a missing key would defer to a default.
+            assert "security" in operation, (method, path)
+            if operation["security"]:
+                assert "401" in operation["responses"], (method, path)
+
+
+def test_public_operations_say_they_need_no_credentials_and_the_gateway_keeps_each_upstreams_scheme(documents):
+    gateway = documents["gateway"]["paths"]
+    for method, path in (("post", "/v1/users/register"), ("post", "/v1/users/login"), ("get", "/ready")):
+        assert gateway[path][method]["security"] == [], path
+    assert gateway["/v1/users/me"]["get"]["security"] == [{"bearer": []}]
+    ops = {
+        scheme
+        for path, item in gateway.items()
+        if path.startswith("/v1/ops/")
+        for operation in item.values()
+        for requirement in operation["security"]
+        for scheme in requirement
+    }
+    assert ops == {"operator"}
+
+
+@pytest.mark.parametrize("service", SERVICES)
 def test_every_401_of_a_secured_operation_declares_its_challenge(documents, service):
     for path, item in documents[service]["paths"].items():
         for method, operation in item.items():
