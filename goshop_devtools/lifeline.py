@@ -136,6 +136,15 @@ def _gone(pid: int) -> bool:
     return line == ""
 
 
+def wait_gone(pid: int, timeout: float, interval: float = 0.05) -> bool:
+    """Until process ``pid`` has exited (gone, or a zombie) or ``timeout``
+    passes; whether it has."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not _gone(pid):
+        time.sleep(interval)
+    return _gone(pid)
+
+
 def stop_leftover(pid_file: Path, marker: str, grace: float = 2, first: int = signal.SIGKILL) -> int | None:
     """Stop the process ``pid_file`` names if it still runs and its command line
     contains ``marker`` (so a recycled pid is never touched); returns its pid,
@@ -153,10 +162,7 @@ def stop_leftover(pid_file: Path, marker: str, grace: float = 2, first: int = si
     # what still runs after ``grace`` is killed below.
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, first)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and not _gone(pid):
-        time.sleep(0.05)
-    if not _gone(pid):
+    if not wait_gone(pid, grace):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return pid

