@@ -42,7 +42,12 @@ from goshop_common.db.session import make_engine
 from goshop_common.messaging import deadletters, events
 from goshop_common.messaging.deadletters import DeadLetters
 from goshop_common.messaging.inbox import first_deliveries
-from goshop_common.messaging.kafka import broker_reachable, make_consumer, make_producer
+from goshop_common.messaging.kafka import (
+    GROUP_FORMS_WITHIN_SECONDS,
+    broker_reachable,
+    make_consumer,
+    make_producer,
+)
 from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
 from goshop_common.messaging.worker import Periodic, configure_logging, health_app, on_sigterm, serve_in_background
 from goshop_common.observability import tracing
@@ -51,6 +56,9 @@ from goshop_common.settings import Settings, load_settings
 from goshop_common.web.health import ping_database
 
 log = logging.getLogger("goshop.consumer")
+
+# What /live says of a consumer whose group is (re)forming around it.
+WAITING_FOR_GROUP = "waiting for its group"
 
 RETRY_PAUSE_SECONDS = 1.0
 # The doorbell (EventConsumer.run): a consumer that found nothing waits for the
@@ -318,13 +326,17 @@ class EventConsumer:
         seconds: it holds lag, or waits for its group, or never came back
         from a batch. None while it moves, or stands caught up."""
         idle = time.monotonic() - self._moved_at
+        if self._holding == WAITING_FOR_GROUP:
+            # A member killed mid-batch never left: its successor cannot join
+            # before the group forms again, and a restart would only start over.
+            limit += GROUP_FORMS_WITHIN_SECONDS
         if idle < limit:
             return None
         return f"no progress for {idle:.0f} s ({self._holding})"
 
     def _note_progress(self, moved: bool, lag: int | None) -> None:
         if rebalancing(self.consumer):
-            self._holding = "waiting for its group"
+            self._holding = WAITING_FOR_GROUP
         elif moved or lag == 0:
             self._moved_at = time.monotonic()
             self._holding = "caught up"

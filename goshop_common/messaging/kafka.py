@@ -88,6 +88,13 @@ CONSUMER_DEFAULTS = {
     "metrics_enabled": False,
 }
 
+# How long a group may take to form again around a new member when one died
+# without leaving: its session expires, then the join waits out the
+# rebalance timeout for members busy between polls.
+GROUP_FORMS_WITHIN_SECONDS = (
+    CONSUMER_DEFAULTS["session_timeout_ms"] + CONSUMER_DEFAULTS["max_poll_interval_ms"]
+) / 1000
+
 
 def _construct(cls, *args, **config):
     """kafka-python's consumer and admin client start an IO thread before
