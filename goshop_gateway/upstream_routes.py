@@ -114,6 +114,13 @@ ROUTES = (
     ),
     Route(
         upstream="ops",
+        name="ops_order_timeline_markdown",
+        path="/v1/ops/orders/{id}/timeline.md",
+        description="An order's saga as a Markdown table (operators only).",
+        methods={"GET": "operator"},
+    ),
+    Route(
+        upstream="ops",
         name="ops_order_explain",
         path="/v1/ops/orders/{id}/explain",
         description="Why an order is where it is, in plain words (operators only).",

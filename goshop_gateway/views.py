@@ -16,10 +16,10 @@ from pyramid.response import Response
 from goshop_common.auth.tokens import authenticated_claims, require_access_token
 from goshop_common.observability.tracing import CONTEXT_HEADERS
 from goshop_common.web.errors import error_response
-from goshop_common.web.health import OK, live
+from goshop_common.web.health import HEALTH, OK, live
 from goshop_common.web.openapi import BEARER, error, proxied
 from goshop_common.web.requestlog import REQUEST_ID_HEADER
-from goshop_common.web.rest import JSON, Service, body_validator
+from goshop_common.web.rest import JSON, Service, Tag, body_validator
 from goshop_gateway.routes import Route
 from goshop_gateway.schemas import CheckoutSchema
 from goshop_gateway.upstream import Timeout, UpstreamFailure, end_to_end_items, request_headers
@@ -114,7 +114,12 @@ def _proxy_service(route: Route) -> Service:
 SERVICES = [proxied(_proxy_service(route), route.upstream) for route in ROUTES]
 
 
-checkout = Service(name="checkout", path="/v1/checkout", description="Place an order (Idempotency-Key honoured).")
+checkout = Service(
+    name="checkout",
+    path="/v1/checkout",
+    description="Place an order (Idempotency-Key honoured).",
+    tag=Tag("checkout", "Place an order through the gateway, which checks it before the orders service sees it."),
+)
 
 
 @checkout.post(
@@ -133,7 +138,7 @@ def checkout_view(request):
     return forward(request, "orders", "POST", "/v1/orders", body, headers)
 
 
-ready = Service(name="ready", path="/ready", description="Every upstream is ready.")
+ready = Service(name="ready", path="/ready", description="Every upstream is ready.", tag=HEALTH)
 
 
 def _upstream_state(upstreams, request_id: str, name: str) -> str:

@@ -1,7 +1,8 @@
 """The ops assistant (:8085): an order's saga as a timeline, and answers about
 it in plain words.
 
-    GET  /v1/ops/orders/{id}/timeline            JSON; ?format=markdown for text/markdown
+    GET  /v1/ops/orders/{id}/timeline            JSON
+    GET  /v1/ops/orders/{id}/timeline.md         the same as a Markdown table
     POST /v1/ops/orders/{id}/explain             {"question": "..."} (optional)
     GET  /v1/ops/parked                          events the consumers parked (dead letters)
     POST /v1/ops/parked/{dlq_topic}/{partition}/{offset}/replay   put one back for its consumer

@@ -20,7 +20,7 @@ from goshop_common.messaging.kafka import make_producer
 from goshop_common.web.errors import ApiError
 from goshop_common.web.openapi import OPERATOR
 from goshop_common.web.responses import json_response
-from goshop_common.web.rest import Service, body_validator, querystring_validator
+from goshop_common.web.rest import Service, Tag, body_validator
 from goshop_ops.explain import LlmUnavailable
 from goshop_ops.operators import require_operator
 from goshop_ops.schemas import (
@@ -32,8 +32,8 @@ from goshop_ops.schemas import (
     PARKED,
     REPLAY,
     TIMELINE,
+    TIMELINE_MARKDOWN,
     ExplainSchema,
-    TimelineQuery,
 )
 from goshop_ops.timeline import OrderTimeline, Timeline, parse_order_id
 
@@ -41,15 +41,24 @@ log = logging.getLogger("goshop.ops")
 
 NOT_FOUND = "order not found"
 
+OPS = Tag("ops", "For operators: an order's saga and why it is where it is; events the consumers parked, replayed.")
 timeline = Service(
     name="ops_order_timeline",
     path="/v1/ops/orders/{id}/timeline",
     description="An order's saga, in time order (operators only).",
+    tag=OPS,
+)
+timeline_markdown = Service(
+    name="ops_order_timeline_markdown",
+    path="/v1/ops/orders/{id}/timeline.md",
+    description="An order's saga as a Markdown table (operators only).",
+    tag=OPS,
 )
 explain = Service(
     name="ops_order_explain",
     path="/v1/ops/orders/{id}/explain",
     description="Why an order is where it is, in plain words (operators only).",
+    tag=OPS,
 )
 # It answers once the LLM has: the gateway waits that much longer for it
 # (goshop_gateway.routes.Route.waits_for_llm).
@@ -75,18 +84,14 @@ def _read_timeline(request) -> OrderTimeline:
     return found
 
 
-@timeline.get(
-    schema=TimelineQuery(),
-    validators=(require_operator, querystring_validator),
-    auth=OPERATOR,
-    path=(ORDER_ID,),
-    responses=TIMELINE,
-)
+@timeline.get(validators=(require_operator,), auth=OPERATOR, path=(ORDER_ID,), responses=TIMELINE)
 def timeline_view(request):
-    found = _read_timeline(request)
-    if request.validated["format"] == "markdown":
-        return Response(text=found.markdown(), content_type="text/markdown", charset="utf-8")
-    return found.as_json()
+    return _read_timeline(request).as_json()
+
+
+@timeline_markdown.get(validators=(require_operator,), auth=OPERATOR, path=(ORDER_ID,), responses=TIMELINE_MARKDOWN)
+def timeline_markdown_view(request):
+    return Response(text=_read_timeline(request).markdown(), content_type="text/markdown", charset="utf-8")
 
 
 @explain.post(
@@ -118,11 +123,13 @@ parked = Service(
     name="ops_parked_events",
     path="/v1/ops/parked",
     description="Events the consumers parked on the dead-letter topics (operators only).",
+    tag=OPS,
 )
 replay = Service(
     name="ops_parked_event_replay",
     path="/v1/ops/parked/{dlq_topic}/{partition}/{offset}/replay",
     description="Put a parked event back for the consumer that parked it (operators only).",
+    tag=OPS,
 )
 
 PARKED_NOT_FOUND = "parked event not found"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import colander
 
 from goshop_common.web.schemas import (
@@ -26,6 +28,8 @@ PAGE_DEFAULT = 20
 class CreateOrderSchema(colander.MappingSchema):
     """POST /v1/orders: an amount in minor units and a currency, by the shared
     nodes' rules (goshop_common.web.schemas)."""
+
+    component: ClassVar[str] = "NewOrder"
 
     amount_cents = amount_cents_node()
     currency = currency_node()
@@ -57,7 +61,13 @@ IDEMPOTENCY_KEY = colander.SchemaNode(
     name=HEADER,
     missing=None,
     validator=Pattern(KEY_REGEX, KEY_RULE),
-    description="Retrying with the same key and body replays the first answer while the key is kept.",
+    description=(
+        "Makes the request safe to retry. A key is bound to the caller and to the body of the first "
+        "request that used it: the same key with the same body replays the first answer "
+        "(Idempotent-Replayed: true) for as long as the key is kept (GOSHOP_IDEMPOTENCY_KEY_TTL_SECONDS, "
+        "a day by default); the same key with another body is refused with 422, and while the first "
+        "request is still running with 409. Use a new key, such as a random UUID, for each new order."
+    ),
 )
 
 # Only documents the ``{id}`` of the order routes: the views read it from the
@@ -69,10 +79,12 @@ ORDERS_PAGE = body(
     "page",
     list_of("orders", order_body(STATUSES)),
     field("next_cursor", nullable=True, description="null on the last page"),
+    component="OrderPage",
 )
 ORDER_STATUS = body(
     "order_status",
     field("id", format="uuid"),
     field("status", enum=list(STATUSES)),
     field("reason", nullable=True),
+    component="OrderState",
 )

@@ -10,7 +10,7 @@ from goshop_common.db.session import own_transaction, request_bind
 from goshop_common.web.errors import ApiError
 from goshop_common.web.openapi import BEARER, SERVICE_UNAVAILABLE, Reply, error
 from goshop_common.web.responses import json_response
-from goshop_common.web.rest import JSON, Service, body_validator, querystring_validator
+from goshop_common.web.rest import JSON, Service, Tag, body_validator, querystring_validator
 from goshop_orders.idempotency import (
     HEADER,
     IdempotencyKeys,
@@ -30,9 +30,12 @@ from goshop_orders.schemas import (
     ListOrdersSchema,
 )
 
-orders = Service(name="orders", path="/v1/orders", description="Create an order; list mine.")
-order = Service(name="order", path="/v1/orders/{id}", description="One of my orders.")
-order_status = Service(name="order_status", path="/v1/orders/{id}/status", description="Where my order stands.")
+ORDERS = Tag("orders", "The caller's orders: place one (idempotently), read one and where it stands, list them.")
+orders = Service(name="orders", path="/v1/orders", description="Create an order; list mine.", tag=ORDERS)
+order = Service(name="order", path="/v1/orders/{id}", description="One of my orders.", tag=ORDERS)
+order_status = Service(
+    name="order_status", path="/v1/orders/{id}/status", description="Where my order stands.", tag=ORDERS
+)
 
 NOT_FOUND = "order not found"
 
@@ -64,7 +67,10 @@ def _user_id(request) -> uuid.UUID:
     responses={
         201: CREATED,
         409: error("a request with this Idempotency-Key is in progress"),
-        422: error("Idempotency-Key was already used with a different request"),
+        422: error(
+            "Idempotency-Key was already used with a different request: a key is bound to its first "
+            "request's body (see the Idempotency-Key header)"
+        ),
         503: SERVICE_UNAVAILABLE,
     },
 )

@@ -9,12 +9,13 @@ import colander
 from goshop_common.auth.tokens import request_claims, require_access_token
 from goshop_common.web.errors import ApiError
 from goshop_common.web.openapi import BEARER, SERVICE_UNAVAILABLE, Reply
-from goshop_common.web.rest import Service, querystring_validator
+from goshop_common.web.rest import Service, Tag, querystring_validator
 from goshop_common.web.schemas import UUID_REGEX, Pattern, StrictString, body, field, list_of
 from goshop_payments.models import STATUSES
 from goshop_payments.payments import payments_for
 
-payments = Service(name="payments", path="/v1/payments", description="Payments of one of my orders.")
+PAYMENTS_TAG = Tag("payments", "The payments of the caller's orders, as the payments service decided them.")
+payments = Service(name="payments", path="/v1/payments", description="Payments of one of my orders.", tag=PAYMENTS_TAG)
 
 
 class PaymentsQuery(colander.MappingSchema):
@@ -40,8 +41,10 @@ PAYMENTS = body(
             field("reason", nullable=True),
             field("created_at", format="date-time"),
             field("refunded_at", format="date-time", nullable=True),
+            component="Payment",
         ),
     ),
+    component="PaymentList",
 )
 
 

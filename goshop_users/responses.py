@@ -12,7 +12,11 @@ from goshop_common.web.schemas import body, field, list_of
 ACCOUNT = Reply(
     "The account, created.",
     body(
-        "account", field("id", format="uuid"), field("email", format="email"), field("created_at", format="date-time")
+        "account",
+        field("id", format="uuid"),
+        field("email", format="email"),
+        field("created_at", format="date-time"),
+        component="Account",
     ),
     headers={"Location": "Where the account is read: /v1/users/me."},
 )
@@ -25,6 +29,7 @@ TOKENS = Reply(
         field("refresh_token", minLength=1),
         field("token_type", enum=["Bearer"]),
         field("expires_in", colander.Integer(), minimum=1, description="Seconds the access token is valid."),
+        component="TokenPair",
     ),
 )
 
@@ -41,12 +46,17 @@ ME = Reply(
         field("subject", enum=["access"]),
         field("issued_at", format="date-time"),
         field("expires_at", format="date-time"),
+        component="AccessTokenClaims",
     ),
 )
 
 REVOKED = Reply(
     "Every session of the caller is ended, its own included.",
-    body("revoked", field("revoked", colander.Integer(), minimum=1, description="Sessions ended.")),
+    body(
+        "revoked",
+        field("revoked", colander.Integer(), minimum=1, description="Sessions ended."),
+        component="AllSessionsEnded",
+    ),
 )
 
 SESSION = body(
@@ -57,19 +67,32 @@ SESSION = body(
     field("user_agent", nullable=True, description="The login's User-Agent, cut to 256 characters."),
     field("client_address", nullable=True, description="The address the login came from."),
     field("current", colander.Boolean(), description="Whether the access token presented belongs to it."),
+    component="Session",
 )
 SESSIONS = Reply(
-    "The caller's sessions that can still refresh, newest first.", body("sessions", list_of("sessions", SESSION))
+    "The caller's sessions that can still refresh, newest first.",
+    body("sessions", list_of("sessions", SESSION), component="SessionList"),
 )
 OTHERS_REVOKED = Reply(
     "Every session of the caller but the current one is ended.",
-    body("revoked", field("revoked", colander.Integer(), minimum=0, description="Sessions ended.")),
+    body(
+        "revoked",
+        field("revoked", colander.Integer(), minimum=0, description="Sessions ended."),
+        component="OtherSessionsEnded",
+    ),
 )
 
 # jwks_view sets the Cache-Control (public, five minutes).
 JWKS = Reply(
     "The JSON Web Key Set (RFC 7517) that verifies goshop's tokens.",
-    body("jwks", list_of("keys", body("key", field("kty"), field("kid"), field("alg"), field("use", enum=["sig"])))),
+    body(
+        "jwks",
+        list_of(
+            "keys",
+            body("key", field("kty"), field("kid"), field("alg"), field("use", enum=["sig"]), component="JsonWebKey"),
+        ),
+        component="JsonWebKeySet",
+    ),
     headers={"Cache-Control": "How long the keys may be cached."},
 )
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import colander
 
 from goshop_common.web.schemas import email_node, strict_string_node
@@ -52,6 +54,8 @@ class _PresentThen:
 class RegisterSchema(colander.MappingSchema):
     """POST /v1/users/register: a valid email and a password the policy takes."""
 
+    component: ClassVar[str] = "NewAccount"
+
     email = email_node("invalid email")
     password = strict_string_node("password", "weak password", validator=password_policy)
 
@@ -66,6 +70,8 @@ class RegisterSchema(colander.MappingSchema):
 class LoginSchema(colander.MappingSchema):
     """POST /v1/users/login: two non-empty strings, bounded in length."""
 
+    component: ClassVar[str] = "Credentials"
+
     # Any string may be tried; a malformed email simply matches no account.
     email = strict_string_node(
         "email", REQUIRED, validator=colander.Length(min=1, max=LOGIN_FIELD_MAX_LENGTH, min_err=REQUIRED)
@@ -77,6 +83,8 @@ class LoginSchema(colander.MappingSchema):
 
 class RefreshTokenSchema(colander.MappingSchema):
     """The body of refresh and logout alike: the refresh token to use or end."""
+
+    component: ClassVar[str] = "RefreshToken"
 
     refresh_token = strict_string_node(
         "refresh_token", "refresh_token is required", validator=colander.Length(min=1, max=TOKEN_MAX_LENGTH)

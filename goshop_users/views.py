@@ -15,7 +15,7 @@ from goshop_common.db.session import request_bind
 from goshop_common.web.clientip import client_network
 from goshop_common.web.errors import ApiError, api_error_view, error_response
 from goshop_common.web.openapi import BEARER
-from goshop_common.web.rest import JSON, Service, body_validator
+from goshop_common.web.rest import JSON, Service, Tag, body_validator
 from goshop_common.web.schemas import StrictString, normalise_email
 from goshop_users import responses
 from goshop_users.accounts import Accounts, EmailTaken
@@ -25,18 +25,29 @@ from goshop_users.throttle import LoginThrottle, Throttled
 
 log = logging.getLogger("goshop.users.sessions")
 
-register = Service(name="users_register", path="/v1/users/register", description="Create an account.")
-login = Service(name="users_login", path="/v1/users/login", description="Exchange a password for tokens.")
-me = Service(name="users_me", path="/v1/users/me", description="Who the access token belongs to.")
-refresh = Service(name="users_refresh", path="/v1/users/refresh", description="Rotate a refresh token.")
-logout = Service(name="users_logout", path="/v1/users/logout", description="End one session.")
-logout_all = Service(name="users_logout_all", path="/v1/users/logout_all", description="End every session.")
-sessions = Service(name="users_sessions", path="/v1/users/sessions", description="My sessions that are still active.")
-session = Service(name="users_session", path="/v1/users/sessions/{id}", description="One of my sessions.")
-logout_others = Service(
-    name="users_logout_others", path="/v1/users/logout_others", description="End every session but this one."
+USERS = Tag("users", "Accounts and their tokens: register, log in, refresh, log out; the keys that verify tokens.")
+SESSIONS = Tag("sessions", "The caller's sessions, one per login: list them, end one, end all, end the others.")
+register = Service(name="users_register", path="/v1/users/register", description="Create an account.", tag=USERS)
+login = Service(name="users_login", path="/v1/users/login", description="Exchange a password for tokens.", tag=USERS)
+me = Service(name="users_me", path="/v1/users/me", description="Who the access token belongs to.", tag=USERS)
+refresh = Service(name="users_refresh", path="/v1/users/refresh", description="Rotate a refresh token.", tag=USERS)
+logout = Service(name="users_logout", path="/v1/users/logout", description="End one session.", tag=USERS)
+logout_all = Service(
+    name="users_logout_all", path="/v1/users/logout_all", description="End every session.", tag=SESSIONS
 )
-jwks = Service(name="jwks", path="/.well-known/jwks.json", description="Public keys that verify goshop tokens.")
+sessions = Service(
+    name="users_sessions", path="/v1/users/sessions", description="My sessions that are still active.", tag=SESSIONS
+)
+session = Service(name="users_session", path="/v1/users/sessions/{id}", description="One of my sessions.", tag=SESSIONS)
+logout_others = Service(
+    name="users_logout_others",
+    path="/v1/users/logout_others",
+    description="End every session but this one.",
+    tag=SESSIONS,
+)
+jwks = Service(
+    name="jwks", path="/.well-known/jwks.json", description="Public keys that verify goshop tokens.", tag=USERS
+)
 
 
 def utcnow() -> dt.datetime:

@@ -19,18 +19,20 @@ import sqlalchemy as sa
 from goshop_common.db.revisions import read_history
 from goshop_common.web.errors import error_response
 from goshop_common.web.openapi import Reply, error
-from goshop_common.web.rest import Service
+from goshop_common.web.rest import Service, Tag
 from goshop_common.web.schemas import body, field
 
-live = Service(name="live", path="/live", description="The process is up.")
+HEALTH = Tag("health", "Whether the process is up, and ready to serve; its database's round-trip time.")
+live = Service(name="live", path="/live", description="The process is up.", tag=HEALTH)
 ready = Service(
     name="ready",
     path="/ready",
     description="Ready to serve: the database answers, and has the service's migrations applied.",
+    tag=HEALTH,
 )
-db_ping = Service(name="db_ping", path="/v1/db/ping", description="Database round-trip time.")
+db_ping = Service(name="db_ping", path="/v1/db/ping", description="Database round-trip time.", tag=HEALTH)
 
-OK = Reply("ok", body("status", field("status", enum=["ok"])))
+OK = Reply("ok", body("status", field("status", enum=["ok"]), component="Ok"))
 DB_NOT_READY = error("db not ready")
 
 
@@ -145,7 +147,12 @@ def ready_view(request):
     responses={
         200: Reply(
             "The round trip, in milliseconds.",
-            body("ping", field("status", enum=["ok"]), field("latency_ms", colander.Float(), minimum=0)),
+            body(
+                "ping",
+                field("status", enum=["ok"]),
+                field("latency_ms", colander.Float(), minimum=0),
+                component="DatabasePing",
+            ),
         ),
         503: DB_NOT_READY,
     }

@@ -24,7 +24,7 @@ import re
 import colander
 
 from goshop_common.web.errors import error_response
-from goshop_common.web.rest import Service, body_validator, querystring_validator
+from goshop_common.web.rest import Service, Tag, body_validator, querystring_validator
 from goshop_common.web.schemas import body, error_body
 
 log = logging.getLogger("goshop.openapi")
@@ -70,6 +70,7 @@ def error(description: str, headers: dict[str, str] | None = None) -> Reply:
 
 
 RETRY_AFTER = {"Retry-After": "Seconds to wait before trying again."}
+TOO_LARGE = error("request body too large: over GOSHOP_MAX_BODY_BYTES, whatever the route")
 SERVICE_UNAVAILABLE = error("service unavailable: the database did not answer", RETRY_AFTER)
 # The 401 of ``auth`` (goshop_common.auth.tokens.challenge writes the header):
 # RFC 6750 3, no error code without a Bearer token, invalid_token with one,
@@ -96,14 +97,28 @@ UNAUTHORIZED = {
 # --- colander nodes to JSON Schema ------------------------------------------
 
 
-def node_schema(node: colander.SchemaNode) -> dict:
-    """The JSON Schema (OpenAPI 3.0 dialect) of a bound colander node."""
+def node_schema(node: colander.SchemaNode, components: dict[str, dict] | None = None) -> dict:
+    """The JSON Schema (OpenAPI 3.0 dialect) of a bound colander node. A node
+    with a ``component`` name (goshop_common.web.schemas.body) is defined once
+    in ``components``, and referred to: the same shape named twice is one
+    schema, and two shapes under one name are an error."""
+    name = getattr(node, "component", None)
+    if name is None or components is None:
+        return _inline_schema(node, components)
+    schema = _inline_schema(node, components)
+    known = components.setdefault(name, schema)
+    if known != schema:
+        raise ValueError(f"two different shapes are named {name}: {known} and {schema}")
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _inline_schema(node: colander.SchemaNode, components: dict[str, dict] | None) -> dict:
     typ = node.typ
     if isinstance(typ, colander.Mapping):
         schema: dict = {"type": "object", "properties": {}}
         required = []
         for child in node.children:
-            schema["properties"][child.name] = node_schema(child)
+            schema["properties"][child.name] = node_schema(child, components)
             if child.required:
                 required.append(child.name)
         if required:
@@ -114,7 +129,7 @@ def node_schema(node: colander.SchemaNode) -> dict:
             schema["additionalProperties"] = False
     elif isinstance(typ, colander.Sequence):
         # A colander sequence has exactly one child: the node of its items.
-        schema = {"type": "array", "items": node_schema(node.children[0])}
+        schema = {"type": "array", "items": node_schema(node.children[0], components)}
     elif isinstance(typ, colander.Boolean):
         schema = {"type": "boolean"}
     # Integer before Number: colander.Integer is a Number.
@@ -198,12 +213,12 @@ def _bound(schema, settings):
     return schema.bind(settings=settings, request=None)
 
 
-def _reply(reply: Reply) -> dict:
+def _reply(reply: Reply, components: dict[str, dict]) -> dict:
     """A Reply as an OpenAPI response object."""
     answer: dict = {"description": reply.description}
     content = {}
     if reply.body is not None:
-        content["application/json"] = {"schema": node_schema(reply.body)}
+        content["application/json"] = {"schema": node_schema(reply.body, components)}
     for media_type, schema in reply.media_types.items():
         content[media_type] = {"schema": schema}
     if content:
@@ -216,12 +231,14 @@ def _reply(reply: Reply) -> dict:
     return answer
 
 
-def _parameter(node: colander.SchemaNode, location: str, required: bool | None = None) -> dict:
+def _parameter(
+    node: colander.SchemaNode, location: str, components: dict[str, dict], required: bool | None = None
+) -> dict:
     parameter = {
         "name": node.name,
         "in": location,
         "required": node.required if required is None else required,
-        "schema": node_schema(node),
+        "schema": node_schema(node, components),
     }
     if node.description:
         parameter["description"] = str(node.description)
@@ -237,31 +254,36 @@ def _body_required(schema) -> bool:
     return False
 
 
-def _operation(service: Service, method: str, args: dict, settings) -> dict:
+def _operation(service: Service, method: str, args: dict, settings, components: dict[str, dict]) -> dict:
     """The operation of one view: what its decorator declared, what its
     validators enforce, and the answers the shared machinery adds on its own
-    (``auto``), which the view's own ``responses`` override."""
+    (``auto``), which the view's own ``responses`` override. The shapes it
+    names are added to ``components``."""
     doc = service.documentation.get(method, {})
     validators = args.get("validators") or ()
     operation: dict = {"operationId": f"{service.name}_{method.lower()}"}
+    if service.tag is not None:
+        operation["tags"] = [service.tag.name]
     if service.description:
         operation["summary"] = str(service.description)
-    auto: dict[int, Reply] = {}
+    # The body limit is a tween's (goshop_common.web.bodylimit): every route
+    # answers it, whether or not its view reads a body.
+    auto: dict[int, Reply] = {413: TOO_LARGE}
 
     path_nodes = {node.name: node for node in doc.get("path", ())}
     # OpenAPI requires ``required: true`` on every path parameter; one the
     # view declares no node for is documented as a plain string.
     parameters = [
-        _parameter(path_nodes[name], "path", True)
+        _parameter(path_nodes[name], "path", components, True)
         if name in path_nodes
         else {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in _PATH_PARAMETER.findall(service.path)
     ]
-    parameters += [_parameter(_bound(node, settings), "header") for node in doc.get("headers", ())]
+    parameters += [_parameter(_bound(node, settings), "header", components) for node in doc.get("headers", ())]
 
     schema = args.get("schema")
     if schema is not None and querystring_validator in validators:
-        parameters += [_parameter(child, "query") for child in _bound(schema, settings).children]
+        parameters += [_parameter(child, "query", components) for child in _bound(schema, settings).children]
         auto[400] = error("The query string breaks a rule: `error` names the first, `details` every one.")
     if schema is not None and body_validator in validators:
         bound = _bound(schema, settings)
@@ -269,10 +291,9 @@ def _operation(service: Service, method: str, args: dict, settings) -> dict:
         media_types = [c for c in (args.get("content_type") or ("application/json",)) if isinstance(c, str)]
         operation["requestBody"] = {
             "required": _body_required(bound),
-            "content": {media_type: {"schema": node_schema(bound)} for media_type in media_types},
+            "content": {media_type: {"schema": node_schema(bound, components)} for media_type in media_types},
         }
         auto[400] = error("The body breaks a rule: `error` names the first, `details` every one.")
-        auto[413] = error("request body too large")
         auto[415] = error("content type must be application/json")
     if parameters:
         operation["parameters"] = parameters
@@ -287,7 +308,7 @@ def _operation(service: Service, method: str, args: dict, settings) -> dict:
         operation["security"] = []
 
     replies = {**auto, **doc.get("responses", {})}
-    operation["responses"] = {str(status): _reply(reply) for status, reply in sorted(replies.items())}
+    operation["responses"] = {str(status): _reply(reply, components) for status, reply in sorted(replies.items())}
     if "upstream" in doc:
         operation["x-goshop-upstream"] = doc["upstream"]
     return operation
@@ -296,13 +317,17 @@ def _operation(service: Service, method: str, args: dict, settings) -> dict:
 def build_document(registry, title: str) -> dict:
     """The document of the services registered with Cornice on ``registry``."""
     paths: dict[str, dict] = {}
+    components: dict[str, dict] = {}
+    tags: dict[str, dict] = {}
     # Every service Cornice knows on this registry: the openapi view's own included.
     for service in registry.cornice_services.values():
         for method, _view, args in service.definitions:
             if method == "HEAD":  # Cornice's automatic twin of GET
                 continue
-            operation = _operation(service, method, args, registry.goshop_settings)
+            operation = _operation(service, method, args, registry.goshop_settings, components)
             paths.setdefault(service.path, {})[method.lower()] = operation
+            if service.tag is not None:
+                tags[service.tag.name] = {"name": service.tag.name, "description": service.tag.description}
     # Only the schemes some operation names.
     schemes = sorted(
         {name for item in paths.values() for op in item.values() for s in op.get("security", ()) for name in s}
@@ -312,8 +337,12 @@ def build_document(registry, title: str) -> dict:
         "info": {"title": title, "version": "1.0"},
         # Relative: the operations are wherever the document itself is served.
         "servers": [{"url": "/"}],
+        "tags": [tags[name] for name in sorted(tags)],
         "paths": dict(sorted(paths.items())),
-        "components": {"securitySchemes": {name: SECURITY_SCHEMES[name] for name in schemes}},
+        "components": {
+            "schemas": dict(sorted(components.items())),
+            "securitySchemes": {name: SECURITY_SCHEMES[name] for name in schemes},
+        },
     }
     return document
 
@@ -352,11 +381,47 @@ def _fetch_document(registry, upstream: str) -> dict:
         raise UpstreamDocumentUnavailable(f"{upstream}: {exc.__class__.__name__}") from exc
 
 
+_SCHEMA_REF = "#/components/schemas/"
+
+
+def _schema_refs(value) -> set[str]:
+    """The names of the component schemas ``value`` refers to itself."""
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if isinstance(ref, str) and ref.startswith(_SCHEMA_REF):
+            return {ref.removeprefix(_SCHEMA_REF)}
+        return set().union(*(_schema_refs(each) for each in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_schema_refs(each) for each in value))
+    return set()
+
+
+def _adopt_schemas(operation: dict, theirs: dict, upstream: str, ours: dict[str, dict]) -> None:
+    """Copy into ``ours`` every schema of the upstream's document ``theirs``
+    that ``operation`` refers to, and those they refer to. A name the two
+    documents define differently is an error, never one shape silently
+    standing for another."""
+    their_schemas = theirs.get("components", {}).get("schemas", {})
+    pending, seen = _schema_refs(operation), set()
+    while pending:
+        name = pending.pop()
+        seen.add(name)
+        if name not in their_schemas:
+            if name not in ours:
+                raise UpstreamDocumentUnavailable(f"{upstream} refers to a schema {name} it does not define")
+            continue
+        if ours.setdefault(name, their_schemas[name]) != their_schemas[name]:
+            raise UpstreamDocumentUnavailable(f"{upstream} defines the schema {name} unlike another document")
+        pending |= _schema_refs(their_schemas[name]) - seen
+
+
 def _with_upstreams(registry, document: dict) -> dict:
     """The gateway's ``document`` with each proxied operation replaced by the
     upstream's own, as amended below; each upstream's document is read once a build."""
     upstream_documents: dict[str, dict] = {}
     schemes = document["components"]["securitySchemes"]
+    schemas = document["components"]["schemas"]
+    tags = {tag["name"]: tag for tag in document["tags"]}
     for path, item in document["paths"].items():
         for method, own in list(item.items()):
             target = own.pop("x-goshop-upstream", None)
@@ -372,6 +437,9 @@ def _with_upstreams(registry, document: dict) -> dict:
             merged = copy.deepcopy(found)
             # operationIds are unique within one document: the gateway's own.
             merged["operationId"] = own["operationId"]
+            # A route of the gateway's own (checkout) is a resource of its own.
+            if "tags" in own:
+                merged["tags"] = own["tags"]
             # What the gateway checks itself (checkout's body, the access
             # token) it documents itself; the rest is the upstream's.
             if "requestBody" in own:
@@ -393,7 +461,7 @@ def _with_upstreams(registry, document: dict) -> dict:
             merged["responses"] = {
                 **merged["responses"],
                 **own["responses"],
-                **{str(s): _reply(r) for s, r in UPSTREAM_FAILURES.items()},
+                **{str(s): _reply(r, schemas) for s, r in UPSTREAM_FAILURES.items()},
             }
             merged["responses"] = dict(sorted(merged["responses"].items()))
             # Each scheme an operation now names is defined as its upstream
@@ -405,16 +473,28 @@ def _with_upstreams(registry, document: dict) -> dict:
                         .get("securitySchemes", {})
                         .get(scheme, SECURITY_SCHEMES.get(scheme))
                     )
+            _adopt_schemas(merged, theirs, name, schemas)
+            # The upstream's resources, as the upstream describes them.
+            for tag in theirs.get("tags", ()):
+                if tag["name"] in merged.get("tags", ()):
+                    tags.setdefault(tag["name"], tag)
             item[method] = merged
     document["components"]["securitySchemes"] = dict(sorted(schemes.items()))
+    document["components"]["schemas"] = dict(sorted(schemas.items()))
+    document["tags"] = [tags[name] for name in sorted(tags)]
     return document
 
 
 # --- the view -----------------------------------------------------------------
 
-openapi = Service(name="openapi", path="/openapi.json", description="This document.")
+openapi = Service(
+    name="openapi",
+    path="/openapi.json",
+    description="This document.",
+    tag=Tag("openapi", "This document: what the service answers, and how to call it."),
+)
 
-_DOCUMENT = body("document")
+_DOCUMENT = body("document", component="OpenApiDocument")
 _DOCUMENT.json_schema = {"description": "An OpenAPI 3.0 document."}
 
 

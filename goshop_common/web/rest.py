@@ -6,6 +6,7 @@ Cornice stays behind this module: views import ``Service`` and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -90,12 +91,22 @@ def json_error_handler(request):
 DOC_ARGUMENTS = ("responses", "auth", "headers", "path", "upstream")
 
 
+@dataclasses.dataclass(frozen=True)
+class Tag:
+    """The resource a service's operations belong to, which groups them in
+    the OpenAPI document (and a generated client's modules)."""
+
+    name: str
+    description: str
+
+
 class Service(cornice.Service):
     """A Cornice service whose every error speaks goshop's envelope, and whose
-    views say what they answer."""
+    views say what they answer; ``tag`` is the resource it serves."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, tag: Tag | None = None, **kwargs):
         self.documentation: dict[str, dict] = {}
+        self.tag = tag
         # Cornice attaches the service to the module ``depth`` frames up, for
         # config.scan to find: one more, for this frame.
         kwargs["depth"] = kwargs.get("depth", 1) + 1

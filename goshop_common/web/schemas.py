@@ -237,12 +237,18 @@ def optional(node: colander.SchemaNode) -> colander.SchemaNode:
     return node
 
 
-def body(name: str, *children: colander.SchemaNode, open_ended: bool = True) -> colander.SchemaNode:
+def body(
+    name: str, *children: colander.SchemaNode, open_ended: bool = True, component: str | None = None
+) -> colander.SchemaNode:
     """A JSON object with ``children``; ``open_ended`` objects may carry more
-    properties in a later version without breaking the contract."""
+    properties in a later version without breaking the contract. A
+    ``component`` is a shape shared by name: the document defines it once, in
+    ``components/schemas``, and refers to it wherever it is used."""
     node = colander.SchemaNode(colander.Mapping(unknown="preserve" if open_ended else "ignore"), name=name)
     for child in children:
         node.add(child)
+    if component is not None:
+        node.component = component
     return node
 
 
@@ -257,8 +263,9 @@ def error_body() -> colander.SchemaNode:
         field("location", nullable=True),
         field("name", nullable=True),
         field("description"),
+        component="ErrorDetail",
     )
-    return body("error", field("error"), optional(list_of("details", detail)))
+    return body("error", field("error"), optional(list_of("details", detail)), component="Error")
 
 
 def order_body(statuses: tuple[str, ...], name: str = "order") -> colander.SchemaNode:
@@ -274,4 +281,5 @@ def order_body(statuses: tuple[str, ...], name: str = "order") -> colander.Schem
         field("reason", nullable=True),
         field("created_at", format="date-time"),
         field("updated_at", format="date-time"),
+        component="Order",
     )

@@ -3,6 +3,8 @@ every operation what it answers."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
 from openapi_spec_validator import validate
@@ -10,6 +12,19 @@ from openapi_spec_validator import validate
 from goshop_common.currencies import ISO_4217
 
 SERVICES = ("users", "orders", "payments", "ops", "gateway")
+REF = "#/components/schemas/"
+
+
+def resolve(document: dict, schema: dict) -> dict:
+    """``schema``, or the component schema it refers to."""
+    ref = schema.get("$ref")
+    return document["components"]["schemas"][ref.removeprefix(REF)] if ref else schema
+
+
+def operations(document: dict):
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            yield method, path, operation
 
 
 @pytest.fixture(scope="module")
@@ -24,20 +39,82 @@ def test_the_document_is_valid_openapi(documents, service):
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_every_operation_documents_a_success_and_its_errors_in_the_envelope(documents, service):
-    for path, item in documents[service]["paths"].items():
-        for method, operation in item.items():
-            statuses = set(operation["responses"])
-            assert any(s.startswith("2") for s in statuses), (method, path)
-            for status, response in operation["responses"].items():
-                if status.startswith(("4", "5")):
-                    schema = response["content"]["application/json"]["schema"]
-                    assert schema["properties"]["error"]["type"] == "string", (method, path, status)
+def test_every_operation_documents_a_success_a_client_error_and_its_errors_in_the_envelope(documents, service):
+    document = documents[service]
+    for method, path, operation in operations(document):
+        statuses = set(operation["responses"])
+        assert any(s.startswith("2") for s in statuses), (method, path)
+        assert any(s.startswith("4") for s in statuses), (method, path)
+        for status, response in operation["responses"].items():
+            if status.startswith(("4", "5")):
+                schema = resolve(document, response["content"]["application/json"]["schema"])
+                assert schema["properties"]["error"]["type"] == "string", (method, path, status)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_operation_is_tagged_with_a_resource_the_document_describes(documents, service):
+    document = documents[service]
+    described = {tag["name"]: tag["description"] for tag in document["tags"]}
+    used = set()
+    for method, path, operation in operations(document):
+        assert len(operation["tags"]) == 1, (method, path)
+        assert operation["tags"][0] in described, (method, path)
+        used.add(operation["tags"][0])
+    assert used == set(described)
+    assert all(described.values())
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_body_is_a_named_shape_and_every_response_has_one_media_type(documents, service):
+    document = documents[service]
+    schemas = document["components"]["schemas"]
+    for method, path, operation in operations(document):
+        bodies = [("request", operation["requestBody"])] if "requestBody" in operation else []
+        bodies += list(operation["responses"].items())
+        for status, answer in bodies:
+            content = answer.get("content", {})
+            assert len(content) <= 1, (method, path, status, list(content))
+            for media_type, each in content.items():
+                if media_type == "application/json":
+                    assert each["schema"]["$ref"].removeprefix(REF) in schemas, (method, path, status)
+    # The same shape is one schema wherever it is used: the envelope of every error.
+    errors = {
+        json.dumps(operation["responses"][status]["content"]["application/json"]["schema"])
+        for _, _, operation in operations(document)
+        for status in operation["responses"]
+        if status.startswith("4")
+    }
+    assert errors == {json.dumps({"$ref": f"{REF}Error"})}
+
+
+def test_the_gateway_defines_each_shape_as_the_service_that_owns_it_does(documents):
+    gateway = documents["gateway"]["components"]["schemas"]
+    for service, name in (("users", "TokenPair"), ("users", "Session"), ("orders", "Order"), ("payments", "Payment")):
+        assert gateway[name] == documents[service]["components"]["schemas"][name], name
+    for service in SERVICES:
+        assert documents[service]["components"]["schemas"]["Error"] == gateway["Error"], service
+
+
+@pytest.mark.parametrize(("service", "path"), [("orders", "/v1/orders"), ("gateway", "/v1/checkout")])
+def test_the_idempotency_rule_is_stated_where_a_generator_reads_it(documents, service, path):
+    operation = documents[service]["paths"][path]["post"]
+    key = next(p for p in operation["parameters"] if p["name"] == "Idempotency-Key")
+    for promise in ("same body replays", "another body is refused with 422", "409"):
+        assert promise in " ".join(key["description"].split()), promise
+    assert "bound to its first request's body" in operation["responses"]["422"]["description"]
+
+
+def test_the_timeline_in_markdown_has_a_path_of_its_own(documents):
+    for service in ("ops", "gateway"):
+        paths = documents[service]["paths"]
+        assert list(paths["/v1/ops/orders/{id}/timeline"]["get"]["responses"]["200"]["content"]) == ["application/json"]
+        assert list(paths["/v1/ops/orders/{id}/timeline.md"]["get"]["responses"]["200"]["content"]) == ["text/markdown"]
 
 
 def test_the_rules_the_validators_enforce_are_in_the_document(documents, settings):
     orders = documents["orders"]["paths"]["/v1/orders"]
-    body = orders["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    body = resolve(documents["orders"], orders["post"]["requestBody"]["content"]["application/json"]["schema"])
+    body = body["properties"]
     assert body["amount_cents"]["minimum"] == 1
     assert body["amount_cents"]["maximum"] == settings.order_max_amount_cents
     assert body["currency"]["enum"] == [*sorted(ISO_4217), None]
@@ -49,7 +126,8 @@ def test_the_rules_the_validators_enforce_are_in_the_document(documents, setting
     assert orders["get"]["security"] == [{"bearer": []}]
     assert documents["orders"]["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     register = documents["users"]["paths"]["/v1/users/register"]["post"]
-    password = register["requestBody"]["content"]["application/json"]["schema"]["properties"]["password"]
+    password = resolve(documents["users"], register["requestBody"]["content"]["application/json"]["schema"])
+    password = password["properties"]["password"]
     assert (password["minLength"], password["maxLength"]) == (
         settings.password_min_length,
         settings.password_max_length,

@@ -62,9 +62,7 @@ def test_a_new_orders_markdown_timeline_shows_the_pending_event_and_its_error(
 ):
     order = create_order(orders_client, customer, 19901)
     fail_publication(db_connection, order["id"], "KafkaTimeoutError: a | b")
-    text = ops_client.get(
-        f"/v1/ops/orders/{order['id']}/timeline", params={"format": "markdown"}, headers=OPERATOR
-    ).text
+    text = ops_client.get(f"/v1/ops/orders/{order['id']}/timeline.md", headers=OPERATOR).text
     assert "**new**" in text
     assert "| outboxer | event pending |" in text
     # A pipe in the error would otherwise split the table's cell.

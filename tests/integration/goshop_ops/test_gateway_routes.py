@@ -66,7 +66,7 @@ def test_an_operator_reads_a_timeline_and_asks_for_an_explanation_through_the_ga
     client = gateway(service_settings, ops_url=ops_url)
     body = client.get(f"/v1/ops/orders/{order['id']}/timeline", headers=OPERATOR).json
     assert body["order"]["id"] == order["id"]
-    markdown = client.get(f"/v1/ops/orders/{order['id']}/timeline", params={"format": "markdown"}, headers=OPERATOR)
+    markdown = client.get(f"/v1/ops/orders/{order['id']}/timeline.md", headers=OPERATOR)
     assert markdown.content_type == "text/markdown"
     assert markdown.text == body["markdown"]
     answer = client.post_json(f"/v1/ops/orders/{order['id']}/explain", {"question": "why?"}, headers=OPERATOR).json

@@ -107,8 +107,8 @@ def test_invalid_json_is_400(ops_client, order):
     assert response.json["error"] == "invalid json"
 
 
-def test_an_unknown_timeline_format_is_400(ops_client, order):
+def test_the_markdown_timeline_of_an_unknown_order_is_a_json_404(ops_client):
     response = ops_client.get(
-        f"/v1/ops/orders/{order['id']}/timeline", params={"format": "xml"}, headers=OPERATOR, status=400
+        "/v1/ops/orders/00000000-0000-4000-8000-000000000000/timeline.md", headers=OPERATOR, status=404
     )
-    assert response.json["error"] == "format must be json or markdown"
+    assert response.json == {"error": "order not found"}

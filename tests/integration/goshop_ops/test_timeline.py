@@ -88,7 +88,7 @@ def test_a_cancelled_orders_timeline_carries_the_payment_failure(saga, ops_clien
 def test_the_timeline_as_markdown_is_a_table_of_the_same_entries(saga, ops_client, orders_client, customer):
     order = settled_order(saga, orders_client, customer, 19900)
     as_json = timeline(ops_client, order["id"]).json
-    response = timeline(ops_client, order["id"], params={"format": "markdown"})
+    response = ops_client.get(f"/v1/ops/orders/{order['id']}/timeline.md", headers=OPERATOR)
     assert response.content_type == "text/markdown"
     assert response.text == as_json["markdown"]
     rows = [line for line in response.text.splitlines() if line.startswith("| 20")]
