@@ -7,14 +7,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test scan test-containers test-chaos test-unit test-integration lint format migrate-status migrate-up bench bench-shop load gateway-routes clean clean-data
+.PHONY: help venv node-tools run test scan test-containers test-chaos test-unit test-integration lint format migrate-status migrate-up bench bench-shop load gateway-routes clean clean-data
 
 # `make help`: its sections in order, "Heading=targets" separated by ";"; @svc
 # stands for the per-service targets (the #svc lines below). A documented
 # target in no section is listed under "Other".
 HELP_SECTIONS := Everyday=run test lint format load bench clean-data clean;\
 	Tests and checks=test-unit test-integration test-containers test-chaos scan bench-shop;\
-	Set-up, migrations and code=venv migrate-status migrate-up gateway-routes help;\
+	Set-up, migrations and code=venv node-tools migrate-status migrate-up gateway-routes help;\
 	Docker compose=dev-docker-only dev-docker-only-down docker-infra-up docker-infra-down;\
 	Images=base-image images;\
 	kind and Kubernetes=k8s-kind-create k8s-kind-delete k8s-bootstrap dev-hybrid dev-hybrid-down \
@@ -66,12 +66,32 @@ venv: $(STAMP) ## create .venv and install goshop with its dev tools
 run: $(STAMP) ## start the shop: embedded Postgres, migrations, every service with auto-reload (RUN_ARGS=--no-reload)
 	$(BIN)/goshop-dev $(RUN_ARGS)
 
-test: $(STAMP) ## lint, the import contracts and the scan, then every test against a real PostgreSQL, with the coverage gate
+test: $(STAMP) $(NODE_STAMP) ## lint, the import contracts and the scan, then every test against a real PostgreSQL, with the coverage gate
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	@$(MAKE) --no-print-directory scan
 	$(BIN)/python -m pytest --cov --cov-report=term --ignore=tests/containers --ignore=tests/chaos $(PYTEST_ARGS)
+
+# The OpenAPI linters tests/integration/contract/test_openapi_lint.py runs (Redocly CLI,
+# Spectral) are node packages: package.json pins them, package-lock.json everything they
+# pull in, and `npm ci` installs exactly that into .venv/node (so `make clean` removes it
+# and git ignores it, as the scan venv). --ignore-scripts: the one install script in the
+# lock is Spectral's @scarf/scarf, which reports the install. Without npm the tests skip
+# (fail under CI=true), and say why.
+NODE_TOOLS := $(VENV)/node
+NODE_STAMP := $(NODE_TOOLS)/.installed
+
+$(NODE_STAMP): package.json package-lock.json
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "node-tools: no npm (Debian: apt-get install nodejs npm); the OpenAPI lint tests will skip" >&2; exit 0; fi; \
+	set -e; mkdir -p $(NODE_TOOLS); cp package.json package-lock.json $(NODE_TOOLS)/; \
+	echo "cd $(NODE_TOOLS) && npm ci --ignore-scripts"; \
+	cd $(NODE_TOOLS) && SCARF_ANALYTICS=false DO_NOT_TRACK=1 npm ci --ignore-scripts --no-audit --no-fund \
+		--no-update-notifier --loglevel=error; \
+	touch .installed
+
+node-tools: $(NODE_STAMP) ## install the OpenAPI linters (Redocly CLI, Spectral: package-lock.json) into .venv/node with npm ci
 
 # checkov lives in a venv of its own (its pins, packaging<24 among them, conflict with the
 # dev tools'), inside .venv so that ruff, pytest, Tilt and `make clean` treat it as .venv.
@@ -169,7 +189,7 @@ clean-data: ## forget the data of `make run` (its Postgres, broker log and dev k
 		echo "clean-data: a make run (pid $$(cat "$$d/runner.lock")) is using $$d: stop it first" >&2; exit 1; fi
 	rm -rf '$(DEV_DIR)'
 
-clean: ## remove .venv (and the scanner's .venv/scan) and caches
+clean: ## remove .venv (and the scanner's .venv/scan, the OpenAPI linters' .venv/node) and caches
 	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov *.egg-info
 
 # --- Docker, kind, Kubernetes and Tilt (the seed's targets) -------------------

@@ -77,6 +77,11 @@ DEV = [
     # (the exporter needs it at run time too; named here for what tests import).
     "opentelemetry-proto==1.45.1",
     "schemathesis==4.32.5",
+    # A client generated from the gateway's document at test time drives the shop
+    # (tests/e2e/test_generated_client.py); the generated models parse date-times
+    # with python-dateutil, which the generator itself does not install.
+    "openapi-python-client==0.29.1",
+    "python-dateutil==4.0.0",
     "WebTest==3.0.7",
     # bench/bench_upstream.py's baseline: the gateway's upstream client before
     # goshop_gateway.upstream replaced it (the OTLP exporter's requests needs it too).
