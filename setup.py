@@ -83,6 +83,11 @@ DEV = [
     "openapi-python-client==0.29.1",
     "python-dateutil==4.0.0",
     "WebTest==3.0.7",
+    # A client for looking at make run's broker (README, Kafka tools): 2.9.0
+    # bundles librdkafka 2.8, new enough to read Tansu's ApiVersions answer
+    # (2.2+) and old enough to describe a group with the classic DescribeGroups
+    # (2.10+ asks ConsumerGroupDescribe, which Tansu answers without members).
+    "confluent-kafka==2.9.0",
     # bench/bench_upstream.py's baseline: the gateway's upstream client before
     # goshop_gateway.upstream replaced it (the OTLP exporter's requests needs it too).
     "urllib3==2.8.0",
