@@ -106,10 +106,21 @@ def node_schema(node: colander.SchemaNode, components: dict[str, dict] | None = 
     if name is None or components is None:
         return _inline_schema(node, components)
     schema = _inline_schema(node, components)
+    # What belongs to a use of the shape (this field's default, its words,
+    # whether it may be null), not to the shape.
+    use = {key: schema.pop(key) for key in _USE_SITE if key in schema}
     known = components.setdefault(name, schema)
     if known != schema:
         raise ValueError(f"two different shapes are named {name}: {known} and {schema}")
-    return {"$ref": f"#/components/schemas/{name}"}
+    ref = {"$ref": f"#/components/schemas/{name}"}
+    if use.pop("nullable", False):
+        # OpenAPI 3.0 ignores ``nullable`` beside a $ref, and beside an allOf
+        # without a type: null is an alternative of its own.
+        return {"anyOf": [ref, {"type": schema["type"], "nullable": True, "enum": [None]}], **use}
+    return {"allOf": [ref], **use} if use else ref
+
+
+_USE_SITE = ("nullable", "default", "description")
 
 
 def _inline_schema(node: colander.SchemaNode, components: dict[str, dict] | None) -> dict:
@@ -495,12 +506,11 @@ openapi = Service(
 )
 
 _DOCUMENT = body("document", component="OpenApiDocument")
-_DOCUMENT.json_schema = {"description": "An OpenAPI 3.0 document."}
 
 
 @openapi.get(
     responses={
-        200: Reply("This document.", _DOCUMENT),
+        200: Reply("This document: OpenAPI 3.0.", _DOCUMENT),
         503: error("an upstream's document could not be read (the gateway)"),
     }
 )
