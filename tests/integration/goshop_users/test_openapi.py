@@ -19,7 +19,9 @@ def test_openapi_document_lists_every_users_route(testapp):
 def test_openapi_request_bodies_come_from_the_colander_schemas(testapp):
     document = testapp.get("/openapi.json").json
     register = document["paths"]["/v1/users/register"]["post"]
-    schema = register["requestBody"]["content"]["application/json"]["schema"]
+    ref = register["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/NewAccount"
+    schema = document["components"]["schemas"]["NewAccount"]
     assert set(schema["properties"]) == {"email", "password"}
     assert set(schema["required"]) == {"email", "password"}
     assert schema["properties"]["email"]["type"] == "string"
