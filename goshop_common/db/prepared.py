@@ -100,7 +100,7 @@ def execute(connection, statement: sa.Executable, params: dict) -> sa.CursorResu
     """``connection.execute(statement, params)``, prepared on ``connection``
     the first time. ``statement`` is built once (a module's constant): each
     distinct object is a statement of its own. A Session (a test's, or an
-    ORM caller's) executes as it always did, unprepared."""
+    ORM caller's) executes it unprepared, as SQLAlchemy does."""
     if not isinstance(connection, sa.Connection):
         return connection.execute(statement, params)
     compiled = _compile(statement, connection.dialect)
