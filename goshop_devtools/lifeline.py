@@ -15,11 +15,10 @@ process only when a file it really uses changes (what hupper's worker tells
 its monitor).
 
 A process that ends (a stop, a reload) skips the interpreter's finalization
-once its atexit handlers have run (``_exit_without_finalizing``): its
-garbage collection and module teardown cost each process 0.2-0.3 s of CPU,
-and nine of them stopping together on a two-core laptop took make run's
-Ctrl-C past its 2 s grace. Only under make run: production's processes
-finalize as usual.
+once its atexit handlers have run (``_exit_without_finalizing``): a full
+garbage collection and module teardown in each of nine processes stopping
+together on two cores outlast make run's 2 s grace for Ctrl-C. Only under
+make run: production's processes finalize as usual.
 
 Elsewhere than Linux there is no parent-death signal: the runner writes a pid
 file per process, and the next start stops the leftovers whose command line

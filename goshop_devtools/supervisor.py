@@ -1,9 +1,9 @@
 """``make run``'s supervisor: it starts the shop's processes, restarts one
 that dies, reloads the ones whose code changed, and stops them all together.
 
-Why not hupper per process, as before: hupper's monitor outlives its worker
-("Waiting for a file to change before reload"), so a killed consumer was never
-restarted and the runner, watching the monitor, saw nothing wrong; and a
+Not hupper per process: hupper's monitor outlives its worker ("Waiting for a
+file to change before reload"), so a killed consumer would never be restarted
+and a runner watching the monitor would see nothing wrong; and a
 parent-death signal set in the monitor does not reach the worker it forks.
 So each process is a direct child of the runner (under
 ``goshop_devtools.lifeline``: it dies with the runner, and tells which

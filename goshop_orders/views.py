@@ -80,9 +80,10 @@ def create_order_view(request):
     key = request.headers.get(HEADER)
     if key is not None and not valid_key(key):
         raise ApiError(400, "Idempotency-Key must be 1-255 visible ASCII characters")
-    # Core, in a transaction of the view's own (goshop_common.db.session says
-    # why), committed before the answer is made: a 201 is never sent for an
-    # order that is not in the database. Raising rolls it all back.
+    # Core, in a transaction of the view's own, not request.dbsession (the
+    # hot write: docs/adr/0006), committed before the answer is made: a 201 is
+    # never sent for an order that is not in the database. Raising rolls it
+    # all back.
     with own_transaction(request_bind(request)) as db:
         if key is not None:
             keys = IdempotencyKeys(db, utcnow, request.registry.goshop_settings.idempotency_key_ttl)

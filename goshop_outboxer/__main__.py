@@ -27,9 +27,8 @@ log = logging.getLogger("goshop.outboxer")
 # The relay's claim finds the pending rows through the outbox's partial
 # indexes, where every published row leaves an entry behind until VACUUM
 # removes it. A bitmap scan visits each of those rows in the heap, pass after
-# pass: under steady load a claim went from 0.6 to 2 ms in 20 s (5,000 dead
-# entries; autovacuum looks once a minute). A plain index scan marks the
-# entries it finds dead, so the next pass skips them: 0.2 ms throughout.
+# pass, so a claim slows down as they pile up; a plain index scan marks the
+# entries it finds dead, so the next pass skips them (docs/adr/0008).
 # The planner prefers the bitmap scan for the few rows it expects, so the
 # outboxer's connections are told not to use one (their only other
 # statements are the backlog gauges' and the readiness ping).

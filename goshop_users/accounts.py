@@ -28,7 +28,7 @@ class Accounts:
 
     def register(self, email: str, password: str) -> User:
         """Create an account; ``email`` is already normalised. Raises EmailTaken."""
-        # Hash before touching the database: ~20 ms of CPU that holds no lock.
+        # Hash before touching the database: argon2's CPU holds no lock.
         user = User(email=email, password_hash=self.passwords.hash(password), created_at=self.clock())
         try:
             # Two registrations of one email can both pass any SELECT; the unique

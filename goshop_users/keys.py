@@ -116,7 +116,7 @@ def _recorded_dev_thumbprints(settings: Settings) -> set[str]:
 
 def _mark_dev_key(settings: Settings, path: Path, data: bytes, private_key, kid: str) -> None:
     """Make sure the generated key at ``path`` carries the mark and its
-    thumbprint is recorded (a key generated before this code has neither)."""
+    thumbprint is recorded (a key file generated without them has neither)."""
     if not data.startswith(DEV_KEY_MARK):
         # The same key, with the mark: a concurrent start writes the same bytes.
         _write_private(path, _DEV_KEY_PREAMBLE + _pem(private_key), replace=True)

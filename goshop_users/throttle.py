@@ -19,7 +19,7 @@ one short transaction of its own increments every key (upsert ... RETURNING,
 in a fixed order so two reservations cannot deadlock) and commits only when
 every key is within its limit. N concurrent wrong passwords thus get exactly
 the limit's worth of verifications, never more, and no row lock is held
-across the ~20 ms of argon2. A refused attempt rolls back and changes nothing.
+across argon2's verification. A refused attempt rolls back and changes nothing.
 A wrong password leaves its reservation standing as the failure; a right one
 forgets the pair and gives the reservation back on the others.
 

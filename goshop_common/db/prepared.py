@@ -1,14 +1,14 @@
 """Hot statements that PostgreSQL parses and plans once per connection.
 
-psycopg2 sends every statement as text, and PostgreSQL parses, analyses and
-plans it each time: for the order POST's one INSERT (the order and its
-event) that was a third of the backend's CPU, and SQLAlchemy's execution of
-a compiled statement as much again in the service. ``execute(connection,
-statement, params)`` runs a Core statement as ``EXECUTE goshop_<digest>(...)``
-instead, after a ``PREPARE`` the first time a connection meets it: the
-statement is compiled once per process, its values go through the same
-SQLAlchemy bind processors (JSONB, arrays), and the result reads as
-``connection.execute``'s does.
+psycopg2 sends every statement as text: PostgreSQL parses, analyses and
+plans it each time, and SQLAlchemy's execution of a compiled statement adds
+its own work in the service. The hot statements (the order's INSERT with its
+event, the consumers' and the outboxer's batches) pay both on every call
+(docs/adr/0003). ``execute(connection, statement, params)`` runs a Core
+statement as ``EXECUTE goshop_<digest>(...)`` instead, after a ``PREPARE``
+the first time a connection meets it: the statement is compiled once per
+process, its values go through the same SQLAlchemy bind processors (JSONB,
+arrays), and the result reads as ``connection.execute``'s does.
 
 What it assumes: the connection is PostgreSQL's own (a transaction-pooling
 PgBouncer would hand the ``EXECUTE`` to a server connection that never saw
@@ -100,7 +100,7 @@ def execute(connection, statement: sa.Executable, params: dict) -> sa.CursorResu
     """``connection.execute(statement, params)``, prepared on ``connection``
     the first time. ``statement`` is built once (a module's constant): each
     distinct object is a statement of its own. A Session (a test's, or an
-    ORM caller's) executes as it always did, unprepared."""
+    ORM caller's) executes it unprepared, as SQLAlchemy does."""
     if not isinstance(connection, sa.Connection):
         return connection.execute(statement, params)
     compiled = _compile(statement, connection.dialect)

@@ -57,9 +57,9 @@ class Rule:
         """The DELETE of one batch of at most ``limit`` expired rows at ``now``.
 
         By ``ctid = ANY(ARRAY(...))``, not ``pk IN (...)``: for IN, the planner
-        joined the batch to the whole table (a sequential scan of every row,
-        each batch: 37 ms for 1,000 of 200,000 rows), where the array makes it
-        fetch the chosen rows by their address (a TID scan). The addresses
+        joins the batch to the whole table (a sequential scan of every row,
+        each batch: docs/adr/0005), where the array makes it fetch the chosen
+        rows by their address (a TID scan). The addresses
         cannot move in between: the rows are locked by the same statement."""
         ctid = sa.literal_column("ctid")
         chosen = (

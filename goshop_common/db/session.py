@@ -1,14 +1,22 @@
-"""The database: one engine per process, ``request.dbsession`` per request.
+"""The database: one engine per process, and how goshop writes to it, one way
+per context.
 
-The session joins the request's transaction (pyramid_tm + zope.sqlalchemy):
-the request commits when the view returns and rolls back when it raises. A
-test may hand its own session in through ``environ["goshop.dbsession"]``.
+- An HTTP request: ``request.dbsession``, joined to the request's transaction
+  (pyramid_tm + zope.sqlalchemy), which commits when the view returns and
+  rolls back when it raises, before any answer leaves. Two writes run Core
+  statements in a transaction of their own instead,
+  ``own_transaction(request_bind(request))``, and never touch the session:
+  the login throttle's reservation, which commits before the password is
+  checked and outlives a refused login's rollback (goshop_users.throttle);
+  and the order's creation, the hot write (docs/adr/0006).
+- A worker's batch (consumers, outboxer, sweeper) and the maintenance
+  worker's: Core statements in ``engine.begin()``, a transaction per batch.
+  The hot ones are prepared (goshop_common.db.prepared, docs/adr/0003) and
+  bind a batch's rows as arrays (goshop_common.db.arrays), so one statement
+  serves every batch size; retention deletes in small batches
+  (docs/adr/0005).
 
-A view on the hot path may instead run Core statements in a transaction of
-its own (``own_transaction(request_bind(request))``), and never touch
-``request.dbsession``: the session, its join to the transaction manager and
-a two-phase commit through zope.sqlalchemy were a fifth of an order POST's
-CPU, for one INSERT.
+A test may hand its own session in through ``environ["goshop.dbsession"]``.
 """
 
 from __future__ import annotations
@@ -156,9 +164,9 @@ def _dbsession(request):
         # transaction whose only writes were Core statements (an upsert, say)
         # and loses them without a word. Committing a read-only transaction
         # costs the same round-trip as rolling it back.
-        # Joined now. register() would add seven event listeners to each new
-        # session (15% of an order POST's CPU), only to join it at its first
-        # statement and to mark it changed, which it already is.
+        # Joined now, not through register(): its seven event listeners per
+        # session would only join it at its first statement and mark it
+        # changed, which it already is (docs/adr/0006).
         join_transaction(session, STATUS_CHANGED, transaction_manager=request.tm)
         request.add_finished_callback(lambda _request: session.close())
     return session
@@ -188,8 +196,8 @@ def own_transaction(bind: sa.Engine | sa.Connection) -> Iterator[sa.Connection]:
         yield connection
 
 
-# Views that never touch the database: no transaction is begun and committed
-# around them (pyramid_tm's tween costs about as much as the /live view).
+# Views that never touch the database: pyramid_tm begins no transaction
+# around them, as they have nothing to commit.
 NO_TRANSACTION_PATHS = frozenset({"/live"})
 
 

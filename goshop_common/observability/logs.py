@@ -220,9 +220,8 @@ def write_in_background() -> None:
 
     With eight waitress threads each writing its request line through the
     handler's lock and a ``write()``, the threads queue on that lock and on
-    the GIL behind it: users' ``GET /live`` answered 260 req/s logging and
-    1,100 with the writes moved here (bench/bench_shop.py). At exit the
-    thread writes what is queued, so a clean stop (SIGTERM) loses no line.
+    the GIL behind it (docs/adr/0002). At exit the thread writes what is
+    queued, so a clean stop (SIGTERM) loses no line.
     Call it once the handlers are final (after ``apply``); calling it again
     first puts the handlers back."""
     global _writer, _previous_excepthook
@@ -280,7 +279,8 @@ def configure(level: str = "INFO", log_format: str = JSON, quiet: bool = False) 
     # Replaced, not added to: a second call does not print every line twice.
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # One line per queued request at INFO costs ~25% req/s under load.
+    # waitress warns ("Task queue depth is N") for every request that waits
+    # for a thread: under load, a line per request, none an operator acts on.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if log_format == CONSOLE:
         use_console(level)

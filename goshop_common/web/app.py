@@ -26,36 +26,6 @@ def add_internal_view(config, name: str, pattern: str, view) -> None:
     )
 
 
-def one_request_class(app) -> None:
-    """Give ``app`` (a Pyramid router) one request class that already has every
-    ``add_request_method`` extension (``request.tm``, ``request.dbsession``,
-    ``request.client_ip``, Cornice's ``current_service``), instead of Pyramid
-    building a new subclass for each request to hang them on.
-
-    Pyramid applies reified request methods per request
-    (``InstancePropertyHelper.apply_properties``): a ``type()`` call, and a
-    class for the garbage collector, every time. That was 9% of users' CPU on
-    ``GET /live`` under load. The class made here holds the same descriptors
-    and methods, so every request sees what it saw before. Left as it was:
-    ``pyramid.scripting.prepare`` and test requests, which apply the
-    registry's extensions themselves; and subrequests, which goshop does not
-    make, would no longer get them from the router."""
-    extensions = app.request_extensions
-    base = app.request_factory
-    if extensions is None or not isinstance(base, type):
-        return
-    attrs = {"__module__": base.__module__, **extensions.methods, **dict(extensions.descriptors)}
-    request_class = type(base.__name__, (base,), attrs)
-    # As apply_properties does: the subclass answers zope.interface lookups as
-    # its parent, instead of growing specifications of its own.
-    for name in ("__implemented__", "__provides__"):
-        value = getattr(base, name, None)
-        if value is not None:
-            setattr(request_class, name, value)
-    app.request_factory = request_class
-    app.request_extensions = None
-
-
 def make_internal_app(public):
     """The internal app of the service whose registry is ``public``: ``/live``,
     ``/metrics`` (the process's series and the app's pool) and the views the
@@ -77,9 +47,7 @@ def make_internal_app(public):
         for name, pattern, view in public.goshop_internal_views:
             config.add_route(name, pattern)
             config.add_view(view, route_name=name, renderer="json", request_method="GET")
-    app = config.make_wsgi_app()
-    one_request_class(app)
-    return app
+    return config.make_wsgi_app()
 
 
 def includeme(config) -> None:
@@ -135,6 +103,5 @@ def make_service_app(
             config.scan(views)
         config.include("goshop_common.web.openapi")
     app = config.make_wsgi_app()
-    one_request_class(app)
     app.registry.goshop_internal_app = make_internal_app(app.registry)
     return tracing.traced_app(app, settings)

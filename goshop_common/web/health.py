@@ -56,9 +56,9 @@ class SchemaAtHead:
 
     ``check`` is /ready's one round trip, in place of ``SELECT 1``, and is
     never cached, so a reset shows at the next probe: reading the one-row
-    version table costs what the ping did (0.39 ms against 0.40 ms, the median
-    of 7 x 1,000 on the test PostgreSQL). The code's side is read once, when
-    the app is made, from the revision files (goshop_common.db.revisions)."""
+    version table is a round trip, as a ping is. The code's side is read
+    once, when the app is made, from the revision files
+    (goshop_common.db.revisions)."""
 
     def __init__(self, schema: str, heads: frozenset[str], known: frozenset[str]):
         self.schema = schema

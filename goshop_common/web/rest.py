@@ -22,21 +22,12 @@ JSON = ("application/json",)
 
 
 class JsonRenderer(CorniceRenderer):
-    """Cornice's renderer (``cornicejson``, every service view's) without its
-    content negotiation: goshop's API answers JSON, so the response is
-    ``application/json`` whatever the ``Accept`` header says, where Cornice
-    parsed the header on every request to offer ``text/plain`` too (a fifth of
-    the view's time on ``GET /live``). A 204 still has no body."""
+    """Cornice's renderer (``cornicejson``, every service view's) offering JSON
+    only: an answer is ``application/json`` whatever the ``Accept`` header
+    says, as the OpenAPI document declares it, never ``text/plain``. A 204
+    has no body (Cornice's own rule)."""
 
-    def render(self, value, system):
-        request = system.get("request")
-        if request is not None:
-            response = request.response
-            if response.status_code == 204:
-                response.content_type = None
-                return ""
-            response.content_type = JSON[0]
-        return self.serializer(value, default=self._make_default(request), **self.kw)
+    acceptable = JSON
 
 
 def _message_for(error: dict) -> str:
@@ -163,8 +154,8 @@ def body_validator(request, schema=None, **kwargs):
         return
     bound = _bound(schema, request)
     if body is _REFUSED:
-        # Cornice then validated an empty request, whose body is missing: so
-        # its error comes with the body's "Required", as it always did.
+        # As Cornice's validator reports it: the parse error, then the
+        # body's "Required" (Cornice goes on to validate an empty request).
         request.errors.add("body", "", request.localizer.translate(bound.missing_msg))
         return
     try:
@@ -179,8 +170,8 @@ def body_validator(request, schema=None, **kwargs):
 # Cornice's colander_body_validator, minus what it does per request and
 # nobody reads: it defines a schema class (a metaclass and all) around the
 # body's, and collects the URL, query string, headers and cookies for it
-# (extract_cstruct), a sixth of the gateway's CPU on a checkout. The body is
-# read, refused and reported as Cornice does, to the message.
+# (extract_cstruct), a cost that shows on a checkout (docs/adr/0007). The
+# body is read, refused and reported as Cornice does, to the message.
 _REFUSED = object()
 _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 _JSONISH = re.compile("^application/(.*?)json$")

@@ -1,8 +1,8 @@
 """waitress servers that no slow client can starve (``goshop_common.web.serve``).
 
-waitress as configured by default lets a few hundred slow sockets take a
-service down (issue 24: 97 sockets each sending one header line every 5 s
-timed out every other client, internal probes included):
+waitress as configured by default lets a hundred slow sockets take a
+service down (each sending one header line every 5 s, they time out every
+other client, internal probes included):
 
 - it stops accepting at ``connection_limit`` (100) open connections; the next
   client waits in the listen backlog until one of them goes;
