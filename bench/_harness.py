@@ -28,6 +28,7 @@ import waitress
 from waitress import wasyncore
 
 from goshop_devtools.postgres import EmbeddedPostgres, free_port
+from tests.support import create_roles
 
 SERVER_THREADS = 4
 SHARED_PROCESS_NOTE = (
@@ -112,6 +113,8 @@ def migrated_postgres(service: str = "users") -> Iterator[str]:
     postgres = EmbeddedPostgres(tmp / "data", free_port(), durable=False)
     try:
         postgres.start()
+        # The migrations run as the migration role, which the roles bootstrap makes (as make run does).
+        create_roles(postgres.url)
         if migrate(["--database-url", postgres.url, "up"]) != 0:
             raise RuntimeError("migrations failed")
         yield postgres.url

@@ -187,6 +187,9 @@ def migrated_shop_database():
     postgres = EmbeddedPostgres(tmp / "data", free_port(), durable=False)
     try:
         postgres.start()
+        from tests.support import create_roles
+
+        create_roles(postgres.url)
         for service in ("users", "orders"):
             migrate = [sys.executable, "-m", f"goshop_{service}.migrate", "--database-url", postgres.url, "up"]
             subprocess.run(migrate, cwd=ROOT, check=True, capture_output=True)
