@@ -238,8 +238,14 @@ class _Connection:
             self.complete = True
 
     def dropped(self) -> bool:
-        readable, _, _ = select.select([self.sock], [], [], 0)
-        return bool(readable)
+        """Whether this idle connection is readable, without waiting: poll, not
+        select, which refuses a descriptor of 1024 or more (ValueError), as
+        the gateway has once its open-files limit is raised to take
+        GOSHOP_HTTP_CONNECTION_LIMIT connections (goshop_common.web.slowclients).
+        A hang-up or an error counts as readable."""
+        poller = select.poll()
+        poller.register(self.sock, select.POLLIN)
+        return bool(poller.poll(0))
 
     def close(self) -> None:
         self.sock.close()
