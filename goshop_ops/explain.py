@@ -8,9 +8,8 @@ import http.client
 import json
 import socket
 import urllib.error
-import urllib.parse
-import urllib.request
 
+from goshop_common import outgoing
 from goshop_common.clock import rfc3339
 from goshop_common.messaging.events import ORDER_CANCELLED, ORDER_CREATED
 from goshop_ops.timeline import (
@@ -221,16 +220,11 @@ class OllamaExplainer:
     source = "ollama"
 
     def __init__(self, url: str, model: str, timeout: float, temperature: float):
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"OLLAMA_URL must be an http(s) URL, got {url!r}")
+        outgoing.check_url(url, "OLLAMA_URL")
         self.endpoint = url.rstrip("/") + "/api/chat"
         self.model = model
         self.timeout = timeout
         self.temperature = temperature
-        # Direct, never through HTTP(S)_PROXY: Ollama runs beside the shop, and
-        # the timeline must not pass through a proxy on its way there.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def chat_request(self, timeline: OrderTimeline, question: str | None) -> dict:
         user = f"{question or DEFAULT_QUESTION}\n\nTimeline of the order:\n\n{timeline.markdown()}"
@@ -245,12 +239,21 @@ class OllamaExplainer:
         """Raises LlmUnavailable when Ollama cannot be reached, is slower than
         ``timeout`` (per connect and per read), fails, or answers nonsense."""
         body = json.dumps(self.chat_request(timeline, question)).encode()
-        request = urllib.request.Request(  # noqa: S310 (scheme checked in __init__)
-            self.endpoint, data=body, headers={"Content-Type": "application/json"}, method="POST"
-        )
         try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                raw = response.read(MAX_ANSWER_BYTES + 1)
+            # Direct, never through HTTP(S)_PROXY: Ollama runs beside the shop,
+            # and the timeline must not pass through a proxy on its way there.
+            raw = outgoing.fetch(
+                self.endpoint,
+                data=body,
+                headers={"Content-Type": "application/json"},
+                timeout=self.timeout,
+                max_bytes=MAX_ANSWER_BYTES,
+                direct=True,
+            )
+        except outgoing.TooLarge:
+            raise LlmUnavailable("ollama's answer is too large") from None
+        except outgoing.UnexpectedAnswer as exc:
+            raise LlmUnavailable(f"ollama answered HTTP {exc.status}") from None
         except urllib.error.HTTPError as exc:
             raise LlmUnavailable(f"ollama answered HTTP {exc.code}") from None
         except urllib.error.URLError as exc:
@@ -261,8 +264,6 @@ class OllamaExplainer:
             raise LlmUnavailable(f"ollama did not answer within {self.timeout:g}s") from None
         except (OSError, http.client.HTTPException) as exc:  # a reset, or a broken answer mid-read
             raise LlmUnavailable(f"ollama connection failed: {exc.__class__.__name__}") from None
-        if len(raw) > MAX_ANSWER_BYTES:
-            raise LlmUnavailable("ollama's answer is too large")
         try:
             document = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
