@@ -1,12 +1,22 @@
 """Verification keys for services other than users: users' JWKS, or a key file.
 
-``JwksKeyStore`` fetches users' ``/.well-known/jwks.json`` on first use, keeps
-the keys for ``ttl`` seconds, and fetches again when a token names a key id it
-has not seen (users rotated its key). Fetches are rate-limited: at most one per
-``min_refresh_interval``, failed ones included, so a flood of tokens with random
-key ids costs one fetch, not one per request. A failed fetch keeps the keys it
-had (stale-while-error) and logs one warning naming the URL and the error class,
-never the response body.
+``JwksKeyStore`` is PyJWT's ``PyJWKClient`` with a thin wrapper around it. The
+client fetches users' ``/.well-known/jwks.json`` (through ``goshop_common.outgoing``:
+200 only, at most ``MAX_JWKS_BYTES``, no redirects) and parses it into a
+``PyJWKSet``. The wrapper keeps the last good keys usable with the algorithm,
+fetched on first use, and fetches again when they are ``ttl`` seconds old or a
+token names a key id it has not seen (users rotated its key). Fetches are
+rate-limited: at most one per ``min_refresh_interval``, failed ones included, so
+a flood of tokens with random key ids costs one fetch, not one per request. A
+failed fetch keeps the keys it had (stale-while-error) and logs one warning
+naming the URL and the error class, never the response body.
+
+Why the wrapper and not the client's own caches: its JWK Set cache
+(``lifespan``) forgets the set when it expires, so a refetch that fails then
+leaves nothing to verify with; its ``cooldown_duration`` starts at successful
+fetches only, so a users service that is down would cost one timeout per
+unknown kid; its key cache (``cache_keys``) never expires, so a key users
+rotated out would be trusted for good. The client is made with neither.
 
 ``verifier_from_settings`` picks the key source from the settings: the shared
 secret for HS256, else a public key file when one is configured, else the JWKS.
@@ -19,8 +29,6 @@ import logging
 import threading
 import time
 import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +37,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
 
+from goshop_common import outgoing
 from goshop_common.auth.thumbprint import thumbprint
 from goshop_common.auth.tokens import TokenVerifier
 from goshop_common.settings import Settings, SettingsError
@@ -65,49 +74,54 @@ class JwksError(Exception):
     """The JWKS could not be fetched or is not a usable key set."""
 
 
-def _urlopen_json(url: str, timeout: float) -> Any:
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310 (scheme checked in JwksKeyStore)
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (scheme checked in JwksKeyStore)
-        if response.status != 200:
-            raise JwksError(f"HTTP status {response.status}")
-        body = response.read(MAX_JWKS_BYTES + 1)
-    if len(body) > MAX_JWKS_BYTES:
-        raise JwksError(f"response larger than {MAX_JWKS_BYTES} bytes")
+def _fetch_json(url: str, timeout: float) -> Any:
+    try:
+        body = outgoing.fetch(url, timeout=timeout, max_bytes=MAX_JWKS_BYTES, headers={"Accept": "application/json"})
+    except outgoing.UnexpectedAnswer as exc:
+        raise JwksError(str(exc)) from None
     return json.loads(body)
 
 
-def parse_jwks(document: Any, algorithm: str) -> dict[str, Any]:
-    """The verification keys of ``document`` usable with ``algorithm``, by key id.
+def _usable(entry: Any, algorithm: str) -> bool:
+    """Whether a JWK entry may verify ``algorithm``: its ``alg`` is that one,
+    or it has none and its ``kty`` is the one ``algorithm`` uses; and it is
+    meant for signatures."""
+    if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+        return False
+    alg = entry.get("alg")
+    return alg == algorithm if alg is not None else entry.get("kty") == _KTY[algorithm]
 
-    A key is kept when its ``alg`` is ``algorithm``, or it has no ``alg`` and
-    its ``kty`` is the one ``algorithm`` uses; keys meant for anything but
-    signatures, and keys whose material does not parse, are skipped. Raises
-    JwksError when the document is not a key set or holds no usable key.
-    """
-    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-        raise JwksError("not a JSON Web Key Set")
-    kty = _KTY[algorithm]
-    keys: dict[str, Any] = {}
-    for entry in document["keys"]:
-        if not isinstance(entry, dict):
-            continue
-        alg = entry.get("alg")
-        if alg is not None and alg != algorithm:
-            continue
-        if alg is None and entry.get("kty") != kty:
-            continue
-        if entry.get("use", "sig") != "sig":
-            continue
-        kid = entry.get("kid", "")
-        if not isinstance(kid, str) or kid in keys:
-            continue
+
+class _Client(jwt.PyJWKClient):
+    """PyJWKClient without its caches, fetching the JSON document with
+    ``fetch(url)`` and keeping of it the keys usable with ``algorithm``:
+    ``fetch_data`` is the override its documentation offers."""
+
+    def __init__(self, url: str, algorithm: str, timeout: float, fetch: Fetch):
+        super().__init__(url, cache_keys=False, cache_jwk_set=False, timeout=timeout)
+        self.algorithm = algorithm
+        self._fetch = fetch
+
+    def fetch_data(self) -> Any:
+        document = self._fetch(self.uri)
+        if isinstance(document, dict) and isinstance(document.get("keys"), list):
+            document = {**document, "keys": [e for e in document["keys"] if _usable(e, self.algorithm)]}
+        return document
+
+    def keys_by_kid(self) -> dict[str, Any]:
+        """Fetches the key set: its keys by key id, the first of two with one
+        id. Raises JwksError when it is not a key set or holds no usable key
+        (PyJWKSet skips those whose material does not parse)."""
         try:
-            keys[kid] = jwt.PyJWK(entry, algorithm=algorithm).key
-        except jwt.PyJWTError:
-            continue
-    if not keys:
-        raise JwksError(f"no usable {algorithm} key")
-    return keys
+            jwk_set = self.get_jwk_set(refresh=True)
+        except jwt.PyJWTError as exc:
+            raise JwksError(f"no usable {self.algorithm} key: {type(exc).__name__}") from None
+        keys: dict[str, Any] = {}
+        for jwk in jwk_set.keys:
+            kid = jwk.key_id if jwk.key_id is not None else ""
+            if isinstance(kid, str) and kid not in keys:
+                keys[kid] = jwk.key
+        return keys
 
 
 class JwksKeyStore:
@@ -131,15 +145,14 @@ class JwksKeyStore:
     ):
         if algorithm not in _KTY:
             raise ValueError(f"no JWKS verification for algorithm {algorithm!r}")
-        if fetch is None and urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-            raise ValueError(f"JWKS URL must be http or https: {url!r}")
+        outgoing.check_url(url, "the JWKS URL")
         self.url = url
         self.algorithm = algorithm
         self.timeout = timeout
         self.ttl = ttl
         self.min_refresh_interval = min_refresh_interval
         self._clock = clock
-        self._fetch = fetch or (lambda u: _urlopen_json(u, self.timeout))
+        self._client = _Client(url, algorithm, timeout, fetch or (lambda u: _fetch_json(u, self.timeout)))
         self._lock = threading.Lock()
         # (keys by kid, when they were fetched): replaced whole, never mutated,
         # so a reader sees one consistent snapshot without the lock.
@@ -179,12 +192,11 @@ class JwksKeyStore:
             return keys.get(kid)
         self._last_attempt = now
         try:
-            new_keys = parse_jwks(self._fetch(self.url), self.algorithm)
+            new_keys = self._client.keys_by_kid()
         except Exception as exc:  # any failure keeps the keys we have
             fields = {"url": self.url, "error": type(exc).__name__}
             if isinstance(exc, urllib.error.HTTPError):
                 fields["status"] = exc.code
-                exc.close()  # the error body is never read, let alone logged
             log.warning("jwks fetch failed: %s from %s", fields["error"], self.url, extra=fields)
             return keys.get(kid)
         self._cache = (new_keys, now)
