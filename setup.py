@@ -83,6 +83,9 @@ DEV = [
     "openapi-python-client==0.29.1",
     "python-dateutil==4.0.0",
     "WebTest==3.0.7",
+    # Property-based tests: hostile upstream answers to the gateway's client
+    # (tests/integration/goshop_gateway/test_upstream_hostile.py).
+    "hypothesis==6.170.17",
     # A client for looking at make run's broker (README, Kafka tools): 2.9.0
     # bundles librdkafka 2.8, new enough to read Tansu's ApiVersions answer
     # (2.2+) and old enough to describe a group with the classic DescribeGroups

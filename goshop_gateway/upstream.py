@@ -48,6 +48,11 @@ _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # character may split the request line.
 _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
 _RECV_BYTES = 65536
+# An answer's head (its status line and header fields, 1xx heads before it
+# included) fits in this many bytes and fields, or the answer is refused:
+# http.client, which urllib3 parsed with, refused more than 100 fields too.
+MAX_HEAD_BYTES = 65536
+MAX_HEADER_FIELDS = 100
 # What a call can fail with: the socket's errors (timeouts, refusals, resets,
 # the closes above) and an answer that is not HTTP/1.1, a 101 included (the
 # gateway asks no upgrade: Upgrade is hop-by-hop).
@@ -135,7 +140,18 @@ class _Connection:
     the parser's protocol: httptools calls the ``on_*`` methods, which
     collect the answer in hand."""
 
-    __slots__ = ("body", "complete", "head", "headers", "headers_done", "parser", "read_timeout", "reusable", "sock")
+    __slots__ = (
+        "body",
+        "complete",
+        "head",
+        "head_read",
+        "headers",
+        "headers_done",
+        "parser",
+        "read_timeout",
+        "reusable",
+        "sock",
+    )
 
     def __init__(self, sock: socket.socket, read_timeout: float):
         self.sock = sock
@@ -150,6 +166,7 @@ class _Connection:
         self.body = []
         self.headers_done = self.complete = False
         self.reusable = True
+        self.head_read = 0
         sock = self.sock
         if read_timeout != self.read_timeout:
             sock.settimeout(read_timeout)
@@ -166,8 +183,15 @@ class _Connection:
                         raise _ClosedMidAnswer("closed mid-answer")
                     self.complete, self.reusable = True, False
                     break
-                received = True
-                self._feed(chunk)
+                if not received:
+                    received = True
+                    # llhttp also takes RTSP/ and ICE/ answers.
+                    if not chunk.startswith(b"HTTP/"[: len(chunk)]):
+                        raise httptools.HttpParserError("not an HTTP answer")
+                if self.headers_done:
+                    self._feed(chunk)
+                else:
+                    self._feed_head(chunk)
         except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
             if received:
                 raise _ClosedMidAnswer(str(exc)) from None
@@ -187,6 +211,19 @@ class _Connection:
         return UpstreamResponse(
             parser.get_status_code(), end_to_end_items(self.headers), b"".join(self.body), head_length
         )
+
+    def _feed_head(self, chunk: bytes) -> None:
+        """``_feed`` while the head is incomplete: no further than
+        MAX_HEAD_BYTES into the answer before the head is complete."""
+        room = MAX_HEAD_BYTES - self.head_read
+        self.head_read += len(chunk)
+        if len(chunk) <= room:
+            self._feed(chunk)
+            return
+        self._feed(chunk[:room])
+        if not self.headers_done:
+            raise httptools.HttpParserError(f"an answer's head longer than {MAX_HEAD_BYTES} bytes")
+        self._feed(chunk[room:])
 
     def _feed(self, chunk: bytes) -> None:
         try:
@@ -215,13 +252,34 @@ class _Connection:
             raise httptools.HttpParserError("bytes after the answer")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.headers_done:
+            # A trailer field, after the chunks: never merged into the header
+            # fields (RFC 9110 6.5.1), where it could set a cookie or a Location.
+            return
+        if len(self.headers) == MAX_HEADER_FIELDS:
+            raise httptools.HttpParserError(f"an answer with more than {MAX_HEADER_FIELDS} header fields")
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        parser = self.parser
+        # llhttp takes any three digits and any HTTP/d.d.
+        if not 100 <= parser.get_status_code() <= 599 or parser.get_http_version() not in ("1.1", "1.0"):
+            raise httptools.HttpParserError("not an HTTP/1.1 status line")
+        # The gateway asks for no transfer coding (it sends no TE) and decodes
+        # none but chunked: a body in another would reach the client encoded,
+        # with its Transfer-Encoding dropped as hop-by-hop.
+        codings = [
+            coding.strip().lower()
+            for name, value in self.headers
+            if name.lower() == "transfer-encoding"
+            for coding in value.split(",")
+        ]
+        if codings and codings != ["chunked"]:
+            raise httptools.HttpParserError(f"a transfer coding other than chunked: {codings}")
         # Asked now: llhttp forgets it once the answer is complete. False for
         # Connection: close, HTTP/1.0 without keep-alive, a body to the close.
-        if not self.parser.should_keep_alive():
+        if not parser.should_keep_alive():
             self.reusable = False
         if self.head:
             self.complete = True
