@@ -272,7 +272,7 @@ class _Connection:
         codings = [
             coding.strip().lower()
             for name, value in self.headers
-            if name.lower() == "transfer-encoding"
+            if len(name) == 17 and name.lower() == "transfer-encoding"
             for coding in value.split(",")
         ]
         if codings and codings != ["chunked"]:
