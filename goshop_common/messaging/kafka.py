@@ -71,9 +71,11 @@ CONSUMER_DEFAULTS = {
     "enable_auto_commit": False,
     "auto_offset_reset": "earliest",
     # Also the rebalance timeout: how long a rebalance waits for a member
-    # that is busy between polls. A batch's transaction is bounded by the
-    # database's statement timeout, far below it.
+    # that is busy between polls: long enough to apply and commit a batch of
+    # max_poll_records, short enough that a stuck member is replaced soon.
     "max_poll_interval_ms": 10000,
+    # A dead member is noticed this soon; 6 s is the shortest Apache Kafka
+    # accepts by default (the broker's group.min.session.timeout.ms).
     "session_timeout_ms": 6000,
     "heartbeat_interval_ms": 2000,
     # Kafka's default: the broker answers a waiting fetch as soon as a record
