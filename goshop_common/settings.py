@@ -245,6 +245,15 @@ class Settings:
     kafka_bootstrap: str = _setting(
         "GOSHOP_KAFKA_BOOTSTRAP", _text, "127.0.0.1:9092", _BROKER, required_in_production=True
     )
+    # Options for a development broker over the Kafka defaults (goshop_common.messaging.broker_profiles);
+    # make run and the tests select "tansu". Read by the Kafka clients from the environment.
+    kafka_broker_profile: str = _setting(
+        "GOSHOP_KAFKA_BROKER_PROFILE",
+        _one_of("kafka", "tansu"),
+        "kafka",
+        _BROKER,
+        production_note="`kafka`; others refused",
+    )
 
     # Tokens: users signs them, the verifiers check them.
     jwt_issuer: str = _setting("GOSHOP_JWT_ISSUER", _text, "goshop-users", _TOKENS)

@@ -9,6 +9,10 @@ it before the parent has stopped its clients.
 ``make run`` passes ``die_with_parent`` (the broker goes when the runner is
 killed) and a ``pid_file`` in its data directory, so a broker left behind
 anyway is recognised and stopped by the next start (``stop_leftover``).
+
+Kafka clients talking to it need the ``tansu`` broker profile
+(goshop_common.messaging.broker_profiles says why): whoever starts one gives
+its clients ``client_env``.
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ import subprocess
 import time
 from pathlib import Path
 
+from goshop_common.messaging import broker_profiles
 from goshop_common.messaging.kafka import broker_reachable
 from goshop_devtools import lifeline
 from goshop_devtools.postgres import port_in_use
 
 log = logging.getLogger("goshop.devtools.broker")
+
+# The Kafka client options this broker needs (GOSHOP_KAFKA_BROKER_PROFILE).
+PROFILE = broker_profiles.TANSU
 
 # In every command line of ours (see ``start``), unlikely in anyone else's.
 LEFTOVER_MARKER = "--storage-engine memory://tansu/"
@@ -65,6 +73,11 @@ class EmbeddedBroker:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """What a goshop process needs to talk to this broker."""
+        return {"GOSHOP_KAFKA_BOOTSTRAP": self.bootstrap, "GOSHOP_KAFKA_BROKER_PROFILE": PROFILE}
 
     @property
     def running(self) -> bool:

@@ -457,7 +457,8 @@ def _run(options: argparse.Namespace, stop: StopRequest, started: float, console
             # Before start(): a second Ctrl-C while it starts kills it too.
             stop.broker = broker
             broker.start()
-            env["GOSHOP_KAFKA_BOOTSTRAP"] = broker.bootstrap
+            # Its address, and the client options it needs (goshop_common.messaging.broker_profiles).
+            env.update(broker.client_env)
             console.say(f"broker (Tansu, in memory) ready on {broker.bootstrap}")
         stop.checkpoint()
         # An in-memory broker starts with no topics (goshop_devtools.broker).

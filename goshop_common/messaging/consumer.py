@@ -112,17 +112,15 @@ def rebalancing(consumer) -> bool:
     """True while ``consumer`` is not a settled member of its group (joining,
     syncing, or fallen out of it), by kafka-python's own MemberState.
 
-    kafka-python 3.0 (through 3.0.12 and its main branch) sends JoinGroup and
-    SyncGroup on its IO thread and keeps that task across polls; a ``poll()``
-    whose timeout ends first returns, and the next one re-awaits the task. But
-    a task that has *finished* by the next poll is taken for a stale one
-    (``BaseCoordinator.join_group_async``: ``if self._join_task is None or
-    self._join_task.is_done``) and a new JoinGroup is sent: the assignment it
-    brought is dropped. A join lasts as long as the broker holds it (about 3 s
-    on Tansu, up to the rebalance timeout on Kafka), so a consumer that polls
-    briefly and then waits elsewhere almost never sees its join land, and
-    rejoins for good. Polling back to back while this is True keeps a poll
-    waiting for nearly all of the join."""
+    kafka-python 3.0 (3.0.12 is pinned) sends JoinGroup and SyncGroup on its
+    IO thread and keeps that task across polls; a ``poll()`` whose timeout
+    ends first returns, and the next one re-awaits the task. But a join that
+    has *finished* by the next poll is taken for a stale one and a new
+    JoinGroup is sent: the assignment it brought is dropped. A join lasts as
+    long as the broker holds it (seconds, up to the rebalance timeout), so a
+    consumer that polls briefly and then waits elsewhere almost never sees
+    its join land, and rejoins for good. Polling back to back while this is
+    True keeps a poll waiting for nearly all of the join."""
     return consumer.group_metadata().state != MemberState.STABLE
 
 
@@ -253,11 +251,11 @@ class EventConsumer:
         With a ``doorbell``, an assigned consumer that finds nothing new waits
         for the outboxer's ring (PUBLISHED_CHANNEL, naming one of its topics)
         instead of in a broker long-poll, and looks by itself every
-        DOORBELL_IDLE_SECONDS. Tansu answers a fetch at once when records are
-        there, but one that waits for new records only at its deadline: a
-        hop cost half of fetch_max_wait_ms on average, and a shorter wait
-        meant more idle fetches. Here a fetch is sent when there is something
-        to fetch."""
+        DOORBELL_IDLE_SECONDS. A fetch is sent when there is something to
+        fetch: an idle consumer sends none between rings, and a hop's latency
+        does not hang on how soon a broker answers a fetch that waits for new
+        records (some answer only at its deadline:
+        goshop_common.messaging.broker_profiles)."""
         rung_polls = 0
         try:
             while not self._stop.is_set():

@@ -257,8 +257,9 @@ def _records(bootstrap: str, topics: Iterable[str], timeout: float) -> list:
     within ``timeout`` seconds.
 
     The end is the larger of the partition's end offset and the highwater
-    its fetches report: Tansu answers ListOffsets with the base offset of
-    the last record batch plus one, short of a batch of several records."""
+    its fetches report. On Kafka the two agree; a broker whose ListOffsets
+    answer falls short of the end (goshop_common.messaging.broker_profiles)
+    is still read to its last record."""
     reader = make_reader(bootstrap)
     try:
         deadline = time.monotonic() + timeout

@@ -2,15 +2,18 @@
 
 Every service builds its producers and consumers here so that the choices
 below (and the reasons for them) are made once. Keys and values are bytes:
-no serializers, callers encode. Several choices exist because of measured
-behaviour of kafka-python 3.0 and of the Tansu broker used by the tests and
-``make run`` (see the docstrings and /work/shared/notes/performance-facts.md).
+no serializers, callers encode. The defaults are what Apache Kafka wants;
+some choices exist because of measured behaviour of kafka-python 3.0 (see
+the docstrings). A development broker that needs other options gets them
+from a profile (goshop_common.messaging.broker_profiles), which the
+environment selects with ``GOSHOP_KAFKA_BROKER_PROFILE``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 import struct
 import time
@@ -20,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
+from goshop_common.messaging import broker_profiles
 from goshop_common.messaging.events import DEAD_LETTER_TOPICS, TOPICS
 
 log = logging.getLogger("goshop.kafka")
@@ -36,16 +40,17 @@ DELIVERY_TIMEOUT_MS = 8000
 RECONNECT_BACKOFF_MAX_MS = 1000
 
 PRODUCER_DEFAULTS = {
+    # Idempotent: a send retried after a lost acknowledgement writes no second
+    # copy, and a partition keeps its order with several requests in flight
+    # (kafka-python 3.0 sends one batch per partition at a time when
+    # idempotent). Given explicitly, so that an override conflicting with it
+    # (acks other than all, retries=0, more than 5 in flight) raises instead
+    # of quietly turning it off. Retries are kafka-python's default: as many as
+    # delivery_timeout_ms allows.
+    "enable_idempotence": True,
     "acks": "all",
     "linger_ms": 5,
-    "retries": 3,
-    # With retries, more than one request in flight can reorder a partition.
-    "max_in_flight_requests_per_connection": 1,
-    # An idempotent producer never recovers from a broker that lost its
-    # producer ids (a restarted memory-storage Tansu): every later send fails
-    # with UnknownProducerIdError / InitProducerId UnknownError. Consumers
-    # de-duplicate by event_id, so a retried duplicate is harmless.
-    "enable_idempotence": False,
+    "max_in_flight_requests_per_connection": 5,
     # Topics are created by ensure_topics with PARTITIONS partitions; an
     # auto-created topic would get the broker's default count instead.
     "allow_auto_create_topics": False,
@@ -66,15 +71,18 @@ CONSUMER_DEFAULTS = {
     "enable_auto_commit": False,
     "auto_offset_reset": "earliest",
     # Also the rebalance timeout: how long a rebalance waits for a member
-    # that is busy between polls. A join on Tansu takes ~3 s regardless.
+    # that is busy between polls: long enough to apply and commit a batch of
+    # max_poll_records, short enough that a stuck member is replaced soon.
     "max_poll_interval_ms": 10000,
+    # A dead member is noticed this soon; 6 s is the shortest Apache Kafka
+    # accepts by default (the broker's group.min.session.timeout.ms).
     "session_timeout_ms": 6000,
     "heartbeat_interval_ms": 2000,
-    # Tansu answers a long-poll fetch only at its deadline: for a consumer
-    # that polls for new records, the per-hop latency floor (~50 ms at 100).
-    # goshop's event consumers wait for the outboxer's ring instead and fetch
-    # with a short wait (goshop_common.messaging.consumer.build_consumer).
-    "fetch_max_wait_ms": 100,
+    # Kafka's default: the broker answers a waiting fetch as soon as a record
+    # arrives, so the wait costs no latency, and it spaces an idle consumer's
+    # fetches. goshop's event consumers wait for the outboxer's ring instead
+    # and fetch with a short wait (goshop_common.messaging.consumer.build_consumer).
+    "fetch_max_wait_ms": 500,
     "max_poll_records": 200,
     "allow_auto_create_topics": False,
     # Longer than max_poll_interval_ms, the rebalance timeout, which a
@@ -94,6 +102,33 @@ CONSUMER_DEFAULTS = {
 GROUP_FORMS_WITHIN_SECONDS = (
     CONSUMER_DEFAULTS["session_timeout_ms"] + CONSUMER_DEFAULTS["max_poll_interval_ms"]
 ) / 1000
+
+
+def broker_profile(environ=None) -> str:
+    """The broker profile ``GOSHOP_KAFKA_BROKER_PROFILE`` names (``kafka``
+    unless set), read at each client built. ValueError for an unknown name,
+    or for any profile but ``kafka`` when ``GOSHOP_ENV`` is production: its
+    options are for a development broker and weaken what Apache Kafka gives
+    (goshop_common.messaging.broker_profiles)."""
+    environ = os.environ if environ is None else environ
+    profile = (environ.get("GOSHOP_KAFKA_BROKER_PROFILE") or broker_profiles.KAFKA).strip()
+    if profile not in broker_profiles.PROFILES:
+        raise ValueError(
+            f"GOSHOP_KAFKA_BROKER_PROFILE must be one of {', '.join(broker_profiles.PROFILES)}; got {profile!r}"
+        )
+    if profile != broker_profiles.KAFKA and (environ.get("GOSHOP_ENV") or "").strip() == "production":
+        raise ValueError(f"GOSHOP_KAFKA_BROKER_PROFILE={profile} is for a development broker; production refuses it")
+    return profile
+
+
+def producer_config(**overrides) -> dict:
+    """PRODUCER_DEFAULTS, the broker profile's options over them, ``overrides`` over those."""
+    return {**PRODUCER_DEFAULTS, **broker_profiles.PRODUCER_OVERRIDES[broker_profile()], **overrides}
+
+
+def consumer_config(**overrides) -> dict:
+    """CONSUMER_DEFAULTS, the broker profile's options over them, ``overrides`` over those."""
+    return {**CONSUMER_DEFAULTS, **broker_profiles.CONSUMER_OVERRIDES[broker_profile()], **overrides}
 
 
 def _construct(cls, *args, **config):
@@ -120,16 +155,17 @@ def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
     cannot be reached. ``send()`` blocks at most ``max_block_ms`` (metadata for
     a topic not yet seen), and its future fails at most
     ``delivery_timeout_ms`` after the send."""
-    return KafkaProducer(bootstrap_servers=bootstrap, **{**PRODUCER_DEFAULTS, **overrides})
+    return KafkaProducer(bootstrap_servers=bootstrap, **producer_config(**overrides))
 
 
 def make_consumer(bootstrap: str, group_id: str, topics: Iterable[str], **overrides) -> KafkaConsumer:
     """A group member subscribed to ``topics``.
 
-    The group join completes inside ``poll()`` (about 3 s on Tansu), and that
-    same ``poll()`` may already return records: process every batch, do not
-    wait for ``assignment()`` and then discard what came with it."""
-    config = {**CONSUMER_DEFAULTS, **overrides}
+    The group join completes inside ``poll()`` (seconds: a broker holds a
+    join to gather the group's members), and that same ``poll()`` may already
+    return records: process every batch, do not wait for ``assignment()``
+    and then discard what came with it."""
+    config = consumer_config(**overrides)
     return _construct(KafkaConsumer, *topics, bootstrap_servers=bootstrap, group_id=group_id, **config)
 
 
@@ -137,8 +173,9 @@ def make_reader(bootstrap: str, **overrides) -> KafkaConsumer:
     """A consumer in no group, to ``assign`` and ``seek``: it commits nothing
     and disturbs no group's members (goshop_common.messaging.deadletters)."""
     limits = {key: CONSUMER_DEFAULTS[key] for key in ("request_timeout_ms", "bootstrap_timeout_ms")}
-    # Asking a topic's partitions must never create it (with Tansu's default count).
+    # Asking a topic's partitions must never create it (with the broker's default count).
     config = {**limits, "allow_auto_create_topics": False, "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS}
+    config.update(broker_profiles.CONSUMER_OVERRIDES[broker_profile()])
     config.update(overrides)
     return _construct(KafkaConsumer, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **config)
 
@@ -174,17 +211,17 @@ def ensure_topics(
     """Create the topics that are missing and wait until metadata shows each
     with its partitions. Safe to run concurrently and repeatedly.
 
-    Raises RuntimeError if a topic exists with another partition count (on
-    Tansu, a producer sending to a missing topic creates it with 4 partitions
-    whatever the client asks), KafkaTimeoutError if the broker or the topics
-    are not ready within ``timeout`` seconds."""
+    Raises RuntimeError if a topic exists with another partition count (a
+    topic a client auto-created gets the broker's default count, whatever
+    the client asks), KafkaTimeoutError if the broker or the topics are not
+    ready within ``timeout`` seconds."""
     topics = list(topics)
     deadline = time.monotonic() + timeout
     admin = _admin(bootstrap, timeout)
     try:
         missing = [t for t in topics if t not in _partition_counts(admin, topics)]
         if missing:
-            # -1: the broker's default.replication.factor (1 on Tansu).
+            # -1: the broker's default.replication.factor.
             spec = {t: {"num_partitions": partitions, "replication_factor": -1} for t in missing}
             # Another process may create some of them meanwhile.
             with contextlib.suppress(TopicAlreadyExistsError):

@@ -286,6 +286,8 @@ class Shop:
             assert key in self.child_env, f"make run's children have no {key}"
         assert self.child_env["GOSHOP_DEV_DIR"] == str(self.data_dir.resolve())
         assert self.child_env["GOSHOP_KAFKA_BOOTSTRAP"] == f"127.0.0.1:{self.kafka_port}"
+        # make run's broker comes with its client options (goshop_common.messaging.broker_profiles).
+        assert self.child_env.get("GOSHOP_KAFKA_BROKER_PROFILE") == "tansu", "make run's children are on Kafka's"
         assert f"@127.0.0.1:{self.pg_port}/" in self.child_env["GOSHOP_DATABASE_URL"]
         for offset, (name, module) in enumerate(WORKERS.items(), start=9):
             replica = Replica(f"{name}-2", module, self.base + offset, self.workdir / f"{name}-2.log")

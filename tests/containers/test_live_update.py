@@ -190,7 +190,7 @@ def outboxer_dev(tilt, containers: Containers, images, database_url, kafka_broke
         {
             **env,
             "GOSHOP_DATABASE_URL": role_url(database_url, roles.OUTBOXER),
-            "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+            **kafka_broker.client_env,
         },
         name="outboxer-tilt",
         read_only=read_only(spec),

@@ -85,7 +85,7 @@ def worker_env(child_env, kafka_broker, service_settings):
     key, a quick outbox poll, and consumer groups of the test's own."""
     return {
         **child_env,
-        "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        **kafka_broker.client_env,
         "GOSHOP_JWT_PUBLIC_KEY_FILE": service_settings.jwt_public_key_file,
         "GOSHOP_OUTBOX_POLL_SECONDS": "1",
         # Groups of each test's own (see tests/saga_runtime.py).
@@ -104,7 +104,7 @@ def stack(settings, service_settings, kafka_broker, tmp_path_factory):
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "GOSHOP_DATABASE_URL": settings.database_url,
         "GOSHOP_DEV_DIR": settings.dev_dir,
-        "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        **kafka_broker.client_env,
     }
     shop = Stack(env, tmp_path_factory.mktemp("stack")).start_all()
     yield shop

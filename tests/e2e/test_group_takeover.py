@@ -26,7 +26,7 @@ SETTLE_SECONDS = 60
 
 @pytest.fixture
 def env(worker_env, own_broker):
-    return {**worker_env, "GOSHOP_KAFKA_BOOTSTRAP": own_broker.bootstrap}
+    return {**worker_env, **own_broker.client_env}
 
 
 class Workers:

@@ -346,7 +346,11 @@ def test_a_worker_killed_with_sigkill_is_restarted_and_a_later_checkout_ends_pai
         rf"payments-consumer killed by SIGKILL \(pid {victim}, up [\d.]+ s\); restarting in 1 s", 10, after=mark
     )
     shop.wait_for(r"payments-consumer is back \(ready in [\d.]+ s\)", 30, after=mark)
-    assert shop.child("goshop_payments.consumer") != victim
+    successor = shop.child("goshop_payments.consumer")
+    assert successor != victim
+    # Started again with the broker's client options (goshop_common.messaging.broker_profiles).
+    environ = Path(f"/proc/{successor}/environ").read_bytes().split(b"\0")
+    assert b"GOSHOP_KAFKA_BROKER_PROFILE=tansu" in environ
     assert _checkout_ends(gw, _sign_up(gw)) == "paid"
 
 

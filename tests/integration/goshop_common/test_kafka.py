@@ -232,3 +232,20 @@ def test_a_consumer_that_cannot_reach_the_broker_fails_fast_and_leaves_no_io_thr
     while set(threading.enumerate()) - threads_before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert set(threading.enumerate()) - threads_before == set()
+
+
+def test_the_tests_own_broker_is_used_with_its_broker_profile(kafka_broker):
+    # tests/plugins/broker.py selects the embedded broker's profile for this
+    # process's clients (goshop_common.messaging.broker_profiles); a broker
+    # GOSHOP_KAFKA_BOOTSTRAP names is used as the environment says.
+    from goshop_devtools.broker import PROFILE, EmbeddedBroker
+
+    if not isinstance(kafka_broker, EmbeddedBroker):
+        pytest.skip("a broker of GOSHOP_KAFKA_BOOTSTRAP's")
+    assert kafka_broker.client_env["GOSHOP_KAFKA_BROKER_PROFILE"] == PROFILE
+    producer = make_producer(kafka_broker.bootstrap)
+    try:
+        assert producer.config["enable_idempotence"] is False
+        assert producer.config["max_in_flight_requests_per_connection"] == 1
+    finally:
+        producer.close(timeout=2)
