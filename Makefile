@@ -6,6 +6,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# The OpenAPI linters tests/integration/contract/test_openapi_lint.py runs (Redocly CLI,
+# Spectral) are node packages: package.json pins them, package-lock.json everything they
+# pull in, and `npm ci` installs exactly that into .venv/node (so `make clean` removes it
+# and git ignores it, as the scan venv). --ignore-scripts: the one install script in the
+# lock is Spectral's @scarf/scarf, which reports the install. Without npm the tests skip
+# (fail under CI=true), and say why.
+NODE_TOOLS := $(VENV)/node
+NODE_STAMP := $(NODE_TOOLS)/.installed
+
 .DEFAULT_GOAL := help
 .PHONY: help venv node-tools run test scan test-containers test-chaos test-unit test-integration lint format migrate-status migrate-up bench bench-shop load gateway-routes clean clean-data
 
@@ -73,14 +82,6 @@ test: $(STAMP) $(NODE_STAMP) ## lint, the import contracts and the scan, then ev
 	@$(MAKE) --no-print-directory scan
 	$(BIN)/python -m pytest --cov --cov-report=term --ignore=tests/containers --ignore=tests/chaos $(PYTEST_ARGS)
 
-# The OpenAPI linters tests/integration/contract/test_openapi_lint.py runs (Redocly CLI,
-# Spectral) are node packages: package.json pins them, package-lock.json everything they
-# pull in, and `npm ci` installs exactly that into .venv/node (so `make clean` removes it
-# and git ignores it, as the scan venv). --ignore-scripts: the one install script in the
-# lock is Spectral's @scarf/scarf, which reports the install. Without npm the tests skip
-# (fail under CI=true), and say why.
-NODE_TOOLS := $(VENV)/node
-NODE_STAMP := $(NODE_TOOLS)/.installed
 
 $(NODE_STAMP): package.json package-lock.json
 	@if ! command -v npm >/dev/null 2>&1; then \

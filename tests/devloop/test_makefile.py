@@ -451,3 +451,11 @@ def test_help_shows_values_not_make_variables():
     assert "$(" not in out
     assert "delete kind cluster my-cluster" in out
     assert "to my-ns" in out
+
+
+def test_make_test_installs_the_openapi_linters_when_they_are_missing(tmp_path):
+    # Where they are not yet installed, the test target's first steps include npm ci
+    # (a prerequisite, not a step a developer must remember).
+    commands = make("-n", "test", f"NODE_TOOLS={tmp_path / 'node'}")
+    assert "npm ci --ignore-scripts" in commands
+    assert commands.index("npm ci") < commands.index("-m pytest")
