@@ -25,7 +25,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from goshop_common.db import prepared
 from goshop_common.db.arrays import array_rows, array_values
 from goshop_common.db.retention import Rule
-from goshop_common.messaging.events import EventType
+from goshop_common.messaging.envelope import EventType
 from goshop_common.observability import tracing
 
 NOTIFY_CHANNEL = "goshop_outbox"
@@ -162,7 +162,7 @@ def add_event(
 ) -> dict:
     """Queue an event in the caller's transaction; returns it as it will be sent.
 
-    The event is built by the contract (goshop_common.messaging.events), so a
+    The event is built by the contract (goshop_domain.events, on goshop_common.messaging.envelope), so a
     field the contract does not allow fails here, inside the transaction that
     would otherwise have committed it."""
     body, values = _event_row(table, event_type, occurred_at, request_id, fields)

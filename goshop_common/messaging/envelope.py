@@ -1,22 +1,15 @@
-"""The event contract: every event goshop services send one another.
+"""The envelope every event on the broker shares, and the mechanism that reads
+and writes events: what the outbox, the relay and the consumers need. Which
+events exist (names, topics, fields) is the domain's: goshop_domain.events
+declares them and ``register``s them here; this kernel knows none.
 
 An event is a JSON object on a Kafka topic. Its envelope (``event_id``,
-``event``, ``version``, ``occurred_at``) is the same for all; its fields are
-declared here, once, as colander schemas. Producers build their events with
-``EventType.build`` (a producer bug fails the producing transaction, so a
-malformed event never reaches the outbox) and consumers read them with
-``read`` (a malformed event is refused before any handler sees it).
-
-How the contract may change:
-
-- Adding an optional field is compatible: readers ignore fields they do not
-  know (``unknown="ignore"``) and ``version`` stays.
-- Removing or retyping a field, or adding a required one, is a new
-  ``version``. Readers accept only the versions in ``READABLE_VERSIONS``, so
-  the consumers learn version N+1 (and keep N) before any producer writes it.
-
-The Kafka key of every event is its ``order_id``: one order's events stay in
-one partition, in the order they were written.
+``event``, ``version``, ``occurred_at``) is the same for all. Producers build
+their events with ``EventType.build`` (a producer bug fails the producing
+transaction, so a malformed event never reaches the outbox) and consumers
+read them with ``read_envelope`` and ``read_fields`` (a malformed event is
+refused before any handler sees it). Readers accept only the versions in
+``READABLE_VERSIONS``.
 """
 
 from __future__ import annotations
@@ -32,12 +25,8 @@ from goshop_common.web.schemas import UUID_REGEX, Pattern, StrictInteger, Strict
 VERSION = 1
 READABLE_VERSIONS = frozenset({1})
 
-ORDERS_TOPIC = "orders.events"
-PAYMENTS_TOPIC = "payments.events"
-TOPICS = (ORDERS_TOPIC, PAYMENTS_TOPIC)
 # Where a consumer parks a topic's poison records (goshop_common.messaging.deadletters).
 DEAD_LETTER_SUFFIX = ".dlq"
-DEAD_LETTER_TOPICS = tuple(f"{topic}{DEAD_LETTER_SUFFIX}" for topic in TOPICS)
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -89,38 +78,30 @@ class _Instant(StrictString):
         return instant
 
 
-def _uuid(name: str) -> colander.SchemaNode:
+def uuid_node(name: str) -> colander.SchemaNode:
     return colander.SchemaNode(_Uuid(), name=name)
 
 
-def _amount() -> colander.SchemaNode:
-    return colander.SchemaNode(StrictInteger(), name="amount_cents", validator=colander.Range(min=1))
-
-
-def _currency() -> colander.SchemaNode:
-    return colander.SchemaNode(StrictString(), name="currency", validator=Pattern("[A-Z]{3}", "must be ISO 4217"))
-
-
-def _one_of(name: str, *values: str) -> colander.SchemaNode:
+def one_of_node(name: str, *values: str) -> colander.SchemaNode:
     return colander.SchemaNode(StrictString(), name=name, validator=colander.OneOf(values))
 
 
-def _text(name: str, nullable: bool = False) -> colander.SchemaNode:
+def text_node(name: str, nullable: bool = False) -> colander.SchemaNode:
     # A required key whose value may be JSON null: "no reason" is said, not omitted.
     return colander.SchemaNode(
         StrictString(allow_empty=True), name=name, missing=None if nullable else colander.required
     )
 
 
-def _fields(*children: colander.SchemaNode) -> colander.SchemaNode:
+def fields_node(*children: colander.SchemaNode) -> colander.SchemaNode:
     node = colander.SchemaNode(colander.Mapping(unknown="ignore"))
     for child in children:
         node.add(child)
     return node
 
 
-ENVELOPE = _fields(
-    _uuid("event_id"),
+ENVELOPE = fields_node(
+    uuid_node("event_id"),
     colander.SchemaNode(StrictString(), name="event"),
     colander.SchemaNode(StrictInteger(), name="version"),
     colander.SchemaNode(_Instant(), name="occurred_at"),
@@ -160,68 +141,16 @@ class EventType:
         return str(body["order_id"])
 
 
-ORDER_CREATED = EventType(
-    "order.created",
-    ORDERS_TOPIC,
-    _fields(_uuid("order_id"), _uuid("user_id"), _amount(), _currency(), _one_of("status", "new")),
-    "An order was placed and awaits its payment.",
-)
+# The contract: every event type a reader knows, by name (goshop_domain.events
+# registers them).
+_CONTRACT: dict[str, EventType] = {}
 
 
-def _payment_fields(status: str, reason_nullable: bool) -> colander.SchemaNode:
-    """What both payment events carry: the payment, its order and customer,
-    the amount, the outcome and its reason."""
-    return _fields(
-        _uuid("payment_id"),
-        _uuid("order_id"),
-        _uuid("user_id"),
-        _amount(),
-        _currency(),
-        _one_of("status", status),
-        _text("reason", nullable=reason_nullable),
-    )
-
-
-PAYMENT_CONFIRMED = EventType(
-    "payment.confirmed",
-    PAYMENTS_TOPIC,
-    _payment_fields("confirmed", reason_nullable=True),
-    "The order's payment was taken.",
-)
-PAYMENT_FAILED = EventType(
-    "payment.failed",
-    PAYMENTS_TOPIC,
-    _payment_fields("failed", reason_nullable=False),
-    "The order's payment was refused; ``reason`` says why.",
-)
-
-# The compensations: an order whose payment did not come in time is
-# cancelled by the orders sweeper; payments answers with a refund when it had
-# taken the money (and voids the charge when it had not yet been asked).
-ORDER_CANCELLED = EventType(
-    "order.cancelled",
-    ORDERS_TOPIC,
-    _fields(
-        _uuid("order_id"),
-        _uuid("user_id"),
-        _amount(),
-        _currency(),
-        _one_of("status", "cancelled"),
-        _text("reason"),
-    ),
-    "A new order was cancelled by orders itself (``reason``: ``payment_timeout``); a payment taken for it is refunded.",
-)
-PAYMENT_REFUNDED = EventType(
-    "payment.refunded",
-    PAYMENTS_TOPIC,
-    _payment_fields("refunded", reason_nullable=False),
-    "A confirmed payment was given back because its order was cancelled; ``reason`` is the order's.",
-)
-
-EVENT_TYPES = {
-    event_type.name: event_type
-    for event_type in (ORDER_CREATED, ORDER_CANCELLED, PAYMENT_CONFIRMED, PAYMENT_FAILED, PAYMENT_REFUNDED)
-}
+def register(*event_types: EventType) -> None:
+    """Make ``event_types`` known to ``read_fields``; a name twice must be the same type."""
+    for event_type in event_types:
+        if _CONTRACT.setdefault(event_type.name, event_type) is not event_type:
+            raise ValueError(f"event type {event_type.name} is registered twice")
 
 
 def _deserialize(schema: colander.SchemaNode, body: dict, what: str) -> dict:
@@ -257,7 +186,7 @@ def read_fields(event_type: str, topic: str, body: dict) -> dict | None:
     type the contract does not know (a newer producer's: not ours to judge).
     ``InvalidEvent`` when a known event breaks its schema or came on the
     wrong topic."""
-    contract = EVENT_TYPES.get(event_type)
+    contract = _CONTRACT.get(event_type)
     if contract is None:
         return None
     if topic != contract.topic:
