@@ -514,19 +514,34 @@ def _shut_down(
     if killed:
         console.say(f"killed {', '.join(killed)}: not stopped within {STOP_GRACE:.0f} s", level="warning")
     # Their clients are gone: the broker and the database stop side by side.
+    took: dict[str, float] = {"processes": time.monotonic() - began}
     database = None
     if postgres is not None:
         # A second Ctrl-C: no shutdown checkpoint; PostgreSQL recovers from
         # its WAL on the next start.
         mode = "immediate" if stop.forced else "fast"
-        database = threading.Thread(target=postgres.stop, args=(mode,), name="stop-postgres")
+        database = threading.Thread(target=_timed, args=(took, "PostgreSQL", postgres.stop, mode), name="stop-postgres")
         database.start()
     if broker is not None:
         # With STOP_GRACE before it, within the 3 s the shop must stop in.
-        broker.stop(grace=1)
+        _timed(took, "the broker", broker.stop, grace=1)
     if database is not None:
         database.join()
-    console.say(f"stopped in {time.monotonic() - began:.1f} s")
+    # Which part of a slow stop was slow, so that it can be looked into.
+    slow = ", ".join(f"{part} {seconds:.1f} s" for part, seconds in took.items() if seconds > SLOW_STOP_SECONDS)
+    console.say(f"stopped in {time.monotonic() - began:.1f} s" + (f" (slow: {slow})" if slow else ""))
+
+
+# A part of the stop that takes longer is named in its last line.
+SLOW_STOP_SECONDS = 1.0
+
+
+def _timed(took: dict[str, float], part: str, stop, *args, **kwargs) -> None:
+    began = time.monotonic()
+    try:
+        stop(*args, **kwargs)
+    finally:
+        took[part] = time.monotonic() - began
 
 
 if __name__ == "__main__":
