@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from kafka.errors import KafkaError
@@ -92,7 +93,8 @@ class Event:
     """A consumed event: its envelope, its body as sent, and — for a type the
     contract knows — its ``fields`` as read by the contract (UUIDs as
     ``uuid.UUID``). A type the contract does not know never gets this far:
-    it is parked (``fields`` stays optional for handlers written before)."""
+    it is parked. ``fields`` is always set by ``parse``; its default (empty)
+    spares a handler's test events that do not need it."""
 
     event_id: uuid.UUID
     type: str
@@ -101,7 +103,7 @@ class Event:
     partition: int
     offset: int
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
-    fields: dict | None = None
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def request_id(self) -> str | None:
