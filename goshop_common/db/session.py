@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
@@ -32,6 +33,9 @@ from zope.sqlalchemy.datamanager import STATUS_CHANGED, join_transaction
 from goshop_common.db import roles
 from goshop_common.observability import tracing
 from goshop_common.settings import Settings
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
 
 # Stable constraint names, so migrations can name what they drop.
 NAMING_CONVENTION = {
@@ -206,7 +210,7 @@ def needs_transaction(request) -> bool:
     return request.environ.get("PATH_INFO") not in NO_TRANSACTION_PATHS
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     settings: Settings = config.registry.goshop_settings
     engine = make_engine(settings)
     config.registry.dbengine = engine

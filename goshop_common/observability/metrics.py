@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from pyramid.config import Configurator
 from pyramid.response import Response
 from pyramid.tweens import INGRESS
 
@@ -258,7 +259,7 @@ def add_metrics_endpoint(config) -> None:
     config.add_view(metrics_view, route_name="metrics", request_method="GET")
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     """Request metrics for the app; ``config.registry.goshop_service`` names it
     in the ``service`` label. No ``/metrics`` route: see add_metrics_endpoint."""
     # Right under the request log, so the status counted is the one logged and

@@ -42,12 +42,16 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from goshop_common.web.clientip import peer_is_trusted
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
 
 log = logging.getLogger("goshop.tracing")
 
@@ -278,7 +282,7 @@ def route_tween_factory(handler, registry):
     return route_tween
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     """The route tween, only when this process traces."""
     if _enabled:
         from pyramid.tweens import INGRESS

@@ -20,12 +20,16 @@ import dataclasses
 import json
 import logging
 import re
+from typing import TYPE_CHECKING
 
 import colander
 
 from goshop_common.web.errors import error_response
 from goshop_common.web.rest import Service, Tag, body_validator, querystring_validator
 from goshop_common.web.schemas import body, error_body
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
 
 log = logging.getLogger("goshop.openapi")
 
@@ -532,5 +536,5 @@ def openapi_view(request):
     return document
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.add_cornice_service(openapi)
