@@ -35,6 +35,7 @@ def _exception_view(context: type[BaseException]) -> Callable[[_View], _View]:
     decorator: Callable[[_View], _View] = exception_view_config(context)
     return decorator
 
+
 # Messages for statuses raised by the framework itself (routing, predicates).
 _STATUS_MESSAGES = {
     400: "bad request",
