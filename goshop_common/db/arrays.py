@@ -5,7 +5,7 @@ for each count; the consumers' batch statements are built this way."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,6 +19,6 @@ def array_rows(alias: str, columns: dict[str, sa.types.TypeEngine[Any]], prefix:
     return sa.func.unnest(*arrays).table_valued(*columns).render_derived(alias)
 
 
-def array_values(rows: list[Mapping[str, Any]], columns: Iterable[str], prefix: str) -> dict[str, list[Any]]:
+def array_values(rows: Sequence[Mapping[str, Any]], columns: Iterable[str], prefix: str) -> dict[str, list[Any]]:
     """``rows`` (dicts by column name) as array_rows binds them."""
     return {f"{prefix}{name}": [row[name] for row in rows] for name in columns}

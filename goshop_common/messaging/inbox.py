@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import functools
 import uuid
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
@@ -21,6 +22,9 @@ from goshop_common.db import prepared
 from goshop_common.db.arrays import array_rows, array_values
 from goshop_common.db.retention import Rule
 from goshop_common.observability import tracing
+
+if TYPE_CHECKING:
+    from goshop_common.db.alembic_op import Op
 
 
 def inbox_table(metadata: sa.MetaData) -> sa.Table:
@@ -40,7 +44,7 @@ def inbox_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-def create_inbox_v1(op, schema: str) -> None:
+def create_inbox_v1(op: Op, schema: str) -> None:
     """Migration step (frozen; see outbox.create_outbox_v1)."""
     op.execute(
         f"""
@@ -57,7 +61,7 @@ def create_inbox_v1(op, schema: str) -> None:
     )
 
 
-def create_inbox_retention_index_v1(op, schema: str) -> None:
+def create_inbox_retention_index_v1(op: Op, schema: str) -> None:
     """Migration step (frozen): the rows by arrival, how retention finds the old ones."""
     # Here, not at the top: alembic is for migrations, not every process that writes events.
     from goshop_common.db.migrations import create_index_concurrently
@@ -65,7 +69,7 @@ def create_inbox_retention_index_v1(op, schema: str) -> None:
     create_index_concurrently(op, "ix_inbox_received_at", schema, "inbox (received_at)")
 
 
-def drop_inbox_retention_index_v1(op, schema: str) -> None:
+def drop_inbox_retention_index_v1(op: Op, schema: str) -> None:
     op.execute(f"DROP INDEX IF EXISTS {schema}.ix_inbox_received_at")
 
 
@@ -83,14 +87,14 @@ def retention_rule(table: sa.Table, horizon: dt.timedelta) -> Rule:
     return Rule(table, horizon, lambda cutoff: received_at <= cutoff)
 
 
-def add_inbox_trace_context_v2(op, schema: str) -> None:
+def add_inbox_trace_context_v2(op: Op, schema: str) -> None:
     """Migration step (frozen): the ``traceparent`` of the consumer span that
     applied each event. Nullable, no default: no row is rewritten, and the
     previous release, which never writes it, keeps working."""
     op.execute(f"ALTER TABLE {schema}.inbox ADD COLUMN traceparent text")
 
 
-def drop_inbox_trace_context_v2(op, schema: str) -> None:
+def drop_inbox_trace_context_v2(op: Op, schema: str) -> None:
     op.execute(f"ALTER TABLE {schema}.inbox DROP COLUMN IF EXISTS traceparent")
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import sqlalchemy as sa
 from opentelemetry.trace import SpanKind
@@ -27,6 +27,9 @@ from goshop_common.db.arrays import array_rows, array_values
 from goshop_common.db.retention import Rule
 from goshop_common.messaging.events import EventType
 from goshop_common.observability import tracing
+
+if TYPE_CHECKING:
+    from goshop_common.db.alembic_op import Op
 
 NOTIFY_CHANNEL = "goshop_outbox"
 # Rung by the outboxer as it marks rows published, its payload the topic:
@@ -61,7 +64,7 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-def create_outbox_v1(op, schema: str) -> None:
+def create_outbox_v1(op: Op, schema: str) -> None:
     """Migration step shared by every service with an outbox: the table, its
     pending-row indexes and the NOTIFY trigger.
 
@@ -109,7 +112,7 @@ def create_outbox_v1(op, schema: str) -> None:
     )
 
 
-def add_outbox_trace_context_v2(op, schema: str) -> None:
+def add_outbox_trace_context_v2(op: Op, schema: str) -> None:
     """Migration step (frozen): the ``traceparent`` each row's event was
     created in. A new service's outbox is create_outbox_v1, then this.
     Nullable and without a default, so adding it rewrites no row and a
@@ -117,16 +120,16 @@ def add_outbox_trace_context_v2(op, schema: str) -> None:
     op.execute(f"ALTER TABLE {schema}.outbox ADD COLUMN traceparent text")
 
 
-def drop_outbox_trace_context_v2(op, schema: str) -> None:
+def drop_outbox_trace_context_v2(op: Op, schema: str) -> None:
     op.execute(f"ALTER TABLE {schema}.outbox DROP COLUMN IF EXISTS traceparent")
 
 
-def drop_outbox_v1(op, schema: str) -> None:
+def drop_outbox_v1(op: Op, schema: str) -> None:
     op.execute(f"DROP TABLE IF EXISTS {schema}.outbox")
     op.execute(f"DROP FUNCTION IF EXISTS {schema}.outbox_notify()")
 
 
-def create_outbox_retention_index_v1(op, schema: str) -> None:
+def create_outbox_retention_index_v1(op: Op, schema: str) -> None:
     """Migration step (frozen): the published rows by publication time, which
     is how retention finds the old ones. Pending rows are not in it: they are
     never deleted, and the relay has indexes of its own for them."""
@@ -138,7 +141,7 @@ def create_outbox_retention_index_v1(op, schema: str) -> None:
     )
 
 
-def drop_outbox_retention_index_v1(op, schema: str) -> None:
+def drop_outbox_retention_index_v1(op: Op, schema: str) -> None:
     op.execute(f"DROP INDEX IF EXISTS {schema}.ix_outbox_published_at")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from goshop_common.observability import tracing
 from goshop_common.observability.metrics import add_metrics_endpoint
@@ -21,6 +21,7 @@ from goshop_common.web.rest import JsonRenderer
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from _typeshed.wsgi import WSGIApplication
     from pyramid.config import Configurator
     from pyramid.registry import Registry
     from pyramid.request import Request
@@ -39,7 +40,7 @@ def add_internal_view(config: Configurator, name: str, pattern: str, view: Calla
     )
 
 
-def make_internal_app(public: Registry) -> Callable[..., Any]:
+def make_internal_app(public: Registry) -> WSGIApplication:
     """The internal app of the service whose registry is ``public``: ``/live``,
     ``/metrics`` (the process's series and the app's pool) and the views the
     app added with ``add_internal_view``. Its own requests are not counted: the
@@ -60,7 +61,8 @@ def make_internal_app(public: Registry) -> Callable[..., Any]:
         for name, pattern, view in public.goshop_internal_views:
             config.add_route(name, pattern)
             config.add_view(view, route_name=name, renderer="json", request_method="GET")
-    return config.make_wsgi_app()
+    app: WSGIApplication = config.make_wsgi_app()
+    return app
 
 
 def includeme(config: Configurator) -> None:
@@ -89,7 +91,7 @@ def make_service_app(
     views: str | None,
     includes: tuple[str, ...] = (),
     database: bool = True,
-) -> Callable[..., Any]:
+) -> WSGIApplication:
     """A goshop HTTP service: the common concerns, its request metrics
     (labelled ``service``), its database (with the seed's /live, /ready and
     /v1/db/ping) unless ``database=False``, the service's own ``includes``, its
