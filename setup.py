@@ -72,10 +72,9 @@ DEV = [
     # The architecture's import rules (.importlinter), checked by make test.
     "import-linter==2.16",
     # Types (mypy.ini: the services non-strict, goshop_common strict), checked by
-    # make test; the stubs are for the typed runtime imports that ship none.
+    # make test; psycopg2's stubs (typeshed's), as psycopg2 ships no types.
     "mypy==2.4.1",
     "types-psycopg2==2.9.21.20261008",
-    "types-waitress==3.0.1.20260724",
     # The OpenAPI documents against the code (tests/integration/contract).
     "openapi-spec-validator==0.9.0",
     # The tests' OTLP/HTTP receiver decodes ExportTraceServiceRequest with it

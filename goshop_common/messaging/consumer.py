@@ -98,7 +98,7 @@ class Event:
 
     event_id: uuid.UUID
     type: str
-    body: dict
+    body: dict[str, Any]
     topic: str
     partition: int
     offset: int
@@ -187,7 +187,7 @@ class ConsumerStats:
     parked: int = 0
     retries: int = 0
     topics: tuple[str, ...] = ()
-    _series: dict = dataclasses.field(init=False, repr=False, compare=False)
+    _series: dict[str, Any] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Every outcome's series exists from the start, at 0, so a rate over
@@ -553,7 +553,7 @@ class EventConsumer:
         outcome.fields.update(tracing.ids_of(span))
         return dataclasses.replace(outcome, trace_context=span.get_span_context())
 
-    def _screen(self, record) -> Outcome | tuple[Event, dict]:
+    def _screen(self, record) -> Outcome | tuple[Event, dict[str, Any]]:
         """What a record is before any statement: another consumer's replay
         (passed over) or poison (parked), as an Outcome; otherwise its event
         and the fields of its log line."""
@@ -594,7 +594,7 @@ class Outcome:
     name: str
     level: int
     message: str
-    fields: dict
+    fields: dict[str, Any]
     exc_info: tuple | None = None
     # A parked record: the record itself, its reason class and error text.
     record: object = None
@@ -604,7 +604,7 @@ class Outcome:
     trace_context: object = None
 
 
-def _parked(record, reason: str, error: str, message: str, fields: dict, exc_info=None) -> Outcome:
+def _parked(record, reason: str, error: str, message: str, fields: dict[str, Any], exc_info=None) -> Outcome:
     fields = {**fields, "park_reason": reason, "dlq_topic": deadletters.dead_letter_topic(record.topic)}
     return Outcome("parked", logging.ERROR, message, fields, exc_info, record, reason, error)
 

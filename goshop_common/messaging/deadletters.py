@@ -35,6 +35,7 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
@@ -207,7 +208,7 @@ class ParkedEvent:
     def original_headers(self) -> list[tuple[str, bytes]]:
         return own_headers(self.headers)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "dlq_topic": self.dlq_topic,
             "dlq_partition": self.dlq_partition,
@@ -250,7 +251,7 @@ def _identify(value: bytes | None, headers: dict[str, str]) -> tuple[str | None,
     return event_id, event_type
 
 
-def _records(bootstrap: str, topics: Iterable[str], timeout: float) -> list:
+def _records(bootstrap: str, topics: Iterable[str], timeout: float) -> list[Any]:
     """Every record now on ``topics``, read without a consumer group (nothing
     is committed, no other reader is disturbed): each partition from its
     beginning up to its end. KafkaError when the broker does not answer
@@ -380,7 +381,7 @@ class Replay:
     partition: int
     offset: int
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "parked": self.parked.as_json(),
             "replayed_to": {"topic": self.topic, "partition": self.partition, "offset": self.offset},

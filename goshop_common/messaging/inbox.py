@@ -13,6 +13,8 @@ import contextlib
 import datetime as dt
 import functools
 import uuid
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
@@ -24,7 +26,11 @@ from goshop_common.db.retention import Rule
 from goshop_common.observability import tracing
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+    from sqlalchemy.sql.dml import ReturningInsert
+
     from goshop_common.db.alembic_op import Op
+    from goshop_common.messaging.consumer import Event
 
 
 def inbox_table(metadata: sa.MetaData) -> sa.Table:
@@ -102,7 +108,7 @@ _DELIVERED = ("event_id", "event_type", "topic", "partition", "offset", "tracepa
 
 
 @functools.cache
-def _record(table: sa.Table):
+def _record(table: sa.Table) -> ReturningInsert[tuple[uuid.UUID]]:
     # One statement for a whole batch, whatever its size (goshop_common.db.arrays).
     delivered = array_rows("delivered", {name: table.c[name].type for name in _DELIVERED}, "all_")
     return (
@@ -113,7 +119,7 @@ def _record(table: sa.Table):
     )
 
 
-def first_deliveries(db, table: sa.Table, events) -> set[uuid.UUID]:
+def first_deliveries(db: sa.Connection, table: sa.Table, events: Sequence[Event]) -> set[uuid.UUID]:
     """Record every event of a batch in one statement; the ids of those
     delivered for the first time. An id the batch carries twice is recorded
     once, and returned once: its first copy is the one to apply.
@@ -124,7 +130,7 @@ def first_deliveries(db, table: sa.Table, events) -> set[uuid.UUID]:
     if not events:
         return set()
     traceparent = None
-    span = contextlib.nullcontext()
+    span: AbstractContextManager[Span | None] = contextlib.nullcontext()
     if tracing.enabled():
         span = tracing.tracer().start_as_current_span(f"inbox {table.schema}.{table.name}")
     with span as current:

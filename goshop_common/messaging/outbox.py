@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from opentelemetry.trace import SpanKind
@@ -162,7 +162,7 @@ def add_event(
     occurred_at: dt.datetime,
     request_id: str | None = None,
     **fields,
-) -> dict:
+) -> dict[str, Any]:
     """Queue an event in the caller's transaction; returns it as it will be sent.
 
     The event is built by the contract (goshop_common.messaging.events), so a
@@ -178,7 +178,7 @@ def add_event(
 def add_event_with(
     db,
     change: sa.Insert | sa.Update,
-    change_values: dict,
+    change_values: dict[str, Any],
     table: sa.Table,
     event_type: EventType,
     *,
@@ -196,7 +196,7 @@ def add_event_with(
     two; the event is built by the contract just the same."""
     _body, values = _event_row(table, event_type, occurred_at, request_id, fields)
 
-    def write(row: dict) -> bool:
+    def write(row: dict[str, Any]) -> bool:
         statement = _insert_with(table, change, "traceparent" in row)
         bound = {**change_values, **{_EVENT_PARAM + name: value for name, value in row.items()}}
         return prepared.execute(db, statement, bound).first() is not None
@@ -211,10 +211,10 @@ class Announcement(NamedTuple):
     event_type: EventType
     occurred_at: dt.datetime
     request_id: str | None
-    fields: dict
+    fields: dict[str, Any]
 
 
-def add_events_with(db, change, change_values: dict, table: sa.Table, events: list[Announcement]) -> set:
+def add_events_with(db, change, change_values: dict[str, Any], table: sa.Table, events: list[Announcement]) -> set:
     """add_event_with for a batch: ``change`` (an INSERT or UPDATE ...
     RETURNING one column, its values bound at execute time, as arrays for
     unnest, say) and each Announcement's event when the change returned its
@@ -255,7 +255,7 @@ def _event_row(table: sa.Table, event_type: EventType, occurred_at: dt.datetime,
     return body, values
 
 
-def _created(event_type: EventType, values: dict, write):
+def _created(event_type: EventType, values: dict[str, Any], write):
     """``write(values)``; when the process traces, inside the event's
     ``create <topic>`` span, whose context the row keeps as its traceparent."""
     if not tracing.enabled():

@@ -12,7 +12,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-import waitress.server
+import waitress
 from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
@@ -105,7 +105,7 @@ def _safe(check: Callable[[], bool]) -> bool:
 
 
 def serve_in_background(app: WSGIApplication, host: str, port: int) -> threading.Thread:
-    server = waitress.server.create_server(app, host=host, port=port, threads=2)
+    server = waitress.create_server(app, host=host, port=port, threads=2)
     thread = threading.Thread(target=server.run, name="health-http", daemon=True)
     thread.start()
     log.info("health endpoints up", extra={"listen": f"{host}:{port}"})
