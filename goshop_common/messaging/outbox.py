@@ -16,7 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from opentelemetry.trace import SpanKind
@@ -29,7 +30,12 @@ from goshop_common.messaging.events import EventType
 from goshop_common.observability import tracing
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+    from sqlalchemy.sql.dml import ReturningInsert
+
     from goshop_common.db.alembic_op import Op
+
+_T = TypeVar("_T")
 
 NOTIFY_CHANNEL = "goshop_outbox"
 # Rung by the outboxer as it marks rows published, its payload the topic:
@@ -155,13 +161,13 @@ def retention_rule(table: sa.Table, keep: dt.timedelta) -> Rule:
 
 
 def add_event(
-    db,
+    db: sa.Connection | Session,
     table: sa.Table,
     event_type: EventType,
     *,
     occurred_at: dt.datetime,
     request_id: str | None = None,
-    **fields,
+    **fields: Any,
 ) -> dict[str, Any]:
     """Queue an event in the caller's transaction; returns it as it will be sent.
 
@@ -176,7 +182,7 @@ def add_event(
 
 
 def add_event_with(
-    db,
+    db: sa.Connection | Session,
     change: sa.Insert | sa.Update,
     change_values: dict[str, Any],
     table: sa.Table,
@@ -184,7 +190,7 @@ def add_event_with(
     *,
     occurred_at: dt.datetime,
     request_id: str | None = None,
-    **fields,
+    **fields: Any,
 ) -> bool:
     """``change`` (an INSERT or UPDATE ... RETURNING, built once, its values
     bound at execute time from ``change_values``) and the event announcing it,
@@ -214,7 +220,13 @@ class Announcement(NamedTuple):
     fields: dict[str, Any]
 
 
-def add_events_with(db, change, change_values: dict[str, Any], table: sa.Table, events: list[Announcement]) -> set:
+def add_events_with(
+    db: sa.Connection | Session,
+    change: sa.Insert | sa.Update,
+    change_values: dict[str, Any],
+    table: sa.Table,
+    events: list[Announcement],
+) -> set[object]:
     """add_event_with for a batch: ``change`` (an INSERT or UPDATE ...
     RETURNING one column, its values bound at execute time, as arrays for
     unnest, say) and each Announcement's event when the change returned its
@@ -230,13 +242,15 @@ def add_events_with(db, change, change_values: dict[str, Any], table: sa.Table, 
         _created(event.event_type, row, lambda _row: None)
         row["value"] = event.value
         rows.append(row)
-    statement = _insert_each_with(table, change, type(events[0].value))
+    statement = _insert_each_with(table, change, _ARRAY_OF[type(events[0].value)])
     bound = {**change_values, **array_values(rows, ("value", *_EVENT_COLUMNS, "traceparent"), _EVENT_PARAM)}
     queued = set(prepared.execute(db, statement, bound).scalars())
     return {event.value for event, row in zip(events, rows, strict=True) if row["event_id"] in queued}
 
 
-def _event_row(table: sa.Table, event_type: EventType, occurred_at: dt.datetime, request_id, fields) -> tuple:
+def _event_row(
+    table: sa.Table, event_type: EventType, occurred_at: dt.datetime, request_id: str | None, fields: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     body = event_type.build(occurred_at, **fields)
     values = {
         "event_id": uuid.UUID(body["event_id"]),
@@ -255,7 +269,7 @@ def _event_row(table: sa.Table, event_type: EventType, occurred_at: dt.datetime,
     return body, values
 
 
-def _created(event_type: EventType, values: dict[str, Any], write):
+def _created(event_type: EventType, values: dict[str, Any], write: Callable[[dict[str, Any]], _T]) -> _T:
     """``write(values)``; when the process traces, inside the event's
     ``create <topic>`` span, whose context the row keeps as its traceparent."""
     if not tracing.enabled():
@@ -282,7 +296,7 @@ _EVENT_PARAM = "outbox_"
 
 
 @functools.cache
-def _insert_with(table: sa.Table, change, traced: bool):
+def _insert_with(table: sa.Table, change: sa.Insert | sa.Update, traced: bool) -> ReturningInsert[tuple[uuid.UUID]]:
     # WITH change AS (<change> RETURNING ...) INSERT INTO outbox (...)
     # SELECT <the event's values> FROM change: built and compiled once per
     # (outbox, change, traced), like _insert.
@@ -293,17 +307,19 @@ def _insert_with(table: sa.Table, change, traced: bool):
 
 
 # The array type of add_events_with's values, by their Python type.
-_ARRAY_OF = {uuid.UUID: UUID(as_uuid=True), str: sa.Text(), int: sa.BigInteger()}
+_ARRAY_OF: dict[type, sa.types.TypeEngine[Any]] = {uuid.UUID: UUID(as_uuid=True), str: sa.Text(), int: sa.BigInteger()}
 
 
 @functools.cache
-def _insert_each_with(table: sa.Table, change, value_type: type):
+def _insert_each_with(
+    table: sa.Table, change: sa.Insert | sa.Update, value_array: sa.types.TypeEngine[Any]
+) -> ReturningInsert[tuple[uuid.UUID]]:
     # WITH change AS (<change> RETURNING v) INSERT INTO outbox (...) SELECT
     # the events FROM unnest(<one array a column>) JOIN change ON the value:
     # built and compiled once per (outbox, change), like _insert.
     done = change.cte("change")
     written = (*_EVENT_COLUMNS, "traceparent")
-    columns = {"value": _ARRAY_OF[value_type], **{name: table.c[name].type for name in written}}
+    columns = {"value": value_array, **{name: table.c[name].type for name in written}}
     queued = array_rows("queued", columns, _EVENT_PARAM)
     [returned] = done.c
     rows = sa.select(*(queued.c[name] for name in written)).select_from(queued.join(done, queued.c.value == returned))
@@ -311,5 +327,5 @@ def _insert_each_with(table: sa.Table, change, value_type: type):
 
 
 @functools.cache
-def _insert(table: sa.Table):
+def _insert(table: sa.Table) -> sa.Insert:
     return table.insert()

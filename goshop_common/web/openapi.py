@@ -30,6 +30,11 @@ from goshop_common.web.schemas import body, error_body
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
+    from pyramid.registry import Registry
+    from pyramid.request import Request
+    from pyramid.response import Response
+
+    from goshop_common.settings import Settings
 
 log = logging.getLogger("goshop.openapi")
 
@@ -172,7 +177,7 @@ def _inline_schema(node: colander.SchemaNode, components: dict[str, dict[str, An
     return schema
 
 
-def _describe_validator(validator, schema: dict[str, Any], node) -> None:
+def _describe_validator(validator: object, schema: dict[str, Any], node: colander.SchemaNode) -> None:
     """Add to ``schema`` what ``validator`` enforces. A validator it cannot
     describe is a TypeError: the document must never promise less than the
     API checks."""
@@ -211,7 +216,7 @@ def _describe_validator(validator, schema: dict[str, Any], node) -> None:
         raise TypeError(f"{node.name}: validator {validator!r} has no json_schema, so the document cannot say it")
 
 
-def _is_node_method(validator, node) -> bool:
+def _is_node_method(validator: object, node: colander.SchemaNode) -> bool:
     """Whether ``validator`` is ``node``'s own method, and the node carries
     the ``json_schema`` that describes it."""
     return getattr(validator, "__self__", None) is node and getattr(node, "json_schema", None) is not None
@@ -223,7 +228,7 @@ def _is_node_method(validator, node) -> bool:
 _PATH_PARAMETER = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 
 
-def _bound(schema, settings):
+def _bound(schema: colander.SchemaNode, settings: Settings) -> colander.SchemaNode:
     # Deferred defaults and validators (currency, amount bounds, password length) read settings.
     return schema.bind(settings=settings, request=None)
 
@@ -260,7 +265,7 @@ def _parameter(
     return parameter
 
 
-def _body_required(schema) -> bool:
+def _body_required(schema: colander.SchemaNode) -> bool:
     # An empty object that passes means the body may be left out.
     try:
         schema.deserialize({})
@@ -270,7 +275,7 @@ def _body_required(schema) -> bool:
 
 
 def _operation(
-    service: Service, method: str, args: dict[str, Any], settings, components: dict[str, dict[str, Any]]
+    service: Service, method: str, args: dict[str, Any], settings: Settings, components: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     """The operation of one view: what its decorator declared, what its
     validators enforce, and the answers the shared machinery adds on its own
@@ -331,7 +336,7 @@ def _operation(
     return operation
 
 
-def build_document(registry, title: str) -> dict[str, Any]:
+def build_document(registry: Registry, title: str) -> dict[str, Any]:
     """The document of the services registered with Cornice on ``registry``."""
     paths: dict[str, dict[str, Any]] = {}
     components: dict[str, dict[str, Any]] = {}
@@ -385,13 +390,14 @@ def proxied(service: Service, upstream: str) -> Service:
     return service
 
 
-def _fetch_document(registry, upstream: str) -> dict[str, Any]:
+def _fetch_document(registry: Registry, upstream: str) -> dict[str, Any]:
     """``upstream``'s own /openapi.json, through the gateway's upstream client."""
     try:
         result = registry.upstreams.request(upstream, "GET", "/openapi.json", [], None)
         if result.status != 200:
             raise UpstreamDocumentUnavailable(f"{upstream} answered {result.status}")
-        return json.loads(result.body)
+        document: dict[str, Any] = json.loads(result.body)
+        return document
     except UpstreamDocumentUnavailable:
         raise
     except Exception as exc:  # the upstream client's failures, a body that is not JSON
@@ -401,7 +407,7 @@ def _fetch_document(registry, upstream: str) -> dict[str, Any]:
 _SCHEMA_REF = "#/components/schemas/"
 
 
-def _schema_refs(value) -> set[str]:
+def _schema_refs(value: object) -> set[str]:
     """The names of the component schemas ``value`` refers to itself."""
     if isinstance(value, dict):
         ref = value.get("$ref")
@@ -434,7 +440,7 @@ def _adopt_schemas(
         pending |= _schema_refs(their_schemas[name]) - seen
 
 
-def _with_upstreams(registry, document: dict[str, Any]) -> dict[str, Any]:
+def _with_upstreams(registry: Registry, document: dict[str, Any]) -> dict[str, Any]:
     """The gateway's ``document`` with each proxied operation replaced by the
     upstream's own, as amended below; each upstream's document is read once a build."""
     upstream_documents: dict[str, dict[str, Any]] = {}
@@ -522,7 +528,7 @@ _DOCUMENT = body("document", component="OpenApiDocument")
         503: error("an upstream's document could not be read (the gateway)"),
     }
 )
-def openapi_view(request):
+def openapi_view(request: Request) -> dict[str, Any] | Response:
     """The document, built at the first request and then kept for the life
     of the process; the gateway's only once every upstream's could be read."""
     document = getattr(request.registry, "openapi_document", None)
