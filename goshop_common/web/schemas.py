@@ -11,6 +11,7 @@ read as they are, and goshop's own validators carry a ``json_schema``.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import colander
 
@@ -62,7 +63,7 @@ class StrictString(colander.String):
     """A JSON string and nothing else (no numbers, booleans, objects), without
     NUL and without lone surrogates."""
 
-    def deserialize(self, node: colander.SchemaNode, cstruct: object) -> object:
+    def deserialize(self, node: colander.SchemaNode, cstruct: object) -> Any:
         if cstruct is colander.null or cstruct is None:
             return colander.null
         if not isinstance(cstruct, str):
@@ -89,7 +90,7 @@ class QueryInteger(colander.Integer):
     # (PostgreSQL's bigint), before any Range the node adds is applied.
     _DIGITS = re.compile(r"-?[0-9]{1,18}")
 
-    def deserialize(self, node: colander.SchemaNode, cstruct: object) -> object:
+    def deserialize(self, node: colander.SchemaNode, cstruct: object) -> Any:
         if cstruct is colander.null or cstruct is None:
             return colander.null
         if not isinstance(cstruct, str) or not self._DIGITS.fullmatch(cstruct):
@@ -157,7 +158,7 @@ def email_node(message: str = "invalid email") -> colander.SchemaNode:
 class StrictInteger(colander.Integer):
     """A JSON integer: no strings, floats or booleans (``True`` is an int in Python)."""
 
-    def deserialize(self, node: colander.SchemaNode, cstruct: object) -> object:
+    def deserialize(self, node: colander.SchemaNode, cstruct: object) -> Any:
         if cstruct is colander.null or cstruct is None:
             return colander.null
         if isinstance(cstruct, bool) or not isinstance(cstruct, int):
