@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _harness as h
 
-from goshop_common.settings import load_settings
+from goshop_devtools.settings import settings_of
 from goshop_users.passwords import Passwords
 
 ROUNDS = 5
@@ -83,7 +83,7 @@ def main() -> None:
     started = time.perf_counter()
     print(h.background_load(), flush=True)
     machine = h.MachineLoad().start()
-    settings = load_settings({}, environ={})
+    settings = settings_of({}, environ={})
     passwords = Passwords(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
     stored = passwords.hash(PASSWORD)
     assert passwords.verify(stored, PASSWORD) is True

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _harness as h
 
 from goshop_common.db.session import make_engine
-from goshop_common.settings import load_settings
+from goshop_devtools.settings import settings_of
 
 ROUNDS = 5
 TRANSACTIONS = 2000
@@ -46,7 +46,7 @@ def run(engine: sa.Engine) -> tuple[float, float]:
 def main() -> None:
     print(h.background_load(), flush=True)
     with tempfile.TemporaryDirectory(prefix="goshop-bench-dev-") as dev_dir, h.migrated_postgres() as url:
-        settings = load_settings(
+        settings = settings_of(
             {}, environ={"GOSHOP_ENV": "test", "GOSHOP_DATABASE_URL": url, "GOSHOP_DEV_DIR": dev_dir}
         )
         engines = {

@@ -49,12 +49,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session as DbSession
 
 from goshop_common.db.session import make_engine
-from goshop_common.messaging.events import ORDER_CREATED, ORDERS_TOPIC, event_headers
 from goshop_common.messaging.kafka import CONSUMER_DEFAULTS, ensure_topics, make_producer
 from goshop_common.messaging.outbox import add_event
-from goshop_common.settings import load_settings
 from goshop_devtools.broker import EmbeddedBroker, start_on_free_port
 from goshop_devtools.postgres import EmbeddedPostgres, free_port
+from goshop_devtools.settings import settings_of
+from goshop_domain.events import ALL_TOPICS, ORDER_CREATED, ORDERS_TOPIC, event_headers
 from goshop_orders.models import OUTBOX
 from goshop_orders.orders import Orders
 from goshop_outboxer.__main__ import build as build_outboxer
@@ -139,7 +139,7 @@ def infrastructure() -> Iterator[tuple[EmbeddedPostgres, EmbeddedBroker, str]]:
         postgres.start()
         migrate_all(postgres.url)
         broker = start_on_free_port(scratch)
-        ensure_topics(broker.bootstrap)
+        ensure_topics(broker.bootstrap, ALL_TOPICS)
         yield postgres, broker, str(scratch)
     finally:
         try:
@@ -436,7 +436,7 @@ def main() -> None:
         load = StackLoad(postgres, broker)
         h.quiet_logging()  # alembic's fileConfig may have reset the loggers
         settings = saga_settings(
-            load_settings(
+            settings_of(
                 {},
                 environ={
                     "GOSHOP_ENV": "test",

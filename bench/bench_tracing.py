@@ -68,23 +68,21 @@ def child(database_url: str, dev_dir: str) -> None:
     from cryptography.hazmat.primitives import serialization
 
     from goshop_common.observability import logs
-    from goshop_common.settings import load_settings
+    from goshop_devtools.settings import settings_of
     from goshop_orders import make_app as orders_app
     from goshop_users import make_app as users_app
 
     logs.configure("INFO")
     logs.write_in_background()
     environ = {"GOSHOP_ENV": "test", "GOSHOP_DATABASE_URL": database_url, "GOSHOP_DEV_DIR": dev_dir}
-    users = users_app(load_settings({}, environ=environ, service="users"))
+    users = users_app(settings_of({}, environ=environ, service="users"))
     key = Path(dev_dir) / "users-public.pem"
     key.write_bytes(
         users.registry.signing_key.public_key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    orders = orders_app(
-        load_settings({}, environ={**environ, "GOSHOP_JWT_PUBLIC_KEY_FILE": str(key)}, service="orders")
-    )
+    orders = orders_app(settings_of({}, environ={**environ, "GOSHOP_JWT_PUBLIC_KEY_FILE": str(key)}, service="orders"))
 
     def call(app, method, path, body=None, headers=None, expect=200):
         request = webob.Request.blank(path, method=method, headers=headers or {}, remote_addr="127.0.0.1")

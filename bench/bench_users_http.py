@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _harness as h
 
-from goshop_common.settings import load_settings
+from goshop_devtools.settings import settings_of
 
 ROUNDS = 3
 ROUND_SECONDS = 1.25  # per target per round: ~3.75 s measured per target
@@ -35,7 +35,7 @@ PASSWORD = "correct horse battery"  # noqa: S105 (a throwaway account in a throw
 def build_users_app(database_url: str, dev_dir: str):
     from goshop_users import make_app
 
-    settings = load_settings(
+    settings = settings_of(
         {},
         environ={
             "GOSHOP_ENV": "test",

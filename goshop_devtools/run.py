@@ -43,12 +43,13 @@ from goshop_common import shop_env
 from goshop_common.db import roles
 from goshop_common.messaging.kafka import ensure_topics
 from goshop_common.observability import logs
-from goshop_common.settings import DB_ROLES, SettingsError, load_settings
+from goshop_common.settings import SettingsError, load_settings
 from goshop_devtools.broker import EmbeddedBroker
 from goshop_devtools.console import Console
 from goshop_devtools.postgres import EmbeddedPostgres, port_in_use
 from goshop_devtools.runner_lock import AlreadyRunning, RunnerLock
 from goshop_devtools.supervisor import STOP_GRACE, Spec, Supervisor
+from goshop_domain.events import ALL_TOPICS
 
 ROOT = Path(__file__).resolve().parents[1]
 # Also what the development inis' goshop.metrics_port say for the default base
@@ -212,7 +213,7 @@ def _create_roles(console: Console, env: dict, admin_url: str) -> dict[str, str]
     GOSHOP_DB_*_PASSWORD say otherwise; each process's GOSHOP_DATABASE_URL,
     by process name (the migrations' is ``migrate``)."""
     try:
-        settings = load_settings(environ={**env, "GOSHOP_DATABASE_URL": admin_url}, service=DB_ROLES)
+        settings = load_settings(roles.RolesSettings, environ={**env, "GOSHOP_DATABASE_URL": admin_url})
         passwords = roles.role_passwords(settings)
         roles.bootstrap(admin_url, passwords)
     except SettingsError as exc:
@@ -462,7 +463,7 @@ def _run(options: argparse.Namespace, stop: StopRequest, started: float, console
             console.say(f"broker (Tansu, in memory) ready on {broker.bootstrap}")
         stop.checkpoint()
         # An in-memory broker starts with no topics (goshop_devtools.broker).
-        ensure_topics(env["GOSHOP_KAFKA_BOOTSTRAP"])
+        ensure_topics(env["GOSHOP_KAFKA_BOOTSTRAP"], ALL_TOPICS)
         stop.checkpoint()
         database_urls = _create_roles(console, env, admin_url)
         _migrate(console, {**env, "GOSHOP_DATABASE_URL": database_urls["migrate"]}, stop)

@@ -4,7 +4,7 @@ from typing import ClassVar
 
 import colander
 
-from goshop_common.web.schemas import amount_cents_node, currency_node
+from goshop_domain.money import amount_cents_node, currency_node
 
 
 class CheckoutSchema(colander.MappingSchema):

@@ -13,13 +13,14 @@ import sqlalchemy as sa
 from goshop_common.db.session import make_engine
 from goshop_common.messaging.worker import configure_logging, health_app, on_sigterm, serve_in_background
 from goshop_common.observability import tracing
-from goshop_common.settings import MAINTENANCE, Settings, load_settings
+from goshop_common.settings import load_settings
 from goshop_common.web.health import ping_database
 from goshop_maintenance.rules import every_rule
+from goshop_maintenance.settings import MaintenanceSettings
 from goshop_maintenance.worker import Maintenance
 
 
-def build(settings: Settings, engine: sa.Engine, **options) -> Maintenance:
+def build(settings: MaintenanceSettings, engine: sa.Engine, **options) -> Maintenance:
     """The worker for every service's rules; ``options`` go to Maintenance (a clock)."""
     return Maintenance(
         engine,
@@ -36,9 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8088, help="health and metrics endpoints")
     parser.add_argument("--once", action="store_true", help="one pass over every rule, then exit")
     options = parser.parse_args(argv)
-    settings = load_settings(service=MAINTENANCE)
+    settings = load_settings(MaintenanceSettings)
     configure_logging(settings)
-    tracing.configure(MAINTENANCE)
+    tracing.configure("maintenance")
     # One connection deletes, one answers /ready.
     engine = make_engine(settings, pool_size=2, max_overflow=0)
     maintenance = build(settings, engine)
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if maintenance.pass_once() else 1
         checks = {"database": lambda: ping_database(engine) >= 0}
         serve_in_background(
-            health_app(settings, checks, service=MAINTENANCE, engine=engine), options.host, options.port
+            health_app(settings, checks, service="maintenance", engine=engine), options.host, options.port
         )
         maintenance.run()
         return 0

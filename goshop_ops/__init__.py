@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from sqlalchemy.orm import sessionmaker
 
-from goshop_common.settings import Settings, load_settings
+from goshop_common.settings import load_settings
 from goshop_common.web.app import make_service_app
 from goshop_ops.explain import make_explainer
+from goshop_ops.settings import OpsSettings
 
 
 def includeme(config) -> None:
-    settings: Settings = config.registry.goshop_settings
+    settings: OpsSettings = config.registry.goshop_settings
     # Ops reads other services' tables through their read contracts
     # (goshop_orders.read_contract, goshop_payments.read_contract) and writes
     # nothing: its transactions are read-only, so PostgreSQL refuses a write.
@@ -33,11 +34,11 @@ def includeme(config) -> None:
     config.registry.ops_explainer = make_explainer(settings)
 
 
-def make_app(settings: Settings, ini: dict | None = None):
+def make_app(settings: OpsSettings, ini: dict | None = None):
     return make_service_app(settings, ini, service="ops", views="goshop_ops.views", includes=("goshop_ops",))
 
 
 def main(global_config, **ini):
     """Paste entry point, served by ``python -m goshop_common.web.serve goshop_ops/development.ini``
     (not pserve: it has neither the internal port nor the slow-client guard)."""
-    return make_app(load_settings(ini, service="ops"), ini)
+    return make_app(load_settings(OpsSettings, ini), ini)

@@ -11,7 +11,7 @@ import urllib.error
 
 from goshop_common import outgoing
 from goshop_common.clock import rfc3339
-from goshop_common.messaging.events import ORDER_CANCELLED, ORDER_CREATED
+from goshop_domain.events import ORDER_CANCELLED, ORDER_CREATED
 from goshop_ops.timeline import (
     EVENT_APPLIED,
     EVENT_PENDING,

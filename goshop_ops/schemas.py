@@ -6,9 +6,10 @@ from typing import ClassVar
 
 import colander
 
-from goshop_common.messaging.events import DEAD_LETTER_TOPICS
 from goshop_common.web.openapi import RETRY_AFTER, SERVICE_UNAVAILABLE, Reply, error
-from goshop_common.web.schemas import StrictString, body, field, list_of, order_body, strict_string_node
+from goshop_common.web.schemas import StrictString, body, field, list_of, strict_string_node
+from goshop_domain.events import DEAD_LETTER_TOPICS
+from goshop_domain.orders import order_body
 from goshop_orders.read_contract import ORDER_STATUSES as STATUSES
 
 QUESTION_MAX_LENGTH = 2000

@@ -21,10 +21,10 @@ import uuid
 import sqlalchemy as sa
 
 from goshop_common.clock import rfc3339
-from goshop_common.messaging.events import ORDER_CANCELLED as ORDER_CANCELLED_EVENT
-from goshop_common.messaging.events import ORDER_CREATED as ORDER_CREATED_EVENT
-from goshop_common.messaging.events import PAYMENT_REFUNDED as PAYMENT_REFUNDED_EVENT
 from goshop_common.observability.tracing import trace_id_of
+from goshop_domain.events import ORDER_CANCELLED as ORDER_CANCELLED_EVENT
+from goshop_domain.events import ORDER_CREATED as ORDER_CREATED_EVENT
+from goshop_domain.events import PAYMENT_REFUNDED as PAYMENT_REFUNDED_EVENT
 from goshop_orders.read_contract import INITIAL_STATUS, ORDERS, ORDERS_INBOX, ORDERS_OUTBOX, order_as_json
 from goshop_payments.read_contract import PAYMENTS, PAYMENTS_INBOX, PAYMENTS_OUTBOX, REFUNDED, VOIDED
 

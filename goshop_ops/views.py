@@ -21,6 +21,7 @@ from goshop_common.web.errors import ApiError
 from goshop_common.web.openapi import OPERATOR
 from goshop_common.web.responses import json_response
 from goshop_common.web.rest import Service, Tag, body_validator
+from goshop_domain.events import DEAD_LETTER_TOPICS
 from goshop_ops.explain import LlmUnavailable
 from goshop_ops.operators import require_operator
 from goshop_ops.schemas import (
@@ -153,7 +154,7 @@ def _broker_unavailable(exc: KafkaError) -> ApiError:
 def parked_view(request):
     bootstrap = request.registry.goshop_settings.kafka_bootstrap
     try:
-        found = deadletters.read_parked(bootstrap, timeout=BROKER_TIMEOUT_SECONDS)
+        found = deadletters.read_parked(bootstrap, DEAD_LETTER_TOPICS, timeout=BROKER_TIMEOUT_SECONDS)
     except KafkaError as exc:
         raise _broker_unavailable(exc) from None
     return {"parked": [entry.as_json() for entry in found]}
@@ -170,7 +171,7 @@ def replay_view(request):
     One whose last replay is out and has not failed again is a 409, and
     nothing is sent."""
     topic, partition, offset = (request.matchdict[name] for name in ("dlq_topic", "partition", "offset"))
-    if topic not in deadletters.DEAD_LETTER_TOPICS or not all(_is_number(n) for n in (partition, offset)):
+    if topic not in DEAD_LETTER_TOPICS or not all(_is_number(n) for n in (partition, offset)):
         raise ApiError(404, PARKED_NOT_FOUND)
     bootstrap = request.registry.goshop_settings.kafka_bootstrap
     try:

@@ -19,11 +19,11 @@ import sqlalchemy as sa
 
 from goshop_common.clock import utcnow
 from goshop_common.messaging.consumer import Event, EventConsumer, build_consumer, run_consumer
-from goshop_common.messaging.events import PAYMENT_CONFIRMED, PAYMENT_FAILED, PAYMENTS_TOPIC
 from goshop_common.messaging.worker import Periodic
-from goshop_common.settings import ORDERS_CONSUMER, Settings
+from goshop_domain.events import PAYMENT_CONFIRMED, PAYMENT_FAILED, PAYMENTS_TOPIC
 from goshop_orders.models import CANCELLED, INBOX, PAID
 from goshop_orders.orders import Orders
+from goshop_orders.settings import OrdersConsumerSettings
 from goshop_orders.sweeper import PaymentTimeouts
 
 log = logging.getLogger("goshop.orders.consumer")
@@ -62,7 +62,7 @@ class PaymentOutcomes:
             )
 
 
-def build(settings: Settings, **consumer_overrides) -> EventConsumer:
+def build(settings: OrdersConsumerSettings, **consumer_overrides) -> EventConsumer:
     return build_consumer(
         settings,
         "orders",
@@ -74,14 +74,21 @@ def build(settings: Settings, **consumer_overrides) -> EventConsumer:
     )
 
 
-def payment_timeouts(settings: Settings, worker: EventConsumer) -> list[Periodic]:
+def payment_timeouts(settings: OrdersConsumerSettings, worker: EventConsumer) -> list[Periodic]:
     """The payment-timeout sweep, on the consumer's own connection pool."""
     sweeper = PaymentTimeouts(worker.engine, settings.order_payment_timeout, utcnow)
     return [Periodic("payment-timeouts", settings.order_sweep_interval, sweeper.sweep)]
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_consumer(build, service=ORDERS_CONSUMER, port=8086, argv=argv, tasks=payment_timeouts)
+    return run_consumer(
+        build,
+        settings_class=OrdersConsumerSettings,
+        service="orders-consumer",
+        port=8086,
+        argv=argv,
+        tasks=payment_timeouts,
+    )
 
 
 if __name__ == "__main__":

@@ -78,7 +78,7 @@ class Order(Base):
     )
 
     def as_json(self: OrderFields) -> dict:
-        """The order as the API shows it (goshop_common.web.schemas.order_body)."""
+        """The order as the API shows it (goshop_domain.orders.order_body)."""
         return {
             "id": str(self.id),
             "user_id": str(self.user_id),

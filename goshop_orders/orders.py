@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session as DbSession
 
 from goshop_common.db import prepared
 from goshop_common.db.arrays import array_rows, array_values
-from goshop_common.messaging.events import ORDER_CREATED
 from goshop_common.messaging.outbox import add_event_with
+from goshop_domain.events import ORDER_CREATED
 from goshop_orders.models import NEW, OUTBOX, Order
 
 

@@ -11,12 +11,26 @@ imports (.importlinter allows it and nothing else).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
-from goshop_common.db.retention import Rule
+from goshop_common.db.retention import RetentionSettings, Rule
 from goshop_common.messaging import inbox, outbox
-from goshop_common.settings import Settings
+from goshop_common.settings import BaseSettings, positive_int, setting
 from goshop_orders.models import INBOX, OUTBOX, IdempotencyKey
+
+
+@dataclasses.dataclass(frozen=True)
+class IdempotencyKeyTtl(BaseSettings):
+    """How long orders replays an idempotency key; the maintenance worker
+    deletes a key once orders would no longer replay it."""
+
+    idempotency_key_ttl: int = setting("GOSHOP_IDEMPOTENCY_KEY_TTL_SECONDS", positive_int, 24 * 3600)
+
+
+@dataclasses.dataclass(frozen=True)
+class OrdersRetentionSettings(RetentionSettings, IdempotencyKeyTtl):
+    """What ``rules`` reads (the maintenance worker's settings compose it)."""
 
 
 def expired_idempotency_keys(ttl: dt.timedelta) -> Rule:
@@ -25,7 +39,7 @@ def expired_idempotency_keys(ttl: dt.timedelta) -> Rule:
     return Rule(table, ttl, lambda cutoff: table.c.created_at <= cutoff)
 
 
-def rules(settings: Settings) -> list[Rule]:
+def rules(settings: OrdersRetentionSettings) -> list[Rule]:
     return [
         expired_idempotency_keys(dt.timedelta(seconds=settings.idempotency_key_ttl)),
         outbox.retention_rule(OUTBOX, dt.timedelta(seconds=settings.retention_outbox)),

@@ -6,17 +6,9 @@ from typing import ClassVar
 
 import colander
 
-from goshop_common.web.schemas import (
-    Pattern,
-    QueryInteger,
-    StrictString,
-    amount_cents_node,
-    body,
-    currency_node,
-    field,
-    list_of,
-    order_body,
-)
+from goshop_common.web.schemas import Pattern, QueryInteger, StrictString, body, field, list_of
+from goshop_domain.money import amount_cents_node, currency_node
+from goshop_domain.orders import order_body
 from goshop_orders.idempotency import HEADER, KEY_REGEX, KEY_RULE
 from goshop_orders.models import STATUSES
 from goshop_orders.orders import CURSOR_REGEX

@@ -26,10 +26,10 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from opentelemetry import trace
 
-from goshop_common.messaging.events import ORDER_CANCELLED, ORDER_CREATED
 from goshop_common.messaging.outbox import add_event
 from goshop_common.observability import tracing
 from goshop_common.observability.metrics import ORDERS_TIMED_OUT
+from goshop_domain.events import ORDER_CANCELLED, ORDER_CREATED
 from goshop_orders.models import CANCELLED, NEW, OUTBOX, Order
 
 log = logging.getLogger("goshop.orders.sweeper")

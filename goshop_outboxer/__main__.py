@@ -17,9 +17,10 @@ from goshop_common.messaging.outbox import outbox_table
 from goshop_common.messaging.worker import configure_logging, health_app, on_sigterm, serve_in_background
 from goshop_common.observability import tracing
 from goshop_common.observability.metrics import OUTBOXES
-from goshop_common.settings import Settings, load_settings
+from goshop_common.settings import load_settings
 from goshop_common.web.health import ping_database
 from goshop_outboxer.relay import Relay
+from goshop_outboxer.settings import OutboxerSettings
 from goshop_outboxer.worker import Outboxer, outbox_listener
 
 log = logging.getLogger("goshop.outboxer")
@@ -41,7 +42,7 @@ def outbox_tables(schemas) -> list[sa.Table]:
     return [outbox_table(sa.MetaData(schema=schema)) for schema in schemas]
 
 
-def build(settings: Settings, engine: sa.Engine, producer, tables=None, listen: bool = True) -> Outboxer:
+def build(settings: OutboxerSettings, engine: sa.Engine, producer, tables=None, listen: bool = True) -> Outboxer:
     """An Outboxer relaying ``tables`` (by default the outboxes of
     ``settings.outbox_schemas``) through ``producer``."""
     if tables is None:
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8084, help="health and metrics endpoints")
     options = parser.parse_args(argv)
-    settings = load_settings(service="outboxer")
+    settings = load_settings(OutboxerSettings)
     configure_logging(settings)
     # Before the engine and the producer: both are instrumented as they are made.
     tracing.configure("outboxer")

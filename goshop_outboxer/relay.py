@@ -38,7 +38,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from goshop_common.clock import utcnow
 from goshop_common.db import prepared
-from goshop_common.messaging.events import event_headers
+from goshop_common.messaging.envelope import event_headers
 from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
 from goshop_common.observability import tracing
 from goshop_common.observability.metrics import OUTBOX_PUBLISH_FAILURES, OUTBOX_PUBLISHED

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from goshop_common.settings import Settings, load_settings
+from goshop_common.settings import load_settings
 from goshop_common.web.app import make_service_app
+from goshop_payments.settings import PaymentsSettings
 
 
-def make_app(settings: Settings, ini: dict | None = None):
+def make_app(settings: PaymentsSettings, ini: dict | None = None):
     return make_service_app(
         settings, ini, service="payments", views="goshop_payments.views", includes=("goshop_common.auth.jwks",)
     )
@@ -16,4 +17,4 @@ def make_app(settings: Settings, ini: dict | None = None):
 def main(global_config, **ini):
     """Paste entry point, served by ``python -m goshop_common.web.serve goshop_payments/development.ini``
     (not pserve: it has neither the internal port nor the slow-client guard)."""
-    return make_app(load_settings(ini, service="payments"), ini)
+    return make_app(load_settings(PaymentsSettings, ini), ini)

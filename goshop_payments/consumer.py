@@ -7,14 +7,14 @@ import sys
 
 from goshop_common.clock import utcnow
 from goshop_common.messaging.consumer import EventConsumer, build_consumer, run_consumer
-from goshop_common.messaging.events import ORDERS_TOPIC
-from goshop_common.settings import PAYMENTS_CONSUMER, Settings
+from goshop_domain.events import ORDERS_TOPIC
 from goshop_payments.models import INBOX
 from goshop_payments.payments import PaymentDecider
 from goshop_payments.provider import MockProvider
+from goshop_payments.settings import PaymentsConsumerSettings
 
 
-def build(settings: Settings, **consumer_overrides) -> EventConsumer:
+def build(settings: PaymentsConsumerSettings, **consumer_overrides) -> EventConsumer:
     decider = PaymentDecider(MockProvider(settings.payments_fail_divisor), utcnow)
     return build_consumer(
         settings, "payments", settings.payments_consumer_group, [ORDERS_TOPIC], INBOX, decider, **consumer_overrides
@@ -22,7 +22,9 @@ def build(settings: Settings, **consumer_overrides) -> EventConsumer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_consumer(build, service=PAYMENTS_CONSUMER, port=8087, argv=argv)
+    return run_consumer(
+        build, settings_class=PaymentsConsumerSettings, service="payments-consumer", port=8087, argv=argv
+    )
 
 
 if __name__ == "__main__":

@@ -20,14 +20,14 @@ from sqlalchemy.orm import Session as DbSession
 
 from goshop_common.db.arrays import array_rows, array_values
 from goshop_common.messaging.consumer import Event
-from goshop_common.messaging.events import (
+from goshop_common.messaging.outbox import Announcement, add_event, add_events_with
+from goshop_domain.events import (
     ORDER_CANCELLED,
     ORDER_CREATED,
     PAYMENT_CONFIRMED,
     PAYMENT_FAILED,
     PAYMENT_REFUNDED,
 )
-from goshop_common.messaging.outbox import Announcement, add_event, add_events_with
 from goshop_payments.models import CONFIRMED, FAILED, OUTBOX, REFUNDED, VOIDED, Payment
 from goshop_payments.provider import MockProvider
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from goshop_common.db.retention import Rule
+from goshop_common.db.retention import RetentionSettings, Rule
 from goshop_common.messaging import inbox, outbox
-from goshop_common.settings import Settings
 from goshop_payments.models import INBOX, OUTBOX
 
 
-def rules(settings: Settings) -> list[Rule]:
+def rules(settings: RetentionSettings) -> list[Rule]:
     return [
         outbox.retention_rule(OUTBOX, dt.timedelta(seconds=settings.retention_outbox)),
         inbox.retention_rule(INBOX, dt.timedelta(seconds=settings.retention_inbox)),

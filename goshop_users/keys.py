@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from goshop_common.auth.thumbprint import public_jwk, thumbprint
-from goshop_common.settings import Settings, SettingsError
+from goshop_common.settings import SettingsError
+from goshop_users.settings import UsersSettings
 
 log = logging.getLogger("goshop.users.keys")
 
@@ -99,22 +100,22 @@ def _write_private(path: Path, data: bytes, replace: bool) -> None:
         os.unlink(tmp)
 
 
-def dev_key_path(settings: Settings) -> Path:
+def dev_key_path(settings: UsersSettings) -> Path:
     return Path(settings.dev_dir) / "dev-keys" / f"jwt-dev-{settings.jwt_algorithm.lower()}.pem"
 
 
-def dev_thumbprints_path(settings: Settings) -> Path:
+def dev_thumbprints_path(settings: UsersSettings) -> Path:
     return Path(settings.dev_dir) / "dev-keys" / DEV_THUMBPRINTS
 
 
-def _recorded_dev_thumbprints(settings: Settings) -> set[str]:
+def _recorded_dev_thumbprints(settings: UsersSettings) -> set[str]:
     try:
         return set(dev_thumbprints_path(settings).read_text().split())
     except FileNotFoundError:
         return set()
 
 
-def _mark_dev_key(settings: Settings, path: Path, data: bytes, private_key, kid: str) -> None:
+def _mark_dev_key(settings: UsersSettings, path: Path, data: bytes, private_key, kid: str) -> None:
     """Make sure the generated key at ``path`` carries the mark and its
     thumbprint is recorded (a key file generated without them has neither)."""
     if not data.startswith(DEV_KEY_MARK):
@@ -128,7 +129,7 @@ def _mark_dev_key(settings: Settings, path: Path, data: bytes, private_key, kid:
             handle.write(f"{kid}\n")
 
 
-def _refuse_in_production(settings: Settings, path: Path, is_dev_key: bool, kid: str) -> None:
+def _refuse_in_production(settings: UsersSettings, path: Path, is_dev_key: bool, kid: str) -> None:
     setting = "GOSHOP_JWT_PRIVATE_KEY_FILE"
     make_one = f"make a key of its own ({_MAKE_A_KEY[settings.jwt_algorithm]}; chmod 600 jwt.pem)"
     if is_dev_key:
@@ -144,7 +145,7 @@ def _refuse_in_production(settings: Settings, path: Path, is_dev_key: bool, kid:
         )
 
 
-def load_signing_key(settings: Settings) -> SigningKey:
+def load_signing_key(settings: UsersSettings) -> SigningKey:
     if settings.jwt_algorithm == "HS256":
         secret = settings.jwt_secret.encode()
         return SigningKey("HS256", "", secret, secret)

@@ -14,13 +14,30 @@ imports (.importlinter allows it and nothing else).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import sqlalchemy as sa
 
-from goshop_common.db.retention import Rule
-from goshop_common.settings import Settings
+from goshop_common.db.retention import RetentionSettings, Rule
+from goshop_common.settings import BaseSettings, positive_int, setting
 from goshop_users.models import LoginFailure, Session
+
+
+@dataclasses.dataclass(frozen=True)
+class LoginFailureWindow(BaseSettings):
+    """How long a login-failure counter counts: users' throttle reads it, and
+    the maintenance worker deletes a counter once its window is over."""
+
+    login_failure_window: int = setting("GOSHOP_LOGIN_FAILURE_WINDOW_SECONDS", positive_int, 900)
+
+
+@dataclasses.dataclass(frozen=True)
+class UsersRetentionSettings(RetentionSettings, LoginFailureWindow):
+    """What ``rules`` reads (the maintenance worker's settings compose it)."""
+
+    # Sessions ended (expired or revoked) this long ago.
+    retention_sessions: int = setting("GOSHOP_RETENTION_SESSIONS_SECONDS", positive_int, 30 * 24 * 3600)
 
 
 def ended_sessions(keep: dt.timedelta) -> Rule:
@@ -36,7 +53,7 @@ def finished_login_failure_windows(window: dt.timedelta) -> Rule:
     return Rule(table, window, lambda cutoff: table.c.window_started_at <= cutoff)
 
 
-def rules(settings: Settings) -> list[Rule]:
+def rules(settings: UsersRetentionSettings) -> list[Rule]:
     return [
         finished_login_failure_windows(dt.timedelta(seconds=settings.login_failure_window)),
         ended_sessions(dt.timedelta(seconds=settings.retention_sessions)),

@@ -27,8 +27,8 @@ import sqlalchemy as sa
 import webtest
 
 from goshop_common.db.session import make_engine
-from goshop_common.settings import Settings, load_settings
 from goshop_devtools.postgres import EmbeddedPostgres, free_port
+from goshop_devtools.settings import AllSettings, settings_of
 from tests.support import SavepointSeam, Server, migrate_all, new_customer, truncate, with_settings
 
 pytest_plugins = ["tests.plugins.broker"]
@@ -94,8 +94,8 @@ def database_url(pg_server) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url, tmp_path_factory) -> Settings:
-    return load_settings(
+def settings(database_url, tmp_path_factory) -> AllSettings:
+    return settings_of(
         {},
         environ={
             "GOSHOP_ENV": "test",
@@ -197,8 +197,8 @@ def testapp(users_app, web_client):
 
 
 @pytest.fixture(scope="session")
-def service_settings(settings, users_app, tmp_path_factory) -> Settings:
-    """Settings for services that verify users' tokens: users' public key from a file."""
+def service_settings(settings, users_app, tmp_path_factory) -> AllSettings:
+    """AllSettings for services that verify users' tokens: users' public key from a file."""
     from cryptography.hazmat.primitives import serialization
 
     path = tmp_path_factory.mktemp("keys") / "users-public.pem"

@@ -16,8 +16,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from goshop_common.db import roles
-from goshop_common.settings import SPECS
 from goshop_devtools.postgres import EmbeddedPostgres, free_port
+from goshop_devtools.settings import SPECS
 from tests.saga_runtime import wait_until
 from tests.support import PASSWORD, create_roles, process_urls
 

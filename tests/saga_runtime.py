@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from goshop_common.db.session import make_engine
 from goshop_common.messaging.kafka import make_producer
-from goshop_common.settings import Settings
+from goshop_devtools.settings import AllSettings
 from goshop_devtools.waiting import poll_until
 from goshop_orders import consumer as orders_consumer
 from goshop_outboxer.__main__ import build as build_outboxer
@@ -21,7 +21,7 @@ from goshop_payments import consumer as payments_consumer
 FINAL = ("paid", "cancelled")
 
 
-def saga_settings(settings: Settings, bootstrap: str) -> Settings:
+def saga_settings(settings: AllSettings, bootstrap: str) -> AllSettings:
     # Quick retries and a short safety-net poll, so fault tests settle fast.
     # Groups of their own: Tansu can leave a group stuck mid-rebalance when a
     # member leaves during its join, and that must not spill into other tests.
@@ -54,7 +54,7 @@ class Worker:
 
 
 class SagaRuntime:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: AllSettings):
         self.settings = settings
         self.engine = make_engine(settings, pool_size=4, max_overflow=4)
         self.workers: list[Worker] = []

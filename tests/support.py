@@ -19,7 +19,8 @@ from zope.sqlalchemy.datamanager import STATUS_CHANGED
 
 from goshop_common.db import roles
 from goshop_common.db.session import SESSION_ENVIRON_KEY, make_engine
-from goshop_common.settings import DEV_DATABASE_PASSWORD, Settings
+from goshop_common.settings import DEV_DATABASE_PASSWORD
+from goshop_devtools.settings import AllSettings
 
 # What the migrations made: every table of every schema that keeps an Alembic
 # version table (each service migrates a schema of its own), but that one.
@@ -112,7 +113,7 @@ def migrate_all(url: str) -> None:
     assert migrate_payments(["--database-url", url, "up"]) == 0
 
 
-def with_settings(settings: Settings, **changes) -> Settings:
+def with_settings(settings: AllSettings, **changes) -> AllSettings:
     return dataclasses.replace(settings, **changes)
 
 
@@ -344,7 +345,7 @@ class CannedServer:
 
 
 @contextlib.contextmanager
-def scratch_schema(settings: Settings, metadata: sa.MetaData):
+def scratch_schema(settings: AllSettings, metadata: sa.MetaData):
     """An engine on a schema of the test's own (``metadata.schema``) holding
     ``metadata``'s tables, dropped afterwards: for consumers whose inbox and
     effects are no service's."""

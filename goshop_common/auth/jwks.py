@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
 from goshop_common import outgoing
 from goshop_common.auth.thumbprint import thumbprint
 from goshop_common.auth.tokens import TokenVerifier
-from goshop_common.settings import Settings, SettingsError
+from goshop_common.settings import SettingsError, TokenVerifierSettings
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
@@ -222,7 +222,7 @@ def load_public_key(path: str, algorithm: str) -> Any:
     return key
 
 
-def verifier_from_settings(settings: Settings) -> TokenVerifier:
+def verifier_from_settings(settings: TokenVerifierSettings) -> TokenVerifier:
     """How a service other than users verifies users' tokens."""
     algorithm, issuer = settings.jwt_algorithm, settings.jwt_issuer
     if algorithm == "HS256":

@@ -38,7 +38,7 @@ from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
 from goshop_common import shop_env
-from goshop_common.settings import SettingsError, load_settings
+from goshop_common.settings import DatabaseSettings, SettingsError, load_settings
 
 _SQL_TEMPLATE = """-- {name}
 -- Keep the previous release working: add before you drop, backfill in steps.
@@ -247,7 +247,7 @@ def run(argv: list[str], ini_path: Path, prog: str) -> int:
     # In development, make run's database wherever it is (goshop_common.shop_env).
     environ, source = shop_env.cli_environ()
     try:
-        database_url = options.database_url or load_settings(environ=environ, service="migrate").database_url
+        database_url = options.database_url or load_settings(DatabaseSettings, environ=environ).database_url
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

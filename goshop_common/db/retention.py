@@ -33,10 +33,44 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from goshop_common.settings import BaseSettings, SettingsError, positive_int, setting
+
 # A batch waits at most this long for a lock (a migration's, a TRUNCATE's)
 # and runs at most this long in all: one batch never holds anyone up for more.
 BATCH_LOCK_TIMEOUT = "1s"
 BATCH_STATEMENT_TIMEOUT = "10s"
+
+
+@dataclasses.dataclass(frozen=True)
+class RetentionSettings(BaseSettings):
+    """How long rows nobody needs any more are kept before the maintenance
+    worker deletes them, in small batches. A service's retention module
+    extends it with its own horizons (goshop_users.retention...)."""
+
+    retention_interval: int = setting("GOSHOP_RETENTION_INTERVAL_SECONDS", positive_int, 300)
+    retention_batch_size: int = setting("GOSHOP_RETENTION_BATCH_SIZE", positive_int, 1000)
+    # Published outbox rows only: a pending or failing row stays however old it is.
+    retention_outbox: int = setting("GOSHOP_RETENTION_OUTBOX_SECONDS", positive_int, 7 * 24 * 3600)
+    # The longest a record stays readable on the broker: Kafka keeps a segment
+    # until its newest record is retention.ms old, and a segment rolls after
+    # segment.ms, so a record can outlive retention.ms by up to segment.ms
+    # (7 d + 7 d with Kafka's defaults). Declared, not asked of the broker.
+    broker_retention: int = setting("GOSHOP_BROKER_RETENTION_SECONDS", positive_int, 14 * 24 * 3600)
+    # The dedupe horizon: an inbox row must outlive every copy of its event
+    # that a consumer could still read, so it must be longer than
+    # broker_retention (check refuses one that is not).
+    retention_inbox: int = setting("GOSHOP_RETENTION_INBOX_SECONDS", positive_int, 30 * 24 * 3600)
+
+    def check(self, given: frozenset[str]) -> None:
+        """In every environment: an inbox horizon within the broker's retention
+        would let a consumer re-read an event whose inbox row is already gone."""
+        super().check(given)
+        if self.retention_inbox <= self.broker_retention:
+            raise SettingsError(
+                f"GOSHOP_RETENTION_INBOX_SECONDS ({self.retention_inbox}) must be longer than "
+                f"GOSHOP_BROKER_RETENTION_SECONDS ({self.broker_retention}): a duplicate still on the broker "
+                "would find its inbox row deleted"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

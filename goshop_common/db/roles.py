@@ -29,6 +29,7 @@ Roles are cluster-wide: two shops on one PostgreSQL server share them.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -50,20 +51,21 @@ OPS = "goshop_ops"
 MAINTENANCE = "goshop_maintenance"
 RUNTIME = (USERS, ORDERS, PAYMENTS, OUTBOXER, OPS, MAINTENANCE)
 
-# The role each process connects as: its GOSHOP_DATABASE_URL names it.
+# The role each process connects as (by the name goshop_devtools.settings gives
+# the process): its GOSHOP_DATABASE_URL names it.
 PROCESS_ROLES = {
-    s.MIGRATE: MIGRATION,
-    s.USERS: USERS,
-    s.ORDERS: ORDERS,
-    s.ORDERS_CONSUMER: ORDERS,
-    s.PAYMENTS: PAYMENTS,
-    s.PAYMENTS_CONSUMER: PAYMENTS,
-    s.OUTBOXER: OUTBOXER,
-    s.OPS: OPS,
-    s.MAINTENANCE: MAINTENANCE,
+    "migrate": MIGRATION,
+    "users": USERS,
+    "orders": ORDERS,
+    "orders-consumer": ORDERS,
+    "payments": PAYMENTS,
+    "payments-consumer": PAYMENTS,
+    "outboxer": OUTBOXER,
+    "ops": OPS,
+    "maintenance": MAINTENANCE,
 }
 
-# Each role's password setting (goshop_common.settings), for the bootstrap.
+# Each role's password setting (RolesSettings), for the bootstrap.
 PASSWORD_SETTINGS = {
     MIGRATION: "db_migrate_password",
     USERS: "db_users_password",
@@ -76,6 +78,29 @@ PASSWORD_SETTINGS = {
 
 # Read-write on a service's own tables; never TRUNCATE, REFERENCES or TRIGGER.
 _READ_WRITE = "SELECT, INSERT, UPDATE, DELETE"
+
+
+def _role_password(role: str) -> Any:
+    """A database role's password: only the roles bootstrap reads it."""
+    env = f"GOSHOP_DB_{role}_PASSWORD"
+    return s.setting(
+        env, s.text, s.DEV_DATABASE_PASSWORD, secret=True, required_in_production=True, database_password=True
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class RolesSettings(s.DatabaseSettings):
+    """The roles bootstrap's (``python -m goshop_common.db.roles``), run with an
+    administrator's GOSHOP_DATABASE_URL: each role's password, which it sets;
+    each process's own URL carries its role's."""
+
+    db_migrate_password: str = _role_password("MIGRATE")
+    db_users_password: str = _role_password("USERS")
+    db_orders_password: str = _role_password("ORDERS")
+    db_payments_password: str = _role_password("PAYMENTS")
+    db_outboxer_password: str = _role_password("OUTBOXER")
+    db_ops_password: str = _role_password("OPS")
+    db_maintenance_password: str = _role_password("MAINTENANCE")
 
 
 class PrivilegedRoleError(s.SettingsError):
@@ -159,7 +184,7 @@ def _adopt_service_schemas(cursor: psycopg2.extensions.cursor) -> None:
         cursor.execute(sql.SQL(f"ALTER {kind} {name} OWNER TO {{}}").format(_role(MIGRATION)))
 
 
-def role_passwords(settings: s.Settings) -> dict[str, str]:
+def role_passwords(settings: RolesSettings) -> dict[str, str]:
     """Each role's password, by role name, from the bootstrap's settings."""
     return {role: getattr(settings, name) for role, name in PASSWORD_SETTINGS.items()}
 
@@ -172,7 +197,7 @@ def url_as(url: str, role: str, password: str) -> str:
 def main() -> int:
     """``python -m goshop_common.db.roles``: 0 when done, 2 for bad settings."""
     try:
-        settings = s.load_settings(service=s.DB_ROLES)
+        settings = s.load_settings(RolesSettings)
     except s.SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -32,7 +32,7 @@ from zope.sqlalchemy.datamanager import STATUS_CHANGED, join_transaction
 
 from goshop_common.db import roles
 from goshop_common.observability import tracing
-from goshop_common.settings import Settings
+from goshop_common.settings import DatabaseSettings
 
 if TYPE_CHECKING:
     from pyramid.config import Configurator
@@ -65,7 +65,9 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def make_engine(settings: Settings, server_settings: dict[str, str] | None = None, **overrides: Any) -> sa.Engine:
+def make_engine(
+    settings: DatabaseSettings, server_settings: dict[str, str] | None = None, **overrides: Any
+) -> sa.Engine:
     """The process's engine; ``overrides`` replace any option (the workers
     ask for a smaller pool). ``server_settings`` are PostgreSQL settings for
     every connection of the engine, on top of the statement timeout (the
@@ -218,7 +220,7 @@ def needs_transaction(request: Request) -> bool:
 
 
 def includeme(config: Configurator) -> None:
-    settings: Settings = config.registry.goshop_settings
+    settings: DatabaseSettings = config.registry.goshop_settings
     engine = make_engine(settings)
     config.registry.dbengine = engine
     config.registry.dbsession_factory = sessionmaker(bind=engine, expire_on_commit=False)

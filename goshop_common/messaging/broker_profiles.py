@@ -55,7 +55,7 @@ from types import MappingProxyType
 KAFKA = "kafka"
 TANSU = "tansu"
 
-# Names the environment may give; Settings declares the same choices.
+# Names the environment may give; BrokerSettings (goshop_common.settings) declares the same choices.
 PROFILES = (KAFKA, TANSU)
 
 # Laid over PRODUCER_DEFAULTS / CONSUMER_DEFAULTS (goshop_common.messaging.kafka).

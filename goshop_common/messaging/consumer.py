@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from kafka.errors import KafkaError
@@ -42,7 +42,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from goshop_common.db.listen import Listener
 from goshop_common.db.session import make_engine
-from goshop_common.messaging import deadletters, events
+from goshop_common.messaging import deadletters
+from goshop_common.messaging import envelope as events
 from goshop_common.messaging.deadletters import DeadLetters
 from goshop_common.messaging.inbox import first_deliveries
 from goshop_common.messaging.kafka import (
@@ -55,7 +56,7 @@ from goshop_common.messaging.outbox import PUBLISHED_CHANNEL
 from goshop_common.messaging.worker import Periodic, configure_logging, health_app, on_sigterm, serve_in_background
 from goshop_common.observability import tracing
 from goshop_common.observability.metrics import CONSUMER_EVENTS, CONSUMER_LAG, CONSUMER_OUTCOMES, EVENTS_PARKED
-from goshop_common.settings import Settings, load_settings
+from goshop_common.settings import ConsumerSettings, load_settings
 from goshop_common.web.health import ping_database
 
 if TYPE_CHECKING:
@@ -637,7 +638,13 @@ class _HandlerFailed(Exception):
 
 
 def build_consumer(
-    settings: Settings, name: str, group: str, topics: list[str], inbox: sa.Table, handler: Handler, **overrides: Any
+    settings: ConsumerSettings,
+    name: str,
+    group: str,
+    topics: list[str],
+    inbox: sa.Table,
+    handler: Handler,
+    **overrides: Any,
 ) -> EventConsumer:
     """An EventConsumer with its own small connection pool, Kafka consumer,
     doorbell (see EventConsumer.run) and dead-letter producer."""
@@ -651,15 +658,19 @@ def build_consumer(
     return EventConsumer(name, engine, consumer, inbox, handler, doorbell, dead_letters=dead_letters)
 
 
+C = TypeVar("C", bound=ConsumerSettings)
+
+
 def run_consumer(
-    build: Callable[[Settings], EventConsumer],
+    build: Callable[[C], EventConsumer],
     *,
+    settings_class: type[C],
     service: str,
     port: int,
     argv: list[str] | None = None,
-    tasks: Callable[[Settings, EventConsumer], list[Periodic]] | None = None,
+    tasks: Callable[[C, EventConsumer], list[Periodic]] | None = None,
 ) -> int:
-    """A consumer process's main: ``service``'s settings, JSON logs, health and
+    """A consumer process's main: its settings (a ``settings_class``), JSON logs, health and
     metrics on ``--port`` (``port`` by default), loop until SIGTERM. ``tasks``
     makes the periodic tasks that run beside the loop, started before it and
     stopped after it."""
@@ -667,7 +678,7 @@ def run_consumer(
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=port, help="health and metrics endpoints")
     options = parser.parse_args(argv)
-    settings = load_settings(service=service)
+    settings = load_settings(settings_class)
     configure_logging(settings)
     # Before build: its engine and consumer are instrumented as they are made.
     tracing.configure(service)

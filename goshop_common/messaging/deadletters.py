@@ -41,10 +41,10 @@ from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from goshop_common import shop_env
-from goshop_common.messaging import events
+from goshop_common.messaging import envelope as events
 from goshop_common.messaging.kafka import make_producer, make_reader
 from goshop_common.observability import tracing
-from goshop_common.settings import OPS, load_settings
+from goshop_common.settings import BrokerSettings, load_settings
 
 if TYPE_CHECKING:
     from kafka import KafkaProducer
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
     from opentelemetry.trace import SpanContext
 
 SUFFIX = events.DEAD_LETTER_SUFFIX
-DEAD_LETTER_TOPICS = events.DEAD_LETTER_TOPICS
 
 # The reasons a record is parked, as the goshop_events_parked_total
 # ``reason`` label counts them: a few fixed values, never the free text.
@@ -90,6 +89,20 @@ READ_TIMEOUT_SECONDS = 10.0
 
 def dead_letter_topic(topic: str) -> str:
     return events.dead_letter_topic(topic)
+
+
+def is_dead_letter_topic(topic: str) -> bool:
+    return topic.endswith(SUFFIX) and len(topic) > len(SUFFIX)
+
+
+def dead_letter_topics(bootstrap: str) -> list[str]:
+    """The dead-letter topics the broker has (the kernel knows no topic: the
+    domain's are goshop_domain.events.DEAD_LETTER_TOPICS)."""
+    reader = make_reader(bootstrap)
+    try:
+        return sorted(topic for topic in reader.topics() if is_dead_letter_topic(topic))
+    finally:
+        reader.close(autocommit=False)
 
 
 def _now() -> str:
@@ -300,10 +313,10 @@ def _records(bootstrap: str, topics: Iterable[str], timeout: float) -> list[Any]
 def read_parked(
     bootstrap: str, topics: Iterable[str] | None = None, timeout: float = READ_TIMEOUT_SECONDS
 ) -> list[ParkedEvent]:
-    """Every parked event on the dead-letter ``topics`` (all of goshop's by
-    default), oldest first, copies folded into one entry, replays marked and
+    """Every parked event on the dead-letter ``topics`` (every one the broker
+    has by default), oldest first, copies folded into one entry, replays marked and
     replays that failed again folded into the entry they replayed."""
-    topics = list(events.DEAD_LETTER_TOPICS if topics is None else topics)
+    topics = list(dead_letter_topics(bootstrap) if topics is None else topics)
     parked: dict[tuple[str, str, int, int], ParkedEvent] = {}
     # Offsets are a partition's: (topic, partition, offset) names a record.
     by_position: dict[tuple[str, int, int], ParkedEvent] = {}
@@ -374,7 +387,7 @@ def find_parked(
 ) -> ParkedEvent:
     """The parked event whose record (or one of whose copies) is at
     ``partition`` and ``offset`` of ``dlq_topic``."""
-    if dlq_topic not in events.DEAD_LETTER_TOPICS:
+    if not is_dead_letter_topic(dlq_topic):
         raise NotParked(f"{dlq_topic} is not a dead-letter topic")
     for entry in read_parked(bootstrap, [dlq_topic], timeout):
         if entry.lies_at(partition, offset):
@@ -438,6 +451,12 @@ def replay(producer: KafkaProducer, entry: ParkedEvent, timeout: float = 10.0) -
 # --- The command ----------------------------------------------------------------
 
 
+def _dead_letter_topic_argument(value: str) -> str:
+    if not is_dead_letter_topic(value):
+        raise argparse.ArgumentTypeError(f"not a dead-letter topic (<topic>{SUFFIX}): {value!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """``list`` prints every parked event as JSON lines; ``replay`` puts one
     back (``--dlq-topic``, ``--partition``, ``--offset``) and prints where."""
@@ -445,13 +464,13 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="every parked event, one JSON object a line")
     again = commands.add_parser("replay", help="put one parked event back for its consumer")
-    again.add_argument("--dlq-topic", required=True, choices=events.DEAD_LETTER_TOPICS)
+    again.add_argument("--dlq-topic", required=True, type=_dead_letter_topic_argument, help=f"a <topic>{SUFFIX}")
     again.add_argument("--partition", required=True, type=int)
     again.add_argument("--offset", required=True, type=int)
     options = parser.parse_args(argv)
     # In development, make run's broker wherever it is (goshop_common.shop_env).
     environ, source = shop_env.cli_environ()
-    bootstrap = load_settings(environ=environ, service=OPS).kafka_bootstrap
+    bootstrap = load_settings(BrokerSettings, environ=environ).kafka_bootstrap
     try:
         return _command(options, bootstrap)
     except (KafkaTimeoutError, KafkaConnectionError) as exc:

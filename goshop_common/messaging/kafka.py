@@ -25,7 +25,6 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
 from goshop_common.messaging import broker_profiles
-from goshop_common.messaging.events import DEAD_LETTER_TOPICS, TOPICS
 
 log = logging.getLogger("goshop.kafka")
 
@@ -208,11 +207,12 @@ def _partition_counts(admin: KafkaAdminClient, topics: Sequence[str]) -> dict[st
 
 def ensure_topics(
     bootstrap: str,
-    topics: Sequence[str] = TOPICS + DEAD_LETTER_TOPICS,
+    topics: Sequence[str],
     partitions: int = PARTITIONS,
     timeout: float = 30,
 ) -> None:
-    """Create the topics that are missing and wait until metadata shows each
+    """Create ``topics`` (the domain's: goshop_domain.events.ALL_TOPICS) where
+    missing and wait until metadata shows each
     with its partitions. Safe to run concurrently and repeatedly.
 
     Raises RuntimeError if a topic exists with another partition count (a

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from goshop_common.db import prepared
 from goshop_common.db.arrays import array_rows, array_values
 from goshop_common.db.retention import Rule
-from goshop_common.messaging.events import EventType
+from goshop_common.messaging.envelope import EventType
 from goshop_common.observability import tracing
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ def add_event(
 ) -> dict[str, Any]:
     """Queue an event in the caller's transaction; returns it as it will be sent.
 
-    The event is built by the contract (goshop_common.messaging.events), so a
+    The event is built by the contract (goshop_domain.events, on goshop_common.messaging.envelope), so a
     field the contract does not allow fails here, inside the transaction that
     would otherwise have committed it."""
     body, values = _event_row(table, event_type, occurred_at, request_id, fields)

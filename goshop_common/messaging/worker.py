@@ -20,7 +20,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from goshop_common.observability import logs
 from goshop_common.observability.metrics import add_metrics_endpoint
-from goshop_common.settings import Settings
+from goshop_common.settings import BaseSettings
 from goshop_common.web.errors import error_response
 from goshop_common.web.health import add_live_route
 
@@ -46,7 +46,7 @@ def on_sigterm(stop: Callable[[], None]) -> None:
 
 
 def health_app(
-    settings: Settings,
+    settings: BaseSettings,
     checks: dict[str, Callable[[], bool]],
     *,
     service: str | None = None,
@@ -112,7 +112,7 @@ def serve_in_background(app: WSGIApplication, host: str, port: int) -> threading
     return thread
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: BaseSettings) -> None:
     if settings.production:
         logs.configure(settings.log_level, logs.JSON)
     else:

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from goshop_common.settings import Settings
+    from goshop_common.settings import BaseSettings
 
 JSON = "json"
 CONSOLE = "console"
@@ -188,7 +188,7 @@ def use_console(level: str = "INFO", color: bool | None = None) -> None:
     quiet_libraries(level)
 
 
-def apply(settings: Settings) -> None:
+def apply(settings: BaseSettings) -> None:
     """After an ``.ini``'s logging config: console lines if the settings ask
     for them (never in production, whose logs are shipped as JSON), and
     outside production the libraries quiet in JSON too."""

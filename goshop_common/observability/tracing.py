@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     from pyramid.response import Response
     from pyramid.router import Router
 
-    from goshop_common.settings import Settings
+    from goshop_common.settings import HttpSettings
 
 log = logging.getLogger("goshop.tracing")
 
@@ -278,7 +278,7 @@ def continues_trace(remote_addr: str | None, trusted: tuple[str, ...]) -> bool:
     return peer_is_trusted(remote_addr, trusted)
 
 
-def traced_app(app: Router, settings: Settings) -> WSGIApplication:
+def traced_app(app: Router, settings: HttpSettings) -> WSGIApplication:
     """``app`` traced when this process traces, else ``app`` itself."""
     if not _enabled:
         plain: WSGIApplication = app

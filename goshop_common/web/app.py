@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from pyramid.registry import Registry
     from pyramid.request import Request
 
-    from goshop_common.settings import Settings
+    from goshop_common.settings import HttpSettings
 
 
 def add_internal_view(config: Configurator, name: str, pattern: str, view: Callable[[Request], object]) -> None:
@@ -84,7 +84,7 @@ def includeme(config: Configurator) -> None:
 
 
 def make_service_app(
-    settings: Settings,
+    settings: HttpSettings,
     ini: Mapping[str, str] | None,
     *,
     service: str,

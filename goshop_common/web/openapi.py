@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from pyramid.request import Request
     from pyramid.response import Response
 
-    from goshop_common.settings import Settings
+    from goshop_common.settings import BaseSettings
 
 log = logging.getLogger("goshop.openapi")
 
@@ -228,7 +228,7 @@ def _is_node_method(validator: object, node: colander.SchemaNode) -> bool:
 _PATH_PARAMETER = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 
 
-def _bound(schema: colander.SchemaNode, settings: Settings) -> colander.SchemaNode:
+def _bound(schema: colander.SchemaNode, settings: BaseSettings) -> colander.SchemaNode:
     # Deferred defaults and validators (currency, amount bounds, password length) read settings.
     return schema.bind(settings=settings, request=None)
 
@@ -275,7 +275,7 @@ def _body_required(schema: colander.SchemaNode) -> bool:
 
 
 def _operation(
-    service: Service, method: str, args: dict[str, Any], settings: Settings, components: dict[str, dict[str, Any]]
+    service: Service, method: str, args: dict[str, Any], settings: BaseSettings, components: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     """The operation of one view: what its decorator declared, what its
     validators enforce, and the answers the shared machinery adds on its own

@@ -15,8 +15,6 @@ from typing import Any
 
 import colander
 
-from goshop_common.currencies import ISO_4217
-
 # RFC 5321 caps a forward path at 254 characters.
 EMAIL_MAX_LENGTH = 254
 # What normalise_email trims: ASCII whitespace only, so that the documented
@@ -43,19 +41,6 @@ class Pattern:
 
     def __call__(self, node: colander.SchemaNode, value: str) -> None:
         if not self._compiled.fullmatch(value):
-            raise colander.Invalid(node, self.msg)
-
-
-class Currency:
-    """A colander validator: an ISO 4217 code as the standard writes it
-    (upper case), one of goshop_common.currencies; the document lists them."""
-
-    def __init__(self, msg: str):
-        self.msg = msg
-        self.json_schema = {"enum": sorted(ISO_4217)}
-
-    def __call__(self, node, value):
-        if value not in ISO_4217:
             raise colander.Invalid(node, self.msg)
 
 
@@ -166,60 +151,6 @@ class StrictInteger(colander.Integer):
         return cstruct
 
 
-class _AmountRange:
-    """amount_cents' bounds, a message for each side. The maximum is a
-    setting, so this is built when the schema is bound (_amount_range)."""
-
-    def __init__(self, maximum: int):
-        self.maximum = maximum
-        self.json_schema = {"minimum": 1, "maximum": maximum}
-
-    def __call__(self, node, value):
-        if value <= 0:
-            raise colander.Invalid(node, "amount_cents must be a positive integer")
-        if value > self.maximum:
-            raise colander.Invalid(node, f"amount_cents must not exceed {self.maximum}")
-
-
-# Deferred: resolved by schema.bind(settings=...), which the REST validators
-# and the OpenAPI generator both call.
-@colander.deferred
-def _amount_range(node, kw):
-    return _AmountRange(kw["settings"].order_max_amount_cents)
-
-
-def amount_cents_node() -> colander.SchemaNode:
-    """Money in minor units: a positive integer up to ``order_max_amount_cents``."""
-    node = colander.SchemaNode(
-        StrictInteger(), name="amount_cents", missing_msg="amount_cents is required", validator=_amount_range
-    )
-    node.type_error_msg = "amount_cents must be a positive integer"
-    return node
-
-
-@colander.deferred
-def _default_currency(node, kw):
-    return kw["settings"].default_currency
-
-
-def currency_node() -> colander.SchemaNode:
-    """An ISO 4217 alphabetic code, upper case; the default currency when
-    absent."""
-    message = "currency must be an ISO 4217 code in capitals, such as RUB"
-    node = colander.SchemaNode(
-        StrictString(),
-        name="currency",
-        missing=_default_currency,
-        validator=Currency(message),
-        description="ISO 4217 code, upper case; absent or null: the default.",
-        json_schema={"nullable": True},
-    )
-    # One named enum (a generated client's ``Currency``), however many bodies take it.
-    node.component = "Currency"
-    node.type_error_msg = message
-    return node
-
-
 # --- Response bodies --------------------------------------------------------
 # Nodes that only describe what the services answer, for the OpenAPI
 # document: ``json_schema`` adds what colander cannot say (formats, null).
@@ -267,20 +198,3 @@ def error_body() -> colander.SchemaNode:
         component="ErrorDetail",
     )
     return body("error", field("error"), optional(list_of("details", detail)), component="Error")
-
-
-def order_body(statuses: tuple[str, ...], name: str = "order") -> colander.SchemaNode:
-    """An order as the orders API shows it (goshop_orders.models.Order.as_json),
-    whose ``status`` is one of ``statuses``."""
-    return body(
-        name,
-        field("id", format="uuid"),
-        field("user_id", format="uuid"),
-        field("amount_cents", colander.Integer(), minimum=1),
-        field("currency", pattern="^[A-Z]{3}$"),
-        field("status", enum=list(statuses)),
-        field("reason", nullable=True),
-        field("created_at", format="date-time"),
-        field("updated_at", format="date-time"),
-        component="Order",
-    )

@@ -51,9 +51,9 @@ from goshop_common.db import roles
 from goshop_common.db.session import sqlalchemy_url
 from goshop_common.messaging import deadletters
 from goshop_common.messaging.kafka import CONSUMER_DEFAULTS
-from goshop_common.settings import PAYMENTS_CONSUMER, load_settings
 from goshop_devtools.lifeline import command_line
 from goshop_devtools.postgres import free_port, port_bindable
+from goshop_devtools.settings import settings_of
 from tests.e2e.conftest import ROOT, wait_for
 from tests.e2e.test_make_run import Runner, _free_base
 from tests.support import role_url
@@ -891,7 +891,7 @@ def verify(shop: Shop, burst: Burst, faults: Faults, name: str) -> None:
 
     by_id = {uuid.UUID(c.order_id): c for c in burst.checkouts}
     assert len(by_id) == len(burst.checkouts), "two keys answered with one order"
-    divisor = load_settings(environ=shop.child_env, service=PAYMENTS_CONSUMER).payments_fail_divisor
+    divisor = settings_of(environ=shop.child_env, service="payments-consumer").payments_fail_divisor
     wrong = []
     for order_id, checkout in by_id.items():
         row = rows[order_id]

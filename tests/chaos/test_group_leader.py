@@ -28,9 +28,9 @@ import uuid
 import pytest
 from kafka.structs import MemberState
 
-from goshop_common.messaging.events import ORDERS_TOPIC
 from goshop_common.messaging.kafka import CONSUMER_DEFAULTS, ensure_topics, make_consumer
 from goshop_devtools.broker import start_on_free_port
+from goshop_domain.events import ALL_TOPICS, ORDERS_TOPIC
 from tests.chaos.conftest import SETTLE_SECONDS, report
 
 POLL_INTERVAL_SECONDS = CONSUMER_DEFAULTS["max_poll_interval_ms"] / 1000
@@ -84,7 +84,7 @@ def _wait(members: list[Member], seconds: float) -> float | None:
 @pytest.fixture
 def broker(tmp_path):
     broker = start_on_free_port(tmp_path)
-    ensure_topics(broker.bootstrap)
+    ensure_topics(broker.bootstrap, ALL_TOPICS)
     yield broker
     broker.stop()
 

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from goshop_common.db import roles
-from goshop_common.messaging.events import DEAD_LETTER_TOPICS, TOPICS
 from goshop_common.messaging.kafka import PARTITIONS
+from goshop_domain.events import DEAD_LETTER_TOPICS, TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"

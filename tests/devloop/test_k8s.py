@@ -97,7 +97,7 @@ def _operator_secret(name: str) -> dict[str, str]:
     """The keys of a Secret the operator creates: a workload's database Secret holds its
     role's URL; db-admin the administrator's, and every role's password."""
     from goshop_common.db import roles
-    from goshop_common.settings import SPECS
+    from goshop_devtools.settings import SPECS
 
     def url(user: str) -> str:
         return f"postgresql://{user}:{OPERATOR_PASSWORD}@db.example:5432/goshop"
@@ -562,7 +562,7 @@ def _env_of(objects, workload):
 @ALL_TARGETS
 def test_every_goshop_setting_is_known_and_parses(target):
     from goshop_common.observability.tracing import OTEL_VARIABLES
-    from goshop_common.settings import SPECS, load_settings
+    from goshop_devtools.settings import SPECS, settings_of
 
     # OpenTelemetry's own variables are the SDK's to read, not goshop settings.
     known = {spec.env for spec in SPECS} | {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", *OTEL_VARIABLES}
@@ -575,7 +575,7 @@ def test_every_goshop_setting_is_known_and_parses(target):
         assert not unknown, f"{target}: {name_of(workload)} sets unknown settings {sorted(unknown)}"
         # A malformed value raises, naming the setting; in production also a missing
         # secret or a value the repository holds.
-        load_settings({}, env, service=PROCESSES[workload["metadata"]["name"]])
+        settings_of({}, env, service=PROCESSES[workload["metadata"]["name"]])
 
 
 @ALL_TARGETS
@@ -688,8 +688,8 @@ def test_the_dev_secret_is_marked_development_only():
 def test_the_dev_overlay_creates_the_topics_and_their_dead_letter_topics_with_three_partitions():
     (job,) = [o for o in rendered("dev") if o["kind"] == "Job" and o["metadata"]["name"] == "kafka-topics"]
     script = " ".join(pod_spec(job)["containers"][0]["command"])
-    from goshop_common.messaging.events import DEAD_LETTER_TOPICS, TOPICS
     from goshop_common.messaging.kafka import PARTITIONS
+    from goshop_domain.events import DEAD_LETTER_TOPICS, TOPICS
 
     # Words, not substrings: "orders.events" is in "orders.events.dlq".
     words = set(script.replace(";", " ").split())
@@ -742,7 +742,7 @@ OUTSIDERS = {
     "default/gateway": ({"kubernetes.io/metadata.name": "default"}, {"app": "gateway"}),
 }
 GOSHOP_NAMESPACE_LABELS = {"kubernetes.io/metadata.name": NAMESPACE, "app.kubernetes.io/part-of": "goshop"}
-# Deployment/Job name -> the process it runs (goshop_common.settings names them so).
+# Deployment/Job name -> the process it runs (goshop_devtools.settings names them so).
 PROCESSES = {
     "users": "users",
     "orders": "orders",
@@ -935,7 +935,7 @@ def test_every_pod_resolves_names_through_the_cluster_dns_only(target):
 
 @ALL_TARGETS
 def test_each_process_reaches_exactly_the_infrastructure_its_settings_declare(target):
-    from goshop_common.settings import SPECS
+    from goshop_devtools.settings import SPECS
 
     uses = {spec.env: set(spec.services) for spec in SPECS}
     objects = rendered(target)
@@ -956,7 +956,7 @@ def test_each_process_reaches_exactly_the_infrastructure_its_settings_declare(ta
 
 
 def test_the_in_cluster_infrastructure_admits_only_its_clients():
-    from goshop_common.settings import SPECS
+    from goshop_devtools.settings import SPECS
 
     uses = {spec.env: set(spec.services) for spec in SPECS}
     objects = rendered("dev")

@@ -29,7 +29,6 @@ import sqlalchemy as sa
 
 from goshop_common.messaging.consumer import EventConsumer
 from goshop_common.messaging.deadletters import DeadLetters
-from goshop_common.messaging.events import ORDER_CREATED, ORDERS_TOPIC, event_headers
 from goshop_common.messaging.inbox import inbox_table
 from goshop_common.messaging.kafka import make_consumer, make_producer
 from goshop_devtools import supervisor
@@ -37,6 +36,7 @@ from goshop_devtools.console import Console
 from goshop_devtools.postgres import EmbeddedPostgres, free_port
 from goshop_devtools.supervisor import Spec, Supervisor
 from goshop_devtools.waiting import poll_until
+from goshop_domain.events import ORDER_CREATED, ORDERS_TOPIC, event_headers
 from tests.e2e.conftest import Http
 from tests.e2e.test_make_run import Runner, _alive, _checkout_ends, _settled, _sign_up
 from tests.support import scratch_schema, with_settings

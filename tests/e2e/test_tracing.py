@@ -213,8 +213,8 @@ def test_a_trusted_callers_trace_is_continued_and_an_untrusted_callers_is_not(gw
 
 
 def test_a_parked_copy_is_sent_in_its_records_process_span_never_as_a_trace_of_its_own(stack, receiver, kafka_broker):
-    from goshop_common.messaging.events import ORDERS_TOPIC
     from goshop_common.messaging.kafka import make_producer
+    from goshop_domain.events import ORDERS_TOPIC
 
     key = f"poison-{uuid.uuid4().hex[:8]}".encode()
     producer = make_producer(kafka_broker.bootstrap)

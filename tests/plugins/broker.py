@@ -25,6 +25,7 @@ import pytest
 
 from goshop_common.messaging.kafka import ensure_topics
 from goshop_devtools.broker import EmbeddedBroker, start_on_free_port
+from goshop_domain.events import ALL_TOPICS
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ def _started_broker() -> Iterator[EmbeddedBroker]:
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("GOSHOP_KAFKA_BROKER_PROFILE", broker.client_env["GOSHOP_KAFKA_BROKER_PROFILE"])
-            ensure_topics(broker.bootstrap)
+            ensure_topics(broker.bootstrap, ALL_TOPICS)
             yield broker
     finally:
         broker.stop()
@@ -67,7 +68,7 @@ def _started_broker() -> Iterator[EmbeddedBroker]:
 def kafka_broker() -> Iterator[EmbeddedBroker | ExternalBroker]:
     bootstrap = os.environ.get("GOSHOP_KAFKA_BOOTSTRAP")
     if bootstrap:
-        ensure_topics(bootstrap)
+        ensure_topics(bootstrap, ALL_TOPICS)
         yield ExternalBroker(bootstrap)
         return
     with _started_broker() as broker:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SHARED = {"goshop_common", "goshop_devtools"}
+SHARED = {"goshop_common", "goshop_domain", "goshop_devtools"}
 
 
 def contracts() -> configparser.ConfigParser:
@@ -37,7 +37,9 @@ def test_every_goshop_package_is_under_the_contracts():
 def test_every_service_is_independent_of_the_others_and_of_the_dev_tooling():
     services = packages() - SHARED
     assert listed("importlinter:contract:services", "modules") == services
-    assert listed("importlinter:contract:common", "forbidden_modules") == services | {"goshop_devtools"}
+    kernel_forbidden = services | {"goshop_domain", "goshop_devtools"}
+    assert listed("importlinter:contract:common", "forbidden_modules") == kernel_forbidden
+    assert listed("importlinter:contract:domain", "forbidden_modules") == services | {"goshop_devtools"}
     assert listed("importlinter:contract:runtime", "source_modules") == services
 
 
@@ -66,7 +68,9 @@ def tree(tmp_path) -> Path:
     [
         ("goshop_orders/orders.py", "goshop_payments.models", "No service imports another"),
         ("goshop_ops/timeline.py", "goshop_orders.models", "No service imports another"),
-        ("goshop_common/messaging/outbox.py", "goshop_orders.models", "goshop_common imports no service"),
+        ("goshop_common/messaging/outbox.py", "goshop_orders.models", "goshop_common imports no domain, no service"),
+        ("goshop_common/messaging/consumer.py", "goshop_domain.events", "goshop_common imports no domain, no service"),
+        ("goshop_domain/events.py", "goshop_orders.models", "goshop_domain imports no service"),
         ("goshop_users/views.py", "goshop_devtools.postgres", "No service imports the dev tooling"),
     ],
 )

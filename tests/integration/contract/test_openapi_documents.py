@@ -9,7 +9,7 @@ import pytest
 import requests
 from openapi_spec_validator import validate
 
-from goshop_common.currencies import ISO_4217
+from goshop_domain.currencies import ISO_4217
 
 SERVICES = ("users", "orders", "payments", "ops", "gateway")
 REF = "#/components/schemas/"

@@ -13,9 +13,9 @@ import sqlalchemy as sa
 from goshop_common.db import prepared
 from goshop_common.messaging.consumer import EventConsumer
 from goshop_common.messaging.deadletters import DeadLetters
-from goshop_common.messaging.events import ORDER_CREATED, ORDERS_TOPIC, event_headers
 from goshop_common.messaging.inbox import inbox_table
 from goshop_common.messaging.kafka import make_consumer, make_producer
+from goshop_domain.events import ORDER_CREATED, ORDERS_TOPIC, event_headers
 from tests.saga_runtime import wait_until
 from tests.support import scratch_schema
 

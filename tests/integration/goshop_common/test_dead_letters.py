@@ -14,11 +14,11 @@ from kafka import KafkaConsumer, TopicPartition
 from goshop_common.messaging import deadletters
 from goshop_common.messaging.consumer import EventConsumer
 from goshop_common.messaging.deadletters import DeadLetters, find_parked, read_parked, replay
-from goshop_common.messaging.events import ORDERS_TOPIC, event_headers
 from goshop_common.messaging.inbox import inbox_table
 from goshop_common.messaging.kafka import ensure_topics, make_consumer, make_producer
 from goshop_common.observability.metrics import REGISTRY
 from goshop_devtools.postgres import free_port
+from goshop_domain.events import ALL_TOPICS, ORDERS_TOPIC, event_headers
 from tests.integration.goshop_common.test_consumer_batches import order_created, recorded
 from tests.saga_runtime import wait_until
 from tests.support import scratch_schema
@@ -194,7 +194,7 @@ def test_a_broker_refusing_the_parked_copy_leaves_the_offset_uncommitted_and_los
         assert recorded(scratch, EFFECTS) == {before["event_id"], after["event_id"]}
 
         own_broker.start()
-        ensure_topics(own_broker.bootstrap)
+        ensure_topics(own_broker.bootstrap, ALL_TOPICS)
         wait_until(lambda: worker.stats.parked >= 1, timeout=40, message="parked once the broker is back")
         wait_until(lambda: committed(events_broker.bootstrap, group) == last + 1, timeout=20, message="offset moved")
     finally:

@@ -12,7 +12,6 @@ import pytest
 from kafka import KafkaAdminClient, OffsetAndMetadata, TopicPartition
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from goshop_common.messaging.events import ORDERS_TOPIC, TOPICS, event_headers
 from goshop_common.messaging.kafka import (
     DELIVERY_TIMEOUT_MS,
     MAX_BLOCK_MS,
@@ -23,6 +22,7 @@ from goshop_common.messaging.kafka import (
     make_producer,
 )
 from goshop_devtools.postgres import free_port
+from goshop_domain.events import ALL_TOPICS, ORDERS_TOPIC, TOPICS, event_headers
 
 JOIN_DEADLINE = 20  # seconds; a join takes ~3 s
 SLACK = 2.5  # seconds of scheduling noise allowed on a busy 2-core box
@@ -186,7 +186,7 @@ def test_sends_to_a_stopped_broker_fail_in_bounded_time_and_producers_deliver_af
         assert time.monotonic() - started < MAX_BLOCK_MS / 1000 + SLACK
 
         own_broker.start()
-        ensure_topics(own_broker.bootstrap)
+        ensure_topics(own_broker.bootstrap, ALL_TOPICS)
         # A relay keeps its producer: it must work again once the broker is
         # back, although the broker forgot it (memory storage).
         kept = producer.send(ORDERS_TOPIC, key=b"k", value=b"after").get(timeout=10)
@@ -225,7 +225,7 @@ def test_a_consumer_that_cannot_reach_the_broker_fails_fast_and_leaves_no_io_thr
     with pytest.raises(KafkaTimeoutError):
         make_consumer(bootstrap, unique("group"), [ORDERS_TOPIC], bootstrap_timeout_ms=1000)
     with pytest.raises(KafkaTimeoutError):
-        ensure_topics(bootstrap, timeout=1)
+        ensure_topics(bootstrap, ALL_TOPICS, timeout=1)
     assert time.monotonic() - started < 2 + SLACK
 
     deadline = time.monotonic() + 5

@@ -8,8 +8,8 @@ import textwrap
 import time
 import uuid
 
-from goshop_common.messaging.events import ORDERS_TOPIC
 from goshop_common.messaging.kafka import make_consumer
+from goshop_domain.events import ORDERS_TOPIC
 
 MEMBER = textwrap.dedent(
     """

@@ -14,8 +14,8 @@ from pathlib import Path
 import confluent_kafka
 from confluent_kafka.admin import AdminClient
 
-from goshop_common.messaging.events import ORDERS_TOPIC, TOPICS
 from goshop_common.messaging.kafka import make_consumer, make_producer
+from goshop_domain.events import ORDERS_TOPIC, TOPICS
 
 README = Path(__file__).resolve().parents[3] / "README.md"
 MAKE_RUN_BOOTSTRAP = "127.0.0.1:9092"

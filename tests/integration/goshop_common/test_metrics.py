@@ -14,11 +14,11 @@ import sqlalchemy as sa
 import webtest
 from prometheus_client.parser import text_string_to_metric_families
 
-from goshop_common.messaging.events import ORDERS_TOPIC, PAYMENTS_TOPIC, event_headers
 from goshop_common.messaging.kafka import make_producer
 from goshop_common.messaging.worker import health_app
 from goshop_common.observability.metrics import EXPORTED, OUTBOXES
 from goshop_devtools.postgres import free_port
+from goshop_domain.events import ORDERS_TOPIC, PAYMENTS_TOPIC, event_headers
 from goshop_orders.models import OUTBOX as ORDERS_OUTBOX
 from goshop_outboxer.__main__ import outbox_tables
 from tests.saga_runtime import SagaRuntime, saga_settings, wait_until

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from goshop_common.db import roles
 from goshop_common.db.retention import delete_batch
 from goshop_common.db.session import make_engine
-from goshop_common.settings import load_settings
+from goshop_devtools.settings import settings_of
 from goshop_maintenance.rules import every_rule
 from goshop_orders.read_contract import ORDERS, ORDERS_INBOX, ORDERS_OUTBOX
 from goshop_payments.read_contract import PAYMENTS, PAYMENTS_INBOX, PAYMENTS_OUTBOX
@@ -116,7 +116,7 @@ def test_ops_reads_what_the_read_contracts_name_and_writes_nothing(engine, as_ro
 
 
 def test_the_outboxer_reads_and_marks_the_outboxes_only(engine, as_role):
-    outboxes = {f"{schema}.outbox" for schema in load_settings({}, {}, service="outboxer").outbox_schemas}
+    outboxes = {f"{schema}.outbox" for schema in settings_of({}, {}, service="outboxer").outbox_schemas}
     assert privileges(engine, roles.OUTBOXER) == {key: {"SELECT", "UPDATE"} for key in outboxes}
     assert as_role(roles.OUTBOXER, "UPDATE orders.outbox SET published_at = now() WHERE false") is None
     assert refused(as_role(roles.OUTBOXER, "SELECT * FROM users.users"))
@@ -125,7 +125,7 @@ def test_the_outboxer_reads_and_marks_the_outboxes_only(engine, as_role):
 
 
 def test_maintenance_deletes_only_what_retention_declares(engine, as_role, database_url):
-    rules = every_rule(load_settings({}, {}, service="maintenance"))
+    rules = every_rule(settings_of({}, {}, service="maintenance"))
     declared = {rule.name for rule in rules}
     granted = privileges(engine, roles.MAINTENANCE)
     assert set(granted) == declared
@@ -176,7 +176,7 @@ def production_settings(url: str):
     """Production's settings for the maintenance worker on ``url``. The
     test roles have the development password, which production refuses
     before any connection: the URL is put in after the settings are loaded."""
-    loaded = load_settings(
+    loaded = settings_of(
         {}, {"GOSHOP_ENV": "production", "GOSHOP_DATABASE_URL": "postgresql://x:not-dev@db/x"}, service="maintenance"
     )
     return with_settings(loaded, database_url=url)

@@ -15,12 +15,12 @@ from tests.e2e.conftest import ROOT
 # it finds: the app's type, whether the SDK was imported, the tracer provider.
 _PROBE = """
 import json, sys
-from goshop_common.settings import load_settings
+from goshop_devtools.settings import settings_of
 from goshop_gateway import make_app as gateway
 from goshop_orders import make_app as orders
 import kafka
 from opentelemetry import trace
-apps = [gateway(load_settings({}, service="gateway")), orders(load_settings({}, service="orders"))]
+apps = [gateway(settings_of({}, service="gateway")), orders(settings_of({}, service="orders"))]
 print(json.dumps({
     "apps": [type(app).__name__ for app in apps],
     "sdk_loaded": any(name.startswith("opentelemetry.sdk") for name in sys.modules),

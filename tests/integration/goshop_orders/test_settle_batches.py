@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from goshop_common.clock import utcnow
 from goshop_common.db import prepared
 from goshop_common.messaging.consumer import Event
-from goshop_common.messaging.events import PAYMENT_CONFIRMED, PAYMENT_FAILED, PAYMENT_REFUNDED, PAYMENTS_TOPIC
+from goshop_domain.events import PAYMENT_CONFIRMED, PAYMENT_FAILED, PAYMENT_REFUNDED, PAYMENTS_TOPIC
 from goshop_orders.consumer import PaymentOutcomes
 from goshop_orders.orders import Orders
 

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 
 from goshop_common.messaging.kafka import ensure_topics, make_producer
 from goshop_common.messaging.outbox import add_outbox_trace_context_v2, create_outbox_v1, outbox_table
-from goshop_common.settings import SettingsError, load_settings
+from goshop_common.settings import SettingsError
+from goshop_devtools.settings import settings_of
 from goshop_outboxer.__main__ import build
 from goshop_outboxer.worker import outbox_listener
 from tests.saga_runtime import wait_until
@@ -106,8 +107,8 @@ def test_a_notification_names_the_schema_whose_outbox_had_a_commit(database_url,
 @pytest.mark.parametrize("raw", [" , ", "Orders", "orders; DROP TABLE x", "1st"])
 def test_an_outbox_schema_setting_that_is_not_a_list_of_schema_names_is_refused(raw):
     with pytest.raises(SettingsError, match="GOSHOP_OUTBOX_SCHEMAS"):
-        load_settings({}, environ={"GOSHOP_OUTBOX_SCHEMAS": raw}, service="outboxer")
+        settings_of({}, environ={"GOSHOP_OUTBOX_SCHEMAS": raw}, service="outboxer")
 
 
 def test_the_outboxer_relays_orders_and_payments_by_default():
-    assert load_settings({}, environ={}, service="outboxer").outbox_schemas == ("orders", "payments")
+    assert settings_of({}, environ={}, service="outboxer").outbox_schemas == ("orders", "payments")

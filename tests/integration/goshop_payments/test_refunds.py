@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from goshop_common.clock import utcnow
 from goshop_common.messaging.consumer import parse
-from goshop_common.messaging.events import ORDER_CANCELLED, ORDER_CREATED, event_headers
+from goshop_domain.events import ORDER_CANCELLED, ORDER_CREATED, event_headers
 from goshop_payments.payments import PaymentDecider
 from goshop_payments.provider import MockProvider
 

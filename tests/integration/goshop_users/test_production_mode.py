@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from goshop_common.settings import SettingsError, load_settings
+from goshop_common.settings import SettingsError
 from goshop_devtools.postgres import free_port
+from goshop_devtools.settings import settings_of
 from goshop_users import make_app
 from goshop_users.keys import dev_key_path
 from tests.support import write_signing_key
@@ -22,7 +23,7 @@ def production_url(database_url: str) -> str:
 
 
 def production_users(database_url: str, **environ):
-    return load_settings(
+    return settings_of(
         {},
         environ={"GOSHOP_ENV": "production", "GOSHOP_DATABASE_URL": production_url(database_url), **environ},
         service="users",

@@ -10,8 +10,8 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from goshop_common.messaging.events import ORDERS_TOPIC, event_headers
 from goshop_common.messaging.kafka import make_producer
+from goshop_domain.events import ORDERS_TOPIC, event_headers
 from tests.integration.goshop_ops.conftest import OPERATOR, make_ops_app
 from tests.saga_runtime import SagaRuntime, saga_settings, wait_until
 

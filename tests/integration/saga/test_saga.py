@@ -8,8 +8,8 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from goshop_common.messaging.events import ORDERS_TOPIC, PAYMENT_FAILED, PAYMENTS_TOPIC, event_headers
 from goshop_common.messaging.kafka import PARTITIONS, make_producer
+from goshop_domain.events import ORDERS_TOPIC, PAYMENT_FAILED, PAYMENTS_TOPIC, event_headers
 from tests.saga_runtime import SagaRuntime, saga_settings, wait_until
 
 

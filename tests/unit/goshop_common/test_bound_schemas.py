@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import colander
 import pytest
 
-from goshop_common.settings import load_settings
 from goshop_common.web.rest import _bound
+from goshop_devtools.settings import settings_of
 from goshop_orders.schemas import CreateOrderSchema
 
 
@@ -16,13 +16,13 @@ def request_of(settings):
 
 
 def test_a_schema_is_bound_once_per_app_settings():
-    settings = load_settings({}, environ={}, service="orders")
+    settings = settings_of({}, environ={}, service="orders")
     schema = CreateOrderSchema()
     assert _bound(schema, request_of(settings)) is _bound(schema, request_of(settings))
 
 
 def test_each_app_reads_its_own_settings_through_the_bound_schema():
-    strict = load_settings({}, environ={"GOSHOP_ORDER_MAX_AMOUNT_CENTS": "100"}, service="orders")
+    strict = settings_of({}, environ={"GOSHOP_ORDER_MAX_AMOUNT_CENTS": "100"}, service="orders")
     loose = dataclasses.replace(strict, order_max_amount_cents=10_000)
     schema = CreateOrderSchema()
     body = {"amount_cents": 500, "currency": "RUB"}

@@ -142,7 +142,7 @@ def test_console_logging_keeps_goshop_at_info_and_libraries_at_warning(root_logg
 
 
 def test_json_outside_production_keeps_libraries_at_warning_too(root_logging):
-    from goshop_common.settings import load_settings
+    from goshop_devtools.settings import settings_of
 
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
@@ -150,7 +150,7 @@ def test_json_outside_production_keeps_libraries_at_warning_too(root_logging):
     root_logging.handlers[:] = [handler]
     root_logging.setLevel(logging.INFO)
     logging.getLogger("waitress").setLevel(logging.INFO)
-    logs.apply(load_settings({}, environ={"GOSHOP_ENV": "development", "GOSHOP_LOG_FORMAT": "json"}))
+    logs.apply(settings_of({}, environ={"GOSHOP_ENV": "development", "GOSHOP_LOG_FORMAT": "json"}))
     logging.getLogger("kafka.conn").info("connecting to 127.0.0.1:9092")
     logging.getLogger("waitress").info("Serving")
     logging.getLogger("goshop.outboxer").info("event published")
@@ -163,12 +163,12 @@ def test_json_outside_production_keeps_libraries_at_warning_too(root_logging):
 
 
 def test_production_logs_json_whatever_the_format_says(root_logging):
-    from goshop_common.settings import load_settings
+    from goshop_devtools.settings import settings_of
 
     handler = logging.StreamHandler(io.StringIO())
     handler.setFormatter(logs.JsonFormatter())
     root_logging.handlers[:] = [handler]
-    settings = load_settings({}, environ={"GOSHOP_ENV": "development", "GOSHOP_LOG_FORMAT": "console"})
+    settings = settings_of({}, environ={"GOSHOP_ENV": "development", "GOSHOP_LOG_FORMAT": "console"})
     logs.apply(settings)
     assert isinstance(handler.formatter, logs.ConsoleFormatter)
     handler.setFormatter(logs.JsonFormatter())

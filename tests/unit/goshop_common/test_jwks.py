@@ -17,7 +17,8 @@ from jwt.algorithms import OKPAlgorithm, RSAAlgorithm
 from goshop_common.auth.jwks import JwksKeyStore, verifier_from_settings
 from goshop_common.auth.thumbprint import thumbprint
 from goshop_common.auth.tokens import ACCESS, InvalidToken, TokenVerifier
-from goshop_common.settings import SettingsError, load_settings
+from goshop_common.settings import SettingsError
+from goshop_devtools.settings import settings_of
 from goshop_users.keys import load_signing_key
 from goshop_users.tokens import TokenIssuer
 
@@ -369,7 +370,7 @@ def test_a_verifier_on_the_store_accepts_the_matching_key_and_rejects_another(cl
 
 
 def settings_for(**environ):
-    return load_settings({}, environ={"GOSHOP_ENV": "test", **environ})
+    return settings_of({}, environ={"GOSHOP_ENV": "test", **environ})
 
 
 def write_public_key(path, private_key):

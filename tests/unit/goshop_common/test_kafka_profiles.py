@@ -17,7 +17,7 @@ from goshop_common.messaging.kafka import (
     consumer_config,
     producer_config,
 )
-from goshop_common.settings import Settings, SettingsError, load_settings
+from goshop_common.settings import BrokerSettings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -94,7 +94,7 @@ def test_an_unknown_profile_is_refused(profile):
     with pytest.raises(ValueError, match="GOSHOP_KAFKA_BROKER_PROFILE"):
         producer_config()
     with pytest.raises(SettingsError, match="GOSHOP_KAFKA_BROKER_PROFILE"):
-        load_settings({}, {"GOSHOP_KAFKA_BROKER_PROFILE": "kafak"}, service="outboxer")
+        load_settings(BrokerSettings, {}, {"GOSHOP_KAFKA_BROKER_PROFILE": "kafak"})
 
 
 def test_production_refuses_a_development_broker_profile():
@@ -105,7 +105,7 @@ def test_production_refuses_a_development_broker_profile():
 
 
 def test_settings_declare_the_same_profiles():
-    field = next(f for f in dataclasses.fields(Settings) if f.name == "kafka_broker_profile")
+    field = next(f for f in dataclasses.fields(BrokerSettings) if f.name == "kafka_broker_profile")
     parse = field.metadata["parse"]
     assert field.default == broker_profiles.KAFKA
     for name in broker_profiles.PROFILES:

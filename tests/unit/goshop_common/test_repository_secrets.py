@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from goshop_common.settings import SettingsError, load_settings
+from goshop_common.settings import SettingsError
+from goshop_devtools.settings import settings_of
 
 ROOT = Path(__file__).resolve().parents[3]
 TOKEN = re.compile(r"""(GOSHOP_OPS_TOKEN|GOSHOP_JWT_SECRET)["']?\s*[:=]\s*["']?([A-Za-z0-9_\-.]{8,})""")
@@ -51,9 +52,9 @@ def test_the_scan_finds_the_committed_development_secrets():
 @pytest.mark.parametrize("value", sorted(_found(TOKEN, 2)))
 def test_production_refuses_each_committed_token(value):
     with pytest.raises(SettingsError, match="GOSHOP_OPS_TOKEN"):
-        load_settings({}, environ={**PRODUCTION, **BROKER, "GOSHOP_OPS_TOKEN": value}, service="ops")
+        settings_of({}, environ={**PRODUCTION, **BROKER, "GOSHOP_OPS_TOKEN": value}, service="ops")
     with pytest.raises(SettingsError, match="GOSHOP_JWT_SECRET"):
-        load_settings(
+        settings_of(
             {}, environ={**PRODUCTION, "GOSHOP_JWT_ALGORITHM": "HS256", "GOSHOP_JWT_SECRET": value}, service="users"
         )
 
@@ -62,4 +63,4 @@ def test_production_refuses_each_committed_token(value):
 def test_production_refuses_each_committed_database_password(password):
     url = f"postgresql://goshop:{password}@db.internal:5432/goshop"
     with pytest.raises(SettingsError, match="GOSHOP_DATABASE_URL"):
-        load_settings({}, environ={**PRODUCTION, "GOSHOP_DATABASE_URL": url}, service="orders")
+        settings_of({}, environ={**PRODUCTION, "GOSHOP_DATABASE_URL": url}, service="orders")

@@ -5,12 +5,12 @@ import pytest
 from pyramid.config import Configurator
 from pyramid.request import Request, apply_request_extensions
 
-from goshop_common.settings import load_settings
+from goshop_devtools.settings import settings_of
 from goshop_gateway.views import forward_headers
 
 
 def _request(headers, remote="203.0.113.9", trusted="none"):
-    settings = load_settings({}, environ={"GOSHOP_ENV": "test", "GOSHOP_TRUSTED_PROXIES": trusted})
+    settings = settings_of({}, environ={"GOSHOP_ENV": "test", "GOSHOP_TRUSTED_PROXIES": trusted})
     config = Configurator()
     config.registry.goshop_settings = settings
     config.include("goshop_common.web.clientip")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import webtest
 
-from goshop_common.settings import load_settings
 from goshop_devtools import gateway_routes
+from goshop_devtools.settings import settings_of
 from goshop_gateway import make_app, upstream_routes
 from goshop_gateway.upstream import UpstreamResponse
 from goshop_gateway.upstream_routes import ROUTES
@@ -28,7 +28,7 @@ class RecordingUpstreams:
 
 @pytest.fixture
 def gateway():
-    settings = load_settings(
+    settings = settings_of(
         {},
         environ={
             "GOSHOP_ENV": "test",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from goshop_common.settings import load_settings
+from goshop_devtools.settings import settings_of
 from goshop_ops.explain import DEFAULT_QUESTION, OllamaExplainer, RulesExplainer, make_explainer
 from goshop_ops.timeline import OrderTimeline
 
@@ -39,9 +39,9 @@ def test_an_ollama_url_that_is_not_http_is_refused(url):
 
 
 def test_without_ollama_url_the_rules_answer():
-    settings = load_settings({}, environ={})
+    settings = settings_of({}, environ={})
     assert isinstance(make_explainer(settings), RulesExplainer)
-    with_ollama = load_settings({}, environ={"OLLAMA_URL": "http://127.0.0.1:11434", "OLLAMA_MODEL": "llama3.2"})
+    with_ollama = settings_of({}, environ={"OLLAMA_URL": "http://127.0.0.1:11434", "OLLAMA_MODEL": "llama3.2"})
     explainer = make_explainer(with_ollama)
     assert isinstance(explainer, OllamaExplainer)
     assert (explainer.model, explainer.timeout, explainer.temperature) == ("llama3.2", 30.0, 0.2)

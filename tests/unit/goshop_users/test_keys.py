@@ -9,13 +9,14 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from goshop_common.auth.thumbprint import thumbprint
 from goshop_common.auth.tokens import ACCESS, TokenVerifier
-from goshop_common.settings import SettingsError, load_settings
+from goshop_common.settings import SettingsError
+from goshop_devtools.settings import settings_of
 from goshop_users.keys import DEV_KEY_MARK, dev_key_path, dev_thumbprints_path, load_signing_key
 from goshop_users.tokens import TokenIssuer
 
 
 def settings_for(tmp_path, **env):
-    return load_settings({}, environ={"GOSHOP_DEV_DIR": str(tmp_path), **env})
+    return settings_of({}, environ={"GOSHOP_DEV_DIR": str(tmp_path), **env})
 
 
 def pem(key):
@@ -89,7 +90,7 @@ def test_the_published_jwk_verifies_a_token(tmp_path):
 
 def production_for(tmp_path, key_file, dev_dir=None, algorithm="EdDSA"):
     """The users service's production settings, its key at ``key_file``."""
-    return load_settings(
+    return settings_of(
         {},
         environ={
             "GOSHOP_ENV": "production",

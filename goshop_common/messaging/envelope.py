@@ -1,22 +1,15 @@
-"""The event contract: every event goshop services send one another.
+"""The envelope every event on the broker shares, and the mechanism that reads
+and writes events: what the outbox, the relay and the consumers need. Which
+events exist (names, topics, fields) is the domain's: goshop_domain.events
+declares them and ``register``s them here; this kernel knows none.
 
 An event is a JSON object on a Kafka topic. Its envelope (``event_id``,
-``event``, ``version``, ``occurred_at``) is the same for all; its fields are
-declared here, once, as colander schemas. Producers build their events with
-``EventType.build`` (a producer bug fails the producing transaction, so a
-malformed event never reaches the outbox) and consumers read them with
-``read`` (a malformed event is refused before any handler sees it).
-
-How the contract may change:
-
-- Adding an optional field is compatible: readers ignore fields they do not
-  know (``unknown="ignore"``) and ``version`` stays.
-- Removing or retyping a field, or adding a required one, is a new
-  ``version``. Readers accept only the versions in ``READABLE_VERSIONS``, so
-  the consumers learn version N+1 (and keep N) before any producer writes it.
-
-The Kafka key of every event is its ``order_id``: one order's events stay in
-one partition, in the order they were written.
+``event``, ``version``, ``occurred_at``) is the same for all. Producers build
+their events with ``EventType.build`` (a producer bug fails the producing
+transaction, so a malformed event never reaches the outbox) and consumers
+read them with ``read_envelope`` and ``read_fields`` (a malformed event is
+refused before any handler sees it). Readers accept only the versions in
+``READABLE_VERSIONS``.
 """
 
 from __future__ import annotations
@@ -24,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Iterable
+from typing import Any
 
 import colander
 
@@ -32,12 +27,8 @@ from goshop_common.web.schemas import UUID_REGEX, Pattern, StrictInteger, Strict
 VERSION = 1
 READABLE_VERSIONS = frozenset({1})
 
-ORDERS_TOPIC = "orders.events"
-PAYMENTS_TOPIC = "payments.events"
-TOPICS = (ORDERS_TOPIC, PAYMENTS_TOPIC)
 # Where a consumer parks a topic's poison records (goshop_common.messaging.deadletters).
 DEAD_LETTER_SUFFIX = ".dlq"
-DEAD_LETTER_TOPICS = tuple(f"{topic}{DEAD_LETTER_SUFFIX}" for topic in TOPICS)
 
 
 def dead_letter_topic(topic: str) -> str:
@@ -60,14 +51,14 @@ class _Uuid(StrictString):
 
     _pattern = Pattern(UUID_REGEX, "must be a UUID")
 
-    def deserialize(self, node, cstruct):
+    def deserialize(self, node: colander.SchemaNode, cstruct: object) -> Any:
         value = super().deserialize(node, cstruct)
         if value is colander.null:
             return value
         self._pattern(node, value)
         return uuid.UUID(value)
 
-    def serialize(self, node, appstruct):
+    def serialize(self, node: colander.SchemaNode, appstruct: object) -> Any:
         if appstruct is colander.null or appstruct is None:
             return colander.null
         return str(appstruct)
@@ -76,7 +67,7 @@ class _Uuid(StrictString):
 class _Instant(StrictString):
     """An RFC 3339 UTC instant, as ``envelope`` writes it."""
 
-    def deserialize(self, node, cstruct):
+    def deserialize(self, node: colander.SchemaNode, cstruct: object) -> Any:
         value = super().deserialize(node, cstruct)
         if value is colander.null:
             return value
@@ -89,38 +80,30 @@ class _Instant(StrictString):
         return instant
 
 
-def _uuid(name: str) -> colander.SchemaNode:
+def uuid_node(name: str) -> colander.SchemaNode:
     return colander.SchemaNode(_Uuid(), name=name)
 
 
-def _amount() -> colander.SchemaNode:
-    return colander.SchemaNode(StrictInteger(), name="amount_cents", validator=colander.Range(min=1))
-
-
-def _currency() -> colander.SchemaNode:
-    return colander.SchemaNode(StrictString(), name="currency", validator=Pattern("[A-Z]{3}", "must be ISO 4217"))
-
-
-def _one_of(name: str, *values: str) -> colander.SchemaNode:
+def one_of_node(name: str, *values: str) -> colander.SchemaNode:
     return colander.SchemaNode(StrictString(), name=name, validator=colander.OneOf(values))
 
 
-def _text(name: str, nullable: bool = False) -> colander.SchemaNode:
+def text_node(name: str, nullable: bool = False) -> colander.SchemaNode:
     # A required key whose value may be JSON null: "no reason" is said, not omitted.
     return colander.SchemaNode(
         StrictString(allow_empty=True), name=name, missing=None if nullable else colander.required
     )
 
 
-def _fields(*children: colander.SchemaNode) -> colander.SchemaNode:
+def fields_node(*children: colander.SchemaNode) -> colander.SchemaNode:
     node = colander.SchemaNode(colander.Mapping(unknown="ignore"))
     for child in children:
         node.add(child)
     return node
 
 
-ENVELOPE = _fields(
-    _uuid("event_id"),
+ENVELOPE = fields_node(
+    uuid_node("event_id"),
     colander.SchemaNode(StrictString(), name="event"),
     colander.SchemaNode(StrictInteger(), name="version"),
     colander.SchemaNode(_Instant(), name="occurred_at"),
@@ -136,7 +119,7 @@ class EventType:
     fields: colander.SchemaNode
     description: str
 
-    def build(self, occurred_at: dt.datetime, event_id: uuid.UUID | None = None, **fields) -> dict:
+    def build(self, occurred_at: dt.datetime, event_id: uuid.UUID | None = None, **fields: Any) -> dict[str, Any]:
         """The event as JSON-ready data; ``InvalidEvent`` when ``fields`` break the contract.
 
         Fields are given as Python values (UUIDs, ints, str, None) and written
@@ -155,78 +138,27 @@ class EventType:
         _deserialize(self.fields, body, self.name)
         return body
 
-    def key(self, body: dict) -> str:
+    def key(self, body: dict[str, Any]) -> str:
         """The Kafka key: the order the event is about."""
         return str(body["order_id"])
 
 
-ORDER_CREATED = EventType(
-    "order.created",
-    ORDERS_TOPIC,
-    _fields(_uuid("order_id"), _uuid("user_id"), _amount(), _currency(), _one_of("status", "new")),
-    "An order was placed and awaits its payment.",
-)
+# The contract: every event type a reader knows, by name (goshop_domain.events
+# registers them).
+_CONTRACT: dict[str, EventType] = {}
 
 
-def _payment_fields(status: str, reason_nullable: bool) -> colander.SchemaNode:
-    """What both payment events carry: the payment, its order and customer,
-    the amount, the outcome and its reason."""
-    return _fields(
-        _uuid("payment_id"),
-        _uuid("order_id"),
-        _uuid("user_id"),
-        _amount(),
-        _currency(),
-        _one_of("status", status),
-        _text("reason", nullable=reason_nullable),
-    )
+def register(*event_types: EventType) -> None:
+    """Make ``event_types`` known to ``read_fields``; a name twice must be the same type."""
+    for event_type in event_types:
+        if _CONTRACT.setdefault(event_type.name, event_type) is not event_type:
+            raise ValueError(f"event type {event_type.name} is registered twice")
 
 
-PAYMENT_CONFIRMED = EventType(
-    "payment.confirmed",
-    PAYMENTS_TOPIC,
-    _payment_fields("confirmed", reason_nullable=True),
-    "The order's payment was taken.",
-)
-PAYMENT_FAILED = EventType(
-    "payment.failed",
-    PAYMENTS_TOPIC,
-    _payment_fields("failed", reason_nullable=False),
-    "The order's payment was refused; ``reason`` says why.",
-)
-
-# The compensations: an order whose payment did not come in time is
-# cancelled by the orders sweeper; payments answers with a refund when it had
-# taken the money (and voids the charge when it had not yet been asked).
-ORDER_CANCELLED = EventType(
-    "order.cancelled",
-    ORDERS_TOPIC,
-    _fields(
-        _uuid("order_id"),
-        _uuid("user_id"),
-        _amount(),
-        _currency(),
-        _one_of("status", "cancelled"),
-        _text("reason"),
-    ),
-    "A new order was cancelled by orders itself (``reason``: ``payment_timeout``); a payment taken for it is refunded.",
-)
-PAYMENT_REFUNDED = EventType(
-    "payment.refunded",
-    PAYMENTS_TOPIC,
-    _payment_fields("refunded", reason_nullable=False),
-    "A confirmed payment was given back because its order was cancelled; ``reason`` is the order's.",
-)
-
-EVENT_TYPES = {
-    event_type.name: event_type
-    for event_type in (ORDER_CREATED, ORDER_CANCELLED, PAYMENT_CONFIRMED, PAYMENT_FAILED, PAYMENT_REFUNDED)
-}
-
-
-def _deserialize(schema: colander.SchemaNode, body: dict, what: str) -> dict:
+def _deserialize(schema: colander.SchemaNode, body: dict[str, Any], what: str) -> dict[str, Any]:
     try:
-        return schema.deserialize(body)
+        read: dict[str, Any] = schema.deserialize(body)
+        return read
     except colander.Invalid as exc:
         problems = "; ".join(f"{field or what}: {message}" for field, message in sorted(exc.asdict().items()))
         raise InvalidEvent(problems) from None
@@ -242,7 +174,7 @@ class Envelope:
     occurred_at: dt.datetime
 
 
-def read_envelope(body) -> Envelope:
+def read_envelope(body: object) -> Envelope:
     """The envelope of a decoded event; ``InvalidEvent`` if it has none."""
     if not isinstance(body, dict):
         raise InvalidEvent("not a JSON object")
@@ -252,12 +184,12 @@ def read_envelope(body) -> Envelope:
     return Envelope(envelope["event_id"], envelope["event"], envelope["version"], envelope["occurred_at"])
 
 
-def read_fields(event_type: str, topic: str, body: dict) -> dict | None:
+def read_fields(event_type: str, topic: str, body: dict[str, Any]) -> dict[str, Any] | None:
     """The fields of a known event, read (UUIDs as ``uuid.UUID``); None for a
     type the contract does not know (a newer producer's: not ours to judge).
     ``InvalidEvent`` when a known event breaks its schema or came on the
     wrong topic."""
-    contract = EVENT_TYPES.get(event_type)
+    contract = _CONTRACT.get(event_type)
     if contract is None:
         return None
     if topic != contract.topic:
@@ -265,7 +197,7 @@ def read_fields(event_type: str, topic: str, body: dict) -> dict | None:
     return _deserialize(contract.fields, body, event_type)
 
 
-def text_headers(headers) -> dict[str, str]:
+def text_headers(headers: Iterable[tuple[str, bytes]] | None) -> dict[str, str]:
     """Kafka headers (name, bytes) as text, by name; a value that is not
     UTF-8 is left out (not ours to read)."""
     decoded = {}

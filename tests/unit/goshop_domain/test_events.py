@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from goshop_common.messaging import events
 from goshop_common.messaging.consumer import PoisonEvent, parse
+from goshop_domain import events
 
 AT = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 ORDER_ID = uuid.UUID("0b9d6c43-2f6d-4d8e-9a59-1d6a3c1f0e11")
