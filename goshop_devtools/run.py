@@ -174,7 +174,7 @@ class StopRequest:
     second one kills everything at once. Installed before anything starts, so
     a signal during start-up still stops what was started."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.signal: int | None = None
         self.forced = False
         self.supervisor: Supervisor | None = None
