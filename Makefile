@@ -75,10 +75,11 @@ venv: $(STAMP) ## create .venv and install goshop with its dev tools
 run: $(STAMP) ## start the shop: embedded Postgres, migrations, every service with auto-reload (RUN_ARGS=--no-reload)
 	$(BIN)/goshop-dev $(RUN_ARGS)
 
-test: $(STAMP) $(NODE_STAMP) ## lint, the import contracts and the scan, then every test against a real PostgreSQL, with the coverage gate
+test: $(STAMP) $(NODE_STAMP) ## lint, the import contracts, the types and the scan, then every test against a real PostgreSQL, with the coverage gate
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	@$(MAKE) --no-print-directory scan
 	$(BIN)/python -m pytest --cov --cov-report=term --ignore=tests/containers --ignore=tests/chaos $(PYTEST_ARGS)
 
@@ -135,10 +136,11 @@ test-unit: $(STAMP) ## unit tests only (no I/O)
 test-integration: $(STAMP) ## integration and e2e tests (real Postgres, real sockets)
 	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
-lint: $(STAMP) ## ruff check and format check, and the import contracts (.importlinter)
+lint: $(STAMP) ## ruff check and format check, the import contracts (.importlinter) and the types (mypy.ini)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -191,7 +193,7 @@ clean-data: ## forget the data of `make run` (its Postgres, broker log and dev k
 	rm -rf '$(DEV_DIR)'
 
 clean: ## remove .venv (and the scanner's .venv/scan, the OpenAPI linters' .venv/node) and caches
-	rm -rf $(VENV) .pytest_cache .ruff_cache .coverage htmlcov *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .coverage htmlcov *.egg-info
 
 # --- Docker, kind, Kubernetes and Tilt (the seed's targets) -------------------
 # Nothing below runs without Docker, kind, kubectl or tilt; `make -n <target>`

@@ -71,6 +71,10 @@ DEV = [
     "ruff==0.17.6",
     # The architecture's import rules (.importlinter), checked by make test.
     "import-linter==2.16",
+    # Types (mypy.ini: the services non-strict, goshop_common strict), checked by
+    # make test; psycopg2's stubs (typeshed's), as psycopg2 ships no types.
+    "mypy==2.4.1",
+    "types-psycopg2==2.9.21.20261008",
     # The OpenAPI documents against the code (tests/integration/contract).
     "openapi-spec-validator==0.9.0",
     # The tests' OTLP/HTTP receiver decodes ExportTraceServiceRequest with it

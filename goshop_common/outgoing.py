@@ -17,10 +17,12 @@ HTTP).
 
 from __future__ import annotations
 
+import email.message
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from typing import IO
 
 
 class UnexpectedAnswer(Exception):
@@ -37,7 +39,15 @@ class TooLarge(UnexpectedAnswer):
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: email.message.Message,
+        newurl: str,
+    ) -> urllib.request.Request | None:
         return None  # urllib then raises HTTPError with the 3xx
 
 
@@ -75,7 +85,7 @@ def fetch(
         with opener.open(request, timeout=timeout) as response:
             if response.status != 200:
                 raise UnexpectedAnswer(f"HTTP status {response.status}", response.status)
-            body = response.read(max_bytes + 1)
+            body: bytes = response.read(max_bytes + 1)
     except urllib.error.HTTPError as exc:
         exc.close()  # the error's body is never read, let alone logged
         raise

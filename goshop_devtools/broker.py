@@ -25,6 +25,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from goshop_common.messaging import broker_profiles
 from goshop_common.messaging.kafka import broker_reachable
@@ -121,7 +122,7 @@ class EmbeddedBroker:
             command = lifeline.exec_command(os.getpid(), command)
         if self.log_file is not None:
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            output = self.log_file.open("ab")
+            output: BinaryIO | int = self.log_file.open("ab")
         else:
             output = subprocess.DEVNULL
         try:
@@ -135,7 +136,7 @@ class EmbeddedBroker:
             )
         finally:
             # The child has its own copy of the descriptor.
-            if output is not subprocess.DEVNULL:
+            if not isinstance(output, int):  # not DEVNULL
                 output.close()
         self._paused = False
         if self.pid_file is not None:
@@ -164,8 +165,11 @@ class EmbeddedBroker:
 
     def _signal(self, signum: int) -> None:
         # The group: the broker leads a session of its own (start_new_session).
+        process = self._process
+        if process is None:  # never started, or stopped: nothing to signal
+            return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._process.pid, signum)
+            os.killpg(process.pid, signum)
 
     def stop(self, grace: float = 5) -> None:
         """SIGINT, then SIGKILL after ``grace`` seconds. Idempotent.
@@ -218,6 +222,8 @@ class EmbeddedBroker:
         """Until every thread of the broker is stopped. SIGSTOP is taken as
         each thread next leaves the kernel: on a loaded machine one may still
         answer a request sent just after kill() returned."""
+        if self._process is None:
+            return
         tasks = Path(f"/proc/{self._process.pid}/task")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

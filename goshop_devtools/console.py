@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 from typing import IO
 
 from goshop_common.observability.logs import CONSOLE, JSON
@@ -45,7 +46,7 @@ _NAME_COLORS = tuple(
 )
 
 
-def choose_format(environ: dict) -> str:
+def choose_format(environ: Mapping[str, str]) -> str:
     """JSON in production (its processes log nothing else), else
     ``GOSHOP_LOG_FORMAT`` if set, else console: a terminal or not, a person
     is reading (an IDE's run pane, ``make run | tee``); a log shipper asks."""
@@ -76,7 +77,7 @@ class Console:
         self._lock = threading.RLock()
 
     @classmethod
-    def for_terminal(cls, stream: IO, environ: dict, names: list[str]) -> Console:
+    def for_terminal(cls, stream: IO, environ: Mapping[str, str], names: list[str]) -> Console:
         """The console for ``stream``: its format from choose_format, colour
         only on a terminal and only without ``NO_COLOR`` (no escape codes in
         a pipe or a file)."""

@@ -174,7 +174,7 @@ class StopRequest:
     second one kills everything at once. Installed before anything starts, so
     a signal during start-up still stops what was started."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.signal: int | None = None
         self.forced = False
         self.supervisor: Supervisor | None = None
@@ -431,9 +431,9 @@ def _run(options: argparse.Namespace, stop: StopRequest, started: float, console
                 pid_file=data_dir / "tansu.pid",
                 die_with_parent=True,
             )
-            found = broker.stop_leftover()
-            if found:
-                console.say(f"stopped the broker an earlier run left running (pid {found})", level="warning")
+            leftover_pid = broker.stop_leftover()
+            if leftover_pid:
+                console.say(f"stopped the broker an earlier run left running (pid {leftover_pid})", level="warning")
             if _taken(console, options.kafka_port, "GOSHOP_KAFKA_BOOTSTRAP", "the broker", "GOSHOP_DEV_KAFKA_PORT"):
                 return 2
         if _service_port_taken(console, base):
@@ -507,7 +507,7 @@ def _shut_down(
     """Stop whatever main started: the processes together, then the broker
     and the database side by side."""
     began = time.monotonic()
-    if stop.requested:
+    if stop.signal is not None:  # stop.requested
         how = "Ctrl-C" if stop.signal == signal.SIGINT else signal.Signals(stop.signal).name
         console.say(f"{how}: stopping everything (again: kill at once)")
     killed = supervisor.stop_all(forced=lambda: stop.forced)

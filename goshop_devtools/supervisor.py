@@ -230,7 +230,7 @@ class Supervisor:
         # For the next start, should this runner die where no parent-death
         # signal takes its children along (stop_leftovers).
         lifeline.write_pid_file(self._pid_file(child), child.popen.pid)
-        if pipe:
+        if pipe and child.popen.stdout is not None:  # stdout is a pipe when pipe is set
             child.pumps = [self.console.pump(spec.name, child.popen.stdout)]
         child.generation += 1
         child.started = time.monotonic()
@@ -282,11 +282,12 @@ class Supervisor:
         # The runner says what changed itself (_reload), in its own lines.
         logger = SilentLogger()
         factory = find_default_monitor_factory(logger)
-        self._monitor = factory(lambda path: self.events.put(("changed", path)), interval=1, logger=logger)
-        for pattern in self.watch:
+        monitor = factory(lambda path: self.events.put(("changed", path)), interval=1, logger=logger)
+        for pattern in self.watch or ():
             for path in glob(pattern, recursive=True):
-                self._monitor.add_path(path)
-        self._monitor.start()
+                monitor.add_path(path)
+        monitor.start()
+        self._monitor = monitor
 
     # -- the loop --------------------------------------------------------------
 
@@ -462,22 +463,22 @@ class Supervisor:
         ``grace`` (or at once when ``forced()``); the names of those killed."""
         if self._monitor is not None:
             self._monitor.stop()
-        running = [c for c in self.children if c.popen is not None and c.popen.poll() is None]
+        running = [(c, c.popen) for c in self.children if c.popen is not None and c.popen.poll() is None]
         # All at once, not one after another: the grace is spent once for the
         # whole shop, which must be down within 3 s (STOP_GRACE).
-        for child in running:
+        for child, popen in running:
             child.asked = "stop"
-            self._signal(child.popen, signal.SIGTERM)
+            self._signal(popen, signal.SIGTERM)
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and not forced():
-            if all(c.popen.poll() is not None for c in running):
+            if all(popen.poll() is not None for _c, popen in running):
                 break
             time.sleep(0.02)
         killed = []
-        for child in running:
-            if child.popen.poll() is None:
+        for child, popen in running:
+            if popen.poll() is None:
                 killed.append(child.spec.name)
-                self._signal(child.popen, signal.SIGKILL)
+                self._signal(popen, signal.SIGKILL)
         for child in self.children:
             if child.popen is not None:
                 # Reaped before its pid file goes: a SIGKILLed process is not

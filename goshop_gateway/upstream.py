@@ -162,8 +162,8 @@ class _Connection:
         """Sends one request, reads its whole answer. ``reusable`` says after
         whether the connection may carry another."""
         self.head = head
-        self.headers = []
-        self.body = []
+        self.headers: list[tuple[str, str]] = []
+        self.body: list[bytes] = []
         self.headers_done = self.complete = False
         self.reusable = True
         self.head_read = 0
@@ -477,7 +477,7 @@ class Upstreams:
         from opentelemetry import propagate
         from opentelemetry.trace import SpanKind, Status, StatusCode
 
-        attributes = {
+        attributes: dict[str, str | int] = {
             "http.request.method": method,
             "server.address": pool.host,
             "server.port": pool.port,

@@ -160,16 +160,16 @@ class RulesExplainer:
             )
         received = timeline.first("payments", EVENT_APPLIED)
         payment = timeline.first("payments", PAYMENT_DECIDED)
-        if received is None and payment is None:
+        if payment is None:
+            if received is not None:
+                return (
+                    f"payments consumed its order.created event at {_at(received)} but recorded no payment "
+                    "for it: see the payments consumer's log."
+                )
             return (
                 f"its order.created event was published at {_at(created_event)}, but payments has not consumed "
                 "it yet, so there is no payment yet: the payments consumer is behind or not running, or parked "
                 "the event as poison (GET /v1/ops/parked)."
-            )
-        if payment is None:
-            return (
-                f"payments consumed its order.created event at {_at(received)} but recorded no payment "
-                "for it: see the payments consumer's log."
             )
         if payment.detail.get("status") == "confirmed":
             decision = f"the payment was confirmed at {_at(payment)}"

@@ -54,7 +54,7 @@ _RANK = {
     ("payments", PAYMENT_REFUNDED): 9,
 }
 # Entries about the compensation's events come after the status change.
-_RANK_OF_EVENT = {
+_RANK_OF_EVENT: dict[tuple[str, object], int] = {
     ("outboxer", ORDER_CREATED_EVENT.name): 1,
     ("outboxer", ORDER_CANCELLED_EVENT.name): 7,
     ("payments", ORDER_CANCELLED_EVENT.name): 8,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import ClassVar, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -26,6 +27,30 @@ class Base(DeclarativeBase):
     # Every table in the service's own schema, its constraints named as the
     # migrations name them.
     metadata = sa.MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
+    # Every model maps one Table (DeclarativeBase types it as any FromClause),
+    # whose insert(), update() and delete() the service's statements build on.
+    __table__: ClassVar[sa.Table]
+
+
+class OrderFields(Protocol):
+    """What ``Order.as_json`` reads: an Order, or goshop_orders.orders.PlacedOrder."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def user_id(self) -> uuid.UUID: ...
+    @property
+    def amount_cents(self) -> int: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def created_at(self) -> dt.datetime: ...
+    @property
+    def updated_at(self) -> dt.datetime: ...
 
 
 class Order(Base):
@@ -52,7 +77,7 @@ class Order(Base):
         sa.Index("ix_orders_new_by_age", "created_at", postgresql_where=sa.text("status = 'new'")),
     )
 
-    def as_json(self) -> dict:
+    def as_json(self: OrderFields) -> dict:
         """The order as the API shows it (goshop_domain.orders.order_body)."""
         return {
             "id": str(self.id),

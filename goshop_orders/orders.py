@@ -127,6 +127,8 @@ class Orders:
             key = uuid.UUID(order_id)
         except ValueError:
             return None
+        if not isinstance(self.db, DbSession):
+            raise TypeError("get_for_user reads an ORM Order: it needs a Session, not a Connection")
         order = self.db.get(Order, key)
         if order is None or order.user_id != user_id:
             return None

@@ -44,7 +44,8 @@ class Accounts:
         verification either way, so a miss does not reveal whether the email
         has an account."""
         user = self.db.scalar(sa.select(User).where(User.email == email))
-        if not self.passwords.verify(user.password_hash if user else None, password):
+        # verify first, whatever user is: its cost is the point.
+        if not self.passwords.verify(user.password_hash if user else None, password) or user is None:
             return None
         # Only now is the password known: a hash made with older parameters
         # is upgraded as the user logs in.

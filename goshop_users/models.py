@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID
@@ -19,6 +20,9 @@ class Base(DeclarativeBase):
     # Every table in the service's own schema, its constraints named as the
     # migrations name them.
     metadata = sa.MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
+    # Every model maps one Table (DeclarativeBase types it as any FromClause),
+    # whose insert(), update() and delete() the service's statements build on.
+    __table__: ClassVar[sa.Table]
 
 
 class User(Base):

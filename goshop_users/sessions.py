@@ -160,8 +160,11 @@ class Sessions:
             jti = uuid.UUID(claims["jti"])
         except ValueError:
             raise RefreshRejected("malformed token id") from None
-        # For the access token's email claim.
+        # For the access token's email claim. The locked session holds its
+        # user (the foreign key cascades), so the user is there.
         user = self.db.get(User, session.user_id)
+        if user is None:
+            raise RefreshRejected("session is not active")
         if jti == session.current_jti:
             session.previous_jti = jti
             session.current_jti = uuid.uuid4()

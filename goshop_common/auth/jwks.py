@@ -31,7 +31,7 @@ import time
 import urllib.error
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -41,6 +41,9 @@ from goshop_common import outgoing
 from goshop_common.auth.thumbprint import thumbprint
 from goshop_common.auth.tokens import TokenVerifier
 from goshop_common.settings import SettingsError, TokenVerifierSettings
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
 
 log = logging.getLogger("goshop.jwks")
 
@@ -194,7 +197,7 @@ class JwksKeyStore:
         try:
             new_keys = self._client.keys_by_kid()
         except Exception as exc:  # any failure keeps the keys we have
-            fields = {"url": self.url, "error": type(exc).__name__}
+            fields: dict[str, object] = {"url": self.url, "error": type(exc).__name__}
             if isinstance(exc, urllib.error.HTTPError):
                 fields["status"] = exc.code
             log.warning("jwks fetch failed: %s from %s", fields["error"], self.url, extra=fields)
@@ -232,6 +235,6 @@ def verifier_from_settings(settings: TokenVerifierSettings) -> TokenVerifier:
     return TokenVerifier(algorithm, issuer, JwksKeyStore(settings.jwks_url, algorithm))
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     """``request.registry.token_verifier`` for services that verify users' tokens."""
     config.registry.token_verifier = verifier_from_settings(config.registry.goshop_settings)

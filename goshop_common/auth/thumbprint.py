@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes
 _THUMBPRINT_MEMBERS = {"OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}
 
 
-def public_jwk(public_key: Any, algorithm: str) -> dict:
+def public_jwk(public_key: Any, algorithm: str) -> dict[str, Any]:
     """``public_key`` as a JWK (RFC 7517) for ``algorithm``: no ``kid``, ``alg`` or ``use``."""
     return jwt.get_algorithm_by_name(algorithm).to_jwk(public_key, as_dict=True)
 

@@ -12,12 +12,15 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jwt
 
 from goshop_common.web.errors import ApiError
 from goshop_common.web.requestlog import USER_ID_ENVIRON_KEY
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
 
 ACCESS = "access"
 REFRESH = "refresh"
@@ -61,10 +64,12 @@ class _VerifiedTokens:
         self.size = size
         self.seconds = seconds
         self.clock = clock
-        self._entries: collections.OrderedDict[tuple[str, str], tuple[float, dict]] = collections.OrderedDict()
+        self._entries: collections.OrderedDict[tuple[str, str], tuple[float, dict[str, Any]]] = (
+            collections.OrderedDict()
+        )
         self._lock = threading.Lock()
 
-    def get(self, token: str, expected_type: str) -> dict | None:
+    def get(self, token: str, expected_type: str) -> dict[str, Any] | None:
         key = (token, expected_type)
         with self._lock:
             entry = self._entries.get(key)
@@ -77,7 +82,7 @@ class _VerifiedTokens:
             self._entries.move_to_end(key)
         return dict(claims)
 
-    def put(self, token: str, expected_type: str, claims: dict) -> None:
+    def put(self, token: str, expected_type: str, claims: dict[str, Any]) -> None:
         now = self.clock()
         until = min(float(claims["exp"]), now + self.seconds)
         if until <= now:
@@ -114,7 +119,7 @@ class TokenVerifier:
         self.keys = keys
         self._verified = _VerifiedTokens(cache_size, cache_seconds, clock) if cache_size > 0 else None
 
-    def verify(self, token: str, expected_type: str) -> dict:
+    def verify(self, token: str, expected_type: str) -> dict[str, Any]:
         if self._verified is not None:
             claims = self._verified.get(token, expected_type)
             if claims is not None:
@@ -124,7 +129,7 @@ class TokenVerifier:
             self._verified.put(token, expected_type, claims)
         return claims
 
-    def _verify(self, token: str, expected_type: str) -> dict:
+    def _verify(self, token: str, expected_type: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -147,7 +152,7 @@ class TokenVerifier:
             raise InvalidToken("wrong token type")
         return claims
 
-    def _decode(self, token: str, key: Any, verify_exp: bool) -> dict:
+    def _decode(self, token: str, key: Any, verify_exp: bool) -> dict[str, Any]:
         try:
             return jwt.decode(
                 token,
@@ -187,11 +192,11 @@ def challenge(error: str | None = None, description: str | None = None, realm: s
     return "Bearer " + ", ".join(parts) if parts else "Bearer"
 
 
-def bearer_token(request) -> str:
+def bearer_token(request: Request) -> str:
     """The token from ``Authorization: Bearer <token>``; 401 ``unauthorized`` when
     absent or sent under another scheme (RFC 6750 3.1 counts both as no
     authentication information: a bare challenge)."""
-    header = request.headers.get("Authorization", "")
+    header: str = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
@@ -208,7 +213,7 @@ def invalid_token(description: str = INVALID) -> ApiError:
     return ApiError(401, "invalid token", headers={"WWW-Authenticate": challenge("invalid_token", description)})
 
 
-def authenticated_claims(request, verifier: TokenVerifier) -> dict:
+def authenticated_claims(request: Request, verifier: TokenVerifier) -> dict[str, Any]:
     """The verified access-token claims of the request, or a 401 in the seed's words."""
     token = bearer_token(request)
     try:
@@ -224,15 +229,15 @@ def authenticated_claims(request, verifier: TokenVerifier) -> dict:
 CLAIMS_ENVIRON_KEY = "goshop.claims"
 
 
-def require_access_token(request, **_kwargs) -> None:
+def require_access_token(request: Request, **_kwargs: Any) -> None:
     """A Cornice validator, listed first: an anonymous caller gets its 401
     before any body rule is checked (and learns nothing about them)."""
     request.environ[CLAIMS_ENVIRON_KEY] = authenticated_claims(request, request.registry.token_verifier)
 
 
-def request_claims(request) -> dict:
+def request_claims(request: Request) -> dict[str, Any]:
     """The claims ``require_access_token`` verified, or verify them now."""
-    claims = request.environ.get(CLAIMS_ENVIRON_KEY)
+    claims: dict[str, Any] | None = request.environ.get(CLAIMS_ENVIRON_KEY)
     if claims is None:
         claims = authenticated_claims(request, request.registry.token_verifier)
         request.environ[CLAIMS_ENVIRON_KEY] = claims

@@ -22,11 +22,11 @@ class Listener:
         self.url = make_url(database_url)
         self.channel = channel
         self.application_name = application_name
-        self.connection = None
+        self.connection: psycopg2.extensions.connection | None = None
 
-    def _connect(self) -> None:
+    def _connect(self) -> psycopg2.extensions.connection:
         url = self.url
-        self.connection = psycopg2.connect(
+        self.connection = connection = psycopg2.connect(
             host=url.host,
             port=url.port,
             user=url.username,
@@ -35,22 +35,24 @@ class Listener:
             connect_timeout=3,
             application_name=self.application_name,
         )
-        self.connection.autocommit = True
-        with self.connection.cursor() as cursor:
+        connection.autocommit = True
+        with connection.cursor() as cursor:
             cursor.execute(f"LISTEN {self.channel}")
+        return connection
 
     def wait(self, timeout: float) -> frozenset[str]:
         """Sleep up to ``timeout`` seconds; the payloads of the notifications
         that came meanwhile, empty if none did (or the connection is down:
         then it sleeps at most a second, and the caller looks for itself)."""
         try:
-            if self.connection is None or self.connection.closed:
-                self._connect()
-            if not self.connection.notifies and select.select([self.connection], [], [], timeout) == ([], [], []):
+            connection = self.connection
+            if connection is None or connection.closed:
+                connection = self._connect()
+            if not connection.notifies and select.select([connection], [], [], timeout) == ([], [], []):
                 return frozenset()
-            self.connection.poll()
-            payloads = frozenset(notify.payload for notify in self.connection.notifies)
-            self.connection.notifies.clear()
+            connection.poll()
+            payloads = frozenset(notify.payload for notify in connection.notifies)
+            connection.notifies.clear()
             return payloads
         except (psycopg2.Error, OSError) as exc:
             log.warning(

@@ -27,13 +27,14 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+from alembic.runtime.migration import MigrationContext, MigrationInfo
+from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
 
 from goshop_common import shop_env
@@ -126,7 +127,7 @@ def applied_revisions(config: Config) -> set[str]:
     return applied
 
 
-def status(config: Config, out=None) -> list[tuple[str, str]]:
+def status(config: Config, out: TextIO | None = None) -> list[tuple[str, str]]:
     """Print every revision, oldest first, as Applied or Pending."""
     out = out or sys.stdout
     scripts = ScriptDirectory.from_config(config)
@@ -176,6 +177,8 @@ def create(config: Config, name: str, kind: str = "py", now: dt.datetime | None 
             script = command.revision(config, message=name, rev_id=rev)
         finally:
             config.attributes.pop(NO_DATABASE, None)
+        if not isinstance(script, Script):  # one head, no autogenerate: always one Script
+            raise MigrateError(f"alembic wrote no single revision for {name!r}")
         return Path(script.path)
     if kind != "sql":
         raise MigrateError(f"unknown migration type {kind!r}: use sql or leave it out")
@@ -205,18 +208,18 @@ class StepReport:
     """What a migrating command prints: a line per step as Alembic finishes
     it (goshop_common.db.migrations.ON_STEP), then ``finish``'s line."""
 
-    def __init__(self, out=None):
+    def __init__(self, out: TextIO | None = None) -> None:
         self.out = out or sys.stdout
         self.applied = self.reverted = 0
         self.started = time.perf_counter()
 
-    def __call__(self, step, seconds: float) -> None:
+    def __call__(self, step: MigrationInfo, seconds: float) -> None:
         if step.is_upgrade:
             self.applied += 1
         else:
             self.reverted += 1
         revision = step.up_revision
-        name = Path(revision.path).name if revision is not None and revision.path else step.up_revision_id
+        name = Path(revision.path).name if isinstance(revision, Script) and revision.path else step.up_revision_id
         verb = "applied " if step.is_upgrade else "reverted"
         # Flushed: a caller reading a pipe (make run) sees each step as it ends.
         print(f"{verb} {name} ({seconds * 1000:.1f} ms)", file=self.out, flush=True)

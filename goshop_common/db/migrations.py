@@ -19,7 +19,9 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from alembic import context
@@ -28,20 +30,31 @@ from alembic.util import CommandError
 from goshop_common.db.roles import MIGRATION
 from goshop_common.db.session import sqlalchemy_url
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.operations.ops import MigrationScript
+    from alembic.runtime.migration import MigrationContext, MigrationInfo
+    from alembic.script import ScriptDirectory
+
+    from goshop_common.db.alembic_op import Op
+
 # Fail fast rather than queue behind a long transaction holding a lock that a
 # DDL statement needs: a stuck migration blocks every query behind it.
 LOCK_TIMEOUT = "5s"
 STATEMENT_TIMEOUT = "120s"
 
 
-def database_url(config) -> str:
+def database_url(config: Config) -> str:
     """The URL to migrate, in the order the module docstring gives, with the
     psycopg2 driver named."""
-    return sqlalchemy_url(
+    url = (
         config.attributes.get("database_url")
         or os.environ.get("GOSHOP_DATABASE_URL")
         or config.get_main_option("sqlalchemy.url")
     )
+    if not url:
+        raise CommandError("no database to migrate: set GOSHOP_DATABASE_URL (or the ini's sqlalchemy.url)")
+    return sqlalchemy_url(url)
 
 
 log = logging.getLogger(__name__)
@@ -58,7 +71,7 @@ REVISION_ID = re.compile(r"\d{14}")
 _REVISION_FORMAT = "%Y%m%d%H%M%S"
 
 
-def _existing_revision_ids(script) -> set[str]:
+def _existing_revision_ids(script: ScriptDirectory) -> set[str]:
     """Every revision id in the history, and every id a file in a versions
     directory is named after (a goose ``.sql`` file included)."""
     ids = {rev.revision for rev in script.walk_revisions(base="base", head="heads")}
@@ -66,10 +79,14 @@ def _existing_revision_ids(script) -> set[str]:
     return ids
 
 
-def timestamp_revision_ids(migration_context, revision, directives) -> None:
+def timestamp_revision_ids(
+    migration_context: MigrationContext, revision: object, directives: list[MigrationScript]
+) -> None:
     """``process_revision_directives``: a new revision is named after the
     current UTC second, as ``migrate create`` names it. An id that is already
     a timestamp (``--rev-id``, ``migrate create``) is kept, unless it is taken."""
+    if migration_context.script is None:  # Alembic's revision commands always set it
+        raise CommandError("no script directory to name the revision in")
     taken = _existing_revision_ids(migration_context.script)
     for script in directives:
         rev_id = script.rev_id
@@ -79,14 +96,14 @@ def timestamp_revision_ids(migration_context, revision, directives) -> None:
         else:
             stamp = dt.datetime.now(dt.UTC).replace(microsecond=0)
             # Ids are seconds: a second revision in the same second takes the next free one.
-            while (rev_id := stamp.strftime(_REVISION_FORMAT)) in taken:
+            while (new_id := stamp.strftime(_REVISION_FORMAT)) in taken:
                 stamp += dt.timedelta(seconds=1)
-            log.info("revision id %s (UTC timestamp) instead of %s", rev_id, script.rev_id)
-            script.rev_id = rev_id
+            log.info("revision id %s (UTC timestamp) instead of %s", new_id, script.rev_id)
+            script.rev_id = rev_id = new_id
         taken.add(rev_id)
 
 
-def _needs_no_database(config) -> bool:
+def _needs_no_database(config: Config) -> bool:
     """A plain ``revision`` or a ``merge`` only writes a file."""
     if config.attributes.get(NO_DATABASE):
         return True
@@ -99,13 +116,13 @@ def _needs_no_database(config) -> bool:
     return name == "merge"
 
 
-def _timed(report):
+def _timed(report: Callable[[MigrationInfo, float], object]) -> Callable[..., None]:
     """An ``on_version_apply`` callback that hands ``report`` each step and the
     time since the previous one (or since the callback was made, just before
     the first): Alembic calls it after each step, in the step's transaction."""
     last = time.perf_counter()
 
-    def on_version_apply(ctx, step, heads, run_args) -> None:
+    def on_version_apply(ctx: MigrationContext, step: MigrationInfo, heads: object, run_args: object) -> None:
         nonlocal last
         now = time.perf_counter()
         report(step, now - last)
@@ -119,7 +136,7 @@ def run_migrations(metadata: sa.MetaData, schema: str) -> None:
     ``metadata`` holds, keeping the version table in that schema."""
     config = context.config
     # What every mode but plain offline SQL configures alike.
-    common = {
+    common: dict[str, Any] = {
         "target_metadata": metadata,
         "version_table_schema": schema,
         # The models live in the service's schema, not public: autogenerate
@@ -168,7 +185,7 @@ def run_migrations(metadata: sa.MetaData, schema: str) -> None:
     engine.dispose()
 
 
-def create_index_concurrently(op, name: str, schema: str, definition: str) -> None:
+def create_index_concurrently(op: Op, name: str, schema: str, definition: str) -> None:
     """``CREATE INDEX CONCURRENTLY`` ``schema.name`` ``ON schema.<definition>``,
     for an index on a table that may already be large: writes go on while it
     is built (a plain CREATE INDEX blocks them for as long as the build takes).

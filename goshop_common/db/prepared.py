@@ -24,8 +24,13 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 # Where a connection keeps the names it has prepared (Connection.info lives
@@ -37,13 +42,17 @@ class _Compiled:
     """One statement for one dialect: PREPARE's text, EXECUTE's, and how
     each value is bound."""
 
-    def __init__(self, statement: sa.Executable, dialect):
+    def __init__(self, statement: sa.Executable, dialect: sa.Dialect):
+        if not isinstance(statement, ClauseElement):
+            raise TypeError(f"not a statement SQLAlchemy compiles: {statement!r}")
         compiled = statement.compile(dialect=dialect)
+        if not isinstance(compiled, SQLCompiler):  # a DDL statement's DDLCompiler has no binds
+            raise TypeError(f"not a statement with bound values: {statement!r}")
         if any(bind.expanding for bind in compiled.binds.values()):
             raise ValueError("an expanding IN cannot be prepared: bind an array (= ANY(:values)) instead")
         order: list[str] = []
 
-        def number(match) -> str:
+        def number(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in order:
                 order.append(name)
@@ -64,14 +73,14 @@ class _Compiled:
         self.execute = f"EXECUTE {self.name} ({arguments})"
         self.compiled = compiled
         self.order = order
-        processors = {}
+        processors: dict[str, Callable[[Any], Any]] = {}
         for name in order:
             processor = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 processors[name] = processor
         self.processors = processors
 
-    def values(self, params: dict) -> dict:
+    def values(self, params: Mapping[str, Any]) -> dict[str, Any]:
         # construct_params adds the statement's own values (a literal 'new'
         # in a WHERE is a bound parameter too).
         values = self.compiled.construct_params(params)
@@ -84,7 +93,7 @@ _compiled: dict[tuple[int, str], tuple[sa.Executable, _Compiled]] = {}
 _lock = threading.Lock()
 
 
-def _compile(statement: sa.Executable, dialect) -> _Compiled:
+def _compile(statement: sa.Executable, dialect: sa.Dialect) -> _Compiled:
     key = (id(statement), dialect.name)
     entry = _compiled.get(key)
     if entry is None:
@@ -96,7 +105,7 @@ def _compile(statement: sa.Executable, dialect) -> _Compiled:
     return entry[1]
 
 
-def execute(connection, statement: sa.Executable, params: dict) -> sa.CursorResult:
+def execute(connection: sa.Connection | Session, statement: sa.Executable, params: Mapping[str, Any]) -> sa.Result[Any]:
     """``connection.execute(statement, params)``, prepared on ``connection``
     the first time. ``statement`` is built once (a module's constant): each
     distinct object is a statement of its own. A Session (a test's, or an
@@ -122,5 +131,6 @@ def statement_of(sql: str) -> str | None:
         name = sql.split(" ", 2)[1]
         for _statement, compiled in list(_compiled.values()):
             if compiled.name == name:
-                return compiled.compiled.string
+                text: str = compiled.compiled.string
+                return text
     return sql

@@ -95,7 +95,7 @@ class Rule:
         each batch: docs/adr/0005), where the array makes it fetch the chosen
         rows by their address (a TID scan). The addresses
         cannot move in between: the rows are locked by the same statement."""
-        ctid = sa.literal_column("ctid")
+        ctid: sa.ColumnClause[object] = sa.literal_column("ctid")
         chosen = (
             sa.select(ctid)
             .select_from(self.table)

@@ -54,5 +54,5 @@ def read_history(ini_path: Path) -> History:
         known.add(str(found["revision"]))
         down = found.get("down_revision")
         # None (the first), one id, or a tuple of them (a merge).
-        parents.update(down if isinstance(down, tuple | list) else [down] if down else [])
+        parents.update(str(d) for d in (down if isinstance(down, tuple | list) else [down] if down else []))
     return History(parser.get("alembic", "goshop.schema"), frozenset(known - parents), frozenset(known))

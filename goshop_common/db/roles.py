@@ -31,12 +31,16 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from typing import TYPE_CHECKING, Any
 
 import psycopg2
 import sqlalchemy as sa
 from psycopg2 import sql
 
 from goshop_common import settings as s
+
+if TYPE_CHECKING:
+    from goshop_common.db.alembic_op import Op
 
 MIGRATION = "goshop_migrate"
 USERS = "goshop_users"
@@ -76,7 +80,7 @@ PASSWORD_SETTINGS = {
 _READ_WRITE = "SELECT, INSERT, UPDATE, DELETE"
 
 
-def _role_password(role: str):
+def _role_password(role: str) -> Any:
     """A database role's password: only the roles bootstrap reads it."""
     env = f"GOSHOP_DB_{role}_PASSWORD"
     return s.setting(
@@ -127,7 +131,7 @@ def bootstrap(admin_url: str, passwords: dict[str, str]) -> None:
                     (passwords[role],),
                 )
             cursor.execute("SELECT current_database()")
-            database = sql.Identifier(cursor.fetchone()[0])
+            database = sql.Identifier(_one_row(cursor)[0])
             # CREATE: the migrations make their service's schema.
             cursor.execute(sql.SQL("GRANT CONNECT, CREATE ON DATABASE {} TO {}").format(database, _role(MIGRATION)))
             runtime = sql.SQL(", ").join(map(_role, RUNTIME))
@@ -163,7 +167,15 @@ _FOREIGN_OWNED = """
 """
 
 
-def _adopt_service_schemas(cursor) -> None:
+def _one_row(cursor: psycopg2.extensions.cursor) -> tuple[Any, ...]:
+    """The row of a query that always answers one."""
+    row = cursor.fetchone()
+    if row is None:
+        raise psycopg2.ProgrammingError("no row where one was certain")
+    return row
+
+
+def _adopt_service_schemas(cursor: psycopg2.extensions.cursor) -> None:
     """Hand the migration role what an older release's migrations made as
     whoever they connected as: its later revisions must alter it."""
     cursor.execute(_FOREIGN_OWNED, {"migration": MIGRATION})
@@ -204,7 +216,7 @@ def main() -> int:
 # ``op`` is Alembic's; names are the revision's own constants, never input.
 
 
-def grant_own_schema(op, schema: str, role: str) -> None:
+def grant_own_schema(op: Op, schema: str, role: str) -> None:
     """``role`` reads and writes every table of ``schema``, those later
     revisions create included, but only reads its Alembic version table:
     the service's /ready compares it with the code's head."""
@@ -214,20 +226,20 @@ def grant_own_schema(op, schema: str, role: str) -> None:
     op.execute(f"REVOKE INSERT, UPDATE, DELETE ON {schema}.alembic_version FROM {role}")
 
 
-def grant_read(op, role: str, *tables: str) -> None:
+def grant_read(op: Op, role: str, *tables: str) -> None:
     """``role`` may ``SELECT`` ``tables`` (``schema.table``), nothing more."""
     for table in tables:
         op.execute(f"GRANT USAGE ON SCHEMA {table.split('.')[0]} TO {role}")
         op.execute(f"GRANT SELECT ON {table} TO {role}")
 
 
-def grant_relay(op, table: str) -> None:
+def grant_relay(op: Op, table: str) -> None:
     """The outboxer claims rows of the outbox ``table`` and marks them."""
     op.execute(f"GRANT USAGE ON SCHEMA {table.split('.')[0]} TO {OUTBOXER}")
     op.execute(f"GRANT SELECT, UPDATE ON {table} TO {OUTBOXER}")
 
 
-def grant_retention(op, table: str, lock_column: str) -> None:
+def grant_retention(op: Op, table: str, lock_column: str) -> None:
     """The maintenance worker deletes expired rows of ``table``
     (goshop_common.db.retention). Its batch picks them with ``FOR UPDATE
     SKIP LOCKED``, for which PostgreSQL wants UPDATE on one column: it gets
@@ -237,7 +249,7 @@ def grant_retention(op, table: str, lock_column: str) -> None:
     op.execute(f"GRANT SELECT, DELETE, UPDATE ({lock_column}) ON {table} TO {MAINTENANCE}")
 
 
-def revoke_all(op, schema: str) -> None:
+def revoke_all(op: Op, schema: str) -> None:
     """Undo every grant above on ``schema``: a downgrade's."""
     roles = ", ".join(RUNTIME)
     op.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} REVOKE ALL ON TABLES FROM {roles}")
@@ -256,15 +268,15 @@ _PRIVILEGES = """
 """
 
 
-def refuse_privileged_role(dbapi_connection) -> None:
+def refuse_privileged_role(dbapi_connection: psycopg2.extensions.connection) -> None:
     """Raise PrivilegedRoleError if the connection's role is a superuser
     or owns a schema or a table: such a role can do anything to them, which
     no process needs at run time."""
     with dbapi_connection.cursor() as cursor:
         cursor.execute("SELECT current_user")
-        role = cursor.fetchone()[0]
+        role = _one_row(cursor)[0]
         cursor.execute(_PRIVILEGES)
-        superuser, owner = cursor.fetchone()
+        superuser, owner = _one_row(cursor)
     # Not left open: the pool would otherwise reset it with a rollback anyway.
     dbapi_connection.rollback()
     if superuser or owner:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
@@ -32,6 +33,13 @@ from zope.sqlalchemy.datamanager import STATUS_CHANGED, join_transaction
 from goshop_common.db import roles
 from goshop_common.observability import tracing
 from goshop_common.settings import DatabaseSettings
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+    from pyramid.request import Request
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.orm import Session
+    from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 # Stable constraint names, so migrations can name what they drop.
 NAMING_CONVENTION = {
@@ -57,7 +65,9 @@ def sqlalchemy_url(url: str) -> str:
     return url
 
 
-def make_engine(settings: DatabaseSettings, server_settings: dict[str, str] | None = None, **overrides) -> sa.Engine:
+def make_engine(
+    settings: DatabaseSettings, server_settings: dict[str, str] | None = None, **overrides: Any
+) -> sa.Engine:
     """The process's engine; ``overrides`` replace any option (the workers
     ask for a smaller pool). ``server_settings`` are PostgreSQL settings for
     every connection of the engine, on top of the statement timeout (the
@@ -139,12 +149,14 @@ def _ping_connections_that_sat_idle(engine: sa.Engine) -> None:
     any other request made while the database is down."""
 
     @sa.event.listens_for(engine, "checkin")
-    def _checked_in(dbapi_connection, record) -> None:
+    def _checked_in(dbapi_connection: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
         if dbapi_connection is not None:
             record.info["idle_since"] = time.monotonic()
 
     @sa.event.listens_for(engine, "checkout")
-    def _checked_out(dbapi_connection, record, proxy) -> None:
+    def _checked_out(
+        dbapi_connection: DBAPIConnection, record: ConnectionPoolEntry, proxy: PoolProxiedConnection
+    ) -> None:
         # record.info is dropped with its DBAPI connection: a new one has no mark.
         since = record.info.pop("idle_since", None)
         if since is None or time.monotonic() - since <= PING_AFTER_IDLE_SECONDS:
@@ -155,8 +167,8 @@ def _ping_connections_that_sat_idle(engine: sa.Engine) -> None:
             raise sa.exc.DisconnectionError("pooled connection is dead") from exc
 
 
-def _dbsession(request):
-    session = request.environ.get(SESSION_ENVIRON_KEY)
+def _dbsession(request: Request) -> Session:
+    session: Session | None = request.environ.get(SESSION_ENVIRON_KEY)
     # A test's own session is neither joined nor closed here: the test owns it.
     if session is None:
         session = request.registry.dbsession_factory()
@@ -172,14 +184,15 @@ def _dbsession(request):
     return session
 
 
-def request_bind(request) -> sa.Engine | sa.Connection:
+def request_bind(request: Request) -> sa.Engine | sa.Connection:
     """Where work outside the request's session runs: the app's engine or,
     when a test handed its own session in, that session's connection (whose
     outer transaction the test rolls back)."""
     injected = request.environ.get(SESSION_ENVIRON_KEY)
     if injected is not None and isinstance(injected.bind, sa.Connection):
         return injected.bind
-    return request.registry.dbengine
+    engine: sa.Engine = request.registry.dbengine
+    return engine
 
 
 @contextlib.contextmanager
@@ -201,12 +214,12 @@ def own_transaction(bind: sa.Engine | sa.Connection) -> Iterator[sa.Connection]:
 NO_TRANSACTION_PATHS = frozenset({"/live"})
 
 
-def needs_transaction(request) -> bool:
+def needs_transaction(request: Request) -> bool:
     """pyramid_tm's ``tm.activate_hook``: every request but NO_TRANSACTION_PATHS."""
     return request.environ.get("PATH_INFO") not in NO_TRANSACTION_PATHS
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     settings: DatabaseSettings = config.registry.goshop_settings
     engine = make_engine(settings)
     config.registry.dbengine = engine

@@ -22,14 +22,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from kafka.errors import KafkaError
@@ -56,6 +58,15 @@ from goshop_common.observability import tracing
 from goshop_common.observability.metrics import CONSUMER_EVENTS, CONSUMER_LAG, CONSUMER_OUTCOMES, EVENTS_PARKED
 from goshop_common.settings import ConsumerSettings, load_settings
 from goshop_common.web.health import ping_database
+
+if TYPE_CHECKING:
+    from kafka import KafkaConsumer
+    from kafka.consumer.fetcher import ConsumerRecord
+    from kafka.structs import TopicPartition
+    from opentelemetry.trace import SpanContext
+
+    # What logging takes as exc_info: a failure's type, value and traceback.
+    ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 
 log = logging.getLogger("goshop.consumer")
 
@@ -94,23 +105,24 @@ class Event:
     """A consumed event: its envelope, its body as sent, and — for a type the
     contract knows — its ``fields`` as read by the contract (UUIDs as
     ``uuid.UUID``). A type the contract does not know never gets this far:
-    it is parked (``fields`` stays optional for handlers written before)."""
+    it is parked. ``fields`` is always set by ``parse``; its default (empty)
+    spares a handler's test events that do not need it."""
 
     event_id: uuid.UUID
     type: str
-    body: dict
+    body: dict[str, Any]
     topic: str
     partition: int
     offset: int
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
-    fields: dict | None = None
+    fields: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def request_id(self) -> str | None:
         return self.headers.get(events.REQUEST_ID_HEADER)
 
 
-def rebalancing(consumer) -> bool:
+def rebalancing(consumer: KafkaConsumer) -> bool:
     """True while ``consumer`` is not a settled member of its group (joining,
     syncing, or fallen out of it), by kafka-python's own MemberState.
 
@@ -123,10 +135,11 @@ def rebalancing(consumer) -> bool:
     consumer that polls briefly and then waits elsewhere almost never sees
     its join land, and rejoins for good. Polling back to back while this is
     True keeps a poll waiting for nearly all of the join."""
-    return consumer.group_metadata().state != MemberState.STABLE
+    state = consumer.group_metadata().state
+    return bool(state != MemberState.STABLE)
 
 
-def parse(record) -> Event:
+def parse(record: ConsumerRecord) -> Event:
     """The event in a Kafka record, checked against the contract; PoisonEvent
     if it breaks it (so no handler ever sees a malformed event), or if its
     type is not one the contract knows: a newer producer's, parked until
@@ -187,7 +200,7 @@ class ConsumerStats:
     parked: int = 0
     retries: int = 0
     topics: tuple[str, ...] = ()
-    _series: dict = dataclasses.field(init=False, repr=False, compare=False)
+    _series: dict[str, Any] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Every outcome's series exists from the start, at 0, so a rate over
@@ -215,13 +228,13 @@ class EventConsumer:
         self,
         name: str,
         engine: sa.Engine,
-        consumer,
+        consumer: KafkaConsumer,
         inbox: sa.Table,
         handler: Handler,
         doorbell: Listener | None = None,
         *,
         dead_letters: DeadLetters,
-    ):
+    ) -> None:
         self.name = name
         self.engine = engine
         self.consumer = consumer
@@ -310,6 +323,8 @@ class EventConsumer:
         """Until the outboxer says it published to one of our topics (True), a
         stop, or DOORBELL_IDLE_SECONDS: a record some other producer wrote, or
         a ring missed while the database was away, is fetched then."""
+        if self.doorbell is None:  # run() waits for a ring only with a doorbell
+            return False
         topics = self.consumer.subscription() or set()
         deadline = time.monotonic() + DOORBELL_IDLE_SECONDS
         while not self._stop.is_set():
@@ -368,12 +383,12 @@ class EventConsumer:
         self._lagging = observed
         return total
 
-    def _forget_lag(self, partitions) -> None:
+    def _forget_lag(self, partitions: Iterable[tuple[str, str]]) -> None:
         for topic, partition in partitions:
             with contextlib.suppress(KeyError):
                 CONSUMER_LAG.remove(self.name, topic, partition)
 
-    def _process(self, partition, records) -> bool:
+    def _process(self, partition: TopicPartition, records: list[ConsumerRecord]) -> bool:
         """Apply one partition's batch in one transaction, then commit its
         offset; False when the batch is to be tried again.
 
@@ -413,7 +428,8 @@ class EventConsumer:
         if poison:
             try:
                 self.dead_letters.park(
-                    [(o.record, o.reason, o.error) for o in poison], traces=[o.trace_context for o in poison]
+                    [(o.record, o.reason or "", o.error or "") for o in poison],
+                    traces=[o.trace_context for o in poison],
                 )
             except KafkaError as exc:
                 # Not parked, so not passed: nothing is lost by trying again.
@@ -432,7 +448,8 @@ class EventConsumer:
                 return False
             for outcome in poison:
                 self.stats.count("consumed")
-                self.stats.count_parked(outcome.record.topic, outcome.reason)
+                topic = outcome.record.topic if outcome.record is not None else ""  # _parked always sets it
+                self.stats.count_parked(topic, outcome.reason or "")
                 log.log(outcome.level, outcome.message, extra=outcome.fields, exc_info=outcome.exc_info)
         try:
             self.consumer.commit({partition: OffsetAndMetadata(records[-1].offset + 1, "", -1)})
@@ -442,7 +459,7 @@ class EventConsumer:
             log.warning("offset commit failed", extra={"consumer": self.name, "error": exc.__class__.__name__})
         return True
 
-    def _apply_batch(self, records, *, isolated: bool) -> list[Outcome]:
+    def _apply_batch(self, records: list[ConsumerRecord], *, isolated: bool) -> list[Outcome]:
         """The batch's outcomes, record by record, in one transaction: all its
         new events handed to the handler at once, or, ``isolated`` (or traced,
         each event in its span), each in a savepoint of its own, as a batch of
@@ -450,10 +467,10 @@ class EventConsumer:
         # Core, on one connection: handlers and the inbox only execute statements.
         with self.engine.begin() as db:
             if isolated or tracing.enabled():
-                return [self._traced(record, lambda record=record: self._apply_alone(db, record)) for record in records]
+                return [self._traced(record, functools.partial(self._apply_alone, db, record)) for record in records]
             return self._apply_together(db, records)
 
-    def _apply_together(self, db: sa.Connection, records) -> list[Outcome]:
+    def _apply_together(self, db: sa.Connection, records: list[ConsumerRecord]) -> list[Outcome]:
         """The inbox rows of every event in one statement, then the first
         deliveries to the handler; a handler failure is _HandlerFailed, for
         the batch to run again isolated."""
@@ -482,9 +499,9 @@ class EventConsumer:
             raise
         except Exception as exc:
             raise _HandlerFailed from exc
-        return outcomes
+        return [outcome for outcome in outcomes if outcome is not None]  # every slot is filled above
 
-    def _apply_alone(self, db: sa.Connection, record) -> Outcome:
+    def _apply_alone(self, db: sa.Connection, record: ConsumerRecord) -> Outcome:
         """One record, in a savepoint of the batch's transaction: a record
         that fails rolls back only its own work, never its neighbours', and
         is parked."""
@@ -521,7 +538,7 @@ class EventConsumer:
         savepoint.commit()
         return outcome
 
-    def _traced(self, record, apply: Callable[[], Outcome]) -> Outcome:
+    def _traced(self, record: ConsumerRecord, apply: Callable[[], Outcome]) -> Outcome:
         """``apply()``; when the process traces, in a ``process <topic>``
         span that continues the trace the record's headers carry (the
         outboxer's send), and the outcome's log line, written after the batch
@@ -553,7 +570,7 @@ class EventConsumer:
         outcome.fields.update(tracing.ids_of(span))
         return dataclasses.replace(outcome, trace_context=span.get_span_context())
 
-    def _screen(self, record) -> Outcome | tuple[Event, dict]:
+    def _screen(self, record: ConsumerRecord) -> Outcome | tuple[Event, dict[str, Any]]:
         """What a record is before any statement: another consumer's replay
         (passed over) or poison (parked), as an Outcome; otherwise its event
         and the fields of its log line."""
@@ -594,17 +611,24 @@ class Outcome:
     name: str
     level: int
     message: str
-    fields: dict
-    exc_info: tuple | None = None
+    fields: dict[str, Any]
+    exc_info: ExcInfo | None = None
     # A parked record: the record itself, its reason class and error text.
-    record: object = None
+    record: ConsumerRecord | None = None
     reason: str | None = None
     error: str | None = None
     # The record's ``process`` span, when traced: its parked copy is sent in it.
-    trace_context: object = None
+    trace_context: SpanContext | None = None
 
 
-def _parked(record, reason: str, error: str, message: str, fields: dict, exc_info=None) -> Outcome:
+def _parked(
+    record: ConsumerRecord,
+    reason: str,
+    error: str,
+    message: str,
+    fields: dict[str, Any],
+    exc_info: ExcInfo | None = None,
+) -> Outcome:
     fields = {**fields, "park_reason": reason, "dlq_topic": deadletters.dead_letter_topic(record.topic)}
     return Outcome("parked", logging.ERROR, message, fields, exc_info, record, reason, error)
 
@@ -614,7 +638,13 @@ class _HandlerFailed(Exception):
 
 
 def build_consumer(
-    settings: ConsumerSettings, name: str, group: str, topics: list[str], inbox: sa.Table, handler: Handler, **overrides
+    settings: ConsumerSettings,
+    name: str,
+    group: str,
+    topics: list[str],
+    inbox: sa.Table,
+    handler: Handler,
+    **overrides: Any,
 ) -> EventConsumer:
     """An EventConsumer with its own small connection pool, Kafka consumer,
     doorbell (see EventConsumer.run) and dead-letter producer."""

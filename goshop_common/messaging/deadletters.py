@@ -35,6 +35,7 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from kafka import TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
@@ -44,6 +45,11 @@ from goshop_common.messaging import envelope as events
 from goshop_common.messaging.kafka import make_producer, make_reader
 from goshop_common.observability import tracing
 from goshop_common.settings import BrokerSettings, load_settings
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
+    from kafka.consumer.fetcher import ConsumerRecord
+    from opentelemetry.trace import SpanContext
 
 SUFFIX = events.DEAD_LETTER_SUFFIX
 
@@ -103,12 +109,12 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def own_headers(headers) -> list[tuple[str, bytes]]:
+def own_headers(headers: Iterable[tuple[str, bytes]] | None) -> list[tuple[str, bytes]]:
     """A record's headers without the ``dlq-*`` ones a parking added."""
     return [(name, value) for name, value in headers or () if not name.startswith(HEADER_PREFIX)]
 
 
-def parked_headers(record, consumer: str, reason: str, error: str) -> list[tuple[str, bytes]]:
+def parked_headers(record: ConsumerRecord, consumer: str, reason: str, error: str) -> list[tuple[str, bytes]]:
     """The record's own headers, then the dead-letter ones (any ``dlq-*`` it
     already had, from an earlier parking, replaced)."""
     own = own_headers(record.headers)
@@ -128,12 +134,15 @@ class DeadLetters:
     """Parks records for one consumer, through a producer of its own
     (goshop_common.messaging.kafka's defaults: acks=all, bounded waits)."""
 
-    def __init__(self, consumer: str, producer):
+    def __init__(self, consumer: str, producer: KafkaProducer) -> None:
         self.consumer = consumer
         self.producer = producer
 
     def park(
-        self, parked: Sequence[tuple[object, str, str]], timeout: float = 10.0, traces: Sequence | None = None
+        self,
+        parked: Sequence[tuple[ConsumerRecord, str, str]],
+        timeout: float = 10.0,
+        traces: Sequence[SpanContext | None] | None = None,
     ) -> None:
         """Produce every ``(record, reason, error)`` to its dead-letter topic,
         in the record's partition, and wait until the broker has every one.
@@ -187,7 +196,7 @@ class ParkedEvent:
     replayed_at: list[str] = dataclasses.field(default_factory=list)
     # Replays that failed again: the identities of the records their
     # consumer parked (copies of one count once), and where those lie.
-    failed_replays: set[tuple] = dataclasses.field(default_factory=set)
+    failed_replays: set[tuple[str, str, int, int]] = dataclasses.field(default_factory=set)
     reparked_at: list[tuple[int, int]] = dataclasses.field(default_factory=list)
 
     @property
@@ -220,7 +229,7 @@ class ParkedEvent:
     def original_headers(self) -> list[tuple[str, bytes]]:
         return own_headers(self.headers)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "dlq_topic": self.dlq_topic,
             "dlq_partition": self.dlq_partition,
@@ -263,7 +272,7 @@ def _identify(value: bytes | None, headers: dict[str, str]) -> tuple[str | None,
     return event_id, event_type
 
 
-def _records(bootstrap: str, topics: Iterable[str], timeout: float) -> list:
+def _records(bootstrap: str, topics: Iterable[str], timeout: float) -> list[Any]:
     """Every record now on ``topics``, read without a consumer group (nothing
     is committed, no other reader is disturbed): each partition from its
     beginning up to its end. KafkaError when the broker does not answer
@@ -301,12 +310,14 @@ def _records(bootstrap: str, topics: Iterable[str], timeout: float) -> list:
         reader.close(autocommit=False)
 
 
-def read_parked(bootstrap: str, topics: Iterable[str] | None = None, timeout: float = READ_TIMEOUT_SECONDS):
+def read_parked(
+    bootstrap: str, topics: Iterable[str] | None = None, timeout: float = READ_TIMEOUT_SECONDS
+) -> list[ParkedEvent]:
     """Every parked event on the dead-letter ``topics`` (every one the broker
     has by default), oldest first, copies folded into one entry, replays marked and
     replays that failed again folded into the entry they replayed."""
     topics = list(dead_letter_topics(bootstrap) if topics is None else topics)
-    parked: dict[tuple, ParkedEvent] = {}
+    parked: dict[tuple[str, str, int, int], ParkedEvent] = {}
     # Offsets are a partition's: (topic, partition, offset) names a record.
     by_position: dict[tuple[str, int, int], ParkedEvent] = {}
     markers = []
@@ -345,7 +356,7 @@ def read_parked(bootstrap: str, topics: Iterable[str] | None = None, timeout: fl
         by_position[(record.topic, record.partition, record.offset)] = first
     for entry in reparked:
         # A replay names the record it was made from: "topic:partition:offset".
-        topic, _, position = entry.replay_of.partition(":")
+        topic, _, position = (entry.replay_of or "").partition(":")  # set: only these were kept
         partition, _, offset = position.partition(":")
         source = by_position.get((topic, _as_int(partition), _as_int(offset)))
         if source is not None:
@@ -393,14 +404,14 @@ class Replay:
     partition: int
     offset: int
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "parked": self.parked.as_json(),
             "replayed_to": {"topic": self.topic, "partition": self.partition, "offset": self.offset},
         }
 
 
-def replay(producer, entry: ParkedEvent, timeout: float = 10.0) -> Replay:
+def replay(producer: KafkaProducer, entry: ParkedEvent, timeout: float = 10.0) -> Replay:
     """Put ``entry`` back on its topic for its consumer, then record that.
 
     The copy is the original record (key, value, headers) addressed to the

@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Iterable
+from typing import Any
 
 import colander
 
@@ -49,14 +51,14 @@ class _Uuid(StrictString):
 
     _pattern = Pattern(UUID_REGEX, "must be a UUID")
 
-    def deserialize(self, node, cstruct):
+    def deserialize(self, node: colander.SchemaNode, cstruct: object) -> Any:
         value = super().deserialize(node, cstruct)
         if value is colander.null:
             return value
         self._pattern(node, value)
         return uuid.UUID(value)
 
-    def serialize(self, node, appstruct):
+    def serialize(self, node: colander.SchemaNode, appstruct: object) -> Any:
         if appstruct is colander.null or appstruct is None:
             return colander.null
         return str(appstruct)
@@ -65,7 +67,7 @@ class _Uuid(StrictString):
 class _Instant(StrictString):
     """An RFC 3339 UTC instant, as ``envelope`` writes it."""
 
-    def deserialize(self, node, cstruct):
+    def deserialize(self, node: colander.SchemaNode, cstruct: object) -> Any:
         value = super().deserialize(node, cstruct)
         if value is colander.null:
             return value
@@ -117,7 +119,7 @@ class EventType:
     fields: colander.SchemaNode
     description: str
 
-    def build(self, occurred_at: dt.datetime, event_id: uuid.UUID | None = None, **fields) -> dict:
+    def build(self, occurred_at: dt.datetime, event_id: uuid.UUID | None = None, **fields: Any) -> dict[str, Any]:
         """The event as JSON-ready data; ``InvalidEvent`` when ``fields`` break the contract.
 
         Fields are given as Python values (UUIDs, ints, str, None) and written
@@ -136,7 +138,7 @@ class EventType:
         _deserialize(self.fields, body, self.name)
         return body
 
-    def key(self, body: dict) -> str:
+    def key(self, body: dict[str, Any]) -> str:
         """The Kafka key: the order the event is about."""
         return str(body["order_id"])
 
@@ -153,9 +155,10 @@ def register(*event_types: EventType) -> None:
             raise ValueError(f"event type {event_type.name} is registered twice")
 
 
-def _deserialize(schema: colander.SchemaNode, body: dict, what: str) -> dict:
+def _deserialize(schema: colander.SchemaNode, body: dict[str, Any], what: str) -> dict[str, Any]:
     try:
-        return schema.deserialize(body)
+        read: dict[str, Any] = schema.deserialize(body)
+        return read
     except colander.Invalid as exc:
         problems = "; ".join(f"{field or what}: {message}" for field, message in sorted(exc.asdict().items()))
         raise InvalidEvent(problems) from None
@@ -171,7 +174,7 @@ class Envelope:
     occurred_at: dt.datetime
 
 
-def read_envelope(body) -> Envelope:
+def read_envelope(body: object) -> Envelope:
     """The envelope of a decoded event; ``InvalidEvent`` if it has none."""
     if not isinstance(body, dict):
         raise InvalidEvent("not a JSON object")
@@ -181,7 +184,7 @@ def read_envelope(body) -> Envelope:
     return Envelope(envelope["event_id"], envelope["event"], envelope["version"], envelope["occurred_at"])
 
 
-def read_fields(event_type: str, topic: str, body: dict) -> dict | None:
+def read_fields(event_type: str, topic: str, body: dict[str, Any]) -> dict[str, Any] | None:
     """The fields of a known event, read (UUIDs as ``uuid.UUID``); None for a
     type the contract does not know (a newer producer's: not ours to judge).
     ``InvalidEvent`` when a known event breaks its schema or came on the
@@ -194,7 +197,7 @@ def read_fields(event_type: str, topic: str, body: dict) -> dict | None:
     return _deserialize(contract.fields, body, event_type)
 
 
-def text_headers(headers) -> dict[str, str]:
+def text_headers(headers: Iterable[tuple[str, bytes]] | None) -> dict[str, str]:
     """Kafka headers (name, bytes) as text, by name; a value that is not
     UTF-8 is left out (not ours to read)."""
     decoded = {}

@@ -13,6 +13,9 @@ import contextlib
 import datetime as dt
 import functools
 import uuid
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import UUID, insert
@@ -21,6 +24,13 @@ from goshop_common.db import prepared
 from goshop_common.db.arrays import array_rows, array_values
 from goshop_common.db.retention import Rule
 from goshop_common.observability import tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+    from sqlalchemy.sql.dml import ReturningInsert
+
+    from goshop_common.db.alembic_op import Op
+    from goshop_common.messaging.consumer import Event
 
 
 def inbox_table(metadata: sa.MetaData) -> sa.Table:
@@ -40,7 +50,7 @@ def inbox_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-def create_inbox_v1(op, schema: str) -> None:
+def create_inbox_v1(op: Op, schema: str) -> None:
     """Migration step (frozen; see outbox.create_outbox_v1)."""
     op.execute(
         f"""
@@ -57,7 +67,7 @@ def create_inbox_v1(op, schema: str) -> None:
     )
 
 
-def create_inbox_retention_index_v1(op, schema: str) -> None:
+def create_inbox_retention_index_v1(op: Op, schema: str) -> None:
     """Migration step (frozen): the rows by arrival, how retention finds the old ones."""
     # Here, not at the top: alembic is for migrations, not every process that writes events.
     from goshop_common.db.migrations import create_index_concurrently
@@ -65,7 +75,7 @@ def create_inbox_retention_index_v1(op, schema: str) -> None:
     create_index_concurrently(op, "ix_inbox_received_at", schema, "inbox (received_at)")
 
 
-def drop_inbox_retention_index_v1(op, schema: str) -> None:
+def drop_inbox_retention_index_v1(op: Op, schema: str) -> None:
     op.execute(f"DROP INDEX IF EXISTS {schema}.ix_inbox_received_at")
 
 
@@ -83,14 +93,14 @@ def retention_rule(table: sa.Table, horizon: dt.timedelta) -> Rule:
     return Rule(table, horizon, lambda cutoff: received_at <= cutoff)
 
 
-def add_inbox_trace_context_v2(op, schema: str) -> None:
+def add_inbox_trace_context_v2(op: Op, schema: str) -> None:
     """Migration step (frozen): the ``traceparent`` of the consumer span that
     applied each event. Nullable, no default: no row is rewritten, and the
     previous release, which never writes it, keeps working."""
     op.execute(f"ALTER TABLE {schema}.inbox ADD COLUMN traceparent text")
 
 
-def drop_inbox_trace_context_v2(op, schema: str) -> None:
+def drop_inbox_trace_context_v2(op: Op, schema: str) -> None:
     op.execute(f"ALTER TABLE {schema}.inbox DROP COLUMN IF EXISTS traceparent")
 
 
@@ -98,7 +108,7 @@ _DELIVERED = ("event_id", "event_type", "topic", "partition", "offset", "tracepa
 
 
 @functools.cache
-def _record(table: sa.Table):
+def _record(table: sa.Table) -> ReturningInsert[tuple[uuid.UUID]]:
     # One statement for a whole batch, whatever its size (goshop_common.db.arrays).
     delivered = array_rows("delivered", {name: table.c[name].type for name in _DELIVERED}, "all_")
     return (
@@ -109,7 +119,7 @@ def _record(table: sa.Table):
     )
 
 
-def first_deliveries(db, table: sa.Table, events) -> set[uuid.UUID]:
+def first_deliveries(db: sa.Connection, table: sa.Table, events: Sequence[Event]) -> set[uuid.UUID]:
     """Record every event of a batch in one statement; the ids of those
     delivered for the first time. An id the batch carries twice is recorded
     once, and returned once: its first copy is the one to apply.
@@ -120,7 +130,7 @@ def first_deliveries(db, table: sa.Table, events) -> set[uuid.UUID]:
     if not events:
         return set()
     traceparent = None
-    span = contextlib.nullcontext()
+    span: AbstractContextManager[Span | None] = contextlib.nullcontext()
     if tracing.enabled():
         span = tracing.tracer().start_as_current_span(f"inbox {table.schema}.{table.name}")
     with span as current:

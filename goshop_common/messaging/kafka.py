@@ -18,7 +18,8 @@ import socket
 import struct
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
@@ -26,6 +27,9 @@ from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 from goshop_common.messaging import broker_profiles
 
 log = logging.getLogger("goshop.kafka")
+
+# What _construct builds: a kafka-python client (untyped: Any to mypy).
+_Client = TypeVar("_Client")
 
 PARTITIONS = 3
 
@@ -38,7 +42,7 @@ DELIVERY_TIMEOUT_MS = 8000
 # keeps a client idle for that long after the broker is back.
 RECONNECT_BACKOFF_MAX_MS = 1000
 
-PRODUCER_DEFAULTS = {
+PRODUCER_DEFAULTS: dict[str, Any] = {
     # Idempotent: a send retried after a lost acknowledgement writes no second
     # copy, and a partition keeps its order with several requests in flight
     # (kafka-python 3.0 sends one batch per partition at a time when
@@ -65,7 +69,7 @@ PRODUCER_DEFAULTS = {
     "metrics_enabled": False,
 }
 
-CONSUMER_DEFAULTS = {
+CONSUMER_DEFAULTS: dict[str, Any] = {
     # Offsets are committed after the database commit (inbox), never before.
     "enable_auto_commit": False,
     "auto_offset_reset": "earliest",
@@ -98,12 +102,12 @@ CONSUMER_DEFAULTS = {
 # How long a group may take to form again around a new member when one died
 # without leaving: its session expires, then the join waits out the
 # rebalance timeout for members busy between polls.
-GROUP_FORMS_WITHIN_SECONDS = (
+GROUP_FORMS_WITHIN_SECONDS: float = (
     CONSUMER_DEFAULTS["session_timeout_ms"] + CONSUMER_DEFAULTS["max_poll_interval_ms"]
 ) / 1000
 
 
-def broker_profile(environ=None) -> str:
+def broker_profile(environ: Mapping[str, str] | None = None) -> str:
     """The broker profile ``GOSHOP_KAFKA_BROKER_PROFILE`` names (``kafka``
     unless set), read at each client built. ValueError for an unknown name,
     or for any profile but ``kafka`` when ``GOSHOP_ENV`` is production: its
@@ -120,24 +124,24 @@ def broker_profile(environ=None) -> str:
     return profile
 
 
-def producer_config(**overrides) -> dict:
+def producer_config(**overrides: Any) -> dict[str, Any]:
     """PRODUCER_DEFAULTS, the broker profile's options over them, ``overrides`` over those."""
     return {**PRODUCER_DEFAULTS, **broker_profiles.PRODUCER_OVERRIDES[broker_profile()], **overrides}
 
 
-def consumer_config(**overrides) -> dict:
+def consumer_config(**overrides: Any) -> dict[str, Any]:
     """CONSUMER_DEFAULTS, the broker profile's options over them, ``overrides`` over those."""
     return {**CONSUMER_DEFAULTS, **broker_profiles.CONSUMER_OVERRIDES[broker_profile()], **overrides}
 
 
-def _construct(cls, *args, **config):
+def _construct(cls: type[_Client], *args: Any, **config: Any) -> _Client:
     """kafka-python's consumer and admin client start an IO thread before
     they connect; when connecting fails the constructor raises and the thread
     (and its sockets) are never stopped. Build the object so it can be torn
     down on that path."""
     obj = cls.__new__(cls)
     try:
-        obj.__init__(*args, **config)
+        cls.__init__(obj, *args, **config)
     except BaseException:
         client = getattr(obj, "_client", None)
         if client is not None:
@@ -149,7 +153,7 @@ def _construct(cls, *args, **config):
     return obj
 
 
-def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
+def make_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
     """Raises KafkaTimeoutError after ``bootstrap_timeout_ms`` when the broker
     cannot be reached. ``send()`` blocks at most ``max_block_ms`` (metadata for
     a topic not yet seen), and its future fails at most
@@ -157,7 +161,7 @@ def make_producer(bootstrap: str, **overrides) -> KafkaProducer:
     return KafkaProducer(bootstrap_servers=bootstrap, **producer_config(**overrides))
 
 
-def make_consumer(bootstrap: str, group_id: str, topics: Iterable[str], **overrides) -> KafkaConsumer:
+def make_consumer(bootstrap: str, group_id: str, topics: Iterable[str], **overrides: Any) -> KafkaConsumer:
     """A group member subscribed to ``topics``.
 
     The group join completes inside ``poll()`` (seconds: a broker holds a
@@ -168,7 +172,7 @@ def make_consumer(bootstrap: str, group_id: str, topics: Iterable[str], **overri
     return _construct(KafkaConsumer, *topics, bootstrap_servers=bootstrap, group_id=group_id, **config)
 
 
-def make_reader(bootstrap: str, **overrides) -> KafkaConsumer:
+def make_reader(bootstrap: str, **overrides: Any) -> KafkaConsumer:
     """A consumer in no group, to ``assign`` and ``seek``: it commits nothing
     and disturbs no group's members (goshop_common.messaging.deadletters)."""
     limits = {key: CONSUMER_DEFAULTS[key] for key in ("request_timeout_ms", "bootstrap_timeout_ms")}
@@ -275,7 +279,8 @@ def _answers_metadata(host: str, port: int, deadline: float) -> bool:
         if not 4 <= size <= 10_000_000:
             return False
         response = _recv_exactly(sock, size, deadline)
-    return struct.unpack(">i", response[:4])[0] == correlation_id
+    (answered,) = struct.unpack(">i", response[:4])
+    return bool(answered == correlation_id)
 
 
 def _split_bootstrap(bootstrap: str) -> list[tuple[str, int]]:

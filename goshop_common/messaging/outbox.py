@@ -16,7 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import uuid
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from opentelemetry.trace import SpanKind
@@ -27,6 +28,14 @@ from goshop_common.db.arrays import array_rows, array_values
 from goshop_common.db.retention import Rule
 from goshop_common.messaging.envelope import EventType
 from goshop_common.observability import tracing
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+    from sqlalchemy.sql.dml import ReturningInsert
+
+    from goshop_common.db.alembic_op import Op
+
+_T = TypeVar("_T")
 
 NOTIFY_CHANNEL = "goshop_outbox"
 # Rung by the outboxer as it marks rows published, its payload the topic:
@@ -61,7 +70,7 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-def create_outbox_v1(op, schema: str) -> None:
+def create_outbox_v1(op: Op, schema: str) -> None:
     """Migration step shared by every service with an outbox: the table, its
     pending-row indexes and the NOTIFY trigger.
 
@@ -109,7 +118,7 @@ def create_outbox_v1(op, schema: str) -> None:
     )
 
 
-def add_outbox_trace_context_v2(op, schema: str) -> None:
+def add_outbox_trace_context_v2(op: Op, schema: str) -> None:
     """Migration step (frozen): the ``traceparent`` each row's event was
     created in. A new service's outbox is create_outbox_v1, then this.
     Nullable and without a default, so adding it rewrites no row and a
@@ -117,16 +126,16 @@ def add_outbox_trace_context_v2(op, schema: str) -> None:
     op.execute(f"ALTER TABLE {schema}.outbox ADD COLUMN traceparent text")
 
 
-def drop_outbox_trace_context_v2(op, schema: str) -> None:
+def drop_outbox_trace_context_v2(op: Op, schema: str) -> None:
     op.execute(f"ALTER TABLE {schema}.outbox DROP COLUMN IF EXISTS traceparent")
 
 
-def drop_outbox_v1(op, schema: str) -> None:
+def drop_outbox_v1(op: Op, schema: str) -> None:
     op.execute(f"DROP TABLE IF EXISTS {schema}.outbox")
     op.execute(f"DROP FUNCTION IF EXISTS {schema}.outbox_notify()")
 
 
-def create_outbox_retention_index_v1(op, schema: str) -> None:
+def create_outbox_retention_index_v1(op: Op, schema: str) -> None:
     """Migration step (frozen): the published rows by publication time, which
     is how retention finds the old ones. Pending rows are not in it: they are
     never deleted, and the relay has indexes of its own for them."""
@@ -138,7 +147,7 @@ def create_outbox_retention_index_v1(op, schema: str) -> None:
     )
 
 
-def drop_outbox_retention_index_v1(op, schema: str) -> None:
+def drop_outbox_retention_index_v1(op: Op, schema: str) -> None:
     op.execute(f"DROP INDEX IF EXISTS {schema}.ix_outbox_published_at")
 
 
@@ -152,14 +161,14 @@ def retention_rule(table: sa.Table, keep: dt.timedelta) -> Rule:
 
 
 def add_event(
-    db,
+    db: sa.Connection | Session,
     table: sa.Table,
     event_type: EventType,
     *,
     occurred_at: dt.datetime,
     request_id: str | None = None,
-    **fields,
-) -> dict:
+    **fields: Any,
+) -> dict[str, Any]:
     """Queue an event in the caller's transaction; returns it as it will be sent.
 
     The event is built by the contract (goshop_domain.events, on goshop_common.messaging.envelope), so a
@@ -173,15 +182,15 @@ def add_event(
 
 
 def add_event_with(
-    db,
+    db: sa.Connection | Session,
     change: sa.Insert | sa.Update,
-    change_values: dict,
+    change_values: dict[str, Any],
     table: sa.Table,
     event_type: EventType,
     *,
     occurred_at: dt.datetime,
     request_id: str | None = None,
-    **fields,
+    **fields: Any,
 ) -> bool:
     """``change`` (an INSERT or UPDATE ... RETURNING, built once, its values
     bound at execute time from ``change_values``) and the event announcing it,
@@ -193,7 +202,7 @@ def add_event_with(
     two; the event is built by the contract just the same."""
     _body, values = _event_row(table, event_type, occurred_at, request_id, fields)
 
-    def write(row: dict) -> bool:
+    def write(row: dict[str, Any]) -> bool:
         statement = _insert_with(table, change, "traceparent" in row)
         bound = {**change_values, **{_EVENT_PARAM + name: value for name, value in row.items()}}
         return prepared.execute(db, statement, bound).first() is not None
@@ -208,10 +217,16 @@ class Announcement(NamedTuple):
     event_type: EventType
     occurred_at: dt.datetime
     request_id: str | None
-    fields: dict
+    fields: dict[str, Any]
 
 
-def add_events_with(db, change, change_values: dict, table: sa.Table, events: list[Announcement]) -> set:
+def add_events_with(
+    db: sa.Connection | Session,
+    change: sa.Insert | sa.Update,
+    change_values: dict[str, Any],
+    table: sa.Table,
+    events: list[Announcement],
+) -> set[object]:
     """add_event_with for a batch: ``change`` (an INSERT or UPDATE ...
     RETURNING one column, its values bound at execute time, as arrays for
     unnest, say) and each Announcement's event when the change returned its
@@ -227,13 +242,15 @@ def add_events_with(db, change, change_values: dict, table: sa.Table, events: li
         _created(event.event_type, row, lambda _row: None)
         row["value"] = event.value
         rows.append(row)
-    statement = _insert_each_with(table, change, type(events[0].value))
+    statement = _insert_each_with(table, change, _ARRAY_OF[type(events[0].value)])
     bound = {**change_values, **array_values(rows, ("value", *_EVENT_COLUMNS, "traceparent"), _EVENT_PARAM)}
     queued = set(prepared.execute(db, statement, bound).scalars())
     return {event.value for event, row in zip(events, rows, strict=True) if row["event_id"] in queued}
 
 
-def _event_row(table: sa.Table, event_type: EventType, occurred_at: dt.datetime, request_id, fields) -> tuple:
+def _event_row(
+    table: sa.Table, event_type: EventType, occurred_at: dt.datetime, request_id: str | None, fields: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     body = event_type.build(occurred_at, **fields)
     values = {
         "event_id": uuid.UUID(body["event_id"]),
@@ -252,7 +269,7 @@ def _event_row(table: sa.Table, event_type: EventType, occurred_at: dt.datetime,
     return body, values
 
 
-def _created(event_type: EventType, values: dict, write):
+def _created(event_type: EventType, values: dict[str, Any], write: Callable[[dict[str, Any]], _T]) -> _T:
     """``write(values)``; when the process traces, inside the event's
     ``create <topic>`` span, whose context the row keeps as its traceparent."""
     if not tracing.enabled():
@@ -279,7 +296,7 @@ _EVENT_PARAM = "outbox_"
 
 
 @functools.cache
-def _insert_with(table: sa.Table, change, traced: bool):
+def _insert_with(table: sa.Table, change: sa.Insert | sa.Update, traced: bool) -> ReturningInsert[tuple[uuid.UUID]]:
     # WITH change AS (<change> RETURNING ...) INSERT INTO outbox (...)
     # SELECT <the event's values> FROM change: built and compiled once per
     # (outbox, change, traced), like _insert.
@@ -290,17 +307,19 @@ def _insert_with(table: sa.Table, change, traced: bool):
 
 
 # The array type of add_events_with's values, by their Python type.
-_ARRAY_OF = {uuid.UUID: UUID(as_uuid=True), str: sa.Text(), int: sa.BigInteger()}
+_ARRAY_OF: dict[type, sa.types.TypeEngine[Any]] = {uuid.UUID: UUID(as_uuid=True), str: sa.Text(), int: sa.BigInteger()}
 
 
 @functools.cache
-def _insert_each_with(table: sa.Table, change, value_type: type):
+def _insert_each_with(
+    table: sa.Table, change: sa.Insert | sa.Update, value_array: sa.types.TypeEngine[Any]
+) -> ReturningInsert[tuple[uuid.UUID]]:
     # WITH change AS (<change> RETURNING v) INSERT INTO outbox (...) SELECT
     # the events FROM unnest(<one array a column>) JOIN change ON the value:
     # built and compiled once per (outbox, change), like _insert.
     done = change.cte("change")
     written = (*_EVENT_COLUMNS, "traceparent")
-    columns = {"value": _ARRAY_OF[value_type], **{name: table.c[name].type for name in written}}
+    columns = {"value": value_array, **{name: table.c[name].type for name in written}}
     queued = array_rows("queued", columns, _EVENT_PARAM)
     [returned] = done.c
     rows = sa.select(*(queued.c[name] for name in written)).select_from(queued.join(done, queued.c.value == returned))
@@ -308,5 +327,5 @@ def _insert_each_with(table: sa.Table, change, value_type: type):
 
 
 @functools.cache
-def _insert(table: sa.Table):
+def _insert(table: sa.Table) -> sa.Insert:
     return table.insert()

@@ -8,10 +8,14 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 import waitress
 from pyramid.config import Configurator
+from pyramid.request import Request
+from pyramid.response import Response
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from goshop_common.observability import logs
@@ -20,13 +24,16 @@ from goshop_common.settings import BaseSettings
 from goshop_common.web.errors import error_response
 from goshop_common.web.health import add_live_route
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
 log = logging.getLogger("goshop.worker")
 
 
 def on_sigterm(stop: Callable[[], None]) -> None:
     """SIGTERM and SIGINT ask the loop to finish its batch and return."""
 
-    def handler(signum, _frame):
+    def handler(signum: int, _frame: FrameType | None) -> None:
         log.info("stopping", extra={"signal": signal.Signals(signum).name})
         # Closing a client races kafka-python's own I/O thread, which then logs
         # errors (and tracebacks) about the sockets close() shut: noise at every
@@ -45,7 +52,7 @@ def health_app(
     service: str | None = None,
     engine: sa.Engine | None = None,
     stalled: Callable[[], str | None] | None = None,
-):
+) -> WSGIApplication:
     """``/ready`` 200 when every check passes, else 503 naming the ones that
     failed. ``/live`` 200, unless ``stalled`` says why the process is stuck
     while every check passes (a worker waiting for its database or broker is
@@ -54,14 +61,14 @@ def health_app(
     process's metrics, its requests labelled ``service`` and ``engine``'s
     pool usage."""
 
-    def ready(request):
+    def ready(request: Request) -> dict[str, str] | Response:
         failed = sorted(name for name, check in checks.items() if not _safe(check))
         if failed:
             return error_response(503, f"not ready: {', '.join(failed)}")
         return {"status": "ok"}
 
-    def live(request):
-        reason = stalled()
+    def live(request: Request) -> dict[str, str] | Response:
+        reason = stalled() if stalled is not None else None
         if reason is not None and all(_safe(check) for check in checks.values()):
             return error_response(503, f"not live: {reason}")
         return {"status": "ok"}
@@ -86,7 +93,8 @@ def health_app(
             # its metrics live there.
             config.include("goshop_common.observability.metrics")
             config.include(add_metrics_endpoint)
-    return config.make_wsgi_app()
+    app: WSGIApplication = config.make_wsgi_app()
+    return app
 
 
 def _safe(check: Callable[[], bool]) -> bool:
@@ -96,7 +104,7 @@ def _safe(check: Callable[[], bool]) -> bool:
         return False
 
 
-def serve_in_background(app, host: str, port: int) -> threading.Thread:
+def serve_in_background(app: WSGIApplication, host: str, port: int) -> threading.Thread:
     server = waitress.create_server(app, host=host, port=port, threads=2)
     thread = threading.Thread(target=server.run, name="health-http", daemon=True)
     thread.start()

@@ -7,6 +7,8 @@ libraries (kafka-python, waitress, ...) say only their warnings and errors,
 in either format: kafka-python alone says a hundred INFO lines at a start.
 """
 
+from __future__ import annotations
+
 import atexit
 import functools
 import json
@@ -16,6 +18,11 @@ import os
 import queue
 import sys
 import time
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from goshop_common.settings import BaseSettings
 
 JSON = "json"
 CONSOLE = "console"
@@ -44,7 +51,7 @@ def printable(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
-def _extras(record: logging.LogRecord) -> dict:
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
     """The ``extra=`` fields, then — when the record was made inside a traced
     span (goshop_common.observability.tracing) and says no other — its
     ``trace_id`` and ``span_id``."""
@@ -52,7 +59,7 @@ def _extras(record: logging.LogRecord) -> dict:
     trace_id = getattr(record, "_trace_id", None)
     if trace_id is not None and "trace_id" not in fields:
         fields["trace_id"] = trace_id
-        fields["span_id"] = record._span_id
+        fields["span_id"] = getattr(record, "_span_id", None)
     return fields
 
 
@@ -82,7 +89,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def _value(value) -> str:
+def _value(value: object) -> str:
     # Quoted (as JSON, which escapes control characters) when empty or
     # holding a space or a quote, so that the line still reads as key=value
     # pairs.
@@ -124,7 +131,7 @@ class ConsoleFormatter(logging.Formatter):
             line += "\n" + self._paint(_LEVEL_COLORS["ERROR"], trace)
         return line
 
-    def _request(self, fields: dict) -> str:
+    def _request(self, fields: dict[str, Any]) -> str:
         status = int(fields["status"])
         code = _LEVEL_COLORS["ERROR"] if status >= 500 else _LEVEL_COLORS["WARNING"] if status >= 400 else ""
         line = f"{printable(str(fields['method']))} {printable(str(fields['path']))} {self._paint(code, str(status))}"
@@ -181,7 +188,7 @@ def use_console(level: str = "INFO", color: bool | None = None) -> None:
     quiet_libraries(level)
 
 
-def apply(settings) -> None:
+def apply(settings: BaseSettings) -> None:
     """After an ``.ini``'s logging config: console lines if the settings ask
     for them (never in production, whose logs are shipped as JSON), and
     outside production the libraries quiet in JSON too."""
@@ -234,7 +241,7 @@ def write_in_background() -> None:
     if _writer is not None:
         _stop_writer()
     handlers = list(root.handlers)
-    lines: queue.SimpleQueue = queue.SimpleQueue()
+    lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     # respect_handler_level: a handler's own level still applies, as it did in
     # the logger's thread; each handler's filters run in handle().
     _writer = logging.handlers.QueueListener(lines, *handlers, respect_handler_level=True)
@@ -245,14 +252,14 @@ def write_in_background() -> None:
         sys.excepthook = _write_queued_lines_first
 
 
-def _write_queued_lines_first(*exc_info) -> None:
+def _write_queued_lines_first(kind: type[BaseException], value: BaseException, traceback: TracebackType | None) -> None:
     """sys.excepthook while the writer runs: an exception nobody caught (a
     Ctrl-C's KeyboardInterrupt, say) has its traceback printed after the
     lines still queued, not in the middle of one of them on the same stderr
     (the interpreter writes the traceback's last line and its line feed
     apart, and a JSON line landed between them)."""
     _stop_writer()
-    _previous_excepthook(*exc_info)
+    _previous_excepthook(kind, value, traceback)
 
 
 def _stop_writer() -> None:

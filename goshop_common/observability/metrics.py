@@ -19,11 +19,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 
 import sqlalchemy as sa
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from pyramid.config import Configurator
+from pyramid.registry import Registry
+from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.tweens import INGRESS
 
@@ -127,7 +132,7 @@ class OutboxCollector(Collector):
     scrape time: a gauge set by the relay would go stale exactly when the
     relay is stuck, which is when it matters."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._tables: dict[str, tuple[sa.Engine, sa.Table]] = {}
         # A scrape runs on a server's thread, not on the one that calls watch().
         self._lock = threading.Lock()
@@ -142,13 +147,13 @@ class OutboxCollector(Collector):
         with self._lock:
             self._tables.pop(f"{table.schema}.{table.name}", None)
 
-    def describe(self):
+    def describe(self) -> Iterable[Metric]:
         # The names register() checks for clashes. This registry does not call
         # collect() to learn them (no auto_describe): without describe() it
         # would check none.
         return self._families()
 
-    def _families(self):
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
         backlog = GaugeMetricFamily("goshop_outbox_backlog", "Outbox rows not yet published.", labels=["table"])
         age = GaugeMetricFamily(
             "goshop_outbox_oldest_pending_age_seconds",
@@ -157,7 +162,7 @@ class OutboxCollector(Collector):
         )
         return backlog, age
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         backlog, age = self._families()
         # Queried outside the lock: a slow database must not hold up watch().
         with self._lock:
@@ -192,10 +197,9 @@ REGISTRY.register(OUTBOXES)
 def observe_pool(service: str, engine: sa.Engine) -> None:
     """Set the pool gauges from ``engine``'s pool (a QueuePool; others have no size)."""
     pool = engine.pool
-    try:
-        checked_out, idle, size = pool.checkedout(), pool.checkedin(), pool.size()
-    except AttributeError:
+    if not isinstance(pool, sa.QueuePool):
         return
+    checked_out, idle, size = pool.checkedout(), pool.checkedin(), pool.size()
     DB_POOL_CONNECTIONS.labels(service, "checked_out").set(checked_out)
     DB_POOL_CONNECTIONS.labels(service, "idle").set(idle)
     DB_POOL_SIZE.labels(service).set(size)
@@ -206,7 +210,7 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
-def metrics_view(request) -> Response:
+def metrics_view(request: Request) -> Response:
     # The pool is read now, at scrape time, like the outbox backlog. An app
     # without a database has no dbengine and no pool series.
     engine = getattr(request.registry, "dbengine", None)
@@ -217,16 +221,16 @@ def metrics_view(request) -> Response:
     return response
 
 
-def metrics_tween_factory(handler, registry):
+def metrics_tween_factory(handler: Callable[[Request], Response], registry: Registry) -> Callable[[Request], Response]:
     """The tween that counts and times every request, by route and status."""
     service = registry.goshop_service
     # (route, method, status) -> the two series' children. labels() takes the
     # metric's lock and builds its key on each call; the set of keys is
     # small (routes x methods x statuses) and each child is the same object
     # every time, so a race only looks one up twice.
-    series: dict[tuple[str, str, int], tuple] = {}
+    series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
-    def metrics_tween(request):
+    def metrics_tween(request: Request) -> Response:
         started = time.perf_counter()
         status = 500  # what the server answers when an exception gets past every view
         try:
@@ -251,14 +255,14 @@ def metrics_tween_factory(handler, registry):
     return metrics_tween
 
 
-def add_metrics_endpoint(config) -> None:
+def add_metrics_endpoint(config: Configurator) -> None:
     """``GET /metrics``: the process's registry as Prometheus text. Only for an
     internal app: the series name every route and the pools' sizes."""
     config.add_route("metrics", "/metrics")
     config.add_view(metrics_view, route_name="metrics", request_method="GET")
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     """Request metrics for the app; ``config.registry.goshop_service`` names it
     in the ``service`` label. No ``/metrics`` route: see add_metrics_endpoint."""
     # Right under the request log, so the status counted is the one logged and

@@ -42,12 +42,28 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from goshop_common.web.clientip import peer_is_trusted
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+
+    import sqlalchemy as sa
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from opentelemetry.sdk.trace.sampling import Sampler, SamplingResult
+    from opentelemetry.util.types import Attributes
+    from pyramid.config import Configurator
+    from pyramid.registry import Registry
+    from pyramid.request import Request
+    from pyramid.response import Response
+    from pyramid.router import Router
+
+    from goshop_common.settings import HttpSettings
 
 log = logging.getLogger("goshop.tracing")
 
@@ -132,7 +148,9 @@ def _install(service: str) -> None:
     # The sampler OTEL_TRACES_SAMPLER names (parentbased_always_on by
     # default), as the SDK builds it, behind WorkOutsideRequests.
     configured = TracerProvider(resource=resource, shutdown_on_exit=False).sampler
-    provider = TracerProvider(resource=resource, sampler=WorkOutsideRequests(configured))
+    # WorkOutsideRequests is a Sampler by its methods: subclassing it would
+    # import the SDK where tracing is off.
+    provider = TracerProvider(resource=resource, sampler=cast("Sampler", WorkOutsideRequests(configured)))
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     # Endpoint, headers, timeout and compression from OTEL_EXPORTER_OTLP_*.
@@ -148,7 +166,7 @@ def _instrument_libraries() -> None:
     KafkaInstrumentor().instrument(produce_hook=_name_send_span)
 
 
-def instrument_engine(engine) -> None:
+def instrument_engine(engine: sa.Engine) -> None:
     """Trace ``engine``'s statements (goshop_common.db.session.make_engine
     calls this for every engine), when this process traces.
 
@@ -170,7 +188,7 @@ def instrument_engine(engine) -> None:
     EngineTracer(trace.get_tracer("opentelemetry.instrumentation.sqlalchemy", __version__), engine, usage)
 
 
-def _name_send_span(span, args, kwargs) -> None:
+def _name_send_span(span: trace.Span, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
     """kafka-python's instrumentation names its span ``<topic> send`` with
     the conventions of 2022 (``messaging.destination``): give it today's name
     and attributes as well. Called before the send, with its arguments."""
@@ -198,13 +216,22 @@ class WorkOutsideRequests:
     and a probe or scrape (``/live``, ``/ready``, ``/metrics``). Both are
     dropped; everything else is the configured sampler's to decide."""
 
-    def __init__(self, delegate):
+    def __init__(self, delegate: Sampler):
         from opentelemetry.sdk.trace.sampling import Decision, SamplingResult
 
         self.delegate = delegate
         self._drop = SamplingResult(Decision.DROP)
 
-    def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None, trace_state=None):
+    def should_sample(
+        self,
+        parent_context: otel_context.Context | None,
+        trace_id: int,
+        name: str,
+        kind: trace.SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[trace.Link] | None = None,
+        trace_state: trace.TraceState | None = None,
+    ) -> SamplingResult:
         parent = trace.get_current_span(parent_context).get_span_context()
         if not parent.is_valid:
             if kind == trace.SpanKind.CLIENT and not links:
@@ -225,18 +252,19 @@ class TracedApp:
     that drops the trace context of an untrusted peer. Keeps the app's
     ``registry``, which goshop's server and tests read."""
 
-    def __init__(self, app, trusted: tuple[str, ...]):
+    def __init__(self, app: Router, trusted: tuple[str, ...]):
         from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
         self.registry = app.registry
         self.trusted = trusted
         self._traced = OpenTelemetryMiddleware(app)
 
-    def __call__(self, environ, start_response):
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if not continues_trace(environ.get("REMOTE_ADDR"), self.trusted):
             for key in _CONTEXT_ENVIRON_KEYS:
                 environ.pop(key, None)
-        return self._traced(environ, start_response)
+        answer: Iterable[bytes] = self._traced(environ, start_response)
+        return answer
 
 
 # A service's peers are few (the gateway's pods, an ingress): each address is
@@ -250,19 +278,20 @@ def continues_trace(remote_addr: str | None, trusted: tuple[str, ...]) -> bool:
     return peer_is_trusted(remote_addr, trusted)
 
 
-def traced_app(app, settings):
+def traced_app(app: Router, settings: HttpSettings) -> WSGIApplication:
     """``app`` traced when this process traces, else ``app`` itself."""
     if not _enabled:
-        return app
+        plain: WSGIApplication = app
+        return plain
     return TracedApp(app, settings.trusted_proxies)
 
 
-def route_tween_factory(handler, registry):
+def route_tween_factory(handler: Callable[[Request], Response], registry: Registry) -> Callable[[Request], Response]:
     """Names the request's server span after its route, as the conventions
     ask (``GET /v1/orders/{id}``, with ``http.route``), once routing is done;
     a request that matched no route keeps the method alone."""
 
-    def route_tween(request):
+    def route_tween(request: Request) -> Response:
         try:
             return handler(request)
         finally:
@@ -278,7 +307,7 @@ def route_tween_factory(handler, registry):
     return route_tween
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     """The route tween, only when this process traces."""
     if _enabled:
         from pyramid.tweens import INGRESS
@@ -300,7 +329,7 @@ def current_traceparent() -> str | None:
 
 
 @contextlib.contextmanager
-def within(span_context: trace.SpanContext | None):
+def within(span_context: trace.SpanContext | None) -> Iterator[None]:
     """Make the span ``span_context`` names current (a span that may have
     ended already), so that what starts inside is its child: a consumer's
     parked copy is sent after its ``process`` span, in that span's trace.
@@ -315,7 +344,7 @@ def within(span_context: trace.SpanContext | None):
         otel_context.detach(token)
 
 
-def context_from(traceparent: str | None):
+def context_from(traceparent: str | None) -> otel_context.Context:
     """The context a stored ``traceparent`` stands for (an empty one for None)."""
     if not traceparent:
         return otel_context.Context()
@@ -334,7 +363,7 @@ def trace_id_of(traceparent: str | None) -> str | None:
     return None if context is None else format(context.trace_id, "032x")
 
 
-def ids_of(span) -> dict[str, str]:
+def ids_of(span: trace.Span) -> dict[str, str]:
     """``{"trace_id": ..., "span_id": ...}`` of a span, for a log line
     written after the span ended; empty for a span that is not recorded."""
     context = span.get_span_context()
@@ -360,7 +389,7 @@ def _add_trace_ids_to_log_records() -> None:
     ``span_id``."""
     make_record = logging.getLogRecordFactory()
 
-    def record_with_trace_ids(*args, **kwargs):
+    def record_with_trace_ids(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = make_record(*args, **kwargs)
         context = trace.get_current_span().get_span_context()
         if context.is_valid and context.trace_flags.sampled:

@@ -7,15 +7,29 @@ second, internal app that ``goshop_common.web.serve`` serves on the
 process's metrics port, which no Service or Ingress routes to.
 """
 
+from __future__ import annotations
+
 import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from goshop_common.observability import tracing
 from goshop_common.observability.metrics import add_metrics_endpoint
 from goshop_common.web.health import add_live_route
 from goshop_common.web.rest import JsonRenderer
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
-def add_internal_view(config, name: str, pattern: str, view) -> None:
+    from _typeshed.wsgi import WSGIApplication
+    from pyramid.config import Configurator
+    from pyramid.registry import Registry
+    from pyramid.request import Request
+
+    from goshop_common.settings import HttpSettings
+
+
+def add_internal_view(config: Configurator, name: str, pattern: str, view: Callable[[Request], object]) -> None:
     """``config.add_internal_view(name, pattern, view)``: answer ``GET pattern``
     with ``view`` (rendered as JSON) on the internal port only. The view finds
     the app's own collaborators on ``request.registry.goshop_public_registry``."""
@@ -26,7 +40,7 @@ def add_internal_view(config, name: str, pattern: str, view) -> None:
     )
 
 
-def make_internal_app(public):
+def make_internal_app(public: Registry) -> WSGIApplication:
     """The internal app of the service whose registry is ``public``: ``/live``,
     ``/metrics`` (the process's series and the app's pool) and the views the
     app added with ``add_internal_view``. Its own requests are not counted: the
@@ -47,10 +61,11 @@ def make_internal_app(public):
         for name, pattern, view in public.goshop_internal_views:
             config.add_route(name, pattern)
             config.add_view(view, route_name=name, renderer="json", request_method="GET")
-    return config.make_wsgi_app()
+    app: WSGIApplication = config.make_wsgi_app()
+    return app
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.registry.goshop_internal_views = []
     config.add_directive("add_internal_view", add_internal_view)
     # goshop_common.web.errors renders every exception; Cornice's own handler would
@@ -69,14 +84,14 @@ def includeme(config) -> None:
 
 
 def make_service_app(
-    settings,
-    ini: dict | None,
+    settings: HttpSettings,
+    ini: Mapping[str, str] | None,
     *,
     service: str,
     views: str | None,
     includes: tuple[str, ...] = (),
     database: bool = True,
-):
+) -> WSGIApplication:
     """A goshop HTTP service: the common concerns, its request metrics
     (labelled ``service``), its database (with the seed's /live, /ready and
     /v1/db/ping) unless ``database=False``, the service's own ``includes``, its

@@ -8,6 +8,7 @@ header (the JWKS document does).
 
 from __future__ import annotations
 
+from pyramid.config import Configurator
 from pyramid.events import NewResponse
 
 
@@ -19,5 +20,5 @@ def _no_store_unless_set(event: NewResponse) -> None:
         headers["Cache-Control"] = "no-store"
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.add_subscriber(_no_store_unless_set, NewResponse)

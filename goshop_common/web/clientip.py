@@ -19,6 +19,11 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+    from pyramid.request import Request
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -30,7 +35,7 @@ IPV6_CLIENT_PREFIX = 64
 # Keyed by the settings' tuple, which is the same on every request: the
 # networks are parsed once, not per request.
 @functools.lru_cache(maxsize=32)
-def _networks(trusted: tuple[str, ...]):
+def _networks(trusted: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(entry, strict=False) for entry in trusted)
 
 
@@ -103,7 +108,7 @@ def client_network(address: str | None) -> str | None:
     return str(parsed)
 
 
-def _request_client_ip(request) -> str | None:
+def _request_client_ip(request: Request) -> str | None:
     # REMOTE_ADDR is the peer's own address: the ini files give waitress no
     # trusted_proxy, so it rewrites nothing from the header.
     return client_ip(
@@ -111,5 +116,5 @@ def _request_client_ip(request) -> str | None:
     )
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.add_request_method(_request_client_ip, "client_ip", reify=True)

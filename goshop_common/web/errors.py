@@ -8,11 +8,15 @@ HTML page or a traceback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import unquote_to_bytes
 
 import psycopg2
+from pyramid.config import Configurator
 from pyramid.exceptions import URLDecodeError
 from pyramid.httpexceptions import HTTPException
+from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.view import exception_view_config
 from sqlalchemy.exc import DBAPIError, DisconnectionError
@@ -21,6 +25,16 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from goshop_common.web.responses import json_response
 
 log = logging.getLogger("goshop.errors")
+
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+
+def _exception_view(context: type[BaseException]) -> Callable[[_View], _View]:
+    """Pyramid's ``exception_view_config(context)``, typed: it registers the
+    view for config.scan and hands it back unchanged."""
+    decorator: Callable[[_View], _View] = exception_view_config(context)
+    return decorator
+
 
 # Messages for statuses raised by the framework itself (routing, predicates).
 _STATUS_MESSAGES = {
@@ -56,30 +70,31 @@ class ErrorResponse(Response, Exception):
 def error_response(
     status: int,
     message: str,
-    details: list | None = None,
+    details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> ErrorResponse:
     """The envelope as a response. Returning it (rather than raising) lets the
     request transaction commit, which the views use when a refusal must still
     write something (a failed-login count, a revoked session family)."""
-    body: dict = {"error": message}
+    body: dict[str, object] = {"error": message}
     if details:
         body["details"] = details
-    return json_response(body, status, headers, response_class=ErrorResponse)
+    response: ErrorResponse = json_response(body, status, headers, response_class=ErrorResponse)
+    return response
 
 
-@exception_view_config(ApiError)
-def api_error_view(exc: ApiError, request) -> Response:
+@_exception_view(ApiError)
+def api_error_view(exc: ApiError, request: Request) -> Response:
     return error_response(exc.status, exc.message, headers=exc.headers)
 
 
-@exception_view_config(ErrorResponse)
-def raised_error_response_view(exc: ErrorResponse, request) -> Response:
+@_exception_view(ErrorResponse)
+def raised_error_response_view(exc: ErrorResponse, request: Request) -> Response:
     return exc
 
 
-@exception_view_config(HTTPException)
-def http_exception_view(exc: HTTPException, request) -> Response:
+@_exception_view(HTTPException)
+def http_exception_view(exc: HTTPException, request: Request) -> Response:
     status = exc.code or 500
     if status < 400:  # redirects and the like pass through untouched
         return exc
@@ -100,7 +115,7 @@ _UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})
 _UNAVAILABLE_CODES = frozenset({"55P03", "40001", "40P01"})
 
 
-def database_unavailable(exc: BaseException) -> bool:
+def database_unavailable(exc: BaseException | None) -> bool:
     """True when ``exc`` says the database is away or overloaded, not that the
     request or the code is wrong. Decided by exception type and SQLSTATE,
     never by message text (which changes with the server's version and locale)."""
@@ -120,7 +135,7 @@ def database_unavailable(exc: BaseException) -> bool:
     return code[:2] in _UNAVAILABLE_CLASSES or code in _UNAVAILABLE_CODES
 
 
-def _url_is_utf8(environ) -> bool:
+def _url_is_utf8(environ: dict[str, Any]) -> bool:
     for key in ("PATH_INFO", "QUERY_STRING"):
         try:
             # WSGI carries them as latin-1 text; the query stays percent-encoded.
@@ -133,9 +148,9 @@ def _url_is_utf8(environ) -> bool:
     return True
 
 
-@exception_view_config(URLDecodeError)
-@exception_view_config(UnicodeDecodeError)
-def undecodable_url_view(exc: UnicodeDecodeError, request) -> Response:
+@_exception_view(URLDecodeError)
+@_exception_view(UnicodeDecodeError)
+def undecodable_url_view(exc: UnicodeDecodeError, request: Request) -> Response:
     # A percent-encoded path or query that is not UTF-8 (%FF, an encoded lone
     # surrogate): the client's mistake, answered without a traceback. WebOb
     # raises a plain UnicodeDecodeError for the query, so any other decoding
@@ -145,11 +160,11 @@ def undecodable_url_view(exc: UnicodeDecodeError, request) -> Response:
     return unexpected_error_view(exc, request)
 
 
-@exception_view_config(DBAPIError)
-@exception_view_config(PoolTimeoutError)
-@exception_view_config(DisconnectionError)
-@exception_view_config(psycopg2.Error)
-def database_error_view(exc: Exception, request) -> Response:
+@_exception_view(DBAPIError)
+@_exception_view(PoolTimeoutError)
+@_exception_view(DisconnectionError)
+@_exception_view(psycopg2.Error)
+def database_error_view(exc: Exception, request: Request) -> Response:
     # Connection refused, server restarting, connection lost mid-request, pool
     # exhausted: the client may retry, which a 500 would not tell it.
     if not database_unavailable(exc):
@@ -161,11 +176,11 @@ def database_error_view(exc: Exception, request) -> Response:
     return error_response(503, "service unavailable", headers={"Retry-After": "1"})
 
 
-@exception_view_config(Exception)
-def unexpected_error_view(exc: Exception, request) -> Response:
+@_exception_view(Exception)
+def unexpected_error_view(exc: Exception, request: Request) -> Response:
     log.exception("unhandled error", extra={"request_id": getattr(request, "request_id", None)})
     return error_response(500, "internal error")
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.scan(__name__)

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import colander
 import sqlalchemy as sa
@@ -21,6 +22,11 @@ from goshop_common.web.errors import error_response
 from goshop_common.web.openapi import Reply, error
 from goshop_common.web.rest import Service, Tag
 from goshop_common.web.schemas import body, field
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+    from pyramid.request import Request
+    from pyramid.response import Response
 
 HEALTH = Tag("health", "Whether the process is up, and ready to serve; its database's round-trip time.")
 live = Service(name="live", path="/live", description="The process is up.", tag=HEALTH)
@@ -120,18 +126,18 @@ class SchemaAtHead:
 
 
 @live.get(responses={200: OK})
-def live_view(request):
+def live_view(request: Request) -> dict[str, str]:
     return {"status": "ok"}
 
 
-def add_live_route(config) -> None:
+def add_live_route(config: Configurator) -> None:
     """``GET /live`` answered by ``live_view`` on a plain Pyramid app."""
     config.add_route("live", "/live")
     config.add_view(live_view, route_name="live", renderer="json", request_method="GET")
 
 
 @ready.get(responses={200: OK, 503: DB_NOT_READY})
-def ready_view(request):
+def ready_view(request: Request) -> dict[str, str] | Response:
     schema = request.registry.goshop_schema_at_head
     try:
         if schema is None:
@@ -157,7 +163,7 @@ def ready_view(request):
         503: DB_NOT_READY,
     }
 )
-def db_ping_view(request):
+def db_ping_view(request: Request) -> dict[str, object] | Response:
     try:
         latency_ms = ping_database(request.registry.dbengine)
     except Exception:
@@ -165,7 +171,7 @@ def db_ping_view(request):
     return {"status": "ok", "latency_ms": round(latency_ms, 2)}
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.registry.goshop_schema_at_head = SchemaAtHead.for_service(config.registry.goshop_service)
     for service in (live, ready, db_ping):
         config.add_cornice_service(service)

@@ -20,12 +20,21 @@ import dataclasses
 import json
 import logging
 import re
+from typing import TYPE_CHECKING, Any
 
 import colander
 
 from goshop_common.web.errors import error_response
 from goshop_common.web.rest import Service, Tag, body_validator, querystring_validator
 from goshop_common.web.schemas import body, error_body
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+    from pyramid.registry import Registry
+    from pyramid.request import Request
+    from pyramid.response import Response
+
+    from goshop_common.settings import BaseSettings
 
 log = logging.getLogger("goshop.openapi")
 
@@ -60,7 +69,7 @@ class Reply:
 
     description: str
     body: colander.SchemaNode | None = None
-    media_types: dict[str, dict] = dataclasses.field(default_factory=dict)
+    media_types: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
@@ -97,7 +106,7 @@ UNAUTHORIZED = {
 # --- colander nodes to JSON Schema ------------------------------------------
 
 
-def node_schema(node: colander.SchemaNode, components: dict[str, dict] | None = None) -> dict:
+def node_schema(node: colander.SchemaNode, components: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The JSON Schema (OpenAPI 3.0 dialect) of a bound colander node. A node
     with a ``component`` name (goshop_common.web.schemas.body) is defined once
     in ``components``, and referred to: the same shape named twice is one
@@ -123,10 +132,10 @@ def node_schema(node: colander.SchemaNode, components: dict[str, dict] | None = 
 _USE_SITE = ("nullable", "default", "description")
 
 
-def _inline_schema(node: colander.SchemaNode, components: dict[str, dict] | None) -> dict:
+def _inline_schema(node: colander.SchemaNode, components: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
     typ = node.typ
     if isinstance(typ, colander.Mapping):
-        schema: dict = {"type": "object", "properties": {}}
+        schema: dict[str, Any] = {"type": "object", "properties": {}}
         required = []
         for child in node.children:
             schema["properties"][child.name] = node_schema(child, components)
@@ -168,7 +177,7 @@ def _inline_schema(node: colander.SchemaNode, components: dict[str, dict] | None
     return schema
 
 
-def _describe_validator(validator, schema: dict, node) -> None:
+def _describe_validator(validator: object, schema: dict[str, Any], node: colander.SchemaNode) -> None:
     """Add to ``schema`` what ``validator`` enforces. A validator it cannot
     describe is a TypeError: the document must never promise less than the
     API checks."""
@@ -207,7 +216,7 @@ def _describe_validator(validator, schema: dict, node) -> None:
         raise TypeError(f"{node.name}: validator {validator!r} has no json_schema, so the document cannot say it")
 
 
-def _is_node_method(validator, node) -> bool:
+def _is_node_method(validator: object, node: colander.SchemaNode) -> bool:
     """Whether ``validator`` is ``node``'s own method, and the node carries
     the ``json_schema`` that describes it."""
     return getattr(validator, "__self__", None) is node and getattr(node, "json_schema", None) is not None
@@ -219,14 +228,14 @@ def _is_node_method(validator, node) -> bool:
 _PATH_PARAMETER = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 
 
-def _bound(schema, settings):
+def _bound(schema: colander.SchemaNode, settings: BaseSettings) -> colander.SchemaNode:
     # Deferred defaults and validators (currency, amount bounds, password length) read settings.
     return schema.bind(settings=settings, request=None)
 
 
-def _reply(reply: Reply, components: dict[str, dict]) -> dict:
+def _reply(reply: Reply, components: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """A Reply as an OpenAPI response object."""
-    answer: dict = {"description": reply.description}
+    answer: dict[str, Any] = {"description": reply.description}
     content = {}
     if reply.body is not None:
         content["application/json"] = {"schema": node_schema(reply.body, components)}
@@ -243,8 +252,8 @@ def _reply(reply: Reply, components: dict[str, dict]) -> dict:
 
 
 def _parameter(
-    node: colander.SchemaNode, location: str, components: dict[str, dict], required: bool | None = None
-) -> dict:
+    node: colander.SchemaNode, location: str, components: dict[str, dict[str, Any]], required: bool | None = None
+) -> dict[str, Any]:
     parameter = {
         "name": node.name,
         "in": location,
@@ -256,7 +265,7 @@ def _parameter(
     return parameter
 
 
-def _body_required(schema) -> bool:
+def _body_required(schema: colander.SchemaNode) -> bool:
     # An empty object that passes means the body may be left out.
     try:
         schema.deserialize({})
@@ -265,14 +274,16 @@ def _body_required(schema) -> bool:
     return False
 
 
-def _operation(service: Service, method: str, args: dict, settings, components: dict[str, dict]) -> dict:
+def _operation(
+    service: Service, method: str, args: dict[str, Any], settings: BaseSettings, components: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     """The operation of one view: what its decorator declared, what its
     validators enforce, and the answers the shared machinery adds on its own
     (``auto``), which the view's own ``responses`` override. The shapes it
     names are added to ``components``."""
     doc = service.documentation.get(method, {})
     validators = args.get("validators") or ()
-    operation: dict = {"operationId": f"{service.name}_{method.lower()}"}
+    operation: dict[str, Any] = {"operationId": f"{service.name}_{method.lower()}"}
     if service.tag is not None:
         operation["tags"] = [service.tag.name]
     if service.description:
@@ -325,11 +336,11 @@ def _operation(service: Service, method: str, args: dict, settings, components: 
     return operation
 
 
-def build_document(registry, title: str) -> dict:
+def build_document(registry: Registry, title: str) -> dict[str, Any]:
     """The document of the services registered with Cornice on ``registry``."""
-    paths: dict[str, dict] = {}
-    components: dict[str, dict] = {}
-    tags: dict[str, dict] = {}
+    paths: dict[str, dict[str, Any]] = {}
+    components: dict[str, dict[str, Any]] = {}
+    tags: dict[str, dict[str, Any]] = {}
     # Every service Cornice knows on this registry: the openapi view's own included.
     for service in registry.cornice_services.values():
         for method, _view, args in service.definitions:
@@ -379,13 +390,14 @@ def proxied(service: Service, upstream: str) -> Service:
     return service
 
 
-def _fetch_document(registry, upstream: str) -> dict:
+def _fetch_document(registry: Registry, upstream: str) -> dict[str, Any]:
     """``upstream``'s own /openapi.json, through the gateway's upstream client."""
     try:
         result = registry.upstreams.request(upstream, "GET", "/openapi.json", [], None)
         if result.status != 200:
             raise UpstreamDocumentUnavailable(f"{upstream} answered {result.status}")
-        return json.loads(result.body)
+        document: dict[str, Any] = json.loads(result.body)
+        return document
     except UpstreamDocumentUnavailable:
         raise
     except Exception as exc:  # the upstream client's failures, a body that is not JSON
@@ -395,7 +407,7 @@ def _fetch_document(registry, upstream: str) -> dict:
 _SCHEMA_REF = "#/components/schemas/"
 
 
-def _schema_refs(value) -> set[str]:
+def _schema_refs(value: object) -> set[str]:
     """The names of the component schemas ``value`` refers to itself."""
     if isinstance(value, dict):
         ref = value.get("$ref")
@@ -407,7 +419,9 @@ def _schema_refs(value) -> set[str]:
     return set()
 
 
-def _adopt_schemas(operation: dict, theirs: dict, upstream: str, ours: dict[str, dict]) -> None:
+def _adopt_schemas(
+    operation: dict[str, Any], theirs: dict[str, Any], upstream: str, ours: dict[str, dict[str, Any]]
+) -> None:
     """Copy into ``ours`` every schema of the upstream's document ``theirs``
     that ``operation`` refers to, and those they refer to. A name the two
     documents define differently is an error, never one shape silently
@@ -426,10 +440,10 @@ def _adopt_schemas(operation: dict, theirs: dict, upstream: str, ours: dict[str,
         pending |= _schema_refs(their_schemas[name]) - seen
 
 
-def _with_upstreams(registry, document: dict) -> dict:
+def _with_upstreams(registry: Registry, document: dict[str, Any]) -> dict[str, Any]:
     """The gateway's ``document`` with each proxied operation replaced by the
     upstream's own, as amended below; each upstream's document is read once a build."""
-    upstream_documents: dict[str, dict] = {}
+    upstream_documents: dict[str, dict[str, Any]] = {}
     schemes = document["components"]["securitySchemes"]
     schemas = document["components"]["schemas"]
     tags = {tag["name"]: tag for tag in document["tags"]}
@@ -514,7 +528,7 @@ _DOCUMENT = body("document", component="OpenApiDocument")
         503: error("an upstream's document could not be read (the gateway)"),
     }
 )
-def openapi_view(request):
+def openapi_view(request: Request) -> dict[str, Any] | Response:
     """The document, built at the first request and then kept for the life
     of the process; the gateway's only once every upstream's could be read."""
     document = getattr(request.registry, "openapi_document", None)
@@ -532,5 +546,5 @@ def openapi_view(request):
     return document
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     config.add_cornice_service(openapi)

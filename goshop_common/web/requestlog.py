@@ -11,7 +11,12 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 
+from pyramid.config import Configurator
+from pyramid.registry import Registry
+from pyramid.request import Request
+from pyramid.response import Response
 from pyramid.tweens import INGRESS
 
 log = logging.getLogger("goshop.request")
@@ -32,11 +37,13 @@ def request_id_from(value: str | None) -> str:
     return os.urandom(16).hex()
 
 
-def request_log_tween_factory(handler, registry):
+def request_log_tween_factory(
+    handler: Callable[[Request], Response], registry: Registry
+) -> Callable[[Request], Response]:
     """The tween that gives each request its ``request.request_id``, echoes it
     on the response, and logs the request's one line once it is answered."""
 
-    def request_log_tween(request):
+    def request_log_tween(request: Request) -> Response:
         request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
         request.request_id = request_id
         started = time.perf_counter()
@@ -70,6 +77,6 @@ def request_log_tween_factory(handler, registry):
     return request_log_tween
 
 
-def includeme(config) -> None:
+def includeme(config: Configurator) -> None:
     # Outermost, so the logged status is the one the client got, error pages included.
     config.add_tween("goshop_common.web.requestlog.request_log_tween_factory", under=INGRESS)

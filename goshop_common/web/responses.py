@@ -8,7 +8,7 @@ from pyramid.response import Response
 
 
 def json_response(
-    body, status: int = 200, headers: dict[str, str] | None = None, *, response_class: type[Response] = Response
+    body: object, status: int = 200, headers: dict[str, str] | None = None, *, response_class: type[Response] = Response
 ) -> Response:
     """``body`` as ``application/json`` (UTF-8) with ``status`` and ``headers``.
     ``response_class`` lets the error envelope be a response that may be raised."""

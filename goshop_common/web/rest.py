@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import colander
 import cornice
@@ -16,6 +18,13 @@ from cornice.renderer import CorniceRenderer
 from cornice.validators import colander_querystring_validator
 
 from goshop_common.web.errors import error_response
+
+if TYPE_CHECKING:
+    from pyramid.request import Request
+    from pyramid.response import Response
+
+# A view a Service's decorators register, handed back unchanged.
+View = TypeVar("View", bound=Callable[..., Any])
 
 # The one media type of goshop's request bodies: a view's ``content_type``.
 JSON = ("application/json",)
@@ -30,7 +39,7 @@ class JsonRenderer(CorniceRenderer):
     acceptable = JSON
 
 
-def _message_for(error: dict) -> str:
+def _message_for(error: dict[str, Any]) -> str:
     """The message goshop shows for one of Cornice's collected errors: the
     envelope's wording where Cornice has its own."""
     description = error.get("description")
@@ -49,7 +58,7 @@ def _message_for(error: dict) -> str:
     return text
 
 
-def json_error_handler(request):
+def json_error_handler(request: Request) -> Response:
     """Cornice's collected errors in goshop's envelope: the first error's message
     is ``error`` (the seed's strings come from the schema nodes), all of them go
     to ``details``."""
@@ -95,30 +104,50 @@ class Service(cornice.Service):
     """A Cornice service whose every error speaks goshop's envelope, and whose
     views say what they answer; ``tag`` is the resource it serves."""
 
-    def __init__(self, *args, tag: Tag | None = None, **kwargs):
-        self.documentation: dict[str, dict] = {}
+    def __init__(self, *args: Any, tag: Tag | None = None, **kwargs: Any):
+        self.documentation: dict[str, dict[str, Any]] = {}
         self.tag = tag
         # Cornice attaches the service to the module ``depth`` frames up, for
         # config.scan to find: one more, for this frame.
         kwargs["depth"] = kwargs.get("depth", 1) + 1
         super().__init__(*args, **kwargs)
 
-    def default_error_handler(self, request):
+    def default_error_handler(self, request: Request) -> Response:
         # Cornice's hook for the errors its validators collected.
         return json_error_handler(request)
 
-    def add_view(self, method, view, **kwargs):
+    def add_view(self, method: str, view: Callable[..., Any], **kwargs: Any) -> None:
         # Popped before Cornice sees them: Pyramid would take them for predicates.
         self.documentation[method.upper()] = {name: kwargs.pop(name) for name in DOC_ARGUMENTS if name in kwargs}
         super().add_view(method, view, **kwargs)
 
+    # Cornice's decorators, typed: each registers the view and hands it back.
+    def decorator(self, method: str, **kwargs: Any) -> Callable[[View], View]:
+        def wrapper(view: View) -> View:
+            self.add_view(method, view, **kwargs)
+            return view
+
+        return wrapper
+
+    def get(self, **kwargs: Any) -> Callable[[View], View]:
+        return self.decorator("GET", **kwargs)
+
+    def post(self, **kwargs: Any) -> Callable[[View], View]:
+        return self.decorator("POST", **kwargs)
+
+    def put(self, **kwargs: Any) -> Callable[[View], View]:
+        return self.decorator("PUT", **kwargs)
+
+    def delete(self, **kwargs: Any) -> Callable[[View], View]:
+        return self.decorator("DELETE", **kwargs)
+
 
 # (id(schema), id(settings)) -> (schema, settings, the schema bound to them);
 # the first two are kept so that neither id can be reused while cached.
-_BOUND: dict[tuple[int, int], tuple] = {}
+_BOUND: dict[tuple[int, int], tuple[Any, Any, Any]] = {}
 
 
-def _bound(schema, request):
+def _bound(schema: colander.SchemaNode, request: Request) -> colander.SchemaNode:
     """``schema`` bound to the app's settings, which is all its deferred nodes
     read (goshop_common.web.schemas): once per schema and app, not per request,
     since colander's bind() clones the whole schema. A bound schema is only
@@ -131,7 +160,7 @@ def _bound(schema, request):
     return cached[2]
 
 
-def body_validator(request, schema=None, **kwargs):
+def body_validator(request: Request, schema: colander.SchemaNode | None = None, **kwargs: Any) -> None:
     """Validate the JSON body against ``schema``, bound to the request so that
     deferred validators can read settings (password length, money bounds)."""
     if schema is None:
@@ -185,7 +214,7 @@ def _field(name: str, top: str) -> str:
     return "" if name == top else name.removeprefix(f"{top}.")
 
 
-def _body_cstruct(request, raw: bytes):
+def _body_cstruct(request: Request, raw: bytes) -> Any:
     """The body (``raw``, as read) as extract_cstruct reads it, or _REFUSED
     with the error added."""
     content_type = request.content_type
@@ -207,7 +236,7 @@ def _body_cstruct(request, raw: bytes):
     return body
 
 
-def querystring_validator(request, schema=None, **kwargs):
+def querystring_validator(request: Request, schema: colander.SchemaNode | None = None, **kwargs: Any) -> None:
     """Validate the query string against ``schema``, bound as body_validator
     binds it."""
     if schema is None:

@@ -11,6 +11,7 @@ read as they are, and goshop's own validators carry a ``json_schema``.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import colander
 
@@ -36,9 +37,9 @@ class Pattern:
         self._compiled = re.compile(regex)
         # Anchored: JSON Schema's ``pattern`` matches anywhere in the value,
         # and the group keeps an alternation inside the anchors.
-        self.json_schema = {"pattern": f"^(?:{regex})$"}
+        self.json_schema: dict[str, object] = {"pattern": f"^(?:{regex})$"}
 
-    def __call__(self, node, value):
+    def __call__(self, node: colander.SchemaNode, value: str) -> None:
         if not self._compiled.fullmatch(value):
             raise colander.Invalid(node, self.msg)
 
@@ -47,7 +48,7 @@ class StrictString(colander.String):
     """A JSON string and nothing else (no numbers, booleans, objects), without
     NUL and without lone surrogates."""
 
-    def deserialize(self, node, cstruct):
+    def deserialize(self, node: colander.SchemaNode, cstruct: object) -> Any:
         if cstruct is colander.null or cstruct is None:
             return colander.null
         if not isinstance(cstruct, str):
@@ -74,7 +75,7 @@ class QueryInteger(colander.Integer):
     # (PostgreSQL's bigint), before any Range the node adds is applied.
     _DIGITS = re.compile(r"-?[0-9]{1,18}")
 
-    def deserialize(self, node, cstruct):
+    def deserialize(self, node: colander.SchemaNode, cstruct: object) -> Any:
         if cstruct is colander.null or cstruct is None:
             return colander.null
         if not isinstance(cstruct, str) or not self._DIGITS.fullmatch(cstruct):
@@ -82,7 +83,7 @@ class QueryInteger(colander.Integer):
         return int(cstruct)
 
 
-def strict_string_node(name: str, message: str, **kwargs) -> colander.SchemaNode:
+def strict_string_node(name: str, message: str, **kwargs: object) -> colander.SchemaNode:
     """A required string field whose every failure (missing, null, wrong type,
     invalid) reports ``message`` — the seed's one string per field."""
     node = colander.SchemaNode(StrictString(), name=name, missing_msg=message, **kwargs)
@@ -116,14 +117,14 @@ class EmailValidator(Pattern):
             "description": "An e-mail address (HTML5's syntax, dotted domain); surrounding whitespace is trimmed.",
         }
 
-    def __call__(self, node, value):
+    def __call__(self, node: colander.SchemaNode, value: str) -> None:
         # The pattern does not bound the length; this is the document's maxLength.
         if len(value) > EMAIL_MAX_LENGTH:
             raise colander.Invalid(node, self.msg)
         super().__call__(node, value)
 
 
-def _prepare_email(value):
+def _prepare_email(value: object) -> object:
     # Only what may be valid is trimmed: an over-long value stays over-long,
     # so the length rule applies to the address as sent, as documented.
     # ASCII only: str.lower() maps some other letters to
@@ -142,7 +143,7 @@ def email_node(message: str = "invalid email") -> colander.SchemaNode:
 class StrictInteger(colander.Integer):
     """A JSON integer: no strings, floats or booleans (``True`` is an int in Python)."""
 
-    def deserialize(self, node, cstruct):
+    def deserialize(self, node: colander.SchemaNode, cstruct: object) -> Any:
         if cstruct is colander.null or cstruct is None:
             return colander.null
         if isinstance(cstruct, bool) or not isinstance(cstruct, int):
@@ -155,7 +156,7 @@ class StrictInteger(colander.Integer):
 # document: ``json_schema`` adds what colander cannot say (formats, null).
 
 
-def field(name: str, typ=None, nullable: bool = False, **json_schema) -> colander.SchemaNode:
+def field(name: str, typ: object = None, nullable: bool = False, **json_schema: object) -> colander.SchemaNode:
     """A required property of a response body (a string unless ``typ``)."""
     if nullable:
         json_schema["nullable"] = True

@@ -23,6 +23,8 @@ import argparse
 import logging
 import signal
 import sys
+from types import FrameType
+from typing import NoReturn
 
 import hupper
 from pyramid.paster import get_app, setup_logging
@@ -90,12 +92,12 @@ def serve(ini: str, port: int | None, *, host: str | None = None, metrics_port: 
     try:
         public.run()
     finally:
-        if internal_loop is not None:
+        if internal is not None and internal_loop is not None:
             internal.stop()
             internal_loop.join(10)
 
 
-def _interrupt(_signum, _frame):
+def _interrupt(_signum: int, _frame: FrameType | None) -> NoReturn:
     # Once is enough: a process group stop and hupper's monitor may both send
     # SIGTERM, and a second KeyboardInterrupt would break waitress's shutdown.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

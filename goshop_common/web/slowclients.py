@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import logging
 import resource
+import socket
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from waitress import wasyncore
 from waitress.adjustments import Adjustments
@@ -40,6 +42,9 @@ from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser
 from waitress.server import TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 log = logging.getLogger("goshop.serve")
 
@@ -53,7 +58,7 @@ ACCEPTS_PER_TURN = 64
 class _TimedRequest(HTTPRequestParser):
     """waitress's request parser, remembering when the request began."""
 
-    def __init__(self, adj):
+    def __init__(self, adj: Adjustments) -> None:
         super().__init__(adj)
         self.started = time.time()
 
@@ -61,7 +66,14 @@ class _TimedRequest(HTTPRequestParser):
 class _Channel(HTTPChannel):
     parser_class = _TimedRequest
 
-    def __init__(self, server, sock, addr, adj, map=None):
+    def __init__(
+        self,
+        server: TcpWSGIServer,
+        sock: socket.socket,
+        addr: tuple[str, int],
+        adj: Adjustments,
+        map: dict[int, Any] | None = None,
+    ) -> None:
         super().__init__(server, sock, addr, adj, map)
         # waitress makes a request's parser at its first byte; the first one's
         # is made now, so that its clock starts when the connection opens.
@@ -74,7 +86,7 @@ class Server(TcpWSGIServer):
 
     channel_class = _Channel
 
-    def __init__(self, *args, header_timeout: float, **kwargs):
+    def __init__(self, *args: Any, header_timeout: float, **kwargs: Any) -> None:
         self.header_timeout = header_timeout
         super().__init__(*args, **kwargs)
 
@@ -111,10 +123,11 @@ class Servers:
     always ``poll()`` and maintenance runs every second, to keep the deadline
     to the second."""
 
-    def __init__(self, app, *, header_timeout: float, connection_limit: int, **options):
+    def __init__(self, app: WSGIApplication, *, header_timeout: float, connection_limit: int, **options: Any) -> None:
         options = {**options, "connection_limit": connection_limit, "asyncore_use_poll": True, "cleanup_interval": 1}
         self.adj = Adjustments(**options)
-        self.sockets: dict = {}
+        # waitress's socket map: file descriptor -> dispatcher.
+        self.sockets: dict[int, Any] = {}
         self.tasks = ThreadedTaskDispatcher()
         self.tasks.set_thread_count(self.adj.threads)
         self.servers = [

@@ -63,7 +63,7 @@ def loopback_host(url: str) -> str:
         raise Refused(f"{url!r}: give the gateway's origin only (e.g. {DEFAULT_HOST})")
     host = parsed.hostname
     # localhost from the hosts file, which never asks the network.
-    addresses = {info[4][0] for info in socket.getaddrinfo(host, None)} if host == "localhost" else {host}
+    addresses = {str(info[4][0]) for info in socket.getaddrinfo(host, None)} if host == "localhost" else {host}
     for address in addresses:
         try:
             loopback = ipaddress.ip_address(address.split("%")[0]).is_loopback
@@ -112,6 +112,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _ready(host: str) -> int | None:
     parsed = urllib.parse.urlsplit(host)
+    if parsed.hostname is None:  # refused before, as no http(s) URL
+        return None
     connection_class = http.client.HTTPSConnection if parsed.scheme == "https" else http.client.HTTPConnection
     connection = connection_class(parsed.hostname, parsed.port, timeout=5)
     try:

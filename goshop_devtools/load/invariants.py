@@ -50,6 +50,8 @@ class Gateway:
 
     def __init__(self, url: str, timeout: float = 10.0):
         parsed = urllib.parse.urlsplit(url)
+        if parsed.hostname is None:
+            raise ValueError(f"{url!r} names no host")
         connection_class = http.client.HTTPSConnection if parsed.scheme == "https" else http.client.HTTPConnection
         self.connection = connection_class(parsed.hostname, parsed.port, timeout=timeout)
 
@@ -93,7 +95,8 @@ def status_violations(statuses: dict[str, int], errors: list[dict], idempotency:
 
 def _orders_of(gateway: Gateway, token: str) -> tuple[int, list[dict]]:
     """Every order of the customer, newest first, through every page."""
-    orders, cursor = [], None
+    orders: list[dict] = []
+    cursor: str | None = None
     while True:
         query = {"limit": PAGE, **({"cursor": cursor} if cursor else {})}
         status, body = gateway.call("GET", f"/v1/orders?{urllib.parse.urlencode(query)}", token=token)
@@ -147,6 +150,7 @@ def _check_payments(gateway: Gateway, token: str, order: dict, outcome: Outcome)
         return
     seen = [p.get("status") for p in body.get("payments", [])]
     outcome.payments += len(seen)
+    expected: tuple[str, ...]
     if order["status"] == "cancelled" and order.get("reason") == TIMED_OUT:
         expected = TIMED_OUT_PAYMENTS
     else:
