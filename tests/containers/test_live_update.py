@@ -213,8 +213,8 @@ def live_view_answering(marker: str, tmp_path):
     """A copy of goshop_common/web/health.py whose /live also says ``marker``."""
     return edited(
         "goshop_common/web/health.py",
-        'def live_view(request):\n    return {"status": "ok"}',
-        f'def live_view(request):\n    return {{"status": "ok", "synced": "{marker}"}}',
+        'def live_view(request: Request) -> dict[str, str]:\n    return {"status": "ok"}',
+        f'def live_view(request: Request) -> dict[str, str]:\n    return {{"status": "ok", "synced": "{marker}"}}',
         tmp_path,
     )
 
