@@ -20,6 +20,7 @@ import webtest
 
 from goshop_gateway import make_app
 from goshop_gateway.upstream import Timeout, UpstreamFailure, Upstreams
+from tests.integration.goshop_gateway.raw_http import read_request
 from tests.support import served, with_settings
 
 # The gateway's public URL, under which an upstream's Location is given.
@@ -61,35 +62,17 @@ class RawUpstream:
         assert not self.thread.is_alive()
 
 
-def _read_request(connection: socket.socket) -> bool:
-    """Reads one request's head and its Content-Length body; False at end of stream."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = connection.recv(65536)
-        if not chunk:
-            return False
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
-        0,
-    )
-    while len(body) < length:
-        body += connection.recv(65536)
-    return True
-
-
 def drops_the_connection(connection):
-    _read_request(connection)
+    read_request(connection)
 
 
 def answers_too_late(connection):
-    _read_request(connection)
+    read_request(connection)
     time.sleep(1.5)
 
 
 def answers_ok_and_keeps_alive(connection):
-    while _read_request(connection):
+    while read_request(connection):
         connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
 
 
@@ -166,7 +149,7 @@ def answers(*responses: bytes, then_close: bool = False):
 
     def behaviour(connection):
         for index in itertools.count():
-            if not _read_request(connection):
+            if not read_request(connection):
                 return
             connection.sendall(responses[min(index, len(responses) - 1)])
             if then_close and index >= len(responses) - 1:
@@ -330,7 +313,7 @@ def test_an_idle_connection_the_upstream_closed_is_not_used_and_the_request_goes
     requests = []
 
     def answers_once_then_closes_when_idle(connection):
-        _read_request(connection)
+        read_request(connection)
         requests.append(1)
         connection.sendall(OK)
         time.sleep(0.1)  # idle, then gone, as an upstream's idle timeout does
@@ -346,10 +329,10 @@ def test_an_idle_connection_the_upstream_closed_is_not_used_and_the_request_goes
 
 def reads_the_second_request_and_closes(requests):
     def behaviour(connection):
-        _read_request(connection)
+        read_request(connection)
         requests.append(1)
         connection.sendall(OK)
-        if _read_request(connection):  # as an idle timeout may, just as a request arrives
+        if read_request(connection):  # as an idle timeout may, just as a request arrives
             requests.append(1)
 
     return behaviour
@@ -380,7 +363,7 @@ def test_an_upstream_that_resets_mid_answer_is_a_502_and_the_request_is_not_sent
     requests = []
 
     def answers_then_resets_mid_answer(connection):
-        while _read_request(connection):
+        while read_request(connection):
             requests.append(1)
             if len(requests) == 1:
                 connection.sendall(OK)
@@ -423,7 +406,7 @@ def test_a_read_timeout_on_a_kept_connection_is_a_504_and_the_request_is_not_sen
     requests = []
 
     def answers_once_then_never(connection):
-        while _read_request(connection):
+        while read_request(connection):
             requests.append(1)
             if len(requests) == 1:
                 connection.sendall(OK)
@@ -443,7 +426,7 @@ def test_a_read_timeout_on_a_kept_connection_is_a_504_and_the_request_is_not_sen
 def test_a_longer_read_timeout_for_one_call_waits_longer_on_the_same_connection(upstream):
     def answers_late_after_the_first(connection):
         for index in itertools.count():
-            if not _read_request(connection):
+            if not read_request(connection):
                 return
             time.sleep(0.5 if index else 0)
             connection.sendall(OK)

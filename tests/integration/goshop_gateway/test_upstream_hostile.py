@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from goshop_gateway.upstream import UpstreamFailure, Upstreams
+from tests.integration.goshop_gateway.raw_http import read_request
 
 NEXT = b"HTTP/1.1 200 OK\r\nX-Next: 1\r\nContent-Length: 4\r\n\r\nNEXT"
 # What the client bounds an answer's head to, as http.client did before it.
@@ -85,7 +86,7 @@ class HostileUpstream:
         with connection:
             try:
                 if case is not None:
-                    if not _read_request(connection):
+                    if not read_request(connection):
                         return
                     for index, piece in enumerate(case.pieces):
                         if index:
@@ -94,7 +95,7 @@ class HostileUpstream:
                     self.sent.set()
                     if case.close:
                         return
-                while _read_request(connection):
+                while read_request(connection):
                     connection.sendall(NEXT)
             except OSError:
                 pass  # the client closed first: its right after a bad answer
@@ -106,27 +107,6 @@ class HostileUpstream:
         self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         self.thread.join(5)
-
-
-def _read_request(connection: socket.socket) -> bool:
-    """Reads one request's head and Content-Length body; False at its end."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = connection.recv(65536)
-        if not chunk:
-            return False
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = next(
-        (int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")),
-        0,
-    )
-    while len(body) < length:
-        chunk = connection.recv(65536)
-        if not chunk:
-            return False
-        body += chunk
-    return True
 
 
 @pytest.fixture(scope="module")
