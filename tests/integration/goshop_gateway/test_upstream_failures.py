@@ -11,7 +11,6 @@ import itertools
 import json
 import socket
 import struct
-import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -20,46 +19,13 @@ import webtest
 
 from goshop_gateway import make_app
 from goshop_gateway.upstream import Timeout, UpstreamFailure, Upstreams
-from tests.integration.goshop_gateway.raw_http import read_request
+from tests.integration.goshop_gateway.raw_http import RawUpstream, read_request
 from tests.support import served, with_settings
 
 # The gateway's public URL, under which an upstream's Location is given.
 PUBLIC_URL = "https://shop.example"
 
 LOGIN = {"email": "someone@example.com", "password": "long enough password"}
-
-
-class RawUpstream:
-    """A TCP server on 127.0.0.1 that hands each connection to ``behaviour``
-    and counts the connections it accepted."""
-
-    def __init__(self, behaviour: Callable[[socket.socket], None]):
-        self.behaviour = behaviour
-        self.connections = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
-
-    def _serve(self, connection: socket.socket) -> None:
-        with connection:
-            self.behaviour(connection)
-
-    def close(self) -> None:
-        # shutdown() wakes the accept() of the other thread; close() alone does not.
-        self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        self.thread.join(5)
-        assert not self.thread.is_alive()
 
 
 def drops_the_connection(connection):

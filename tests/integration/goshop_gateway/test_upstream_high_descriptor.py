@@ -13,7 +13,8 @@ import time
 import pytest
 
 from goshop_gateway import upstream as upstream_module
-from tests.integration.goshop_gateway.test_upstream_failures import OK, _read_request, answers, client, upstream
+from tests.integration.goshop_gateway.raw_http import read_request
+from tests.integration.goshop_gateway.test_upstream_failures import OK, answers, client, upstream
 
 __all__ = ["upstream"]  # the fixture, used below
 
@@ -61,7 +62,7 @@ def test_a_kept_connection_on_a_high_descriptor_is_taken_from_the_pool_and_reuse
 
 def test_a_kept_connection_on_a_high_descriptor_the_upstream_closed_is_dropped(upstream, high_descriptors):
     def answers_once_then_closes(connection):
-        _read_request(connection)
+        read_request(connection)
         connection.sendall(OK)
 
     users = upstream(answers_once_then_closes)

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from goshop_gateway.upstream import UpstreamFailure, Upstreams
-from tests.integration.goshop_gateway.raw_http import read_request
+from tests.integration.goshop_gateway.raw_http import RawUpstream, read_request
 
 NEXT = b"HTTP/1.1 200 OK\r\nX-Next: 1\r\nContent-Length: 4\r\n\r\nNEXT"
 # What the client bounds an answer's head to, as http.client did before it.
@@ -50,37 +50,30 @@ class Case:
     pieces: list[bytes] = dataclasses.field(default_factory=list)
 
 
-class HostileUpstream:
+class HostileUpstream(RawUpstream):
     """Answers the first request of the first connection after ``arm`` with
     the case's pieces (a short pause between two, so each is its own read),
     then, unless the case closes, every further request with NEXT; every
     other connection gets NEXT for each request."""
 
     def __init__(self):
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.case: Case | None = None
         self.sent = threading.Event()
         self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        super().__init__(behaviour=lambda connection: None)
 
     def arm(self, case: Case) -> None:
         with self.lock:
             self.case = case
             self.sent.clear()
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            with self.lock:
-                case, self.case = self.case, None
-            threading.Thread(target=self._serve, args=(connection, case), daemon=True).start()
+    def _handle(self, connection: socket.socket) -> None:
+        # The case is taken at accept time: the first connection after ``arm`` gets it.
+        with self.lock:
+            case, self.case = self.case, None
+        threading.Thread(target=self._serve_case, args=(connection, case), daemon=True).start()
 
-    def _serve(self, connection: socket.socket, case: Case | None) -> None:
+    def _serve_case(self, connection: socket.socket, case: Case | None) -> None:
         connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         connection.settimeout(5)
         with connection:
@@ -102,11 +95,6 @@ class HostileUpstream:
             finally:
                 if case is not None:
                     self.sent.set()
-
-    def close(self) -> None:
-        self.listener.shutdown(socket.SHUT_RDWR)
-        self.listener.close()
-        self.thread.join(5)
 
 
 @pytest.fixture(scope="module")
