@@ -30,6 +30,8 @@ RUNTIME = [
     "psycopg2-binary==2.9.13",
     "PyJWT==2.15.1",
     "pyramid==2.1",
+    # The ops console's pages (goshop_ops.console), rendered on the server.
+    "pyramid_jinja2==2.10.1",
     "pyramid_tm==2.6",
     "SQLAlchemy==2.1.9",
     "transaction==5.1",
@@ -87,6 +89,9 @@ DEV = [
     "openapi-python-client==0.29.1",
     "python-dateutil==4.0.0",
     "WebTest==3.0.7",
+    # The ops console's browser tier (tests/browser) drives Debian's chromium
+    # (`.ci/run` installs it); its own browser download is never run.
+    "playwright==1.65.2",
     # Property-based tests: hostile upstream answers to the gateway's client
     # (tests/integration/goshop_gateway/test_upstream_hostile.py).
     "hypothesis==6.170.17",
@@ -111,8 +116,9 @@ setup(
     # that is not declared.
     packages=find_namespace_packages(include=["goshop_*"], exclude=["*.__pycache__"]),
     # Every service package ships its ini files; its migrations package its
-    # script.py.mako and any goose-style .sql revision beside a .py one.
-    package_data={"": ["*.ini", "*.mako", "*.sql"]},
+    # script.py.mako and any goose-style .sql revision beside a .py one; the
+    # ops console its templates and static files.
+    package_data={"": ["*.ini", "*.mako", "*.sql", "*.jinja2", "*.css", "*.js"]},
     install_requires=RUNTIME,
     extras_require={"embedded": EMBEDDED, "load": LOAD, "dev": DEV},
     entry_points={

@@ -8,6 +8,8 @@ it in plain words.
     POST /v1/ops/parked/{dlq_topic}/{partition}/{offset}/replay   put one back for its consumer
 
 Operators only: ``Authorization: Bearer $GOSHOP_OPS_TOKEN`` (goshop_ops.operators).
+The same answers as pages for a browser under ``/ops/`` (goshop_ops.console),
+signed in once with that token.
 Answers come from Ollama when ``OLLAMA_URL`` is set, from rules otherwise
 (goshop_ops.explain). It reads the orders and payments schemas and writes nothing
 there; a replay is its one effect, records produced to the broker.
@@ -32,6 +34,7 @@ def includeme(config) -> None:
     config.registry.dbsession_factory = sessionmaker(bind=readonly, expire_on_commit=False)
     # Rules, or Ollama when OLLAMA_URL is set: chosen once, at start.
     config.registry.ops_explainer = make_explainer(settings)
+    config.include("goshop_ops.console")
 
 
 def make_app(settings: OpsSettings, ini: dict | None = None):

@@ -9,10 +9,14 @@ from, and replayed through, the broker (goshop_common.messaging.deadletters).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import uuid
+from collections.abc import Iterator
 
 from kafka.errors import KafkaError
 from pyramid.response import Response
+from sqlalchemy.orm import Session
 
 from goshop_common.db.session import SESSION_ENVIRON_KEY
 from goshop_common.messaging import deadletters
@@ -66,20 +70,30 @@ explain = Service(
 explain.waits_for_llm = True
 
 
-def _read_timeline(request) -> OrderTimeline:
-    order_id = parse_order_id(request.matchdict["id"])
-    if order_id is None:
-        raise ApiError(404, NOT_FOUND)
+@contextlib.contextmanager
+def reading(request) -> Iterator[Session]:
+    """A database session for one consistent read: the test's own through the
+    seam, else one snapshot of every table (REPEATABLE READ), so the saga
+    moving on between two queries cannot show a half-step; read-only, so the
+    database enforces that ops never writes."""
     injected = request.environ.get(SESSION_ENVIRON_KEY)
     if injected is not None:
-        found = Timeline(injected).for_order(order_id)
-    else:
-        # One snapshot for every table (REPEATABLE READ), so the saga moving
-        # on between two queries cannot show a half-step; read-only, so the
-        # database enforces that ops never writes.
-        with request.registry.dbsession_factory() as db, db.begin():
-            db.connection(execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})
-            found = Timeline(db).for_order(order_id)
+        yield injected
+        return
+    with request.registry.dbsession_factory() as db, db.begin():
+        db.connection(execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True})
+        yield db
+
+
+def find_timeline(request, order_id: uuid.UUID) -> OrderTimeline | None:
+    """``order_id``'s timeline, or None: the JSON API's and the console's one read."""
+    with reading(request) as db:
+        return Timeline(db).for_order(order_id)
+
+
+def _read_timeline(request) -> OrderTimeline:
+    order_id = parse_order_id(request.matchdict["id"])
+    found = find_timeline(request, order_id) if order_id is not None else None
     if found is None:
         raise ApiError(404, NOT_FOUND)
     return found
@@ -150,27 +164,27 @@ def _broker_unavailable(exc: KafkaError) -> ApiError:
     return ApiError(503, "broker unavailable", headers={"Retry-After": "5"})
 
 
-@parked.get(validators=(require_operator,), auth=OPERATOR, responses=PARKED)
-def parked_view(request):
+def list_parked(request) -> list[deadletters.ParkedEvent]:
+    """Every parked event on the dead-letter topics; a 503 when the broker does not answer."""
     bootstrap = request.registry.goshop_settings.kafka_bootstrap
     try:
-        found = deadletters.read_parked(bootstrap, DEAD_LETTER_TOPICS, timeout=BROKER_TIMEOUT_SECONDS)
+        return deadletters.read_parked(bootstrap, DEAD_LETTER_TOPICS, timeout=BROKER_TIMEOUT_SECONDS)
     except KafkaError as exc:
         raise _broker_unavailable(exc) from None
-    return {"parked": [entry.as_json() for entry in found]}
 
 
-@replay.post(
-    validators=(require_operator,), auth=OPERATOR, path=(DLQ_TOPIC, DLQ_PARTITION, DLQ_OFFSET), responses=REPLAY
-)
-def replay_view(request):
-    """The one ops route with an effect: a record produced to the broker. It
+@parked.get(validators=(require_operator,), auth=OPERATOR, responses=PARKED)
+def parked_view(request):
+    return {"parked": [entry.as_json() for entry in list_parked(request)]}
+
+
+def replay_parked(request, topic: str, partition: str, offset: str) -> deadletters.Replay:
+    """The one ops action with an effect: a record produced to the broker. It
     is not a state change of ops (which owns no table) that an outbox would
-    keep atomic with one; the answer comes once the broker has the copy and
-    the marker, and the consumer's inbox makes a repeated replay a no-op.
-    One whose last replay is out and has not failed again is a 409, and
-    nothing is sent."""
-    topic, partition, offset = (request.matchdict[name] for name in ("dlq_topic", "partition", "offset"))
+    keep atomic with one; it returns once the broker has the copy and the
+    marker, and the consumer's inbox makes a repeated replay a no-op. One
+    whose last replay is out and has not failed again is a 409 ApiError, and
+    nothing is sent; nothing parked at that place is a 404."""
     if topic not in DEAD_LETTER_TOPICS or not all(_is_number(n) for n in (partition, offset)):
         raise ApiError(404, PARKED_NOT_FOUND)
     bootstrap = request.registry.goshop_settings.kafka_bootstrap
@@ -197,4 +211,12 @@ def replay_view(request):
             "dlq_offset": entry.dlq_offset,
         },
     )
-    return json_response(done.as_json(), 202)
+    return done
+
+
+@replay.post(
+    validators=(require_operator,), auth=OPERATOR, path=(DLQ_TOPIC, DLQ_PARTITION, DLQ_OFFSET), responses=REPLAY
+)
+def replay_view(request):
+    topic, partition, offset = (request.matchdict[name] for name in ("dlq_topic", "partition", "offset"))
+    return json_response(replay_parked(request, topic, partition, offset).as_json(), 202)
