@@ -6,6 +6,7 @@ service; the gateway itself imports none."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 from pathlib import Path
 
@@ -27,7 +28,8 @@ ROUTES = (
 
 
 def declared_routes() -> tuple[Route, ...]:
-    """Every route the upstreams' views modules declare, in their order."""
+    """Every route the upstreams' views modules declare, in their order, then
+    the pages of their consoles (``goshop_<name>.console.PAGES``), if any."""
     routes = []
     for upstream in UPSTREAMS:
         views = importlib.import_module(f"goshop_{upstream}.views")
@@ -45,7 +47,26 @@ def declared_routes() -> tuple[Route, ...]:
                     waits_for_llm=getattr(service, "waits_for_llm", False),
                 )
             )
+        routes += _pages(upstream)
     return tuple(routes)
+
+
+def _pages(upstream: str) -> list[Route]:
+    if importlib.util.find_spec(f"goshop_{upstream}.console") is None:
+        return []
+    console = importlib.import_module(f"goshop_{upstream}.console")
+    return [
+        Route(
+            upstream=upstream,
+            name=name,
+            path=path,
+            description=description,
+            methods=dict.fromkeys(methods),
+            waits_for_llm=name in getattr(console, "WAITS_FOR_LLM", ()),
+            page=True,
+        )
+        for name, path, methods, description in console.PAGES
+    ]
 
 
 def _literal(value) -> str:
@@ -67,6 +88,8 @@ def render(routes: tuple[Route, ...]) -> str:
             lines.append(f"        {field}={_literal(getattr(route, field))},\n")
         if route.waits_for_llm:
             lines.append("        waits_for_llm=True,\n")
+        if route.page:
+            lines.append("        page=True,\n")
         lines.append("    ),\n")
     lines.append(")\n")
     return "".join(lines)

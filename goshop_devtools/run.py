@@ -126,6 +126,23 @@ PROCESSES = (
 )
 
 
+# The processes whose /metrics carry the outbox backlog and consumer lag.
+_EXPORTERS = ("outboxer", "orders-consumer", "payments-consumer")
+
+
+def console_env(base_port: int) -> dict[str, str]:
+    """The ops console's view of this shop: every process's /ready and the
+    exporters' /metrics, for its health strip. No console origin: in
+    development it is served at whatever address the gateway is opened at
+    (127.0.0.1 or localhost), its forms checked by their CSRF token."""
+    ready = ",".join(f"{p.name}={p.spec(base_port).ready_url}" for p in PROCESSES)
+    metrics = ",".join(f"{p.name}={p.metrics_url(base_port)}" for p in PROCESSES if p.name in _EXPORTERS)
+    return {
+        "GOSHOP_OPS_READY_URLS": ready,
+        "GOSHOP_OPS_METRICS_URLS": metrics,
+    }
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="goshop-dev", description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("GOSHOP_DEV_DIR", str(ROOT / ".goshop")))
@@ -472,6 +489,7 @@ def _run(options: argparse.Namespace, stop: StopRequest, started: float, console
             for process in PROCESSES
             if process.name in database_urls
         }
+        supervisor.process_env["ops"].update(console_env(base))
         # The port offsets of PROCESSES: users 1, orders 2, payments 3, ops 5.
         env["GOSHOP_JWKS_URL"] = f"http://127.0.0.1:{base + 1}/.well-known/jwks.json"
         env["GOSHOP_PUBLIC_URL"] = f"http://127.0.0.1:{base}"

@@ -44,3 +44,7 @@ class Route:
     # read timeout grows by the LLM's own timeout, or the gateway would give
     # up (504) on an answer that is still within its time.
     waits_for_llm: bool = False
+    # A page of a service's console (HTML for a browser), not an API
+    # operation: forwarded the same way, but no part of the gateway's OpenAPI
+    # document, as it is no part of its upstream's.
+    page: bool = False

@@ -111,7 +111,9 @@ def _proxy_service(route: Route) -> Service:
 
 
 # Documented by the upstreams' own documents (goshop_common.web.openapi).
-SERVICES = [proxied(_proxy_service(route), route.upstream) for route in ROUTES]
+SERVICES = [proxied(_proxy_service(route), route.upstream) for route in ROUTES if not route.page]
+# Consoles' pages: plain routes, which the OpenAPI document does not list.
+PAGES = [route for route in ROUTES if route.page]
 
 
 checkout = Service(
@@ -182,4 +184,8 @@ def ready_details_view(request):
 def includeme(config) -> None:
     for service in (*SERVICES, checkout, live, ready):
         config.add_cornice_service(service)
+    for route in PAGES:
+        config.add_route(route.name, route.path)
+        for method in route.methods:
+            config.add_view(_proxy(route, method), route_name=route.name, request_method=method)
     config.add_internal_view("ready_details", "/ready", ready_details_view)

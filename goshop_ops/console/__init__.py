@@ -20,18 +20,24 @@ from __future__ import annotations
 
 PREFIX = "/ops"
 
-# name, path, methods: the console's routes, as the gateway forwards them.
-# The order page waits for the LLM's explanation when one is configured.
+# name, path, methods, description: the console's routes, as the gateway
+# forwards them (a page is no operation of the OpenAPI documents).
 PAGES = (
-    ("ops_console_home", f"{PREFIX}/", ("GET",)),
-    ("ops_console_signin", f"{PREFIX}/signin", ("GET", "POST")),
-    ("ops_console_signout", f"{PREFIX}/signout", ("POST",)),
-    ("ops_console_orders", f"{PREFIX}/orders", ("GET",)),
-    ("ops_console_order", f"{PREFIX}/orders/{{id}}", ("GET",)),
-    ("ops_console_parked", f"{PREFIX}/parked", ("GET",)),
-    ("ops_console_replay", f"{PREFIX}/parked/{{dlq_topic}}/{{partition}}/{{offset}}/replay", ("GET", "POST")),
-    ("ops_console_static", f"{PREFIX}/static/{{file}}", ("GET",)),
+    ("ops_console_home", f"{PREFIX}/", ("GET",), "The ops console: find an order; the shop's health."),
+    ("ops_console_signin", f"{PREFIX}/signin", ("GET", "POST"), "Sign in to the ops console."),
+    ("ops_console_signout", f"{PREFIX}/signout", ("POST",), "Sign out of the ops console."),
+    ("ops_console_orders", f"{PREFIX}/orders", ("GET",), "Orders by id or customer email."),
+    ("ops_console_order", f"{PREFIX}/orders/{{id}}", ("GET",), "An order's saga drawn, and explained."),
+    ("ops_console_parked", f"{PREFIX}/parked", ("GET",), "The events the consumers parked."),
+    (
+        "ops_console_replay",
+        f"{PREFIX}/parked/{{dlq_topic}}/{{partition}}/{{offset}}/replay",
+        ("GET", "POST"),
+        "Confirm, then replay, one parked event.",
+    ),
+    ("ops_console_static", f"{PREFIX}/static/{{file}}", ("GET",), "The console's stylesheet and script."),
 )
+# The order page waits for the LLM's explanation when one is configured.
 WAITS_FOR_LLM = frozenset({"ops_console_order"})
 
 
@@ -45,7 +51,7 @@ def includeme(config) -> None:
         session_factory(settings.ops_token, secure=settings.production, max_age=settings.console_session_seconds)
     )
     config.registry.ops_console_signed_out = SignedOut()
-    for name, path, _methods in PAGES:
+    for name, path, _methods, _description in PAGES:
         if name != "ops_console_static":
             config.add_route(name, path)
     config.add_static_view(name=f"{PREFIX.strip('/')}/static", path="goshop_ops.console:static", cache_max_age=300)

@@ -219,3 +219,26 @@ def test_the_default_currency_is_an_iso_4217_code_in_either_case(given, taken):
 def test_a_default_currency_outside_iso_4217_is_refused(given):
     with pytest.raises(SettingsError, match="GOSHOP_DEFAULT_CURRENCY: not an ISO 4217 currency code"):
         settings_of({}, environ={"GOSHOP_DEFAULT_CURRENCY": given}, service="orders")
+
+
+def test_production_serves_no_ops_console_until_its_origin_is_set():
+    assert production("ops").console_enabled is False
+    assert production("ops", GOSHOP_OPS_CONSOLE_ORIGIN="https://ops.example.com").console_enabled is True
+    # Development serves it wherever it is opened.
+    assert settings_of({}, environ={}, service="ops").console_enabled is True
+
+
+def test_production_refuses_an_ops_console_origin_that_is_not_https():
+    with pytest.raises(SettingsError, match="GOSHOP_OPS_CONSOLE_ORIGIN must be an https:// origin"):
+        production("ops", GOSHOP_OPS_CONSOLE_ORIGIN="http://ops.example.com")
+
+
+@pytest.mark.parametrize("value", ["https://ops.example.com/console", "ops.example.com", "https://u:p@ops.example.com"])
+def test_the_ops_console_origin_is_an_origin_and_nothing_more(value):
+    with pytest.raises(SettingsError, match="GOSHOP_OPS_CONSOLE_ORIGIN"):
+        settings_of({}, environ={"GOSHOP_OPS_CONSOLE_ORIGIN": value}, service="ops")
+
+
+def test_the_ops_console_origin_is_kept_as_a_browser_sends_it():
+    ops = settings_of({}, environ={"GOSHOP_OPS_CONSOLE_ORIGIN": "HTTPS://Ops.Example.com:8443/"}, service="ops")
+    assert ops.console_origin == "https://ops.example.com:8443"

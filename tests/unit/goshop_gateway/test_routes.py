@@ -57,9 +57,29 @@ def test_the_committed_table_is_the_generators_own_text(tmp_path, capsys):
 def test_the_gateway_serves_every_upstream_route_under_its_name_with_its_methods(gateway):
     services = gateway.app.registry.cornice_services
     for route in ROUTES:
+        if route.page:
+            continue
         served = services[route.path]
         assert served.name == route.name
         assert set(served.defined_methods) - {"HEAD"} == set(route.methods), route.path
+
+
+def test_a_consoles_pages_are_plain_routes_outside_the_api_services(gateway):
+    from pyramid.interfaces import IRoutesMapper
+
+    pages = [route for route in ROUTES if route.page]
+    assert {route.name for route in pages} >= {"ops_console_home", "ops_console_order", "ops_console_replay"}
+    mapper = gateway.app.registry.getUtility(IRoutesMapper)
+    for route in pages:
+        assert mapper.get_route(route.name).pattern == route.path
+        assert route.path not in gateway.app.registry.cornice_services
+        assert all(auth is None for auth in route.methods.values()), "a page's caller is checked by its upstream"
+
+
+def test_a_page_answers_only_the_methods_its_upstream_declares(gateway):
+    gateway.request("/ops/signout", method="GET", status=404)
+    gateway.request("/ops/parked", method="POST", status=404)
+    assert gateway.app.registry.upstreams.calls == []
 
 
 def _sample(path: str) -> str:
