@@ -21,6 +21,7 @@ from goshop_devtools.settings import settings_of
 from goshop_maintenance.rules import every_rule
 from goshop_orders.read_contract import ORDERS, ORDERS_INBOX, ORDERS_OUTBOX
 from goshop_payments.read_contract import PAYMENTS, PAYMENTS_INBOX, PAYMENTS_OUTBOX
+from goshop_users.read_contract import READABLE_COLUMNS
 from tests.support import create_roles, role_url, service_tables, with_settings
 
 WRITES = ("INSERT", "UPDATE", "DELETE", "TRUNCATE")
@@ -113,6 +114,24 @@ def test_ops_reads_what_the_read_contracts_name_and_writes_nothing(engine, as_ro
         assert refused(as_role(roles.OPS, f"UPDATE {table} SET {_first_column(engine, table)} = NULL")), table
     assert refused(as_role(roles.OPS, "INSERT INTO orders.orders (id) VALUES (gen_random_uuid())"))
     assert refused(as_role(roles.OPS, "SELECT * FROM users.users"))
+
+
+def test_ops_reads_an_accounts_id_and_email_and_nothing_else_of_users(engine, as_role):
+    # The console finds a customer's orders by email (goshop_users.read_contract).
+    with engine.connect() as connection:
+        readable = {
+            column
+            for column in ("id", "email", "password_hash", "created_at")
+            if connection.execute(
+                sa.text("SELECT has_column_privilege(:role, 'users.users', :column, 'SELECT')"),
+                {"role": roles.OPS, "column": column},
+            ).scalar_one()
+        }
+    assert readable == set(READABLE_COLUMNS)
+    assert as_role(roles.OPS, "SELECT id, email FROM users.users WHERE email = 'a@example.com'") is None
+    assert refused(as_role(roles.OPS, "SELECT password_hash FROM users.users"))
+    assert refused(as_role(roles.OPS, "SELECT * FROM users.sessions"))
+    assert refused(as_role(roles.OPS, "UPDATE users.users SET email = email"))
 
 
 def test_the_outboxer_reads_and_marks_the_outboxes_only(engine, as_role):
