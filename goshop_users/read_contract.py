@@ -12,9 +12,7 @@ from goshop_users.models import User
 
 #: users.users, of which only ``id`` and ``email`` (stored trimmed and lower-case) may be read.
 USERS = User.__table__
-USER_ID = USERS.c.id
-USER_EMAIL = USERS.c.email
 #: The columns the ops role may read, as the migration grants them.
 READABLE_COLUMNS = ("id", "email")
 
-__all__ = ["READABLE_COLUMNS", "USERS", "USER_EMAIL", "USER_ID"]
+__all__ = ["READABLE_COLUMNS", "USERS"]

@@ -108,8 +108,8 @@ def _steps_of(entry: Entry) -> list[tuple[str, str, str]]:
         return [(lane, f"{_event(entry)} applied", where)]
     if entry.event in (PAYMENT_DECIDED, PAYMENT_REFUNDED, PAYMENT_VOIDED):
         label = {PAYMENT_DECIDED: "payment", PAYMENT_REFUNDED: "payment refunded", PAYMENT_VOIDED: "payment voided"}
-        reason = f" ({detail['reason']})" if detail.get("reason") else ""
-        what = f"{label[entry.event]} {detail.get('status')}{reason}"
+        declined = f" ({detail['reason']})" if detail.get("reason") else ""
+        what = f"{label[entry.event]} {detail.get('status')}{declined}"
         return [(PAYMENTS, what, f"payment {detail.get('payment_id')}")]
     if entry.event == STATUS_CHANGED:
         reason = detail.get("reason")

@@ -9,7 +9,7 @@ import uuid
 import sqlalchemy as sa
 
 from goshop_orders.read_contract import ORDERS, order_as_json
-from goshop_users.read_contract import USER_EMAIL, USER_ID
+from goshop_users.read_contract import USERS
 
 LATEST = 20
 
@@ -42,7 +42,7 @@ class CustomerOrders:
 
 def latest_orders(db, email: str, limit: int = LATEST) -> CustomerOrders:
     """The newest ``limit`` orders of the account whose email is ``email``."""
-    user_id = db.execute(sa.select(USER_ID).where(email == USER_EMAIL)).scalar_one_or_none()
+    user_id = db.execute(sa.select(USERS.c.id).where(USERS.c.email == email)).scalar_one_or_none()
     if user_id is None:
         return CustomerOrders(email, None, ())
     rows = db.execute(
