@@ -49,3 +49,30 @@ def fail_publication(connection, order_id: str, error: str, attempts: int = 3) -
         ),
         {"attempts": attempts, "error": error, "key": order_id},
     )
+
+
+def park_record(bootstrap: str, consumer: str, value: bytes, headers=None, key: bytes = b"k") -> None:
+    """Produce ``value`` to orders.events (partition 0), read it back, and
+    park it as ``consumer`` would a handler's bug ("RuntimeError: boom")."""
+    from kafka import TopicPartition
+
+    from goshop_common.messaging import deadletters
+    from goshop_common.messaging.deadletters import DeadLetters
+    from goshop_common.messaging.kafka import make_producer, make_reader
+    from goshop_domain.events import ORDERS_TOPIC
+    from tests.saga_runtime import wait_until
+
+    producer = make_producer(bootstrap)
+    try:
+        sent = producer.send(ORDERS_TOPIC, key=key, value=value, headers=headers or [], partition=0).get(10)
+        reader = make_reader(bootstrap)
+        try:
+            tp = TopicPartition(ORDERS_TOPIC, 0)
+            reader.assign([tp])
+            reader.seek(tp, sent.offset)
+            records = wait_until(lambda: reader.poll(500).get(tp), timeout=10, message="record read back")
+        finally:
+            reader.close()
+        DeadLetters(consumer, producer).park([(records[0], deadletters.HANDLER_ERROR, "RuntimeError: boom")])
+    finally:
+        producer.close(timeout=5)

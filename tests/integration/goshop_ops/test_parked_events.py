@@ -11,13 +11,12 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from goshop_common.messaging import deadletters
 from goshop_common.messaging.consumer import EventConsumer
 from goshop_common.messaging.deadletters import DeadLetters
 from goshop_common.messaging.inbox import inbox_table
 from goshop_common.messaging.kafka import make_consumer, make_producer
 from goshop_domain.events import ORDER_CREATED, ORDERS_TOPIC, event_headers
-from tests.integration.goshop_ops.conftest import OPERATOR, OPS_TOKEN, make_ops_app
+from tests.integration.goshop_ops.conftest import OPERATOR, OPS_TOKEN, make_ops_app, park_record
 from tests.saga_runtime import wait_until
 from tests.support import bearer, scratch_schema
 
@@ -39,31 +38,8 @@ def order_created() -> dict:
 
 def park_one(bootstrap: str, consumer: str) -> dict:
     """A record on orders.events, parked by ``consumer`` as a handler's bug; its body."""
-    from kafka import TopicPartition
-
-    from goshop_common.messaging.kafka import make_reader
-
     body = order_created()
-    producer = make_producer(bootstrap)
-    try:
-        sent = producer.send(
-            ORDERS_TOPIC,
-            key=b"k",
-            value=json.dumps(body).encode(),
-            headers=event_headers(body["event"], body["event_id"]),
-            partition=0,
-        ).get(10)
-        reader = make_reader(bootstrap)
-        try:
-            tp = TopicPartition(ORDERS_TOPIC, 0)
-            reader.assign([tp])
-            reader.seek(tp, sent.offset)
-            records = wait_until(lambda: reader.poll(500).get(tp), timeout=10, message="record read back")
-        finally:
-            reader.close()
-        DeadLetters(consumer, producer).park([(records[0], deadletters.HANDLER_ERROR, "RuntimeError: boom")])
-    finally:
-        producer.close(timeout=5)
+    park_record(bootstrap, consumer, json.dumps(body).encode(), event_headers(body["event"], body["event_id"]))
     return body
 
 
