@@ -178,6 +178,21 @@ def parked_view(request):
     return {"parked": [entry.as_json() for entry in list_parked(request)]}
 
 
+def find_parked(request, topic: str, partition: str, offset: str) -> deadletters.ParkedEvent:
+    """The event parked at ``partition``/``offset`` of the dead-letter topic
+    ``topic`` (as a URL gives them); a 404 ApiError when nothing is, a 503
+    when the broker does not answer."""
+    if topic not in DEAD_LETTER_TOPICS or not all(_is_number(n) for n in (partition, offset)):
+        raise ApiError(404, PARKED_NOT_FOUND)
+    bootstrap = request.registry.goshop_settings.kafka_bootstrap
+    try:
+        return deadletters.find_parked(bootstrap, topic, int(partition), int(offset), timeout=BROKER_TIMEOUT_SECONDS)
+    except deadletters.NotParked:
+        raise ApiError(404, PARKED_NOT_FOUND) from None
+    except KafkaError as exc:
+        raise _broker_unavailable(exc) from None
+
+
 def replay_parked(request, topic: str, partition: str, offset: str) -> deadletters.Replay:
     """The one ops action with an effect: a record produced to the broker. It
     is not a state change of ops (which owns no table) that an outbox would
@@ -185,18 +200,13 @@ def replay_parked(request, topic: str, partition: str, offset: str) -> deadlette
     marker, and the consumer's inbox makes a repeated replay a no-op. One
     whose last replay is out and has not failed again is a 409 ApiError, and
     nothing is sent; nothing parked at that place is a 404."""
-    if topic not in DEAD_LETTER_TOPICS or not all(_is_number(n) for n in (partition, offset)):
-        raise ApiError(404, PARKED_NOT_FOUND)
-    bootstrap = request.registry.goshop_settings.kafka_bootstrap
+    entry = find_parked(request, topic, partition, offset)
     try:
-        entry = deadletters.find_parked(bootstrap, topic, int(partition), int(offset), timeout=BROKER_TIMEOUT_SECONDS)
-        producer = make_producer(bootstrap)
+        producer = make_producer(request.registry.goshop_settings.kafka_bootstrap)
         try:
             done = deadletters.replay(producer, entry, timeout=BROKER_TIMEOUT_SECONDS)
         finally:
             producer.close(timeout=2)
-    except deadletters.NotParked:
-        raise ApiError(404, PARKED_NOT_FOUND) from None
     except deadletters.AlreadyReplayed:
         raise ApiError(409, ALREADY_REPLAYED) from None
     except KafkaError as exc:

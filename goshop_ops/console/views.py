@@ -22,7 +22,7 @@ from goshop_common.web.errors import ApiError
 from goshop_ops.console import PREFIX, health, search, sessions
 from goshop_ops.console.drawing import draw, latency
 from goshop_ops.explain import LlmUnavailable, RulesExplainer
-from goshop_ops.views import find_timeline, list_parked, reading, replay_parked
+from goshop_ops.views import find_parked, find_timeline, list_parked, reading, replay_parked
 
 log = logging.getLogger("goshop.ops.console")
 
@@ -95,9 +95,15 @@ def _refused(request, *, posting: bool = False):
     return None
 
 
+def _from_elsewhere(request) -> bool:
+    """A form posted from anywhere but the configured console origin (none
+    configured: development, where the CSRF token alone is checked)."""
+    origin = request.registry.goshop_settings.console_origin
+    return bool(origin) and request.headers.get("Origin", "").lower() != origin
+
+
 def _refused_post(request):
-    settings = request.registry.goshop_settings
-    if settings.console_origin and request.headers.get("Origin", "").lower() != settings.console_origin:
+    if _from_elsewhere(request):
         return message(request, "Refused", WRONG_ORIGIN, 403)
     if not check_csrf_token(request, raises=False):
         return message(request, "Refused", BAD_CSRF, 403)
@@ -123,7 +129,7 @@ def signin(request):
         return message(request, "Console off", CONSOLE_OFF, 404)
     # No session yet, so no CSRF token: SameSite=Strict and the origin check
     # keep another site from signing a browser in.
-    if settings.console_origin and request.headers.get("Origin", "").lower() != settings.console_origin:
+    if _from_elsewhere(request):
         return message(request, "Refused", WRONG_ORIGIN, 403)
     why = sessions.refusal(request.POST.get("token", ""), settings.ops_token)
     if why is not None:
@@ -250,17 +256,12 @@ def replay_confirmation(request):
         return refused
     topic, partition, offset = _place(request)
     try:
-        entries = list_parked(request)
+        entry = find_parked(request, topic, partition, offset)
     except ApiError as exc:
-        return _broker_unavailable(request, exc)
-    entry = next((e for e in entries if e.dlq_topic == topic and e.lies_at(_int(partition), _int(offset))), None)
-    if entry is None:
+        if exc.status != 404:
+            return _broker_unavailable(request, exc)
         return message(request, "Not parked", f"Nothing is parked at {topic} {partition}/{offset}.", 404)
     return page(request, "replay.jinja2", {"entry": entry})
-
-
-def _int(text: str) -> int:
-    return int(text) if text.isascii() and text.isdigit() else -1
 
 
 @view_config(route_name="ops_console_replay", request_method="POST")

@@ -239,3 +239,9 @@ def test_the_home_page_shows_the_health_strip(operator):
     assert "Parked, not replayed" in page.text
     assert "Settled in the last 15 min" in page.text
     assert "no processes configured (GOSHOP_OPS_READY_URLS)" in page.text
+
+
+def test_a_replay_of_nothing_parked_there_says_so(operator):
+    page = operator.get("/ops/parked/orders.events.dlq/0/999999999/replay", status=404)
+    assert "Nothing is parked at orders.events.dlq 0/999999999." in page.text
+    assert "Nothing is parked at" in operator.get("/ops/parked/orders.events/0/0/replay", status=404).text
