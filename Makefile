@@ -133,8 +133,8 @@ test-chaos: $(STAMP) ## the chaos tier: make run's shop and a second replica of 
 test-unit: $(STAMP) ## unit tests only (no I/O)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: $(STAMP) ## integration and e2e tests (real Postgres, real sockets)
-	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
+test-integration: $(STAMP) ## integration, e2e and browser tests (real Postgres, real sockets, chromium)
+	$(BIN)/python -m pytest tests/integration tests/e2e tests/browser $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff check and format check, the import contracts (.importlinter) and the types (mypy.ini)
 	$(BIN)/ruff check .

@@ -86,9 +86,3 @@ class OpsSettings(DatabaseSettings, BrokerSettings, HttpSettings):
             raise SettingsError("GOSHOP_OPS_TOKEN must be a secret of 32+ characters in production")
         if self.production and self.console_origin and not self.console_origin.startswith("https://"):
             raise SettingsError("GOSHOP_OPS_CONSOLE_ORIGIN must be an https:// origin in production")
-
-    @property
-    def console_enabled(self) -> bool:
-        """Development always serves the console; production only at the
-        origin the operator configured."""
-        return bool(self.console_origin) or not self.production

@@ -41,6 +41,12 @@ PAGES = (
 WAITS_FOR_LLM = frozenset({"ops_console_order"})
 
 
+def served(settings) -> bool:
+    """Whether the console is served: always in development; in production
+    only once GOSHOP_OPS_CONSOLE_ORIGIN says where operators open it."""
+    return bool(settings.console_origin) or not settings.production
+
+
 def includeme(config) -> None:
     from goshop_ops.console.sessions import SignedOut, session_factory
 

@@ -19,7 +19,7 @@ from pyramid.renderers import render_to_response
 from pyramid.view import view_config
 
 from goshop_common.web.errors import ApiError
-from goshop_ops.console import PREFIX, health, search, sessions
+from goshop_ops.console import PREFIX, health, search, served, sessions
 from goshop_ops.console.drawing import draw, latency
 from goshop_ops.explain import LlmUnavailable, RulesExplainer
 from goshop_ops.views import find_parked, find_timeline, list_parked, reading, replay_parked
@@ -84,7 +84,7 @@ def _utc(timestamp: float) -> str:
 def _refused(request, *, posting: bool = False):
     """The page that refuses ``request``, or None when it may go on."""
     settings = request.registry.goshop_settings
-    if not settings.console_enabled:
+    if not served(settings):
         return message(request, "Console off", CONSOLE_OFF, 404)
     if not sessions.is_signed_in(request):
         if posting:
@@ -115,7 +115,7 @@ def _refused_post(request):
 
 @view_config(route_name="ops_console_signin", request_method="GET")
 def signin_form(request):
-    if not request.registry.goshop_settings.console_enabled:
+    if not served(request.registry.goshop_settings):
         return message(request, "Console off", CONSOLE_OFF, 404)
     if sessions.is_signed_in(request):
         return HTTPSeeOther(location=f"{PREFIX}/")
@@ -125,7 +125,7 @@ def signin_form(request):
 @view_config(route_name="ops_console_signin", request_method="POST")
 def signin(request):
     settings = request.registry.goshop_settings
-    if not settings.console_enabled:
+    if not served(settings):
         return message(request, "Console off", CONSOLE_OFF, 404)
     # No session yet, so no CSRF token: SameSite=Strict and the origin check
     # keep another site from signing a browser in.

@@ -222,10 +222,12 @@ def test_a_default_currency_outside_iso_4217_is_refused(given):
 
 
 def test_production_serves_no_ops_console_until_its_origin_is_set():
-    assert production("ops").console_enabled is False
-    assert production("ops", GOSHOP_OPS_CONSOLE_ORIGIN="https://ops.example.com").console_enabled is True
+    from goshop_ops.console import served
+
+    assert served(production("ops")) is False
+    assert served(production("ops", GOSHOP_OPS_CONSOLE_ORIGIN="https://ops.example.com")) is True
     # Development serves it wherever it is opened.
-    assert settings_of({}, environ={}, service="ops").console_enabled is True
+    assert served(settings_of({}, environ={}, service="ops")) is True
 
 
 def test_production_refuses_an_ops_console_origin_that_is_not_https():
