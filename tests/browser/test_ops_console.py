@@ -34,13 +34,24 @@ def expect(target):
     return playwright_expect(target)
 
 
+def _opened(context):
+    """A page of ``context`` that fails its test if the page's own
+    Content-Security-Policy blocked anything on it (an inline script or style
+    the console should not have)."""
+    opened = context.new_page()
+    opened.set_default_timeout(15_000)
+    opened.blocked = []
+    opened.on("console", lambda m: opened.blocked.append(m.text) if "Content Security Policy" in m.text else None)
+    return opened
+
+
 @pytest.fixture
 def page(browser, shop):
     context = browser.new_context(base_url=shop.url, timezone_id=ZONE, viewport={"width": 1366, "height": 900})
-    opened = context.new_page()
-    opened.set_default_timeout(15_000)
+    opened = _opened(context)
     yield opened
     context.close()
+    assert opened.blocked == [], "the console's own policy blocked part of it"
 
 
 PHONE_WIDTH = 390
@@ -55,10 +66,10 @@ def phone(browser, shop):
         is_mobile=True,
         has_touch=True,
     )
-    opened = context.new_page()
-    opened.set_default_timeout(15_000)
+    opened = _opened(context)
     yield opened
     context.close()
+    assert opened.blocked == [], "the console's own policy blocked part of it"
 
 
 def sign_in(page, token: str = DEV_OPS_TOKEN) -> None:
