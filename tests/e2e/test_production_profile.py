@@ -129,6 +129,28 @@ def test_a_checkout_through_the_gateway_is_paid_in_production_mode(shop):
     assert not any(key["kid"].startswith("dev-") for key in jwks["keys"])
 
 
+def test_the_ops_console_is_off_in_production_until_its_origin_is_set(shop):
+    # ops.production.ini sets no GOSHOP_OPS_CONSOLE_ORIGIN: its pages answer, through
+    # the gateway, that the console is off, and even the right token signs no one in.
+    for method, path, body in (
+        ("GET", "/ops/", None),
+        ("GET", "/ops/signin", None),
+        ("POST", "/ops/signin", f"token={shop.ops_token}"),
+    ):
+        connection = http.client.HTTPConnection("127.0.0.1", shop.ports["gateway"], timeout=10)
+        try:
+            headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            text = response.read().decode()
+        finally:
+            connection.close()
+        assert response.status == 404, (method, path, response.status)
+        assert "The ops console is off here." in text
+        assert "frame-ancestors 'none'" in response.getheader("Content-Security-Policy")
+        assert response.getheader("Set-Cookie") is None
+
+
 def test_health_and_metrics_answer_in_production_mode(shop):
     for name in HTTP_SERVICES:
         status, headers, body = Http(shop.ports[name]).request("GET", "/ready")
