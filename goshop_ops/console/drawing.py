@@ -66,6 +66,9 @@ class Drawing:
     width: int = WIDTH + LANE_LABEL_WIDTH + 2 * MARGIN
     height: int = len(LANES) * LANE_HEIGHT + 2 * MARGIN
 
+    # Where the lanes' lines begin, after their names.
+    lane_start: int = MARGIN + LANE_LABEL_WIDTH - 8
+
     @property
     def lanes(self) -> tuple[tuple[str, float], ...]:
         """Each lane's name and the y of its line."""

@@ -36,10 +36,6 @@ class Health:
     settled: dict[str, int]  # status -> orders that reached it in SETTLED_WINDOW
     window_minutes: int = int(SETTLED_WINDOW.total_seconds() // 60)
 
-    @property
-    def all_ready(self) -> bool:
-        return bool(self.processes) and all(state == "ready" for _, state in self.processes)
-
 
 def readiness(url: str) -> str:
     try:

@@ -54,7 +54,6 @@ def test_the_strip_shows_who_is_ready_and_sums_backlog_and_lag():
         ("payments-consumer", "not ready (503)"),
         ("maintenance", "unreachable"),
     )
-    assert not strip.all_ready
     assert strip.outbox_backlog == {"orders.outbox": 3, "payments.outbox": 1}
     assert strip.consumer_lag == {"payments": 6}
     assert (strip.parked, strip.settled) == (2, {"paid": 5, "cancelled": 1})
