@@ -41,8 +41,10 @@ FOURTH = "20261201192000"
 FOURTH_FILE = f"{FOURTH}_retention_indexes.py"
 FIFTH = "20261206230000"
 FIFTH_FILE = f"{FIFTH}_database_roles.py"
-HEAD = FIFTH
-FILES = [FIRST_FILE, SECOND_FILE, THIRD_FILE, FOURTH_FILE, FIFTH_FILE]
+SIXTH = "20261207060000"
+SIXTH_FILE = f"{SIXTH}_ops_reads_emails.py"
+HEAD = SIXTH
+FILES = [FIRST_FILE, SECOND_FILE, THIRD_FILE, FOURTH_FILE, FIFTH_FILE, SIXTH_FILE]
 EVERY = len(FILES)
 FIRST_TABLES = {"users"}
 ALL_TABLES = {"users", "sessions", "login_failures"}
@@ -199,22 +201,36 @@ RETENTION_INDEXES = {"ix_sessions_expires_at", "ix_sessions_revoked_at", "ix_log
 
 
 def users_role_may_write(url: str) -> bool:
-    """Whether the users service's role may write its accounts (the last revision's grant)."""
+    """Whether the users service's role may write its accounts (the database roles revision's grant)."""
     query = "SELECT has_table_privilege('goshop_users', 'users.users', 'INSERT')"
+    return execute(url, query) == [(True,)]
+
+
+def ops_role_may_read_emails(url: str) -> bool:
+    """Whether the ops role may read accounts' emails (the last revision's grant)."""
+    query = "SELECT has_column_privilege('goshop_ops', 'users.users', 'email', 'SELECT')"
     return execute(url, query) == [(True,)]
 
 
 def test_down_rolls_back_only_the_last_revision_and_up_reapplies_it(fresh_db):
     assert migrate(fresh_db, "up") == 0
+    assert ops_role_may_read_emails(fresh_db)
 
     assert migrate(fresh_db, "down") == 0
     assert tables(fresh_db) == ALL_TABLES
-    assert not users_role_may_write(fresh_db)
+    assert not ops_role_may_read_emails(fresh_db)
+    assert users_role_may_write(fresh_db)
     assert retention_indexes(fresh_db) == RETENTION_INDEXES
     assert states(fresh_db) == pending_from(EVERY - 1)
 
-    assert migrate(fresh_db, "up") == 0
+    assert migrate(fresh_db, "down") == 0
+    assert not users_role_may_write(fresh_db)
+
+    assert migrate(fresh_db, "up-to", FIFTH) == 0
     assert users_role_may_write(fresh_db)
+    assert not ops_role_may_read_emails(fresh_db)
+    assert migrate(fresh_db, "up") == 0
+    assert ops_role_may_read_emails(fresh_db)
     assert states(fresh_db) == pending_from(EVERY)
 
 
@@ -322,18 +338,18 @@ def test_down_reset_redo_and_the_to_commands_print_what_they_reverted_and_applie
 
     assert migrate(fresh_db, "down") == 0
     steps, last = printed(capsys)
-    assert steps == [("reverted", FIFTH_FILE)]
-    assert last.startswith(f"migrated to version {FOURTH} (1 reverted in ")
+    assert steps == [("reverted", SIXTH_FILE)]
+    assert last.startswith(f"migrated to version {FIFTH} (1 reverted in ")
 
     assert migrate(fresh_db, "redo") == 0
     steps, last = printed(capsys)
-    assert steps == [("reverted", FOURTH_FILE), ("applied", FOURTH_FILE)]
-    assert last.startswith(f"migrated to version {FOURTH} (1 reverted, 1 applied in ")
+    assert steps == [("reverted", FIFTH_FILE), ("applied", FIFTH_FILE)]
+    assert last.startswith(f"migrated to version {FIFTH} (1 reverted, 1 applied in ")
 
     assert migrate(fresh_db, "down-to", SECOND) == 0
     steps, last = printed(capsys)
-    assert steps == [("reverted", FOURTH_FILE), ("reverted", THIRD_FILE)]
-    assert last.startswith(f"migrated to version {SECOND} (2 reverted in ")
+    assert steps == [("reverted", FIFTH_FILE), ("reverted", FOURTH_FILE), ("reverted", THIRD_FILE)]
+    assert last.startswith(f"migrated to version {SECOND} (3 reverted in ")
 
     assert migrate(fresh_db, "up-to", THIRD) == 0
     steps, last = printed(capsys)
@@ -508,7 +524,15 @@ def test_create_twice_in_the_same_second_is_refused_and_leaves_a_usable_history(
         create(config, "second", second_kind, now=now)
 
     scripts = ScriptDirectory.from_config(config)
-    assert [rev.revision for rev in scripts.walk_revisions()] == ["20300102030405", FIFTH, FOURTH, THIRD, SECOND, FIRST]
+    assert [rev.revision for rev in scripts.walk_revisions()] == [
+        "20300102030405",
+        SIXTH,
+        FIFTH,
+        FOURTH,
+        THIRD,
+        SECOND,
+        FIRST,
+    ]
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess:
