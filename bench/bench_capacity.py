@@ -709,6 +709,84 @@ def short_frame(frame: str) -> str:
     return f"{function} ({'/'.join(parts)})"
 
 
+# --- PostgreSQL's notifying commits -----------------------------------------------------
+
+CEILING_TABLE = "public.bench_capacity_commits"
+CEILING_SESSIONS = 8
+
+
+def commit_ceiling(database_url: str, seconds: float) -> dict[str, float]:
+    """Durable commits per second of CEILING_SESSIONS sessions, each inserting
+    one row a transaction into a table of its own, with and without a
+    ``pg_notify`` in the transaction (as the outbox trigger does).
+
+    A notifying transaction holds a database-wide lock from its pre-commit
+    until its commit is flushed, so notifying commits cannot share a WAL flush
+    (group commit) and go one flush at a time: the ceiling every order's and
+    every payment batch's commit is under, however many cores there are."""
+    import psycopg2
+
+    setup = psycopg2.connect(database_url)
+    setup.autocommit = True
+    with setup.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE IF NOT EXISTS {CEILING_TABLE} (id bigserial PRIMARY KEY, session int)")
+    figures = {}
+    try:
+        for label, statement in (
+            ("without NOTIFY", None),
+            ("with NOTIFY", "SELECT pg_notify('bench_capacity', 'x')"),
+        ):
+            counts = [0] * CEILING_SESSIONS
+            start = threading.Barrier(CEILING_SESSIONS + 1)
+            deadline: list[float] = []
+
+            def session(slot: int, statement=statement, counts=counts, start=start, deadline=deadline) -> None:
+                connection = psycopg2.connect(database_url)
+                try:
+                    with connection.cursor() as cursor:
+                        cursor.execute("SET synchronous_commit = on")
+                        connection.commit()
+                        start.wait()
+                        while time.monotonic() < deadline[0]:
+                            cursor.execute(f"INSERT INTO {CEILING_TABLE} (session) VALUES (%s)", (slot,))
+                            if statement:
+                                cursor.execute(statement)
+                            connection.commit()
+                            counts[slot] += 1
+                finally:
+                    connection.close()
+
+            threads = [threading.Thread(target=session, args=(n,), daemon=True) for n in range(CEILING_SESSIONS)]
+            for thread in threads:
+                thread.start()
+            deadline.append(time.monotonic() + seconds)
+            start.wait()
+            for thread in threads:
+                thread.join(seconds + 30)
+            figures[label] = sum(counts) / seconds
+    finally:
+        with setup.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {CEILING_TABLE}")
+        setup.close()
+    return figures
+
+
+def report_commit_ceiling(database_url: str, seconds: float) -> None:
+    figures = commit_ceiling(database_url, seconds)
+    h.report(
+        f"durable commits/s, {CEILING_SESSIONS} sessions, with NOTIFY",
+        figures["with NOTIFY"],
+        "commits/s",
+        "the same without NOTIFY",
+        figures["without NOTIFY"],
+    )
+    print(
+        "    every order's commit (orders service) and every payment batch's (payments consumer) notifies, through "
+        "the outbox trigger: together they share the first figure",
+        flush=True,
+    )
+
+
 # --- the floor ------------------------------------------------------------------------
 
 
@@ -724,9 +802,30 @@ def mean_floor(readings: list[dict]) -> dict[str, float]:
 # --- one layout ---------------------------------------------------------------------
 
 
-def run_layout(replica_count: int, settings: Settings, children: sb.Children, cornice) -> dict:
+def fixed_rates(bench: Bench, settings: Settings, rates: list[float], label: str) -> None:
+    """One step at each of ``rates``, each reported with what bounded it: for
+    a before/after comparison at the same load (no search, no hold)."""
+    print(f"fixed rates, {settings.step_seconds:.0f} s each: {', '.join(f'{r:g}' for r in rates)}", flush=True)
+    for number, rate in enumerate(rates, start=1):
+        result = bench.step(rate, settings.step_seconds)
+        print(f"  step {number}: {result.line()}", flush=True)
+        print(f"    {result.sampler.summary()}", flush=True)
+        print(
+            f"    p50/p99: due -> created {result.p('http', 0.5) * 1000:.0f}/{result.p('http', 0.99) * 1000:.0f} ms, "
+            f"created -> final {result.p('saga', 0.5) * 1000:.0f}/{result.p('saga', 0.99) * 1000:.0f} ms; "
+            f"machine {result.reading.machine / result.reading.seconds:.2f} cores busy, anything else "
+            f"{result.reading.foreign_cores:.2f}",
+            flush=True,
+        )
+        time.sleep(2.0)
+
+
+def run_layout(
+    replica_count: int, settings: Settings, children: sb.Children, cornice, rates: list[float] | None = None
+) -> dict | None:
     """A fresh shop with ``replica_count`` replicas of each worker: search,
-    hold, profile. Returns the figures of the summary."""
+    hold, profile (or, with ``rates``, one step at each). Returns the figures
+    of the summary."""
     import psycopg2
 
     label = f"{replica_count} replica{'s' if replica_count > 1 else ''} of each worker"
@@ -769,7 +868,13 @@ def run_layout(replica_count: int, settings: Settings, children: sb.Children, co
             f"fails, then bisected to {settings.precision * 100:.0f}%",
             flush=True,
         )
+        if rates:
+            fixed_rates(bench, settings, rates, label)
+            report_commit_ceiling(shop.database_url, settings.floor_seconds)
+            return None
         best, steps = search(bench, settings)
+        if all(step.passed for step in steps):
+            print(f"  (no step failed in {len(steps)} steps: the limit is above {best:.1f}/s)", flush=True)
         if best == 0.0:
             raise sb.BenchError(f"{label}: no rate passed (the lowest tried failed)")
         first_failure = next((s for s in steps if not s.passed and s.rate > best), None)
@@ -809,6 +914,9 @@ def run_layout(replica_count: int, settings: Settings, children: sb.Children, co
         target = busiest_python(held, shop, replicas)
         if target is not None and settings.profile_seconds:
             profile(bench, held.rate, settings.profile_seconds, target, scratch)
+        print(f"\n-- {label}: PostgreSQL's notifying commits, the shop idle", flush=True)
+        time.sleep(2.0)
+        report_commit_ceiling(shop.database_url, settings.floor_seconds)
         seen = sb.collect_pids(shop, children) | {r.pid for r in replicas}
         return {
             "label": label,
@@ -837,7 +945,7 @@ def run_layout(replica_count: int, settings: Settings, children: sb.Children, co
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def run(settings: Settings, layouts: list[int]) -> int:
+def run(settings: Settings, layouts: list[int], rates: list[float] | None = None) -> int:
     started = time.monotonic()
     print(h.background_load(1.0), flush=True)
     sb.stop_leftovers(SCRATCH_PREFIX, "bench_capacity")
@@ -847,7 +955,9 @@ def run(settings: Settings, layouts: list[int]) -> int:
         cornice = sb.start_floor(children, "cornice")
         print(f"floor: Cornice POST :{cornice[1]}/v1/orders (pid {cornice[0].pid})", flush=True)
         for count in layouts:
-            summaries.append(run_layout(count, settings, children, cornice))
+            summary = run_layout(count, settings, children, cornice, rates)
+            if summary is not None:
+                summaries.append(summary)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)
@@ -875,6 +985,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=float, help="search step seconds (default 20; quick 8)")
     parser.add_argument("--start-rate", type=float, help="first rate of the search, checkouts/s (default 20)")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy run")
+    parser.add_argument(
+        "--rates", help="comma-separated checkouts/s: one step at each, no search or hold (a before/after at one load)"
+    )
     options = parser.parse_args(argv)
     settings = QUICK if options.quick else FULL
     settings = dataclasses.replace(
@@ -896,7 +1009,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, stop)
     print(f"bench_capacity ({'quick' if options.quick else 'full'} run): {settings}", flush=True)
     try:
-        return run(settings, layouts)
+        return run(settings, layouts, [float(r) for r in options.rates.split(",")] if options.rates else None)
     except sb.BenchError as exc:
         print(f"FAILED: {exc}", flush=True)
         return 1
