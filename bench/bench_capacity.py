@@ -686,7 +686,8 @@ def profile(bench: Bench, rate: float, seconds: int, target: tuple[str, int], sc
         frames = [frame for frame in stack.split(";") if frame]
         own[short_frame(frames[-1])] += count
         for frame in {short_frame(f) for f in frames if "goshop" in f or "sqlalchemy" in f or "kafka" in f}:
-            inclusive[frame] += count
+            if not frame.startswith(ENTRY_FRAMES):
+                inclusive[frame] += count
     if not total:
         print("    profile: no sample with the GIL held", flush=True)
         return
@@ -701,6 +702,10 @@ def profile(bench: Bench, rate: float, seconds: int, target: tuple[str, int], sc
     print("      most samples with the function on the stack (goshop, SQLAlchemy, kafka):", flush=True)
     for frame, count in inclusive.most_common(10):
         print(f"        {count / total * 100:5.1f}%  {frame}", flush=True)
+
+
+# A process's own entry (its main, its server loop): on every stack of its thread, telling nothing.
+ENTRY_FRAMES = ("<module> ", "main ", "serve ", "Servers.run ")
 
 
 def short_frame(frame: str) -> str:
