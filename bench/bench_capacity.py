@@ -1014,24 +1014,9 @@ def main(argv: list[str] | None = None) -> int:
         profile_seconds=0 if options.no_profile else settings.profile_seconds,
     )
     layouts = [1, 2] if options.replicas == "both" else [int(options.replicas)]
-    if not sb.ensure_wrk():
-        print("skipped: wrk not installed (apt-get install wrk)")
-        return 0
-
-    def stop(signum, _frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, stop)
+    rates = [float(rate) for rate in options.rates.split(",")] if options.rates else None
     print(f"bench_capacity ({'quick' if options.quick else 'full'} run): {settings}", flush=True)
-    try:
-        return run(settings, layouts, [float(r) for r in options.rates.split(",")] if options.rates else None)
-    except sb.BenchError as exc:
-        print(f"FAILED: {exc}", flush=True)
-        return 1
-    except KeyboardInterrupt as exc:
-        print(f"interrupted ({exc or 'SIGINT'}): stopped everything", flush=True)
-        return 130
+    return sb.run_bench(lambda: run(settings, layouts, rates))
 
 
 if __name__ == "__main__":

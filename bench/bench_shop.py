@@ -1244,6 +1244,15 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.serve_floor:
         return serve_floor(options.serve_floor, options.parent)
+    settings = QUICK if options.quick else FULL
+    print(f"bench_shop ({'quick' if options.quick else 'full'} run)", flush=True)
+    return run_bench(lambda: run(settings))
+
+
+def run_bench(body) -> int:
+    """``body()``'s exit status, wrk permitting: a BenchError is said and is 1;
+    Ctrl-C, SIGTERM or SIGHUP stop it (and, on its way out, everything it
+    started) and is 130."""
     if not ensure_wrk():
         print("skipped: wrk not installed (apt-get install wrk)")
         return 0
@@ -1254,10 +1263,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGINT too: started in the background by a shell, Python would inherit it ignored.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stop)
-    settings = QUICK if options.quick else FULL
-    print(f"bench_shop ({'quick' if options.quick else 'full'} run)", flush=True)
     try:
-        return run(settings)
+        return body()
     except BenchError as exc:
         print(f"FAILED: {exc}", flush=True)
         return 1
