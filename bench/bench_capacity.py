@@ -316,9 +316,12 @@ class Sampler:
     leaves out): unpublished outbox rows and the oldest one's age, orders
     still new, and what each active PostgreSQL client backend waits on."""
 
-    def __init__(self, db, lock: threading.Lock):
+    def __init__(self, db, lock: threading.Lock, meter: sb.Meter | None = None):
+        """With ``meter``, a CPU reading of every whole minute too (``minutes``)."""
         self.db = db
         self.lock = lock
+        self.meter = meter
+        self.minutes: list[sb.Reading] = []
         self.samples: list[tuple[float, int, float, int]] = []  # (t, backlog, oldest age s, orders new)
         self.waits: collections.Counter[str] = collections.Counter()
         self._stop = threading.Event()
@@ -334,7 +337,17 @@ class Sampler:
         return self
 
     def _run(self) -> None:
+        minute_ends = None
+        if self.meter is not None:
+            with self.lock:
+                minute_ends = self.meter.start()
+            minute_began = time.monotonic()
         while not self._stop.wait(SAMPLE_SECONDS):
+            if minute_ends is not None and time.monotonic() - minute_began >= 60:
+                with self.lock:
+                    self.minutes.append(minute_ends())
+                    minute_ends = self.meter.start()
+                minute_began = time.monotonic()
             with self.lock, self.db.cursor() as cursor:
                 cursor.execute(
                     "SELECT (SELECT count(*) FROM orders.outbox WHERE published_at IS NULL) "
@@ -510,7 +523,7 @@ class Bench:
     def step(self, rate: float, seconds: float) -> Step:
         with self.lock:
             stop = self.meter.start()
-        sampler = Sampler(self.db, self.lock).start()
+        sampler = Sampler(self.db, self.lock, self.meter if seconds > 60 else None).start()
         checkouts, sent_rate = self.loop.run(rate, seconds)
         ids = [c.order_id for c in checkouts if c.order_id]
         began = time.monotonic()
@@ -615,27 +628,43 @@ def report_limit(label: str, held: Step, floor: dict[str, float]) -> None:
     h.report(f"{label}: CPU per order", per_order, "ms", f"{sb.CORNICE} CPU/req", floor["cpu_ms"])
     print("    per process, CPU per order:", flush=True)
     sb.print_cpu_table(held.reading.shop, held.orders, "ms/order", 1000)
-    per_minute = minute_p99s(held)
-    if len(per_minute) > 1:
-        print(
-            "    p99 due -> final by minute of the hold: " + ", ".join(f"{v * 1000:.0f}" for v in per_minute) + " ms",
-            flush=True,
-        )
     where_cpu_goes(held)
 
 
-def minute_p99s(step: Step) -> list[float]:
-    """p99 due -> final of the checkouts due in each minute of the step (a
-    figure that climbs minute after minute is a degrading plan or a leak)."""
-    if not step.checkouts:
-        return []
+def by_minute(step: Step) -> None:
+    """Each whole minute of a long step: p99 due -> final of the checkouts due
+    in it, and the shop's CPU per order placed in it (a figure that climbs
+    minute after minute is a plan that degrades as the tables grow, or a
+    leak; one that jumps with "others" is the machine's neighbours)."""
+    if not step.checkouts or not step.sampler.minutes:
+        return
     first = step.checkouts[0].due
     due = {c.order_id: c.due for c in step.checkouts if c.order_id}
     buckets: dict[int, list[float]] = collections.defaultdict(list)
     for order_id, (status, _reason, _created, updated, *_rest) in step.facts.items():
         if status in FINAL and order_id in due:
             buckets[int((due[order_id] - first) // 60)].append(float(updated) - due[order_id])
-    return [sb.percentile(values, 0.99) for _, values in sorted(buckets.items())]
+    top = [
+        name
+        for name, _ in sorted(step.reading.shop.by_group.items(), key=lambda item: -item[1])
+        if name != sb.ShopCpu.EXCLUDED
+    ][:3]
+    print(
+        "    by minute: p99 due -> final ms | shop CPU ms/order (of it: " + ", ".join(top) + ") | shop cores | "
+        "other processes' cores",
+        flush=True,
+    )
+    for minute, reading in enumerate(step.sampler.minutes):
+        values = buckets.get(minute, [])
+        if not values:
+            continue
+        parts = " ".join(f"{reading.shop.by_group.get(name, 0.0) / len(values) * 1000:.2f}" for name in top)
+        print(
+            f"      {minute + 1}: {sb.percentile(values, 0.99) * 1000:6.0f} | "
+            f"{reading.shop.total / len(values) * 1000:6.2f} ({parts}) | {reading.shop.total / reading.seconds:5.2f} | "
+            f"{reading.foreign_cores:5.2f}",
+            flush=True,
+        )
 
 
 def rss_kib(pids: dict[str, int]) -> dict[str, int]:
@@ -824,6 +853,7 @@ def fixed_rates(bench: Bench, settings: Settings, rates: list[float], label: str
     for number, rate in enumerate(rates, start=1):
         result = bench.step(rate, settings.step_seconds)
         print(f"  step {number}: {result.line()}", flush=True)
+        by_minute(result)
         print(f"    {result.sampler.summary()}", flush=True)
         print(
             f"    p50/p99: due -> created {result.p('http', 0.5) * 1000:.0f}/{result.p('http', 0.99) * 1000:.0f} ms, "
@@ -879,8 +909,8 @@ def run_layout(
         # Warm-up, not judged: connections, caches, a consumer group that has just rebalanced.
         bench.step(settings.start_rate, min(5.0, settings.step_seconds))
         print(
-            f"search: steps of {settings.step_seconds:.0f} s from {settings.start_rate:.0f}/s, up by half until one "
-            f"fails, then bisected to {settings.precision * 100:.0f}%",
+            f"search: steps of {settings.step_seconds:.0f} s from {settings.start_rate:.0f}/s, up by half until a rate "
+            f"fails twice in a row, then bisected to {settings.precision * 100:.0f}%",
             flush=True,
         )
         if rates:
@@ -904,6 +934,7 @@ def run_layout(
             print(f"\nhold: {rate:.1f}/s for {settings.hold_seconds:.0f} s (attempt {attempt})", flush=True)
             held = bench.step(rate, settings.hold_seconds)
             print(f"  {held.line()}", flush=True)
+            by_minute(held)
             rss_after, backends_after = rss_kib(names), backends(db, bench.lock)
             grown = ", ".join(
                 f"{n} {(rss_after[n] - rss_before[n]) / 1024:+.1f}" for n in sorted(rss_after) if n in rss_before
