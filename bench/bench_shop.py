@@ -382,18 +382,19 @@ def stop_shop(children: Children, shop: Shop) -> None:
 SCRATCH_PREFIX = "goshop-bench-shop-"
 
 
-def stop_leftovers() -> None:
+def stop_leftovers(prefix: str = SCRATCH_PREFIX, script: str = "bench_shop") -> None:
     """PostgreSQL, detached by pg_ctl, outlives a bench killed by SIGKILL (the
-    rest dies with it): stop what a dead run left, by its scratch directory."""
+    rest dies with it): stop what a dead run left, by its scratch directory
+    (``prefix``, owned by a ``script`` run that is no longer there)."""
     from goshop_devtools import lifeline
     from goshop_devtools.postgres import EmbeddedPostgres
 
-    for scratch in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
+    for scratch in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
         try:
             owner = int((scratch / "bench.pid").read_text())
         except (OSError, ValueError):
             continue
-        if "bench_shop" in (lifeline.command_line(owner) or ""):
+        if script in (lifeline.command_line(owner) or ""):
             continue  # another run, still going
         postgres = EmbeddedPostgres(scratch / "shop" / "pgdata", 0)
         found = postgres.leftover()
@@ -501,6 +502,9 @@ class ShopCpu:
     def __init__(self, shop: Shop, db):
         self.shop = shop
         self.db = db
+        # Processes beside the shop's own, counted as its (a second replica
+        # of a worker): pid -> the name they are reported under.
+        self.extra: dict[int, str] = {}
         with db.cursor() as cursor:
             cursor.execute("SELECT pg_backend_pid()")
             self.own_backend = cursor.fetchone()[0]
@@ -518,7 +522,7 @@ class ShopCpu:
         snap = Snapshot(at=time.perf_counter())
         parents = children_map()
         named: dict[int, str] = {self.shop.popen.pid: self.RUNNER}
-        for name, pid in self.shop.service_pids().items():
+        for name, pid in [*self.shop.service_pids().items(), *((n, p) for p, n in self.extra.items())]:
             named[pid] = name
             for child in descendants(pid, parents):
                 named[child] = name
@@ -1240,6 +1244,15 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.serve_floor:
         return serve_floor(options.serve_floor, options.parent)
+    settings = QUICK if options.quick else FULL
+    print(f"bench_shop ({'quick' if options.quick else 'full'} run)", flush=True)
+    return run_bench(lambda: run(settings))
+
+
+def run_bench(body) -> int:
+    """``body()``'s exit status, wrk permitting: a BenchError is said and is 1;
+    Ctrl-C, SIGTERM or SIGHUP stop it (and, on its way out, everything it
+    started) and is 130."""
     if not ensure_wrk():
         print("skipped: wrk not installed (apt-get install wrk)")
         return 0
@@ -1250,10 +1263,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGINT too: started in the background by a shell, Python would inherit it ignored.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stop)
-    settings = QUICK if options.quick else FULL
-    print(f"bench_shop ({'quick' if options.quick else 'full'} run)", flush=True)
     try:
-        return run(settings)
+        return body()
     except BenchError as exc:
         print(f"FAILED: {exc}", flush=True)
         return 1

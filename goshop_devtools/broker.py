@@ -81,6 +81,11 @@ class EmbeddedBroker:
         return {"GOSHOP_KAFKA_BOOTSTRAP": self.bootstrap, "GOSHOP_KAFKA_BROKER_PROFILE": PROFILE}
 
     @property
+    def pid(self) -> int | None:
+        """The broker process's pid while it runs (its CPU, for the benchmarks)."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
     def running(self) -> bool:
         """True while the broker process is alive, paused or not."""
         return self._process is not None and self._process.poll() is None
