@@ -6,14 +6,6 @@ transaction marks the delivered rows published and the failed ones for a retry
 with exponential backoff. A crash after producing and before the commit
 publishes those rows again later: consumers drop the copies by event id.
 
-That transaction commits asynchronously (``synchronous_commit = off``): the
-marks it might lose in a crash are that same case. Its commit rings the
-doorbell (``pg_notify``), and PostgreSQL serializes every committing
-transaction that notified on one database-wide lock held until its commit is
-flushed: a synchronous relay commit would hold every order's and payment's
-commit behind its own WAL flush (bench/bench_capacity.py saw the backends'
-waits go mostly to that lock, ``Lock:object``, at a few dozen checkouts/s).
-
 Only the oldest pending row of each key is eligible, so a key's events reach
 Kafka in the order they were written, and a row that keeps failing holds back
 its own key only.
@@ -56,8 +48,6 @@ log = logging.getLogger("goshop.outboxer")
 # Longer than the producer's delivery timeout (8 s), so a record still in
 # flight is not counted as failed and published twice.
 FLUSH_TIMEOUT_SECONDS = 10.0
-# This transaction's commit does not wait for its WAL flush.
-ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
 
 
 @dataclasses.dataclass
@@ -174,8 +164,6 @@ class Relay:
             rows = self._claim(connection, now)
             if not rows:
                 return 0
-            # Nothing here must survive a crash: see the module's docstring.
-            connection.exec_driver_sql(ASYNC_COMMIT)
             if tracing.enabled():
                 spans = RelaySpans(self.name, rows, claim_started)
             sent = self._send(rows, spans)

@@ -216,34 +216,3 @@ def test_the_relay_rings_for_each_topic_it_published_to_once_its_marks_commit(re
         assert doorbell.wait(0.2) == frozenset()
     finally:
         doorbell.close()
-
-
-def test_the_relay_commits_its_marks_without_waiting_for_the_wal_flush_and_other_writers_still_wait(
-    clean_db, producer, topic
-):
-    """The relay's commit would otherwise hold PostgreSQL's NOTIFY lock, and
-    every other notifying commit behind it, through its flush (relay.py)."""
-    # The test server commits asynchronously throughout; these sessions as production's do.
-    durable = sa.create_engine(clean_db.url, connect_args={"options": "-c synchronous_commit=on"})
-    relay = Relay(durable, OUTBOX, producer, batch_size=50, backoff_base_ms=BACKOFF_BASE_MS, backoff_cap_seconds=600)
-    at_commit: list[str] = []
-
-    def record(connection) -> None:
-        cursor = connection.connection.dbapi_connection.cursor()
-        try:
-            cursor.execute("SHOW synchronous_commit")
-            at_commit.append(cursor.fetchone()[0])
-        finally:
-            cursor.close()
-
-    sa.event.listen(durable, "commit", record)
-    try:
-        add_row(durable, topic, unique("order"), 1)
-        assert at_commit == ["on"]  # a writer's commit: durable
-        assert relay.relay_once() == 1
-        assert at_commit == ["on", "off"]
-        assert pending(durable) == 0
-        add_row(durable, topic, unique("order"), 1)
-        assert at_commit == ["on", "off", "on"]  # SET LOCAL: the next transaction on the connection is durable again
-    finally:
-        durable.dispose()
