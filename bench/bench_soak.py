@@ -40,7 +40,8 @@ process a fault restarts is sampled under the same name):
   would count the shared buffers once per process), their descriptors, and
   its process count as ``threads``;
 - PostgreSQL client connections per role (pg_stat_activity by usename, the
-  soak's own left out);
+  soak's own left out), and each process's connections to the broker
+  (``broker_connections``, from /proc/net/tcp and its sockets);
 - the outbox backlog: unpublished rows in orders.outbox and payments.outbox;
 - consumer lag per group, two ways: ``consumer_lag`` from the broker (each
   partition's end offset, ListOffsets, minus the group's committed offset,
@@ -97,7 +98,7 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(ROOT))
 
 import _harness as h  # noqa: E402
-from bench_shop import descendants, pid_alive, proc_stat  # noqa: E402
+from bench_shop import descendants, pid_alive, proc_stat, socket_inodes, tcp_sockets  # noqa: E402
 
 from goshop_devtools.load.__main__ import (  # noqa: E402
     MAX_SECONDS,
@@ -132,6 +133,7 @@ SLACK = {
     "fds": 3.0,
     "threads": 2.0,
     "pg_connections": 2.0,
+    "broker_connections": 2.0,
     "outbox_backlog": 50.0,
     "consumer_lag": 50.0,
     "consumer_lag_metrics": 50.0,
@@ -699,6 +701,25 @@ class Sampler:
         postgres = self.postgres_pids()
         found.update(process_series("postgres", postgres, proportional=True))
         found.update(self.cpu_series([pid for pids in roles.values() for pid in pids] + postgres))
+        found.update(self.broker_connections({**roles, "soak": [os.getpid()]}))
+        return found
+
+    def broker_connections(self, roles: dict[str, list[int]]) -> Sample:
+        """``broker_connections[role]``: each client's TCP connections to the
+        broker's port, established or not closed yet, as the client holds them."""
+        sockets = tcp_sockets()
+        found: Sample = {}
+        for role, pids in roles.items():
+            if role == "broker":
+                continue
+            count = sum(
+                1
+                for pid in pids
+                for inode in socket_inodes(pid)
+                if (ports := sockets.get(inode)) is not None and ports[1] == self.shop.kafka_port
+            )
+            if count:
+                found[f"broker_connections[{role}]"] = float(count)
         return found
 
     def cpu_series(self, shop_pids: list[int]) -> Sample:
