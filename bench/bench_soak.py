@@ -50,7 +50,9 @@ process a fault restarts is sampled under the same name):
   ``consumer_lag_metrics``: what the group's live members report
   (goshop_consumer_lag on their /metrics: highwater minus position);
 - the load's p99 over the last 10 s: Locust's own window (its
-  ``--csv-full-history`` rows), empty between rounds.
+  ``--csv-full-history`` rows), empty between rounds;
+- as context, the cores busy on the whole machine (/proc/stat) and in the
+  shop's processes (their utime+stime).
 
 The verdict: every round's make load invariants held, every fault was
 injected and recovered from, and no series grows. Growth is judged after the
@@ -61,7 +63,13 @@ post-warm-up samples is the baseline, that of the last as many the figure,
 and the series grows when the figure exceeds the baseline by more than
 ``--tolerance`` (10%) plus the series' small absolute slack (``SLACK``: a
 count of 3 descriptors or 2 connections is not a 10% trend). Each series is
-printed with both medians and their ratio.
+printed with both medians and their ratio. Two kinds are printed but do not
+fail the soak: ``CONTEXT`` measures (the CPU, PostgreSQL's shared memory,
+which fills up to shared_buffers), and ``KNOWN_GROWTH``, a growth whose cause
+is established and said there. A 503 is forgiven (``admitted_server_errors``)
+when every one of a round's server errors is a 503 and every failure Locust
+timed fell within a fault's span plus ``FAULT_GRACE``: the shop's answer while
+its database or broker is away; any other server error fails the round.
 
 Written to ``--out`` (results/soak/<UTC time>/, git-ignored): samples.csv
 (one row per sample, one column per series), faults.csv, rounds.csv, and one
