@@ -56,7 +56,8 @@ process a fault restarts is sampled under the same name):
 
 The verdict: every round's make load invariants held, every fault was
 injected and recovered from, and no series grows. Growth is judged after the
-warm-up (``--warmup``, 10% of the run by default) on medians, so that a
+warm-up (``--warmup``: 10% of the run, at least 6 min, at most half of it,
+by default; ``AUTO_WARMUP_SECONDS`` says why) on medians, so that a
 fault's spike (a restart's fresh process, a lag while the broker is frozen)
 does not decide it: the median of the first ``WINDOW_FRACTION`` of the
 post-warm-up samples is the baseline, that of the last as many the figure,
@@ -130,7 +131,13 @@ FAULT_LEAD = 30.0
 USERS = 20
 SPAWN_RATE = 5.0
 SETTLE_SECONDS = 60.0
-WARMUP = "10%"
+WARMUP = "auto"
+# The automatic warm-up: a tenth of the run, and at least until every Kafka
+# client has refreshed its metadata once (kafka-python's metadata_max_age_ms,
+# 5 min), when each consumer opens the connection it then keeps (2 -> 3 each,
+# seen at 300 s in a quick soak); at most half the run.
+AUTO_WARMUP_SHARE = 0.10
+AUTO_WARMUP_SECONDS = 360.0
 TOLERANCE = 0.10
 WINDOW_FRACTION = 0.2
 MIN_WINDOW = 3
@@ -194,7 +201,11 @@ def duration_seconds(text: str) -> int:
 
 
 def warmup_seconds(text: str, total: float) -> float:
-    """The warm-up: a share of the run (``10%``) or a duration (``5m``)."""
+    """The warm-up: a share of the run (``10%``), a duration (``5m``), or
+    ``auto``: the larger of AUTO_WARMUP_SHARE of the run and
+    AUTO_WARMUP_SECONDS, at most half the run."""
+    if text.strip() == "auto":
+        return min(max(AUTO_WARMUP_SHARE * total, AUTO_WARMUP_SECONDS), total / 2)
     if text.strip().endswith("%"):
         share = float(text.strip()[:-1]) / 100
         if not 0 <= share < 1:
@@ -607,7 +618,7 @@ class Sampler:
             with self.database().cursor() as cursor:
                 cursor.execute(
                     "SELECT usename, count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
-                    " AND pid <> pg_backend_pid() GROUP BY 1"
+                    " AND usename IS NOT NULL AND pid <> pg_backend_pid() GROUP BY 1"
                 )
                 for role, count in cursor.fetchall():
                     found[f"pg_connections[{role}]"] = float(count)
@@ -1061,7 +1072,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/bench_soak.py", description=__doc__.splitlines()[0])
     parser.add_argument("--time", type=duration_seconds, default=3600, help="how long the load runs (60m)")
     parser.add_argument("--out", type=Path, help="where the CSVs and charts go (results/soak/<UTC time>/)")
-    parser.add_argument("--warmup", default=WARMUP, help="left out of the growth rule: a share or a duration (10%%)")
+    parser.add_argument(
+        "--warmup",
+        default=WARMUP,
+        help="left out of the growth rule: auto (10%% of the run, at least 6 min, at most half), a share or a duration",
+    )
     parser.add_argument("--tolerance", type=float, default=TOLERANCE, help=f"growth allowed ({TOLERANCE:g})")
     parser.add_argument("--interval", type=float, default=INTERVAL, help=f"seconds between samples ({INTERVAL:g})")
     parser.add_argument("--round", type=int, default=ROUND_SECONDS, help=f"seconds per load round ({ROUND_SECONDS})")

@@ -222,3 +222,9 @@ def test_a_growth_with_a_known_cause_is_said_but_does_not_fail_the_soak():
 
 def test_an_unexplained_growth_fails_the_soak():
     assert soak.growth("rss_mb[orders]", points([80.0 + 2 * i for i in range(30)]), warmup=0).fails
+
+
+def test_the_automatic_warm_up_is_a_tenth_of_the_run_at_least_six_minutes_at_most_half():
+    assert soak.warmup_seconds("auto", 3600) == 360
+    assert soak.warmup_seconds("auto", 7200) == 720
+    assert soak.warmup_seconds("auto", 600) == 300
