@@ -16,13 +16,13 @@ NODE_TOOLS := $(VENV)/node
 NODE_STAMP := $(NODE_TOOLS)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv node-tools run test scan test-containers test-chaos test-unit test-integration lint format migrate-status migrate-up bench bench-shop bench-capacity load gateway-routes clean clean-data
+.PHONY: help venv node-tools run test scan test-containers test-chaos test-unit test-integration lint format migrate-status migrate-up bench bench-shop bench-capacity soak load gateway-routes clean clean-data
 
 # `make help`: its sections in order, "Heading=targets" separated by ";"; @svc
 # stands for the per-service targets (the #svc lines below). A documented
 # target in no section is listed under "Other".
 HELP_SECTIONS := Everyday=run test lint format load bench clean-data clean;\
-	Tests and checks=test-unit test-integration test-containers test-chaos scan bench-shop bench-capacity;\
+	Tests and checks=test-unit test-integration test-containers test-chaos scan bench-shop bench-capacity soak;\
 	Set-up, migrations and code=venv node-tools migrate-status migrate-up gateway-routes help;\
 	Docker compose=dev-docker-only dev-docker-only-down docker-infra-up docker-infra-down;\
 	Images=base-image images;\
@@ -154,7 +154,7 @@ migrate-status: $(STAMP) ## every service's migrations: status (GOSHOP_DATABASE_
 migrate-up: $(STAMP) ## every service's migrations: apply all new ones
 	@for s in $(SERVICES_WITH_SCHEMA); do echo "== $$s"; $(BIN)/python -m goshop_$$s.migrate up || exit 1; done
 
-BENCH ?= $(filter-out bench/bench_shop.py bench/bench_capacity.py,$(wildcard bench/bench_*.py))
+BENCH ?= $(filter-out bench/bench_shop.py bench/bench_capacity.py bench/bench_soak.py,$(wildcard bench/bench_*.py))
 bench: $(STAMP) ## every benchmark, each with a ratio to its baseline: the in-process ones, then bench-shop (BENCH=bench/bench_x.py for one)
 	@for b in $(BENCH); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 ifeq ($(origin BENCH),file)
@@ -167,6 +167,18 @@ bench-shop: $(STAMP) ## the whole shop as make run starts it vs bare Pyramid/Cor
 
 bench-capacity: $(STAMP) ## the highest checkout rate held 5 min (p99 order -> final < 1 s, every invariant), 1 and 2 replicas of each worker, vs the Cornice floor (~25 min; BENCH_CAPACITY_ARGS=--quick, --hold 300, --replicas 1)
 	$(BIN)/python bench/bench_capacity.py $(BENCH_CAPACITY_ARGS)
+# make soak's knobs (bench/bench_soak.py --help for the rest, through SOAK_ARGS). Its
+# charts need matplotlib, the `soak` extra, which only this target installs.
+SOAK_TIME ?= 60m
+SOAK_OUT ?= results/soak/$(shell date -u +%Y%m%d-%H%M%S)
+SOAK_STAMP := $(VENV)/.soak-installed
+
+$(SOAK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,soak]'
+	@touch $(SOAK_STAMP)
+
+soak: $(SOAK_STAMP) ## make load for SOAK_TIME=60m (10m: a quick run) with the chaos faults, sampled every 10 s; fails on a broken invariant or a growing series; CSV and charts in SOAK_OUT
+	$(BIN)/python bench/bench_soak.py --time $(SOAK_TIME) --out $(SOAK_OUT) $(SOAK_ARGS)
 
 # make load's knobs; the driver enforces the bounds (goshop_devtools.load).
 LOAD_HOST ?= http://127.0.0.1:$(or $(GOSHOP_DEV_BASE_PORT),8080)

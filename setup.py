@@ -58,6 +58,12 @@ LOAD = [
     "locust==2.47.0",
 ]
 
+# `make soak` (bench/bench_soak.py) draws each sampled series as a PNG chart;
+# only that target installs it.
+SOAK = [
+    "matplotlib==3.11.2",
+]
+
 # The tests run the load generator for real, so the dev set includes it.
 DEV = [
     *EMBEDDED,
@@ -120,7 +126,7 @@ setup(
     # ops console its templates and static files.
     package_data={"": ["*.ini", "*.mako", "*.sql", "*.jinja2", "*.css", "*.js"]},
     install_requires=RUNTIME,
-    extras_require={"embedded": EMBEDDED, "load": LOAD, "dev": DEV},
+    extras_require={"embedded": EMBEDDED, "load": LOAD, "soak": SOAK, "dev": DEV},
     entry_points={
         "paste.app_factory": [
             "users = goshop_users:main",

@@ -360,3 +360,20 @@ def scratch_schema(settings: AllSettings, metadata: sa.MetaData):
         with engine.begin() as connection:
             connection.execute(sa.text(f"DROP SCHEMA {metadata.schema} CASCADE"))
         engine.dispose()
+
+
+def bench_module(name: str):
+    """A script of bench/ (no package: its scripts import each other as
+    siblings, with bench/ on sys.path) imported as a module, once."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -127,9 +127,15 @@ def _ready(host: str) -> int | None:
         connection.close()
 
 
-def run_locust(host: str, users: int, spawn_rate: float, seconds: int, scratch: Path) -> dict:
+def run_locust(
+    host: str, users: int, spawn_rate: float, seconds: int, scratch: Path, history: Path | None = None
+) -> dict:
     """Locust headless in a process of its own (gevent patches whatever
-    imports it); its report, or Refused with the end of its log."""
+    imports it); its report, or Refused with the end of its log.
+
+    ``history``: where Locust writes its CSV statistics as it runs (``--csv``
+    prefix, with ``--csv-full-history``: each second a row whose percentiles
+    cover the last 10 s), for a caller that follows the run (bench/bench_soak.py)."""
     report_path, log_path = scratch / "report.json", scratch / "locust.log"
     env = {**os.environ, "GOSHOP_LOAD_REPORT": str(report_path), "GOSHOP_LOAD_RUN_ID": uuid.uuid4().hex[:8]}
     argv = [
@@ -155,6 +161,8 @@ def run_locust(host: str, users: int, spawn_rate: float, seconds: int, scratch: 
         "--loglevel",
         "WARNING",
     ]
+    if history is not None:
+        argv += ["--csv", str(history), "--csv-full-history"]
     with log_path.open("wb") as log:
         locust = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -214,6 +222,28 @@ def print_violations(violations: list[str], out=sys.stderr, shown: int = 50) -> 
         print(f"  ... and {len(violations) - shown} more", file=out)
 
 
+def check_invariants(host: str, report: dict, settle: float, out=sys.stdout) -> list[str]:
+    """Every invariant of one Locust run (its ``report``), checked through the
+    gateway at ``host`` within ``settle`` seconds: the violations (empty: all held)."""
+    violations = status_violations(report["statuses"], report["errors"], report["idempotency_violations"])
+    placed = sum(len(c["orders"]) for c in report["customers"])
+    print(
+        f"\nchecking {placed} orders of {len(report['customers'])} customers through the gateway "
+        f"(settle deadline {settle:g} s)",
+        file=out,
+        flush=True,
+    )
+    began = time.monotonic()
+    gateway = Gateway(host)
+    try:
+        outcome = check_orders(gateway, report["customers"], settle)
+    finally:
+        gateway.close()
+    states = ", ".join(f"{n} {status}" for status, n in sorted(outcome.orders.items())) or "no orders"
+    print(f"orders: {states}; {outcome.payments} payments (checked in {time.monotonic() - began:.1f} s)", file=out)
+    return violations + outcome.violations
+
+
 def _interrupt(signum, _frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -257,22 +287,7 @@ def _main(options: argparse.Namespace) -> int:
             print(f"make load: {exc}", file=sys.stderr)
             return 2
         print_stats(report, seconds)
-        violations = status_violations(report["statuses"], report["errors"], report["idempotency_violations"])
-        placed = sum(len(c["orders"]) for c in report["customers"])
-        print(
-            f"\nchecking {placed} orders of {len(report['customers'])} customers through the gateway "
-            f"(settle deadline {settle:g} s)",
-            flush=True,
-        )
-        began = time.monotonic()
-        gateway = Gateway(host)
-        try:
-            outcome = check_orders(gateway, report["customers"], settle)
-        finally:
-            gateway.close()
-        violations += outcome.violations
-        states = ", ".join(f"{n} {status}" for status, n in sorted(outcome.orders.items())) or "no orders"
-        print(f"orders: {states}; {outcome.payments} payments (checked in {time.monotonic() - began:.1f} s)")
+        violations = check_invariants(host, report, settle)
         if violations:
             print_violations(violations)
             return 1
