@@ -7,7 +7,7 @@ that the shop sustains, with one and with two replicas of each worker.
 
 For each layout (``--replicas 1``: the shop as ``make run`` starts it;
 ``--replicas 2``: plus a second replica of every worker make run runs, as the
-chaos tier starts them, ``tests.chaos.conftest.Replica``) the bench starts a
+chaos tier starts them, ``tests.chaos.harness.Replica``) the bench starts a
 fresh shop (``bench_shop.start_shop``), registers and logs in ``customers``
 customers through the gateway, and then:
 
@@ -98,7 +98,7 @@ from goshop_devtools import lifeline  # noqa: E402
 from goshop_devtools.load.invariants import FINAL, TIMED_OUT, TIMED_OUT_PAYMENTS  # noqa: E402
 from goshop_devtools.postgres import free_port  # noqa: E402
 from goshop_devtools.run import PROCESSES  # noqa: E402
-from tests.chaos.conftest import Replica, environment_of  # noqa: E402
+from tests.chaos.harness import Replica, environment_of  # noqa: E402
 
 SCRATCH_PREFIX = "goshop-bench-capacity-"
 # Every worker make run runs (no HTTP app): each gets a second replica in the two-replica layout.
@@ -145,18 +145,8 @@ class TetheredReplica(Replica):
     """The chaos tier's second replica of a worker, under a lifeline to this
     script: killed with it, even by SIGKILL, as make run's own processes are."""
 
-    def start(self, env: dict[str, str]) -> TetheredReplica:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                lifeline.command(os.getpid(), self.module, ["--port", str(self.port)]),
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
+    def command(self) -> list[str]:
+        return lifeline.command(os.getpid(), self.module, ["--port", str(self.port)])
 
 
 def start_replicas(shop: sb.Shop, scratch: Path) -> list[TetheredReplica]:

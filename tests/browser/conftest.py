@@ -1,6 +1,6 @@
 """The browser tier: the ops console driven in Debian's chromium by Playwright,
 against the shop as ``make run`` starts it (``goshop-dev --no-reload`` on ports
-and a data directory of its own: tests/chaos/conftest.py's DevShop).
+and a data directory of its own: tests/chaos/harness.py's DevShop).
 
 Playwright's own browser download is never run: it drives ``/usr/bin/chromium``
 (``GOSHOP_CHROMIUM`` overrides the path), which ``.ci/run`` installs. Without
@@ -100,14 +100,14 @@ def shop() -> Iterator[ConsoleShop]:
         pytest.skip("make run's shop is started and stopped through /proc: Linux only")
     _chromium()  # before minutes of start-up: skip (or fail) at once without a browser
     from goshop_devtools.postgres import free_port
-    from tests.chaos.conftest import GOSHOP_DEV, DevShop, _free_base_for_the_shop
+    from tests.chaos.harness import GOSHOP_DEV, DevShop, free_base_for_the_shop
 
     if not GOSHOP_DEV.exists():
         pytest.skip(f"no {GOSHOP_DEV}: install goshop into the virtualenv (make venv)")
     # Not under pytest's basetemp, as the chaos tier says why: PostgreSQL runs
     # as the wheel's own user and must keep reaching its data.
     workdir = Path(tempfile.mkdtemp(prefix="goshop-browser-"))
-    dev = DevShop(workdir, ports={"pg": free_port(), "kafka": free_port(), "base": _free_base_for_the_shop(extra=0)})
+    dev = DevShop(workdir, ports={"pg": free_port(), "kafka": free_port(), "base": free_base_for_the_shop(extra=0)})
     try:
         dev.start().wait_until_up()
         yield ConsoleShop(dev)

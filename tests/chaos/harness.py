@@ -57,7 +57,7 @@ GOSHOP_DEV = Path(sys.executable).with_name("goshop-dev")
 # -- the shop -------------------------------------------------------------------
 
 
-def _free_base_for_the_shop(extra: int = 3) -> int:
+def free_base_for_the_shop(extra: int = 3) -> int:
     """A base port as test_make_run's, whose maintenance port (base + 8) and
     the replicas' ``extra`` health ports after it are free too."""
     while True:
@@ -126,10 +126,13 @@ class Replica:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", self.module, "--port", str(self.port)]
+
     def start(self, env: dict[str, str]) -> Replica:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module, "--port", str(self.port)],
+                self.command(),
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -163,7 +166,7 @@ class Shop:
     def __init__(self, workdir: Path):
         self.workdir = workdir
         # JSON, which the evidence (_notable) reads; the console is make run's default.
-        ports = {"pg": free_port(), "kafka": free_port(), "base": _free_base_for_the_shop()}
+        ports = {"pg": free_port(), "kafka": free_port(), "base": free_base_for_the_shop()}
         self.dev = DevShop(workdir, log_format="json", ports=ports)
         self.replicas: dict[str, Replica] = {}
         self.child_env: dict[str, str] = {}
