@@ -167,17 +167,11 @@ bench-shop: $(STAMP) ## the whole shop as make run starts it vs bare Pyramid/Cor
 
 bench-capacity: $(STAMP) ## the highest checkout rate held 5 min (p99 order -> final < 1 s, every invariant), 1 and 2 replicas of each worker, vs the Cornice floor (~25 min; BENCH_CAPACITY_ARGS=--quick, --hold 300, --replicas 1)
 	$(BIN)/python bench/bench_capacity.py $(BENCH_CAPACITY_ARGS)
-# make soak's knobs (bench/bench_soak.py --help for the rest, through SOAK_ARGS). Its
-# charts need matplotlib, the `soak` extra, which only this target installs.
+# make soak's knobs (bench/bench_soak.py --help for the rest, through SOAK_ARGS).
 SOAK_TIME ?= 60m
 SOAK_OUT ?= results/soak/$(shell date -u +%Y%m%d-%H%M%S)
-SOAK_STAMP := $(VENV)/.soak-installed
 
-$(SOAK_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,soak]'
-	@touch $(SOAK_STAMP)
-
-soak: $(SOAK_STAMP) ## make load for SOAK_TIME=60m (10m: a quick run) with the chaos faults, sampled every 10 s; fails on a broken invariant or a growing series; CSV and charts in SOAK_OUT
+soak: $(STAMP) ## make load for SOAK_TIME=60m (10m: a quick run) with the chaos faults, sampled every 10 s; fails on a broken invariant or a growing series; CSV and charts in SOAK_OUT
 	$(BIN)/python bench/bench_soak.py --time $(SOAK_TIME) --out $(SOAK_OUT) $(SOAK_ARGS)
 
 # make load's knobs; the driver enforces the bounds (goshop_devtools.load).

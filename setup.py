@@ -58,16 +58,17 @@ LOAD = [
     "locust==2.47.0",
 ]
 
-# `make soak` (bench/bench_soak.py) draws each sampled series as a PNG chart;
-# only that target installs it.
+# `make soak` (bench/bench_soak.py) draws each sampled series as a PNG chart.
 SOAK = [
     "matplotlib==3.11.2",
 ]
 
-# The tests run the load generator for real, so the dev set includes it.
+# The tests run the load generator for real and draw the soak's charts, so the
+# dev set includes both.
 DEV = [
     *EMBEDDED,
     *LOAD,
+    *SOAK,
     "pytest==9.2.0",
     "pytest-cov==7.1.0",
     # Offline checks of the monitoring, compose, k8s and Tilt files (tests/devloop).

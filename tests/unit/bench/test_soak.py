@@ -112,7 +112,6 @@ def test_faults_round_trip_through_csv(tmp_path):
 
 
 def test_a_chart_is_drawn_for_each_series_with_a_file_name_of_its_own(tmp_path):
-    pytest.importorskip("matplotlib", reason="the soak extra (make soak installs it)")
     samples = [
         {"elapsed_s": 10.0 * i, "rss_mb[orders-consumer-2]": 50.0, "pg_connections[goshop_orders]": 3.0}
         for i in range(12)
