@@ -382,18 +382,20 @@ def stop_shop(children: Children, shop: Shop) -> None:
 SCRATCH_PREFIX = "goshop-bench-shop-"
 
 
-def stop_leftovers() -> None:
+def stop_leftovers(prefix: str = SCRATCH_PREFIX, script: str = "bench_shop") -> None:
     """PostgreSQL, detached by pg_ctl, outlives a bench killed by SIGKILL (the
-    rest dies with it): stop what a dead run left, by its scratch directory."""
+    rest dies with it): stop what a dead run left, by its scratch directory
+    (``prefix``; a run whose bench process, named by ``script``, is alive is
+    left alone)."""
     from goshop_devtools import lifeline
     from goshop_devtools.postgres import EmbeddedPostgres
 
-    for scratch in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*"):
+    for scratch in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
         try:
             owner = int((scratch / "bench.pid").read_text())
         except (OSError, ValueError):
             continue
-        if "bench_shop" in (lifeline.command_line(owner) or ""):
+        if script in (lifeline.command_line(owner) or ""):
             continue  # another run, still going
         postgres = EmbeddedPostgres(scratch / "shop" / "pgdata", 0)
         found = postgres.leftover()
