@@ -15,19 +15,9 @@ import sqlalchemy as sa
 from goshop_ops.timeline import outbox_rows_of
 from goshop_orders.read_contract import ORDERS_OUTBOX
 from goshop_payments.read_contract import PAYMENTS_OUTBOX
+from tests.support import plan_nodes
 
 PUBLISHED = 3000
-
-
-def plan_nodes(connection: sa.Connection, query: sa.Select) -> list[dict]:
-    compiled = query.compile(dialect=connection.dialect)
-    [[plan]] = connection.exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).all()
-    nodes, todo = [], [plan[0]["Plan"]]
-    while todo:
-        node = todo.pop()
-        nodes.append(node)
-        todo.extend(node.get("Plans", ()))
-    return nodes
 
 
 @pytest.fixture
