@@ -40,7 +40,7 @@ def encode_cursor(order: Order) -> str:
     return f"{micros:x}.{order.id.hex}"
 
 
-def page_query(user_id: uuid.UUID, limit: int, cursor: str | None) -> sa.Select[tuple[Order]]:
+def page_query(user_id: uuid.UUID, limit: int, cursor: str | None) -> sa.Select[Order]:
     """Up to ``limit`` of the user's orders, newest first, from ``cursor`` on:
     a walk of ix_orders_user_newest that starts at the cursor, so a page deep
     in a long history reads as few rows as the first."""
