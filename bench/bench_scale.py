@@ -898,25 +898,12 @@ def main(argv: list[str] | None = None) -> int:
     stages = [int(value) for value in (options.stages or default).replace("_", "").split(",")]
     if stages != sorted(set(stages)) or stages[0] <= 0:
         parser.error("--stages: increasing positive order counts")
-
-    def stop(signum, _frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, stop)
     samples = QUICK if options.quick else FULL
     # The sweeps below log a warning per order they cancel, as the shop's sweeper does.
     h.quiet_logging()
     logging.getLogger("goshop.orders.sweeper").setLevel(logging.ERROR)
     print(f"bench_scale: stages {', '.join(size_label(s) for s in stages)} orders; {samples}", flush=True)
-    try:
-        return run(stages, samples, options.keep)
-    except bs.BenchError as exc:
-        print(f"FAILED: {exc}", flush=True)
-        return 1
-    except KeyboardInterrupt as exc:
-        print(f"interrupted ({exc or 'SIGINT'}): stopped everything", flush=True)
-        return 130
+    return bs.run_stoppable(lambda: run(stages, samples, options.keep))
 
 
 if __name__ == "__main__":

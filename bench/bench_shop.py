@@ -1245,6 +1245,15 @@ def main(argv: list[str] | None = None) -> int:
     if not ensure_wrk():
         print("skipped: wrk not installed (apt-get install wrk)")
         return 0
+    settings = QUICK if options.quick else FULL
+    print(f"bench_shop ({'quick' if options.quick else 'full'} run)", flush=True)
+    return run_stoppable(lambda: run(settings))
+
+
+def run_stoppable(bench) -> int:
+    """``bench()``'s exit status; SIGINT, SIGTERM and SIGHUP stop it as
+    Ctrl-C does (its ``finally`` stops what it started), 130; a BenchError
+    is reported, 1."""
 
     def stop(signum, _frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -1252,10 +1261,8 @@ def main(argv: list[str] | None = None) -> int:
     # SIGINT too: started in the background by a shell, Python would inherit it ignored.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stop)
-    settings = QUICK if options.quick else FULL
-    print(f"bench_shop ({'quick' if options.quick else 'full'} run)", flush=True)
     try:
-        return run(settings)
+        return bench()
     except BenchError as exc:
         print(f"FAILED: {exc}", flush=True)
         return 1
