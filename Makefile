@@ -16,13 +16,13 @@ NODE_TOOLS := $(VENV)/node
 NODE_STAMP := $(NODE_TOOLS)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv node-tools run test scan test-containers test-chaos test-unit test-integration lint format migrate-status migrate-up bench bench-shop bench-capacity soak load gateway-routes clean clean-data
+.PHONY: help venv node-tools run test scan test-containers test-chaos test-unit test-integration lint format migrate-status migrate-up bench bench-shop bench-scale bench-capacity soak load gateway-routes clean clean-data
 
 # `make help`: its sections in order, "Heading=targets" separated by ";"; @svc
 # stands for the per-service targets (the #svc lines below). A documented
 # target in no section is listed under "Other".
 HELP_SECTIONS := Everyday=run test lint format load bench clean-data clean;\
-	Tests and checks=test-unit test-integration test-containers test-chaos scan bench-shop bench-capacity soak;\
+	Tests and checks=test-unit test-integration test-containers test-chaos scan bench-shop bench-scale bench-capacity soak;\
 	Set-up, migrations and code=venv node-tools migrate-status migrate-up gateway-routes help;\
 	Docker compose=dev-docker-only dev-docker-only-down docker-infra-up docker-infra-down;\
 	Images=base-image images;\
@@ -154,7 +154,7 @@ migrate-status: $(STAMP) ## every service's migrations: status (GOSHOP_DATABASE_
 migrate-up: $(STAMP) ## every service's migrations: apply all new ones
 	@for s in $(SERVICES_WITH_SCHEMA); do echo "== $$s"; $(BIN)/python -m goshop_$$s.migrate up || exit 1; done
 
-BENCH ?= $(filter-out bench/bench_shop.py bench/bench_capacity.py bench/bench_soak.py,$(wildcard bench/bench_*.py))
+BENCH ?= $(filter-out bench/bench_shop.py bench/bench_scale.py bench/bench_capacity.py bench/bench_soak.py,$(wildcard bench/bench_*.py))
 bench: $(STAMP) ## every benchmark, each with a ratio to its baseline: the in-process ones, then bench-shop (BENCH=bench/bench_x.py for one)
 	@for b in $(BENCH); do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 ifeq ($(origin BENCH),file)
@@ -165,8 +165,12 @@ endif
 bench-shop: $(STAMP) ## the whole shop as make run starts it vs bare Pyramid/Cornice floors under wrk (~3 min; BENCH_SHOP_ARGS=--quick)
 	$(BIN)/python bench/bench_shop.py $(BENCH_SHOP_ARGS)
 
+bench-scale: $(STAMP) ## each operation's latency and CPU at 10k, 1M and 10M orders, against 10k's (~30 min; BENCH_SCALE_ARGS=--quick, --stages 10000,300000, --keep)
+	$(BIN)/python bench/bench_scale.py $(BENCH_SCALE_ARGS)
+
 bench-capacity: $(STAMP) ## the highest checkout rate held 5 min (p99 order -> final < 1 s, every invariant), 1 and 2 replicas of each worker, vs the Cornice floor (~25 min; BENCH_CAPACITY_ARGS=--quick, --hold 300, --replicas 1)
 	$(BIN)/python bench/bench_capacity.py $(BENCH_CAPACITY_ARGS)
+
 # make soak's knobs (bench/bench_soak.py --help for the rest, through SOAK_ARGS).
 SOAK_TIME ?= 60m
 SOAK_OUT ?= results/soak/$(shell date -u +%Y%m%d-%H%M%S)

@@ -385,7 +385,8 @@ SCRATCH_PREFIX = "goshop-bench-shop-"
 def stop_leftovers(prefix: str = SCRATCH_PREFIX, script: str = "bench_shop") -> None:
     """PostgreSQL, detached by pg_ctl, outlives a bench killed by SIGKILL (the
     rest dies with it): stop what a dead run left, by its scratch directory
-    (``prefix``, owned by a ``script`` run that is no longer there)."""
+    (``prefix``; a run whose bench process, named by ``script``, is alive is
+    left alone)."""
     from goshop_devtools import lifeline
     from goshop_devtools.postgres import EmbeddedPostgres
 
@@ -1256,6 +1257,13 @@ def run_bench(body) -> int:
     if not ensure_wrk():
         print("skipped: wrk not installed (apt-get install wrk)")
         return 0
+    return run_stoppable(body)
+
+
+def run_stoppable(bench) -> int:
+    """``bench()``'s exit status; SIGINT, SIGTERM and SIGHUP stop it as
+    Ctrl-C does (its ``finally`` stops what it started), 130; a BenchError
+    is reported, 1."""
 
     def stop(signum, _frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
@@ -1264,7 +1272,7 @@ def run_bench(body) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, stop)
     try:
-        return body()
+        return bench()
     except BenchError as exc:
         print(f"FAILED: {exc}", flush=True)
         return 1

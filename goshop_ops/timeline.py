@@ -165,10 +165,7 @@ class Timeline:
         return OrderTimeline(order_as_json(order), in_time_order(entries))
 
     def _outbox(self, table: sa.Table, key: str) -> list:
-        # The outbox has no index on a published row's key (only pending rows
-        # are indexed); an operator's occasional lookup can afford the scan.
-        query = sa.select(table).where(table.c.key == key).order_by(table.c.id)
-        return list(self.db.execute(query).mappings())
+        return list(self.db.execute(outbox_rows_of(table, key)).mappings())
 
     def _inbox(self, table: sa.Table, outbox_rows: list) -> list:
         """The inbox rows of the events in ``outbox_rows``: their consumption."""
@@ -176,6 +173,13 @@ class Timeline:
         if not event_ids:
             return []
         return list(self.db.execute(sa.select(table).where(table.c.event_id.in_(event_ids))).mappings())
+
+
+def outbox_rows_of(table: sa.Table, key: str) -> sa.Select:
+    """An outbox's rows of one key (an order's id), oldest first. Found
+    through the outbox's key index (ix_outbox_key): the outbox holds a week
+    of the shop's events, and a scan of it for one order grows with the shop."""
+    return sa.select(table).where(table.c.key == key).order_by(table.c.id)
 
 
 def _payment_entries(row) -> list[Entry]:

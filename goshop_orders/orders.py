@@ -40,6 +40,17 @@ def encode_cursor(order: Order) -> str:
     return f"{micros:x}.{order.id.hex}"
 
 
+def page_query(user_id: uuid.UUID, limit: int, cursor: str | None) -> sa.Select[Order]:
+    """Up to ``limit`` of the user's orders, newest first, from ``cursor`` on:
+    a walk of ix_orders_user_newest that starts at the cursor, so a page deep
+    in a long history reads as few rows as the first."""
+    query = sa.select(Order).where(Order.user_id == user_id)
+    if cursor:
+        created_at, order_id = decode_cursor(cursor)
+        query = query.where(sa.tuple_(Order.created_at, Order.id) < sa.tuple_(created_at, order_id))
+    return query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit)
+
+
 def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     """The (created_at, id) a cursor stands for; InvalidCursor for anything
     encode_cursor cannot have made."""
@@ -136,12 +147,7 @@ class Orders:
 
     def list_for_user(self, user_id: uuid.UUID, limit: int, cursor: str | None) -> tuple[list[Order], str | None]:
         """A page of the user's orders, newest first, and the cursor of the next page."""
-        query = sa.select(Order).where(Order.user_id == user_id)
-        if cursor:
-            created_at, order_id = decode_cursor(cursor)
-            query = query.where(sa.tuple_(Order.created_at, Order.id) < sa.tuple_(created_at, order_id))
-        query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit + 1)
-        orders = list(self.db.scalars(query))
+        orders = list(self.db.scalars(page_query(user_id, limit + 1, cursor)))
         if len(orders) > limit:
             return orders[:limit], encode_cursor(orders[limit - 1])
         return orders, None

@@ -162,6 +162,20 @@ def count_rows(bind, table: str) -> int:
         return connection.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
+def plan_nodes(connection: sa.Connection, query: sa.Select, *, analyze: bool = False) -> list[dict]:
+    """Every node of ``query``'s plan on ``connection`` (EXPLAIN, FORMAT JSON;
+    ``analyze``: run it too, for the actual row counts)."""
+    compiled = query.compile(dialect=connection.dialect)
+    options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
+    [[plan]] = connection.exec_driver_sql(f"EXPLAIN ({options}) {compiled}", compiled.params).all()
+    nodes, todo = [], [plan[0]["Plan"]]
+    while todo:
+        node = todo.pop()
+        nodes.append(node)
+        todo.extend(node.get("Plans", ()))
+    return nodes
+
+
 def table_snapshot(bind, tables=None) -> dict[str, list]:
     """Every row of every table (by default every table the migrations made),
     for 'nothing changed' assertions."""

@@ -67,6 +67,8 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
         sa.Index("ix_outbox_pending_due", "next_attempt_at", "id", postgresql_where=sa.text("published_at IS NULL")),
         # Retention's (create_outbox_retention_index_v1).
         sa.Index("ix_outbox_published_at", "published_at", postgresql_where=sa.text("published_at IS NOT NULL")),
+        # Every row by its key, published or not (create_outbox_key_index_v1).
+        sa.Index("ix_outbox_key", "key"),
     )
 
 
@@ -149,6 +151,21 @@ def create_outbox_retention_index_v1(op: Op, schema: str) -> None:
 
 def drop_outbox_retention_index_v1(op: Op, schema: str) -> None:
     op.execute(f"DROP INDEX IF EXISTS {schema}.ix_outbox_published_at")
+
+
+def create_outbox_key_index_v1(op: Op, schema: str) -> None:
+    """Migration step (frozen): every row by its key (an order's id), published
+    or not, which is how the ops timeline finds an order's events and the
+    payment-timeout sweep its checkouts' traces. Without it each lookup reads
+    the whole outbox, which retention keeps at a week of the shop's events:
+    at 10 M orders a year, about 190,000 rows a table, read for one order."""
+    from goshop_common.db.migrations import create_index_concurrently
+
+    create_index_concurrently(op, "ix_outbox_key", schema, "outbox (key)")
+
+
+def drop_outbox_key_index_v1(op: Op, schema: str) -> None:
+    op.execute(f"DROP INDEX IF EXISTS {schema}.ix_outbox_key")
 
 
 def retention_rule(table: sa.Table, keep: dt.timedelta) -> Rule:
