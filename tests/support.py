@@ -165,7 +165,7 @@ def count_rows(bind, table: str) -> int:
 def plan_nodes(connection: sa.Connection, query: sa.Select, *, analyze: bool = False) -> list[dict]:
     """Every node of ``query``'s plan on ``connection`` (EXPLAIN, FORMAT JSON;
     ``analyze``: run it too, for the actual row counts)."""
-    compiled = query.compile(dialect=connection.dialect)
+    compiled = query.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
     options = "ANALYZE, FORMAT JSON" if analyze else "FORMAT JSON"
     [[plan]] = connection.exec_driver_sql(f"EXPLAIN ({options}) {compiled}", compiled.params).all()
     nodes, todo = [], [plan[0]["Plan"]]
