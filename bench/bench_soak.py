@@ -159,7 +159,13 @@ UNITS = {"rss_mb": "MB", "shared_mb": "MB", "p99_ms": "ms", "cpu_cores": "cores"
 # shop's, everything's: a shared machine's other work moves the p99), and
 # PostgreSQL's shared memory, which fills up to shared_buffers as the data
 # is read and then stays (a bound of the configuration, not a leak).
-CONTEXT = {"cpu_cores", "shared_mb"}
+# And the descriptors PostgreSQL keeps open on the files of its data
+# directory: each process (the I/O workers, which read for every backend,
+# the checkpointer, each backend) caches one per relation file it has
+# touched, up to max_files_per_process (1,000), and a restart empties the
+# caches, which then fill again as files are touched. Bounded by the files
+# and the configuration, not a leak: its sockets and pipes stay ``fds``, judged.
+CONTEXT = {"cpu_cores", "shared_mb", "file_fds"}
 # Series that grow for a reason established and stated here: printed as such,
 # not failing the soak.
 KNOWN_GROWTH = {
@@ -498,6 +504,17 @@ def process_usage(pid: int) -> tuple[float, int, int] | None:
     return rss_kb / 1024, fds, int(fields["Threads"])
 
 
+def descriptors_under(pid: int, directory: Path) -> int:
+    """How many of a process's open descriptors are files under ``directory``."""
+    prefix = f"{directory.resolve()}/"
+    count = 0
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix)
+    return count
+
+
 def pss_mb(pid: int) -> tuple[float, float] | None:
     """A process's proportional set size (shared pages divided among their
     users) in MB: (anonymous and file-backed, shared memory)."""
@@ -512,11 +529,13 @@ def pss_mb(pid: int) -> tuple[float, float] | None:
     return (kb["Pss"] - shmem) / 1024, shmem / 1024
 
 
-def process_series(role: str, pids: list[int], proportional: bool = False) -> Sample:
+def process_series(role: str, pids: list[int], proportional: bool = False, files_under: Path | None = None) -> Sample:
     """``rss_mb``, ``fds`` and ``threads`` of a role's processes, summed.
     ``proportional``, for processes that share memory (PostgreSQL's): PSS
-    instead of RSS, its shared memory apart as ``shared_mb``."""
-    rss = shared = fds = threads = 0.0
+    instead of RSS, its shared memory apart as ``shared_mb``. ``files_under``
+    (PostgreSQL's data directory): the descriptors open on files under it
+    apart, as ``file_fds``, and not in ``fds``."""
+    rss = shared = fds = files = threads = 0.0
     alive = 0
     for pid in pids:
         usage = process_usage(pid)
@@ -529,13 +548,17 @@ def process_series(role: str, pids: list[int], proportional: bool = False) -> Sa
             shared += shmem
         else:
             rss += usage[0]
-        fds += usage[1]
+        under = descriptors_under(pid, files_under) if files_under is not None else 0
+        fds += usage[1] - under
+        files += under
         threads += usage[2]
     if not alive:
         return {}
     found: Sample = {f"rss_mb[{role}]": round(rss, 1), f"fds[{role}]": fds, f"threads[{role}]": threads}
     if proportional:
         found[f"shared_mb[{role}]"] = round(shared, 1)
+    if files_under is not None:
+        found[f"file_fds[{role}]"] = files
     return found
 
 
@@ -718,7 +741,7 @@ class Sampler:
         for role, pids in roles.items():
             found.update(process_series(role, pids))
         postgres = self.postgres_pids()
-        found.update(process_series("postgres", postgres, proportional=True))
+        found.update(process_series("postgres", postgres, proportional=True, files_under=self.shop.pg_data))
         found.update(self.cpu_series([pid for pids in roles.values() for pid in pids] + postgres))
         found.update(self.broker_connections({**roles, "soak": [os.getpid()]}))
         return found

@@ -3,9 +3,11 @@ process's /proc: its memory, descriptors and threads, as it holds them."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +54,14 @@ def test_a_process_is_sampled_with_its_resident_memory_descriptors_and_threads(h
 def test_proportional_memory_counts_a_process_resident_pages(holder):
     found = soak.process_series("holder", [holder.pid], proportional=True)
     assert found["rss_mb[holder]"] >= 64
+
+
+def test_descriptors_on_files_under_a_directory_are_counted_apart_from_the_others(holder):
+    everything = soak.process_series("holder", [holder.pid])
+    found = soak.process_series("holder", [holder.pid], files_under=Path(os.path.realpath(sys.executable)).parent)
+    assert found["file_fds[holder]"] >= 12  # the interpreter, opened twelve times
+    assert found["fds[holder]"] == everything["fds[holder]"] - found["file_fds[holder]"]
+    assert found["fds[holder]"] >= 3  # stdin, stdout, stderr stay judged
 
 
 def test_a_role_whose_processes_are_gone_has_no_samples(holder):
