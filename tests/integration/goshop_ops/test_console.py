@@ -245,3 +245,50 @@ def test_a_replay_of_nothing_parked_there_says_so(operator):
     page = operator.get("/ops/parked/orders.events.dlq/0/999999999/replay", status=404)
     assert "Nothing is parked at orders.events.dlq 0/999999999." in page.text
     assert "Nothing is parked at" in operator.get("/ops/parked/orders.events/0/0/replay", status=404).text
+
+
+# --- parked events in the browser's pages --------------------------------------------
+
+
+def test_a_signed_in_operator_asking_for_the_sign_in_page_is_sent_home(operator):
+    assert operator.get("/ops/signin", status=303).headers["Location"].endswith("/ops/")
+
+
+def test_a_parked_event_is_confirmed_replayed_once_and_a_second_replay_says_why_not(operator, kafka_broker):
+    from tests.integration.goshop_ops.test_parked_events import DLQ, park_one
+
+    consumer = f"console-replay-{uuid.uuid4().hex[:8]}"
+    body = park_one(kafka_broker.bootstrap, consumer)
+    listing = operator.get("/ops/parked")
+    row = re.search(rf'<tr data-event-id="{body["event_id"]}">(.*?)</tr>', listing.text, re.DOTALL).group(1)
+    assert consumer in row
+    path = re.search(r'href="([^"]+/replay)"', row).group(1)
+    assert path.startswith(f"/ops/parked/{DLQ}/")
+    confirmation = operator.get(path)
+    assert body["event_id"] in confirmation.text
+    token = csrf_of(confirmation)
+    done = operator.post(path, {"csrf_token": token})
+    assert "Replayed:" in done.text
+    assert body["event_id"] in done.text
+    again = operator.post(path, {"csrf_token": token}, status=409)
+    assert "Not replayed" in again.text
+
+
+def test_a_broker_that_does_not_answer_is_a_page_that_says_so(service_settings, web_client):
+    from tests.integration.goshop_ops.test_parked_events import _closed_port
+
+    app = make_ops_app(service_settings, ollama_url="", kafka_bootstrap=f"127.0.0.1:{_closed_port()}")
+    try:
+        client = web_client(app)
+        sign_in(client)
+        for path in ("/ops/parked", "/ops/parked/orders.events.dlq/0/0/replay"):
+            page = client.get(path, status=503)
+            assert "The parked events could not be read" in page.text
+        assert (
+            "Not replayed"
+            in client.post(
+                "/ops/parked/orders.events.dlq/0/0/replay", {"csrf_token": csrf_of(client.get("/ops/"))}, status=503
+            ).text
+        )
+    finally:
+        app.registry.dbengine.dispose()
