@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
+from goshop_common.db.session import own_transaction
 from goshop_users.models import User
 from goshop_users.passwords import Passwords
 
@@ -39,13 +40,24 @@ class Accounts:
             raise EmailTaken(email) from None
         return user
 
-    def authenticate(self, email: str, password: str) -> User | None:
+    def authenticate(self, email: str, password: str, bind: sa.Engine | sa.Connection) -> User | None:
         """The user whose password this is, or None. Costs one argon2
         verification either way, so a miss does not reveal whether the email
-        has an account."""
-        user = self.db.scalar(sa.select(User).where(User.email == email))
-        # verify first, whatever user is: its cost is the point.
-        if not self.passwords.verify(user.password_hash if user else None, password) or user is None:
+        has an account.
+
+        The account is read in a short transaction of its own on ``bind``
+        (goshop_common.db.session.request_bind), given back before the
+        verification: argon2's tens of milliseconds hold no connection, so
+        logins arriving together do not each keep one of the pool's open
+        and idle (a soak's pool grew to its cap at every burst of logins);
+        only a verified user is read again, into the request's session."""
+        with own_transaction(bind) as connection:
+            found = connection.execute(sa.select(User.id, User.password_hash).where(User.email == email)).first()
+        # verify first, whatever found is: its cost is the point.
+        if not self.passwords.verify(found.password_hash if found else None, password) or found is None:
+            return None
+        user = self.db.get(User, found.id)
+        if user is None:  # deleted in between
             return None
         # Only now is the password known: a hash made with older parameters
         # is upgraded as the user logs in.

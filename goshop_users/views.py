@@ -122,7 +122,7 @@ def login_view(request):
         reservation = throttle.reserve(email, client_network(request.client_ip))
     except Throttled as refused:
         raise ApiError(429, "too many login attempts", headers={"Retry-After": str(refused.retry_after)}) from None
-    user = _accounts(request).authenticate(email, password)
+    user = _accounts(request).authenticate(email, password, request_bind(request))
     if user is None:
         raise ApiError(401, "invalid credentials")
     throttle.succeeded(reservation)

@@ -222,3 +222,29 @@ def test_concurrent_wrong_passwords_never_get_more_tries_than_the_limit(users_ap
         statuses = sorted(pool.map(attempt, range(concurrent)))
     assert statuses == [401] * limit + [429] * (concurrent - limit)
     assert max(_counters(engine).values()) == limit
+
+
+@pytest.mark.commits
+@pytest.mark.parametrize("right_password", [True, False], ids=["right", "wrong"])
+def test_a_login_holds_no_database_connection_while_it_checks_the_password(
+    users_app, web_client, monkeypatch, right_password
+):
+    """argon2's tens of milliseconds run with every connection back in the
+    pool: logins arriving together do not each hold one idle."""
+    client = web_client(users_app, REMOTE_ADDR="192.0.2.77")
+    user = register(client)
+    pool = users_app.registry.dbengine.pool
+    passwords = users_app.registry.passwords
+    verify = passwords.verify
+    held: list[int] = []
+
+    def verifying(stored, candidate):
+        held.append(pool.checkedout())
+        return verify(stored, candidate)
+
+    monkeypatch.setattr(passwords, "verify", verifying)
+    password = PASSWORD if right_password else "wrong password"
+    client.post_json(
+        "/v1/users/login", {"email": user["email"], "password": password}, status=200 if right_password else 401
+    )
+    assert held == [0]
