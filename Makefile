@@ -165,7 +165,7 @@ endif
 bench-shop: $(STAMP) ## the whole shop as make run starts it vs bare Pyramid/Cornice floors under wrk (~3 min; BENCH_SHOP_ARGS=--quick)
 	$(BIN)/python bench/bench_shop.py $(BENCH_SHOP_ARGS)
 
-bench-scale: $(STAMP) ## each operation's latency and CPU at 10k, 1M and 10M orders, against 10k's (~30 min; BENCH_SCALE_ARGS=--quick, --stages 10000,300000, --keep)
+bench-scale: $(STAMP) ## each operation's latency and CPU at 10k, 1M and 10M orders, against 10k's (~15 min; BENCH_SCALE_ARGS=--quick, --stages 10000,300000, --keep)
 	$(BIN)/python bench/bench_scale.py $(BENCH_SCALE_ARGS)
 
 bench-capacity: $(STAMP) ## the highest checkout rate held 5 min (p99 order -> final < 1 s, every invariant), 1 and 2 replicas of each worker, vs the Cornice floor (~25 min; BENCH_CAPACITY_ARGS=--quick, --hold 300, --replicas 1)

@@ -2,7 +2,7 @@
 starts it, on a database grown in stages to a year's volume, each operation's
 latency and CPU at every stage against its figure at the first.
 
-    .venv/bin/python bench/bench_scale.py                     # 10 k, 1 M, 10 M orders (~30 min)
+    .venv/bin/python bench/bench_scale.py                     # 10 k, 1 M, 10 M orders (~15 min)
     .venv/bin/python bench/bench_scale.py --quick             # 10 k, 100 k orders, few samples (~3 min)
     .venv/bin/python bench/bench_scale.py --stages 10000,300000 --keep
 
