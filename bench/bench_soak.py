@@ -492,27 +492,23 @@ def history_failures(history: Path) -> int:
 # -- sampling ----------------------------------------------------------------------
 
 
-def process_usage(pid: int) -> tuple[float, int, int] | None:
-    """(RSS in MB, open descriptors, threads) of a live process; None if it is gone."""
+def process_usage(pid: int, files_under: Path | None = None) -> tuple[float, int, int, int] | None:
+    """(RSS in MB, open descriptors, threads, how many of those descriptors
+    are files under ``files_under``) of a live process; None if it is gone."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
-        fds = len(os.listdir(f"/proc/{pid}/fd"))
+        descriptors = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return None
+    under = 0
+    if files_under is not None:
+        prefix = f"{files_under.resolve()}/"
+        for fd in descriptors:
+            with contextlib.suppress(OSError):  # closed since the listing
+                under += os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix)
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
     rss_kb = int(fields.get("VmRSS", "0 kB").split()[0])
-    return rss_kb / 1024, fds, int(fields["Threads"])
-
-
-def descriptors_under(pid: int, directory: Path) -> int:
-    """How many of a process's open descriptors are files under ``directory``."""
-    prefix = f"{directory.resolve()}/"
-    count = 0
-    with contextlib.suppress(OSError):
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            with contextlib.suppress(OSError):
-                count += os.readlink(f"/proc/{pid}/fd/{fd}").startswith(prefix)
-    return count
+    return rss_kb / 1024, len(descriptors), int(fields["Threads"]), under
 
 
 def pss_mb(pid: int) -> tuple[float, float] | None:
@@ -538,7 +534,7 @@ def process_series(role: str, pids: list[int], proportional: bool = False, files
     rss = shared = fds = files = threads = 0.0
     alive = 0
     for pid in pids:
-        usage = process_usage(pid)
+        usage = process_usage(pid, files_under)
         if usage is None:
             continue
         alive += 1
@@ -548,9 +544,8 @@ def process_series(role: str, pids: list[int], proportional: bool = False, files
             shared += shmem
         else:
             rss += usage[0]
-        under = descriptors_under(pid, files_under) if files_under is not None else 0
-        fds += usage[1] - under
-        files += under
+        fds += usage[1] - usage[3]
+        files += usage[3]
         threads += usage[2]
     if not alive:
         return {}
