@@ -319,9 +319,9 @@ class Sampler:
         self.lock = lock
         self.meter = meter
         self.minutes: list[sb.Reading] = []
-        self.samples: list[tuple[float, int, float, int]] = []  # (t, backlog, oldest age s, orders new)
-        # (t, dead outbox rows, autovacuums of the outboxes so far), as pg_stat_user_tables counts them
-        self.outbox_tables: list[tuple[float, int, int]] = []
+        # (t, backlog, oldest age s, orders new, dead outbox rows, autovacuums
+        # of the outboxes so far; the last two as pg_stat_user_tables counts them)
+        self.samples: list[tuple[float, int, float, int, int, int]] = []
         self.waits: collections.Counter[str] = collections.Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
@@ -369,9 +369,7 @@ class Sampler:
                     "WHERE relname = 'outbox'"
                 )
                 dead, vacuums = cursor.fetchone()
-            now = time.monotonic()
-            self.samples.append((now, backlog, float(oldest or 0.0), new))
-            self.outbox_tables.append((now, int(dead), int(vacuums)))
+            self.samples.append((time.monotonic(), backlog, float(oldest or 0.0), new, int(dead), int(vacuums)))
 
     def backlog_slope(self) -> float:
         """Unpublished rows gained per second, least squares over the samples."""
@@ -660,9 +658,8 @@ def by_minute(step: Step) -> None:
 
     def at_minute_end(minute: int) -> tuple[int, int, int]:
         end = started + (minute + 1) * 60
-        backlog = [s[1] for s in step.sampler.samples if s[0] <= end] or [0]
-        tables = [s[1:] for s in step.sampler.outbox_tables if s[0] <= end] or [(0, 0)]
-        return backlog[-1], tables[-1][0], tables[-1][1] - step.sampler.outbox_tables[0][2]
+        last = [s for s in step.sampler.samples if s[0] <= end][-1:] or [(0.0, 0, 0.0, 0, 0, 0)]
+        return last[0][1], last[0][4], last[0][5] - step.sampler.samples[0][5]
 
     top = [
         name
