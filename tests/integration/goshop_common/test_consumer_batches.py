@@ -342,3 +342,90 @@ def test_a_database_outage_sends_the_consumer_back_to_poll_after_one_failed_batc
     # Each failed try came from a poll of its own: none waited for another's.
     assert all(i > 0 and seen[i - 1] == "poll" for i, step in enumerate(seen) if step == "try"), seen
     assert recorded(scratch, INBOX) == set()
+
+
+def test_a_poll_that_skips_an_offset_is_cut_there_and_the_client_fetches_from_it_again(own_broker, scratch):
+    """make run's broker can hand out a later batch before an earlier one is
+    stored (two producers on one partition); the records past the hole are
+    not taken, and the next fetch starts at the missing offset."""
+    from kafka import TopicPartition
+
+    from goshop_common.messaging.kafka import make_reader
+
+    produce(own_broker.bootstrap, 3)  # one key: one partition, offsets 0, 1, 2
+    reader = make_reader(own_broker.bootstrap)
+    worker = EventConsumer(
+        "gap-test", scratch, reader, INBOX, record_effect, dead_letters=dead_letters(own_broker.bootstrap, "gap-test")
+    )
+    try:
+        partition = next(
+            TopicPartition(ORDERS_TOPIC, p) for p in reader.partitions_for_topic(ORDERS_TOPIC) if _holds(own_broker, p)
+        )
+        reader.assign([partition])
+        reader.seek(partition, 0)
+        records = poll_all(reader, partition, 3)
+        first, second, third = records
+        # The poll as the broker showed it: offset 1 not there yet.
+        kept = worker._before_gap(partition, [first, third], expected=0)
+        assert [r.offset for r in kept] == [0]
+        assert reader.position(partition) == 1
+        assert [r.offset for r in poll_all(reader, partition, 2)] == [1, 2]
+        # Nothing missing: the whole poll, and the client's position untouched.
+        assert worker._before_gap(partition, [second, third], expected=1) == [second, third]
+        assert reader.position(partition) == 3
+    finally:
+        reader.close()
+
+
+def test_an_offset_missing_past_the_patience_is_passed_over_and_logged_as_an_error(
+    own_broker, scratch, monkeypatch, caplog
+):
+    from kafka import TopicPartition
+
+    from goshop_common.messaging import consumer as consumer_module
+    from goshop_common.messaging.kafka import make_reader
+
+    produce(own_broker.bootstrap, 3)
+    reader = make_reader(own_broker.bootstrap)
+    worker = EventConsumer(
+        "gap-test", scratch, reader, INBOX, record_effect, dead_letters=dead_letters(own_broker.bootstrap, "gap-test")
+    )
+    try:
+        partition = next(
+            TopicPartition(ORDERS_TOPIC, p) for p in reader.partitions_for_topic(ORDERS_TOPIC) if _holds(own_broker, p)
+        )
+        reader.assign([partition])
+        reader.seek(partition, 0)
+        first, _second, third = poll_all(reader, partition, 3)
+        assert worker._before_gap(partition, [first, third], expected=0) == [first]  # the first miss waits
+        monkeypatch.setattr(consumer_module, "GAP_PATIENCE_SECONDS", 0.0)
+        reader.seek(partition, 3)
+        with caplog.at_level("ERROR", logger="goshop.consumer"):
+            assert worker._before_gap(partition, [first, third], expected=0) == [first, third]
+        assert reader.position(partition) == 3  # not sent back
+        assert [r.getMessage() for r in caplog.records] == ["offset never appeared; passing over it"]
+    finally:
+        reader.close()
+
+
+def _holds(broker, partition: int) -> bool:
+    """Whether ``partition`` of the orders topic has records (produce's one key lands on one)."""
+    from kafka import TopicPartition
+
+    from goshop_common.messaging.kafka import make_reader
+
+    reader = make_reader(broker.bootstrap)
+    try:
+        tp = TopicPartition(ORDERS_TOPIC, partition)
+        return reader.end_offsets([tp])[tp] > 0
+    finally:
+        reader.close()
+
+
+def poll_all(reader, partition, count: int) -> list:
+    records: list = []
+    deadline = time.monotonic() + 15
+    while len(records) < count and time.monotonic() < deadline:
+        records += reader.poll(timeout_ms=200).get(partition, [])
+    assert len(records) == count, records
+    return records
