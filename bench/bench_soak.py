@@ -174,6 +174,13 @@ KNOWN_GROWTH = {
         "retention (retention.ms is ignored) nor DeleteRecords (it closes the connection): "
         "it grows with the events, not with time (docs/performance.md, Soak)"
     ),
+    "threads[broker]": (
+        "make run's broker (Tansu 0.6) decodes every request and encodes every response on "
+        "tokio's blocking pool (spawn_blocking, tansu-service/src/frame.rs), which grows to the "
+        "most requests in flight at once (a frozen broker's release: every client's at once) and "
+        "lets a thread go only after 10 s without work: under steady traffic the count is that "
+        "high-water mark, and it falls back within 10 s of quiet (docs/performance.md, Soak)"
+    ),
 }
 FAULT_KINDS = ("kill", "freeze-broker", "restart-postgres", "partition")
 FAULT_COLOURS = {"kill": "tab:red", "freeze-broker": "tab:purple", "restart-postgres": "tab:orange"}
