@@ -168,7 +168,7 @@ bench-shop: $(STAMP) ## the whole shop as make run starts it vs bare Pyramid/Cor
 bench-scale: $(STAMP) ## each operation's latency and CPU at 10k, 1M and 10M orders, against 10k's (~15 min; BENCH_SCALE_ARGS=--quick, --stages 10000,300000, --keep)
 	$(BIN)/python bench/bench_scale.py $(BENCH_SCALE_ARGS)
 
-bench-capacity: $(STAMP) ## the highest checkout rate held 5 min (p99 order -> final < 1 s, every invariant), 1 and 2 replicas of each worker, vs the Cornice floor (~45-60 min; BENCH_CAPACITY_ARGS=--quick, --hold 300, --replicas 1)
+bench-capacity: $(STAMP) ## the highest checkout rate held 5 min (p99 order -> final < 1 s, every invariant), 1 and 2 replicas of each worker, vs the Cornice floor (~1-1.5 h; BENCH_CAPACITY_ARGS=--quick, --hold 300, --replicas 1)
 	$(BIN)/python bench/bench_capacity.py $(BENCH_CAPACITY_ARGS)
 
 # make soak's knobs (bench/bench_soak.py --help for the rest, through SOAK_ARGS).

@@ -1,8 +1,8 @@
 """The limit of two cores: the highest checkout rate through the gateway
 that the shop sustains, with one and with two replicas of each worker.
 
-    .venv/bin/python bench/bench_capacity.py            # ~45-60 min: both layouts, 5 min holds
-    .venv/bin/python bench/bench_capacity.py --quick    # ~5 min smoke run: short steps, 30 s holds
+    .venv/bin/python bench/bench_capacity.py            # ~1-1.5 h: both layouts, 5 min holds
+    .venv/bin/python bench/bench_capacity.py --quick    # ~10 min smoke run: short steps, 30 s holds
     .venv/bin/python bench/bench_capacity.py --replicas 2 --hold 120
 
 For each layout (``--replicas 1``: the shop as ``make run`` starts it;
@@ -25,9 +25,10 @@ customers through the gateway, and then:
    placed. The rate goes up by half until a rate fails (two steps in a row at
    it: a neighbour on a shared machine can sink one), then is bisected
    between the highest pass and the lowest failure to ``precision``.
-3. The hold: the highest passing rate for ``hold`` seconds (300 by
-   default) on a fresh shop; if it fails, 10 % lower on another fresh shop,
-   up to HOLD_ATTEMPTS holds. Fresh, because make run's broker (Tansu,
+3. The holds: the highest passing rate for ``hold`` seconds (300 by
+   default) on a fresh shop; if it fails, half of it, then bisected between
+   the highest rate held and the lowest failed to ``precision``, each hold
+   on another fresh shop, MAX_HOLDS at most (next_hold). Fresh, because make run's broker (Tansu,
    ``memory://``) keeps every record it was sent and serves each fetch at a
    cost that grows with them: after the search's orders, it is not the
    broker a sustained rate should be judged on (docs/performance.md).
@@ -117,10 +118,24 @@ MAX_CONNECTIONS = 64
 RATE_SHORTFALL = 0.97
 LOGIN_THREADS = 4
 SAMPLE_SECONDS = 1.0
-HOLD_RETRY_FACTOR = 0.9
-# A rate that passes 20-s steps can fail 5 minutes by a quarter or more (the
-# broker above): four holds reach 0.73x the search's best.
-HOLD_ATTEMPTS = 4
+# A rate that passes 20-s steps can fail 5 minutes by a quarter, or, with two
+# replicas of each worker, by more than half (the broker above: 168.8/s passed
+# the steps, 70/s held): a failed hold halves the rate, then the holds bisect.
+MAX_HOLDS = 6
+
+
+def next_hold(held: float | None, failed: float | None, precision: float) -> float | None:
+    """The next rate to hold, given the highest rate held so far and the
+    lowest that failed (None: none yet); None when there is nothing left
+    to try: a rate held and nothing failed above it, or the two within
+    ``precision`` of the one held."""
+    if failed is None:
+        return None
+    if held is None:
+        return round(failed / 2, 1)
+    if (failed - held) / held <= precision:
+        return None
+    return round((held + failed) / 2, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -874,6 +889,9 @@ def fixed_rates(bench: Bench, settings: Settings, rates: list[float], label: str
         result = bench.step(rate, settings.step_seconds)
         print(f"  step {number}: {result.line()}", flush=True)
         by_minute(result)
+        if result.orders:
+            print("    per process, CPU per order:", flush=True)
+            sb.print_cpu_table(result.reading.shop, result.orders, "ms/order", 1000)
         print(f"    {result.sampler.summary()}", flush=True)
         print(
             f"    p50/p99: due -> created {result.p('http', 0.5) * 1000:.0f}/{result.p('http', 0.99) * 1000:.0f} ms, "
@@ -1013,17 +1031,24 @@ def run_layout(
         if first_failure is not None:
             print(f"\n-- {label}: the lowest failing step ({first_failure.rate:.1f}/s), where it ran out", flush=True)
             where_cpu_goes(first_failure)
-        rate, held = best, None
-        for attempt in range(1, HOLD_ATTEMPTS + 1):
+        rate: float | None = best
+        held_rate: float | None = None
+        failed_rate: float | None = None
+        holds: list[Step] = []
+        while rate is not None and len(holds) < MAX_HOLDS:
             layout.close()
             layout = LayoutShop(replica_count, settings, children, cornice)
             print("\n(a fresh shop for the hold, its broker empty)", flush=True)
             layout.open()
-            held = hold(layout, rate, attempt)
-            if held.passed:
-                break
-            rate = round(rate * HOLD_RETRY_FACTOR, 1)
-        assert held is not None
+            step = hold(layout, rate, len(holds) + 1)
+            holds.append(step)
+            if step.passed:
+                held_rate = rate
+            else:
+                failed_rate = rate
+            rate = next_hold(held_rate, failed_rate, settings.precision)
+        passed = [step for step in holds if step.passed]
+        held = max(passed, key=lambda step: step.rate) if passed else holds[-1]
         floors.append(floor_figures(children, floor_target, floor_script, layout.meter, settings.floor_seconds))
         floor = mean_floor(floors)
         print(
