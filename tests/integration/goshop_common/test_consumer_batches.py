@@ -344,68 +344,56 @@ def test_a_database_outage_sends_the_consumer_back_to_poll_after_one_failed_batc
     assert recorded(scratch, INBOX) == set()
 
 
-def test_a_poll_that_skips_an_offset_is_cut_there_and_the_client_fetches_from_it_again(own_broker, scratch):
+@pytest.fixture
+def one_partition(own_broker, scratch):
+    """Three events on one partition (offsets 0, 1, 2), read back by a
+    reader assigned to it, and a consumer around that reader."""
+    from kafka import TopicPartition
+
+    from goshop_common.messaging.kafka import make_reader
+
+    produce(own_broker.bootstrap, 3)  # one key: one partition
+    reader = make_reader(own_broker.bootstrap)
+    worker = EventConsumer(
+        "gap-test", scratch, reader, INBOX, record_effect, dead_letters=dead_letters(own_broker.bootstrap, "gap-test")
+    )
+    try:
+        partition = next(
+            TopicPartition(ORDERS_TOPIC, p) for p in reader.partitions_for_topic(ORDERS_TOPIC) if _holds(own_broker, p)
+        )
+        reader.assign([partition])
+        reader.seek(partition, 0)
+        yield reader, worker, partition, poll_all(reader, partition, 3)
+    finally:
+        reader.close()
+
+
+def test_a_poll_that_skips_an_offset_is_cut_there_and_the_client_fetches_from_it_again(one_partition):
     """make run's broker can hand out a later batch before an earlier one is
     stored (two producers on one partition); the records past the hole are
     not taken, and the next fetch starts at the missing offset."""
-    from kafka import TopicPartition
-
-    from goshop_common.messaging.kafka import make_reader
-
-    produce(own_broker.bootstrap, 3)  # one key: one partition, offsets 0, 1, 2
-    reader = make_reader(own_broker.bootstrap)
-    worker = EventConsumer(
-        "gap-test", scratch, reader, INBOX, record_effect, dead_letters=dead_letters(own_broker.bootstrap, "gap-test")
-    )
-    try:
-        partition = next(
-            TopicPartition(ORDERS_TOPIC, p) for p in reader.partitions_for_topic(ORDERS_TOPIC) if _holds(own_broker, p)
-        )
-        reader.assign([partition])
-        reader.seek(partition, 0)
-        records = poll_all(reader, partition, 3)
-        first, second, third = records
-        # The poll as the broker showed it: offset 1 not there yet.
-        kept = worker._before_gap(partition, [first, third], expected=0)
-        assert [r.offset for r in kept] == [0]
-        assert reader.position(partition) == 1
-        assert [r.offset for r in poll_all(reader, partition, 2)] == [1, 2]
-        # Nothing missing: the whole poll, and the client's position untouched.
-        assert worker._before_gap(partition, [second, third], expected=1) == [second, third]
-        assert reader.position(partition) == 3
-    finally:
-        reader.close()
+    reader, worker, partition, (first, second, third) = one_partition
+    # The poll as the broker showed it: offset 1 not there yet.
+    kept = worker._before_gap(partition, [first, third], expected=0)
+    assert [r.offset for r in kept] == [0]
+    assert reader.position(partition) == 1
+    assert [r.offset for r in poll_all(reader, partition, 2)] == [1, 2]
+    # Nothing missing: the whole poll, and the client's position untouched.
+    assert worker._before_gap(partition, [second, third], expected=1) == [second, third]
+    assert reader.position(partition) == 3
 
 
-def test_an_offset_missing_past_the_patience_is_passed_over_and_logged_as_an_error(
-    own_broker, scratch, monkeypatch, caplog
-):
-    from kafka import TopicPartition
-
+def test_an_offset_missing_past_the_patience_is_passed_over_and_logged_as_an_error(one_partition, monkeypatch, caplog):
     from goshop_common.messaging import consumer as consumer_module
-    from goshop_common.messaging.kafka import make_reader
 
-    produce(own_broker.bootstrap, 3)
-    reader = make_reader(own_broker.bootstrap)
-    worker = EventConsumer(
-        "gap-test", scratch, reader, INBOX, record_effect, dead_letters=dead_letters(own_broker.bootstrap, "gap-test")
-    )
-    try:
-        partition = next(
-            TopicPartition(ORDERS_TOPIC, p) for p in reader.partitions_for_topic(ORDERS_TOPIC) if _holds(own_broker, p)
-        )
-        reader.assign([partition])
-        reader.seek(partition, 0)
-        first, _second, third = poll_all(reader, partition, 3)
-        assert worker._before_gap(partition, [first, third], expected=0) == [first]  # the first miss waits
-        monkeypatch.setattr(consumer_module, "GAP_PATIENCE_SECONDS", 0.0)
-        reader.seek(partition, 3)
-        with caplog.at_level("ERROR", logger="goshop.consumer"):
-            assert worker._before_gap(partition, [first, third], expected=0) == [first, third]
-        assert reader.position(partition) == 3  # not sent back
-        assert [r.getMessage() for r in caplog.records] == ["offset never appeared; passing over it"]
-    finally:
-        reader.close()
+    reader, worker, partition, (first, _second, third) = one_partition
+    assert worker._before_gap(partition, [first, third], expected=0) == [first]  # the first miss waits
+    monkeypatch.setattr(consumer_module, "GAP_PATIENCE_SECONDS", 0.0)
+    reader.seek(partition, 3)
+    with caplog.at_level("ERROR", logger="goshop.consumer"):
+        assert worker._before_gap(partition, [first, third], expected=0) == [first, third]
+    assert reader.position(partition) == 3  # not sent back
+    assert [r.getMessage() for r in caplog.records] == ["offset never appeared; passing over it"]
 
 
 def _holds(broker, partition: int) -> bool:
