@@ -89,7 +89,7 @@ DOORBELL_POLL_MS = 25
 DOORBELL_RUNG_POLLS = 4
 # Errors that say "the database is unreachable right now", not "this event is bad".
 TRANSIENT = (OperationalError, InterfaceError)
-# A missing offset in a partition (records_before_gap): fetched again after
+# A missing offset in a partition (EventConsumer._before_gap): fetched again after
 # this pause, for at most GAP_PATIENCE_SECONDS; then taken to be gone.
 GAP_RETRY_SECONDS = 0.05
 GAP_PATIENCE_SECONDS = 30.0
